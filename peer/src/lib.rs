@@ -1,0 +1,7 @@
+//! watchparty protocol core.
+//!
+//! Sans-I/O: every input carries `now` explicitly and every output is polled
+//! out. Nothing in this crate (outside the `native` feature) reads a clock,
+//! opens a socket, spawns a task or takes a lock.
+#![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]

@@ -1,0 +1,3 @@
+//! watchparty signaling server.
+#![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]

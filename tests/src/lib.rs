@@ -1,0 +1,2 @@
+//! Shared helpers for watchparty whole-system tests.
+#![forbid(unsafe_code)]

@@ -1,0 +1,1 @@
+//! watchparty browser peer.
