@@ -5,3 +5,5 @@
 //! opens a socket, spawns a task or takes a lock.
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod channels;
