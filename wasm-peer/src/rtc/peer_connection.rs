@@ -1,0 +1,242 @@
+//! [`PeerConnection`]: an owned `RTCPeerConnection` with trickle ICE.
+
+use std::cell::{Cell, RefCell};
+
+use wasm_bindgen::JsCast;
+use wasm_bindgen::closure::Closure;
+use wasm_bindgen_futures::JsFuture;
+use watchparty_peer::channels::ChannelSpec;
+use web_sys::{
+    RtcConfiguration, RtcDataChannelInit, RtcIceCandidateInit, RtcPeerConnection,
+    RtcPeerConnectionIceEvent, RtcSdpType, RtcSessionDescriptionInit,
+};
+
+use super::DataChannel;
+use crate::error::RtcError;
+
+/// Most remote ICE candidates kept while the remote description is not set
+/// yet (they cannot be applied before it). One more is an error: a peer that
+/// sends that many before its description is misbehaving.
+pub const MAX_PENDING_REMOTE_CANDIDATES: usize = 64;
+
+/// Whether a session description is an offer or an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SdpKind {
+    /// The first description of a negotiation.
+    Offer,
+    /// The reply to an offer.
+    Answer,
+}
+
+impl SdpKind {
+    fn to_browser(self) -> RtcSdpType {
+        match self {
+            Self::Offer => RtcSdpType::Offer,
+            Self::Answer => RtcSdpType::Answer,
+        }
+    }
+}
+
+/// A session description as it travels over signaling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionDescription {
+    /// Offer or answer.
+    pub kind: SdpKind,
+    /// The SDP text.
+    pub sdp: String,
+}
+
+/// One ICE candidate as it travels over signaling.
+///
+/// An empty `candidate` string marks the end of candidates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IceCandidate {
+    /// The `candidate:` attribute line.
+    pub candidate: String,
+    /// The media stream id the candidate belongs to.
+    pub sdp_mid: Option<String>,
+    /// The media line index the candidate belongs to.
+    pub sdp_m_line_index: Option<u16>,
+}
+
+type IceHandler = Closure<dyn FnMut(RtcPeerConnectionIceEvent)>;
+
+/// An `RTCPeerConnection` with no ICE servers (host candidates only, for now).
+///
+/// Remote candidates that arrive before the remote description are buffered
+/// (up to [`MAX_PENDING_REMOTE_CANDIDATES`]) and applied once it is set.
+/// Dropping the value detaches its event handler and closes the connection.
+#[derive(Debug)]
+pub struct PeerConnection {
+    pc: RtcPeerConnection,
+    on_ice_candidate: RefCell<Option<IceHandler>>,
+    pending_remote: RefCell<Vec<IceCandidate>>,
+    remote_description_set: Cell<bool>,
+}
+
+impl PeerConnection {
+    /// Creates a connection without STUN/TURN servers.
+    ///
+    /// # Errors
+    /// [`RtcError::Js`] if the browser refuses to create it.
+    pub fn new() -> Result<Self, RtcError> {
+        let config = RtcConfiguration::new();
+        config.set_ice_servers(&js_sys::Array::new());
+        let pc = RtcPeerConnection::new_with_configuration(&config)
+            .map_err(|e| RtcError::js("new RTCPeerConnection", &e))?;
+        Ok(Self {
+            pc,
+            on_ice_candidate: RefCell::new(None),
+            pending_remote: RefCell::new(Vec::new()),
+            remote_description_set: Cell::new(false),
+        })
+    }
+
+    /// Calls `handler` with every local ICE candidate the browser gathers
+    /// (`None` once gathering is complete). Replaces any previous handler.
+    pub fn on_ice_candidate(&self, mut handler: impl FnMut(Option<IceCandidate>) + 'static) {
+        let closure = IceHandler::new(move |event: RtcPeerConnectionIceEvent| {
+            handler(event.candidate().map(|c| IceCandidate {
+                candidate: c.candidate(),
+                sdp_mid: c.sdp_mid(),
+                sdp_m_line_index: c.sdp_m_line_index(),
+            }));
+        });
+        self.pc
+            .set_onicecandidate(Some(closure.as_ref().unchecked_ref()));
+        // The old closure (if any) is no longer referenced by the browser.
+        self.on_ice_candidate.replace(Some(closure));
+    }
+
+    /// Creates the pre-negotiated data channel `spec` (same id on both peers).
+    ///
+    /// Create the channels before [`Self::create_offer`] so that the offer
+    /// carries the data section.
+    ///
+    /// # Errors
+    /// [`RtcError::Js`] if the browser refuses the channel (e.g. id in use).
+    pub fn open_channel(&self, spec: ChannelSpec) -> Result<DataChannel, RtcError> {
+        let init = RtcDataChannelInit::new();
+        init.set_negotiated(true);
+        init.set_id(spec.id.get());
+        init.set_ordered(spec.delivery.ordered());
+        if let Some(max) = spec.delivery.max_retransmits() {
+            init.set_max_retransmits(max);
+        }
+        let dc = self
+            .pc
+            .create_data_channel_with_data_channel_dict(spec.label, &init);
+        // `createDataChannel` throws on a bad id; web-sys does not surface
+        // that as a `Result`, so check that the channel took our id.
+        if dc.id() != Some(spec.id.get()) {
+            return Err(RtcError::Js {
+                op: "createDataChannel",
+                message: format!("channel `{}` did not get id {}", spec.label, spec.id.get()),
+            });
+        }
+        Ok(DataChannel::new(dc, spec))
+    }
+
+    /// Creates an offer and sets it as the local description.
+    ///
+    /// # Errors
+    /// [`RtcError::Js`] when the browser rejects; [`RtcError::MissingSdp`].
+    pub async fn create_offer(&self) -> Result<SessionDescription, RtcError> {
+        let offer = JsFuture::from(self.pc.create_offer())
+            .await
+            .map_err(|e| RtcError::js("createOffer", &e))?;
+        self.set_local(SdpKind::Offer, offer).await
+    }
+
+    /// Creates an answer (after the remote offer is set) and sets it as the
+    /// local description.
+    ///
+    /// # Errors
+    /// [`RtcError::Js`] when the browser rejects; [`RtcError::MissingSdp`].
+    pub async fn create_answer(&self) -> Result<SessionDescription, RtcError> {
+        let answer = JsFuture::from(self.pc.create_answer())
+            .await
+            .map_err(|e| RtcError::js("createAnswer", &e))?;
+        self.set_local(SdpKind::Answer, answer).await
+    }
+
+    async fn set_local(
+        &self,
+        kind: SdpKind,
+        desc: wasm_bindgen::JsValue,
+    ) -> Result<SessionDescription, RtcError> {
+        let desc: RtcSessionDescriptionInit = desc.unchecked_into();
+        let sdp = desc.get_sdp().ok_or(RtcError::MissingSdp)?;
+        JsFuture::from(self.pc.set_local_description(&desc))
+            .await
+            .map_err(|e| RtcError::js("setLocalDescription", &e))?;
+        Ok(SessionDescription { kind, sdp })
+    }
+
+    /// Sets the remote peer's description, then applies any remote candidates
+    /// that arrived before it.
+    ///
+    /// # Errors
+    /// [`RtcError::Js`] when the browser rejects the description or a
+    /// buffered candidate.
+    pub async fn set_remote_description(&self, desc: &SessionDescription) -> Result<(), RtcError> {
+        let init = RtcSessionDescriptionInit::new(desc.kind.to_browser());
+        init.set_sdp(&desc.sdp);
+        JsFuture::from(self.pc.set_remote_description(&init))
+            .await
+            .map_err(|e| RtcError::js("setRemoteDescription", &e))?;
+        self.remote_description_set.set(true);
+        let pending = self.pending_remote.take();
+        for candidate in &pending {
+            self.apply_candidate(candidate).await?;
+        }
+        Ok(())
+    }
+
+    /// Adds a candidate from the remote peer, or buffers it until the remote
+    /// description is set.
+    ///
+    /// # Errors
+    /// [`RtcError::TooManyPendingCandidates`] when the buffer is full;
+    /// [`RtcError::Js`] when the browser rejects the candidate.
+    pub async fn add_remote_candidate(&self, candidate: &IceCandidate) -> Result<(), RtcError> {
+        if !self.remote_description_set.get() {
+            let mut pending = self.pending_remote.borrow_mut();
+            if pending.len() >= MAX_PENDING_REMOTE_CANDIDATES {
+                return Err(RtcError::TooManyPendingCandidates {
+                    max: MAX_PENDING_REMOTE_CANDIDATES,
+                });
+            }
+            pending.push(candidate.clone());
+            return Ok(());
+        }
+        self.apply_candidate(candidate).await
+    }
+
+    async fn apply_candidate(&self, candidate: &IceCandidate) -> Result<(), RtcError> {
+        let init = RtcIceCandidateInit::new(&candidate.candidate);
+        init.set_sdp_mid(candidate.sdp_mid.as_deref());
+        init.set_sdp_m_line_index(candidate.sdp_m_line_index);
+        JsFuture::from(
+            self.pc
+                .add_ice_candidate_with_opt_rtc_ice_candidate_init(Some(&init)),
+        )
+        .await
+        .map_err(|e| RtcError::js("addIceCandidate", &e))?;
+        Ok(())
+    }
+
+    /// Number of remote candidates waiting for the remote description.
+    #[must_use]
+    pub fn pending_remote_candidates(&self) -> usize {
+        self.pending_remote.borrow().len()
+    }
+}
+
+impl Drop for PeerConnection {
+    fn drop(&mut self) {
+        // Detach first, so the browser never calls a freed closure.
+        self.pc.set_onicecandidate(None);
+        self.pc.close();
+    }
+}
