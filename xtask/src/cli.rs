@@ -1,0 +1,162 @@
+//! Command-line parsing (std only).
+
+use crate::test::{Selection, Step};
+
+/// Printed for `help` and on a usage error.
+pub const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  setup                 install what is missing: wasm32 target, rustfmt/clippy,
+                        clang, llvm, chromium, chromium-driver, nftables, iproute2,
+                        wasm-bindgen-cli (same version as Cargo.lock)
+  test [options]        setup, then every check in order; stops at the first failure
+      --only STEP[,..]  run only these steps (setup still runs first)
+      --skip STEP[,..]  run all steps but these
+      --list            list the steps and exit
+  demo                  planned: arrives with the signaling server and web app
+  help                  this text
+
+steps: fmt, clippy, clippy-wasm, native, wasm, e2e
+       (native, wasm and e2e run inside a private network namespace)";
+
+/// What to do.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Print usage.
+    Help,
+    /// `cargo xtask setup`.
+    Setup,
+    /// `cargo xtask test`.
+    Test(Selection),
+    /// Internal: run network-namespace steps (we are already inside it).
+    InNetns(Selection),
+    /// `cargo xtask demo`.
+    Demo,
+}
+
+/// Name of the internal subcommand `netns::outer` re-executes us with.
+pub const IN_NETNS: &str = "__in-netns";
+
+/// Parses the arguments after `cargo xtask`.
+pub fn parse(args: &[String]) -> Result<Command, String> {
+    let Some((first, rest)) = args.split_first() else {
+        return Err("missing command".to_owned());
+    };
+    match first.as_str() {
+        "help" | "--help" | "-h" => no_more(rest).map(|()| Command::Help),
+        "setup" => no_more(rest).map(|()| Command::Setup),
+        "demo" => no_more(rest).map(|()| Command::Demo),
+        "test" => parse_test(rest).map(Command::Test),
+        IN_NETNS => parse_test(rest).map(Command::InNetns),
+        other => Err(format!("unknown command `{other}`")),
+    }
+}
+
+fn no_more(rest: &[String]) -> Result<(), String> {
+    match rest.first() {
+        None => Ok(()),
+        Some(arg) => Err(format!("unexpected argument `{arg}`")),
+    }
+}
+
+fn parse_test(args: &[String]) -> Result<Selection, String> {
+    let mut only: Option<Vec<Step>> = None;
+    let mut skip: Vec<Step> = Vec::new();
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((flag, value)) => (flag, Some(value.to_owned())),
+            None => (arg.as_str(), None),
+        };
+        match flag {
+            "--list" if inline.is_none() => {
+                for step in Step::ALL {
+                    println!("{:<12} {}", step.name(), step.describe());
+                }
+                std::process::exit(0);
+            }
+            "--only" | "--skip" => {
+                let value = match inline {
+                    Some(value) => value,
+                    None => iter
+                        .next()
+                        .cloned()
+                        .ok_or_else(|| format!("`{flag}` needs a list of steps"))?,
+                };
+                let steps = parse_steps(&value)?;
+                if flag == "--only" {
+                    only.get_or_insert_with(Vec::new).extend(steps);
+                } else {
+                    skip.extend(steps);
+                }
+            }
+            _ => return Err(format!("unknown option `{arg}` for `test`")),
+        }
+    }
+    Ok(Selection::new(only.as_deref(), &skip))
+}
+
+fn parse_steps(list: &str) -> Result<Vec<Step>, String> {
+    list.split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|name| {
+            Step::from_name(name.trim()).ok_or_else(|| {
+                let known: Vec<&str> = Step::ALL.iter().map(|s| s.name()).collect();
+                format!("unknown step `{name}` (steps: {})", known.join(", "))
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn plain_commands() {
+        assert_eq!(parse(&args(&["setup"])), Ok(Command::Setup));
+        assert_eq!(parse(&args(&["demo"])), Ok(Command::Demo));
+        assert_eq!(parse(&args(&["help"])), Ok(Command::Help));
+        assert!(parse(&args(&[])).is_err());
+        assert!(parse(&args(&["setup", "x"])).is_err());
+        assert!(parse(&args(&["bogus"])).is_err());
+    }
+
+    #[test]
+    fn test_defaults_to_every_step() {
+        let Ok(Command::Test(sel)) = parse(&args(&["test"])) else {
+            panic!("test parses");
+        };
+        assert_eq!(sel.steps(), Step::ALL.to_vec());
+    }
+
+    #[test]
+    fn only_and_skip() {
+        let Ok(Command::Test(sel)) = parse(&args(&["test", "--only", "wasm,fmt"])) else {
+            panic!("parses");
+        };
+        // Always in pipeline order, whatever the order given.
+        assert_eq!(sel.steps(), vec![Step::Fmt, Step::Wasm]);
+
+        let Ok(Command::Test(sel)) = parse(&args(&["test", "--skip=e2e", "--skip", "clippy"]))
+        else {
+            panic!("parses");
+        };
+        assert_eq!(
+            sel.steps(),
+            vec![Step::Fmt, Step::ClippyWasm, Step::Native, Step::Wasm]
+        );
+    }
+
+    #[test]
+    fn bad_step_names_are_refused() {
+        assert!(parse(&args(&["test", "--only", "wasm,nope"])).is_err());
+        assert!(parse(&args(&["test", "--only"])).is_err());
+        assert!(parse(&args(&["test", "--frobnicate"])).is_err());
+    }
+}

@@ -1,0 +1,321 @@
+//! `cargo xtask setup`: make sure everything the build and the tests need is
+//! installed, installing only what is missing.
+//!
+//! * Rust: the `wasm32-unknown-unknown` target, `rustfmt`, `clippy` (rustup).
+//! * Debian packages: `clang` and `llvm` (ring's C code for wasm32),
+//!   `chromium` and `chromium-driver` (browser tests), `nftables` and
+//!   `iproute2` (network namespace tests), `util-linux` (`unshare`).
+//!   Installing them needs root; without root the exact command is printed
+//!   and setup fails.
+//! * `wasm-bindgen-cli` at exactly the `wasm-bindgen` version in `Cargo.lock`
+//!   (`cargo install`, deliberately without `--locked`: with it the install
+//!   fails against today's registry).
+//!
+//! Every check is a file lookup or a `--version` call, so a second run is a
+//! quick no-op.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use crate::run::{Cmd, Failure, find_program, is_root, root};
+
+/// The Rust target the browser code compiles to.
+pub const WASM_TARGET: &str = "wasm32-unknown-unknown";
+
+/// Where the browser tests expect Chromium and its driver (Debian's paths;
+/// `wasm-peer/webdriver.json` names the same binary).
+pub const CHROMIUM: &str = "/usr/bin/chromium";
+/// See [`CHROMIUM`].
+pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// A program we need and the Debian package that provides it.
+struct SystemTool {
+    program: &'static str,
+    package: &'static str,
+    why: &'static str,
+}
+
+const SYSTEM_TOOLS: &[SystemTool] = &[
+    SystemTool {
+        program: "clang",
+        package: "clang",
+        why: "compiles ring's C code for wasm32",
+    },
+    SystemTool {
+        program: "llvm-ar",
+        package: "llvm",
+        why: "archives ring's C code for wasm32",
+    },
+    SystemTool {
+        program: CHROMIUM,
+        package: "chromium",
+        why: "browser tests",
+    },
+    SystemTool {
+        program: CHROMEDRIVER,
+        package: "chromium-driver",
+        why: "drives Chromium in browser tests",
+    },
+    SystemTool {
+        program: "nft",
+        package: "nftables",
+        why: "network-namespace tests (packet loss, blocking)",
+    },
+    SystemTool {
+        program: "ip",
+        package: "iproute2",
+        why: "configures the tests' private network namespace",
+    },
+    SystemTool {
+        program: "unshare",
+        package: "util-linux",
+        why: "creates the tests' private network namespace",
+    },
+];
+
+/// Runs every check, installing what is missing.
+pub fn run() -> Result<(), Failure> {
+    let started = Instant::now();
+    let mut installed_something = false;
+    installed_something |= rust_target()?;
+    installed_something |= rust_components()?;
+    installed_something |= system_packages()?;
+    installed_something |= wasm_bindgen_cli()?;
+    let secs = started.elapsed().as_secs_f32();
+    if installed_something {
+        println!("setup: done, missing pieces installed ({secs:.1} s)");
+    } else {
+        println!("setup: everything already present, nothing to do ({secs:.1} s)");
+    }
+    Ok(())
+}
+
+fn ok(what: &str) {
+    println!("setup: ok       {what}");
+}
+
+fn installing(what: &str) {
+    println!("setup: missing  {what}: installing");
+}
+
+fn rust_target() -> Result<bool, Failure> {
+    let has_target = || {
+        Cmd::new("rustc")
+            .args(["--print", "sysroot"])
+            .probe()
+            .map(PathBuf::from)
+            .is_some_and(|sysroot| {
+                sysroot
+                    .join("lib/rustlib")
+                    .join(WASM_TARGET)
+                    .join("lib")
+                    .is_dir()
+            })
+    };
+    let what = format!("Rust target {WASM_TARGET}");
+    if has_target() {
+        ok(&what);
+        return Ok(false);
+    }
+    installing(&what);
+    if find_program("rustup").is_none() {
+        return Err(Failure::new(format!(
+            "the Rust target {WASM_TARGET} is missing and there is no rustup to add it; \
+             install it for your toolchain"
+        )));
+    }
+    Cmd::new("rustup")
+        .args(["target", "add", WASM_TARGET])
+        .run()?;
+    if !has_target() {
+        return Err(Failure::new(format!(
+            "`rustup target add {WASM_TARGET}` ran but the target is still missing"
+        )));
+    }
+    Ok(true)
+}
+
+fn rust_components() -> Result<bool, Failure> {
+    let has = |sub: &str| Cmd::cargo().args([sub, "--version"]).probe().is_some();
+    let missing: Vec<&str> = [("fmt", "rustfmt"), ("clippy", "clippy")]
+        .into_iter()
+        .filter(|(sub, _)| !has(sub))
+        .map(|(_, component)| component)
+        .collect();
+    if missing.is_empty() {
+        ok("rustfmt, clippy");
+        return Ok(false);
+    }
+    installing(&missing.join(", "));
+    if find_program("rustup").is_none() {
+        return Err(Failure::new(format!(
+            "missing Rust components {} and no rustup to add them",
+            missing.join(", ")
+        )));
+    }
+    Cmd::new("rustup")
+        .args(["component", "add"])
+        .args(&missing)
+        .run()?;
+    Ok(true)
+}
+
+fn tool_present(tool: &SystemTool) -> bool {
+    if tool.program.starts_with('/') {
+        PathBuf::from(tool.program).is_file()
+    } else {
+        find_program(tool.program).is_some()
+    }
+}
+
+fn system_packages() -> Result<bool, Failure> {
+    let missing: Vec<&SystemTool> = SYSTEM_TOOLS.iter().filter(|t| !tool_present(t)).collect();
+    if missing.is_empty() {
+        let packages: Vec<&str> = SYSTEM_TOOLS.iter().map(|t| t.package).collect();
+        ok(&packages.join(", "));
+        return Ok(false);
+    }
+    for tool in &missing {
+        println!(
+            "setup: missing  {} (package {}; {})",
+            tool.program, tool.package, tool.why
+        );
+    }
+    let mut packages: Vec<&str> = missing.iter().map(|t| t.package).collect();
+    packages.dedup();
+    let packages = packages.join(" ");
+    if find_program("apt-get").is_none() {
+        return Err(Failure::new(format!(
+            "no apt-get on this machine: install the equivalents of these Debian packages \
+             yourself, then rerun: {packages}"
+        )));
+    }
+    if !is_root() {
+        return Err(Failure::new(format!(
+            "installing system packages needs root. Run:\n\n    sudo apt-get update && \
+             sudo DEBIAN_FRONTEND=noninteractive apt-get install -y {packages}\n\n\
+             then rerun this command."
+        )));
+    }
+    Cmd::new("apt-get")
+        .args(["-o", "DPkg::Lock::Timeout=600", "update"])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .run()?;
+    Cmd::new("apt-get")
+        .args(["-o", "DPkg::Lock::Timeout=600", "install", "-y"])
+        .args(packages.split(' '))
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .run()?;
+    let still: Vec<&str> = SYSTEM_TOOLS
+        .iter()
+        .filter(|t| !tool_present(t))
+        .map(|t| t.program)
+        .collect();
+    if !still.is_empty() {
+        return Err(Failure::new(format!(
+            "apt-get install finished but these are still missing: {}",
+            still.join(", ")
+        )));
+    }
+    Ok(true)
+}
+
+/// The version of package `name` in a `Cargo.lock` text.
+pub fn locked_version(lock: &str, name: &str) -> Option<String> {
+    let wanted = format!("name = \"{name}\"");
+    let mut lines = lock.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() == wanted {
+            return lines
+                .next()
+                .and_then(|l| l.trim().strip_prefix("version = \""))
+                .and_then(|rest| rest.strip_suffix('"'))
+                .map(str::to_owned);
+        }
+    }
+    None
+}
+
+fn wasm_bindgen_version_in_lock() -> Result<String, Failure> {
+    let path = root().join("Cargo.lock");
+    let read = || std::fs::read_to_string(&path).ok();
+    if let Some(version) = read().and_then(|lock| locked_version(&lock, "wasm-bindgen")) {
+        return Ok(version);
+    }
+    // No lock file (or a stale one): let cargo resolve and write it.
+    Cmd::cargo()
+        .args(["metadata", "--format-version", "1"])
+        .probe();
+    read()
+        .and_then(|lock| locked_version(&lock, "wasm-bindgen"))
+        .ok_or_else(|| Failure::new(format!("no wasm-bindgen entry in {}", path.display())))
+}
+
+fn wasm_bindgen_cli() -> Result<bool, Failure> {
+    let version = wasm_bindgen_version_in_lock()?;
+    let matches = |program: &str| {
+        Cmd::new(program)
+            .args(["--version"])
+            .probe()
+            .is_some_and(|out| out == format!("{program} {version}"))
+    };
+    let what = format!("wasm-bindgen-cli {version} (wasm-bindgen, wasm-bindgen-test-runner)");
+    if matches("wasm-bindgen") && matches("wasm-bindgen-test-runner") {
+        ok(&what);
+        return Ok(false);
+    }
+    installing(&format!("{what}; this takes about 3 minutes"));
+    // Deliberately without `--locked`: the CLI's own lock file pins a
+    // dependency version the registry no longer offers.
+    Cmd::cargo()
+        .args(["install", "wasm-bindgen-cli", "--version"])
+        .args([format!("={version}")])
+        .run()?;
+    if !(matches("wasm-bindgen") && matches("wasm-bindgen-test-runner")) {
+        return Err(Failure::new(format!(
+            "wasm-bindgen-cli {version} was installed but `wasm-bindgen --version` does not \
+             report it; is another wasm-bindgen earlier on PATH?"
+        )));
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LOCK: &str = r#"
+[[package]]
+name = "wasm-bindgen-futures"
+version = "0.4.80"
+
+[[package]]
+name = "wasm-bindgen"
+version = "0.2.130"
+source = "registry+https://github.com/rust-lang/crates.io-index"
+"#;
+
+    #[test]
+    fn finds_exact_package_version() {
+        assert_eq!(
+            locked_version(LOCK, "wasm-bindgen").as_deref(),
+            Some("0.2.130")
+        );
+        assert_eq!(
+            locked_version(LOCK, "wasm-bindgen-futures").as_deref(),
+            Some("0.4.80")
+        );
+        assert_eq!(locked_version(LOCK, "wasm-bindgen-test"), None);
+    }
+
+    #[test]
+    fn the_workspace_lock_pins_wasm_bindgen() {
+        let lock = std::fs::read_to_string(root().join("Cargo.lock")).expect("Cargo.lock");
+        let version = locked_version(&lock, "wasm-bindgen").expect("wasm-bindgen in lock");
+        let manifest = std::fs::read_to_string(root().join("Cargo.toml")).expect("Cargo.toml");
+        assert!(
+            manifest.contains(&format!("wasm-bindgen = \"={version}\"")),
+            "root Cargo.toml must pin wasm-bindgen to the locked {version}"
+        );
+    }
+}

@@ -1,0 +1,225 @@
+//! `cargo xtask test`: every check, in order, stopping at the first failure.
+//!
+//! 1. `setup` (always; a quick no-op when everything is installed)
+//! 2. `fmt` — `cargo fmt --all --check`
+//! 3. `clippy` — host target, whole workspace, all targets, `-D warnings`
+//! 4. `clippy-wasm` — `wasm32-unknown-unknown`: the protocol core without
+//!    default features, and the browser peer with its tests
+//! 5. `native` — `cargo test` for the workspace (without the e2e crate)
+//! 6. `wasm` — the browser tests of `wasm-peer` in headless Chromium via
+//!    `wasm-bindgen-test-runner`
+//! 7. `e2e` — the whole-system tests of the `tests/` crate
+//!
+//! Steps 5–7 run inside a private network namespace (see [`crate::netns`]):
+//! dependencies are fetched first (`cargo fetch`), then those steps run with
+//! `--offline` where no packet can leave the machine.
+
+use std::time::{Duration, Instant};
+
+use crate::netns;
+use crate::run::{Cmd, Failure, root};
+use crate::setup::{self, CHROMEDRIVER, CHROMIUM, WASM_TARGET};
+
+/// Seconds `wasm-bindgen-test-runner` waits for a browser test run
+/// (its default of 20 s is tight on a loaded 2-core CI machine).
+const WASM_TEST_TIMEOUT_SECS: &str = "120";
+
+/// One step of the pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// `cargo fmt --all --check`.
+    Fmt,
+    /// Clippy for the host target.
+    Clippy,
+    /// Clippy for `wasm32-unknown-unknown`.
+    ClippyWasm,
+    /// Native `cargo test`.
+    Native,
+    /// Browser tests in headless Chromium.
+    Wasm,
+    /// Whole-system tests.
+    E2e,
+}
+
+impl Step {
+    /// Every step, in pipeline order.
+    pub const ALL: [Self; 6] = [
+        Self::Fmt,
+        Self::Clippy,
+        Self::ClippyWasm,
+        Self::Native,
+        Self::Wasm,
+        Self::E2e,
+    ];
+
+    /// The name used by `--only` / `--skip`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Fmt => "fmt",
+            Self::Clippy => "clippy",
+            Self::ClippyWasm => "clippy-wasm",
+            Self::Native => "native",
+            Self::Wasm => "wasm",
+            Self::E2e => "e2e",
+        }
+    }
+
+    /// One line for `--list`.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Fmt => "cargo fmt --all --check",
+            Self::Clippy => "clippy, host target, whole workspace, -D warnings",
+            Self::ClippyWasm => "clippy, wasm32: watchparty-peer (no default features), wasm-peer",
+            Self::Native => "cargo test, workspace without e2e (private netns)",
+            Self::Wasm => "wasm-peer browser tests in headless Chromium (private netns)",
+            Self::E2e => "whole-system tests of tests/ (private netns)",
+        }
+    }
+
+    /// The step called `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    /// Whether the step runs inside the private network namespace.
+    pub fn needs_netns(self) -> bool {
+        matches!(self, Self::Native | Self::Wasm | Self::E2e)
+    }
+
+    fn commands(self) -> Vec<Cmd> {
+        let deny_warnings = ["--", "-D", "warnings"];
+        match self {
+            Self::Fmt => vec![Cmd::cargo().args(["fmt", "--all", "--check"])],
+            Self::Clippy => vec![
+                Cmd::cargo()
+                    .args(["clippy", "--workspace", "--all-targets"])
+                    .args(deny_warnings),
+            ],
+            Self::ClippyWasm => vec![
+                Cmd::cargo()
+                    .args(["clippy", "-p", "watchparty-peer", "--no-default-features"])
+                    .args(["--target", WASM_TARGET])
+                    .args(deny_warnings),
+                Cmd::cargo()
+                    .args(["clippy", "-p", "watchparty-wasm-peer", "--all-targets"])
+                    .args(["--target", WASM_TARGET])
+                    .args(deny_warnings),
+            ],
+            Self::Native => vec![
+                Cmd::cargo()
+                    .args(["test", "--offline", "--workspace"])
+                    .args(["--exclude", "watchparty-e2e"]),
+            ],
+            Self::Wasm => vec![
+                browser_env(Cmd::cargo())
+                    .args(["test", "--offline", "-p", "watchparty-wasm-peer"])
+                    .args(["--target", WASM_TARGET]),
+            ],
+            Self::E2e => {
+                vec![browser_env(Cmd::cargo()).args(["test", "--offline", "-p", "watchparty-e2e"])]
+            }
+        }
+    }
+
+    /// Runs the step's commands with the extra environment `env`, stopping
+    /// at the first failure.
+    pub fn run(self, env: &[(&str, &str)]) -> Result<(), Failure> {
+        println!("\n==> step `{}`: {}", self.name(), self.describe());
+        for cmd in self.commands() {
+            env.iter()
+                .fold(cmd, |cmd, (key, value)| cmd.env(key, value))
+                .run()
+                .map_err(|f| Failure::new(format!("step `{}` failed: {f}", self.name())))?;
+        }
+        Ok(())
+    }
+}
+
+/// Environment for tests that drive Chromium.
+fn browser_env(cmd: Cmd) -> Cmd {
+    cmd.env("CHROMEDRIVER", CHROMEDRIVER)
+        .env("WATCHPARTY_CHROMIUM", CHROMIUM)
+        .env(
+            "WASM_BINDGEN_TEST_WEBDRIVER_JSON",
+            root().join("wasm-peer").join("webdriver.json"),
+        )
+        .env("WASM_BINDGEN_TEST_TIMEOUT", WASM_TEST_TIMEOUT_SECS)
+        // Interactive (non-headless) mode would wait for a human.
+        .env_remove("NO_HEADLESS")
+}
+
+/// Which steps to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selection {
+    steps: Vec<Step>,
+}
+
+impl Selection {
+    /// `only` (all steps when `None`) minus `skip`, in pipeline order.
+    pub fn new(only: Option<&[Step]>, skip: &[Step]) -> Self {
+        let steps = Step::ALL
+            .into_iter()
+            .filter(|s| only.is_none_or(|only| only.contains(s)))
+            .filter(|s| !skip.contains(s))
+            .collect();
+        Self { steps }
+    }
+
+    /// The selected steps, in pipeline order.
+    pub fn steps(&self) -> Vec<Step> {
+        self.steps.clone()
+    }
+
+    /// Arguments that select the same steps (`--only a,b`).
+    pub fn to_args(&self) -> Vec<String> {
+        let names: Vec<&str> = self.steps.iter().map(|s| s.name()).collect();
+        vec!["--only".to_owned(), names.join(",")]
+    }
+}
+
+/// `cargo xtask test`.
+pub fn run(selection: &Selection) -> Result<(), Failure> {
+    let started = Instant::now();
+    let steps = selection.steps();
+    if steps.is_empty() {
+        return Err(Failure::new("no steps selected"));
+    }
+    println!("==> step `setup`");
+    setup::run().map_err(|f| Failure::new(format!("step `setup` failed: {f}")))?;
+
+    let (isolated, host): (Vec<Step>, Vec<Step>) = steps.iter().partition(|s| s.needs_netns());
+    for step in &host {
+        step.run(&[]).map_err(|f| failed(&f, started.elapsed()))?;
+    }
+    if !isolated.is_empty() {
+        println!("\n==> fetching dependencies, so the isolated steps can build offline");
+        Cmd::cargo()
+            .args(["fetch"])
+            .run()
+            .map_err(|f| failed(&f, started.elapsed()))?;
+        netns::outer(&Selection::new(Some(&isolated), &[])).map_err(|f| {
+            failed(
+                &Failure::new(format!(
+                    "{f}\n       (the failing step inside the private network namespace \
+                     is named above)"
+                )),
+                started.elapsed(),
+            )
+        })?;
+    }
+    let names: Vec<&str> = steps.iter().map(|s| s.name()).collect();
+    println!(
+        "\nxtask test: OK — setup + {} step(s) passed ({}) in {} s",
+        steps.len(),
+        names.join(", "),
+        started.elapsed().as_secs()
+    );
+    Ok(())
+}
+
+fn failed(failure: &Failure, elapsed: Duration) -> Failure {
+    Failure::new(format!(
+        "xtask test: FAILED after {} s\n       {failure}",
+        elapsed.as_secs()
+    ))
+}
