@@ -7,3 +7,6 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod channels;
+pub mod clock;
+pub mod sync_config;
+pub mod time;
