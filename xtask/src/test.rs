@@ -219,7 +219,7 @@ pub fn run(selection: &Selection) -> Result<(), Failure> {
 
 fn failed(failure: &Failure, elapsed: Duration) -> Failure {
     Failure::new(format!(
-        "xtask test: FAILED after {} s\n       {failure}",
+        "test FAILED after {} s\n       {failure}",
         elapsed.as_secs()
     ))
 }
