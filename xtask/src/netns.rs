@@ -39,29 +39,40 @@ pub fn outer(selection: &Selection) -> Result<(), Failure> {
     let unshare = find_program("unshare").ok_or_else(|| {
         Failure::new("`unshare` (util-linux) is missing; run `cargo xtask setup`")
     })?;
-    let mut cmd = Cmd::new(unshare).args(["--net"]);
-    if !is_root() {
-        // An unprivileged user namespace gives us CAP_NET_ADMIN in the new
-        // network namespace (needed for `ip`).
-        cmd = cmd.args(["--map-root-user"]);
+    // An unprivileged user namespace gives a non-root user CAP_NET_ADMIN in
+    // the new network namespace (needed for `ip`).
+    let flags: &[&str] = if is_root() {
+        &["--net"]
+    } else {
+        &["--net", "--map-root-user"]
+    };
+    // Preflight, so that "cannot create a namespace" is not mistaken for a
+    // failing test.
+    if Cmd::new(&unshare)
+        .args(flags)
+        .args(["--", "true"])
+        .probe()
+        .is_none()
+    {
+        let fix = if is_root() {
+            "the process lacks CAP_SYS_ADMIN (in a container, allow namespaces)"
+        } else {
+            "unprivileged user namespaces may be disabled; run as root instead"
+        };
+        return Err(Failure::new(format!(
+            "cannot create a private network namespace with `unshare {}`: {fix}",
+            flags.join(" ")
+        )));
     }
-    let limit = COMMAND_TIME_LIMIT.saturating_mul(3);
     println!("\n==> entering a private network namespace (address {TEST_ADDR}, no route out)");
-    cmd.args(["--"])
+    Cmd::new(&unshare)
+        .args(flags)
+        .args(["--"])
         .args([exe.as_os_str()])
         .args([IN_NETNS])
         .args(selection.to_args())
-        .time_limit(limit)
+        .time_limit(COMMAND_TIME_LIMIT.saturating_mul(3))
         .run()
-        .map_err(|f| {
-            let hint = if is_root() {
-                ""
-            } else {
-                "\n       (if the namespace could not be created: unprivileged user \
-                 namespaces may be disabled; run as root instead)"
-            };
-            Failure::new(format!("{f}{hint}"))
-        })
 }
 
 /// Inside the namespace: check it, configure it, run the steps.

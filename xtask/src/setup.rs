@@ -2,9 +2,10 @@
 //! installed, installing only what is missing.
 //!
 //! * Rust: the `wasm32-unknown-unknown` target, `rustfmt`, `clippy` (rustup).
-//! * Debian packages: `clang` and `llvm` (ring's C code for wasm32),
-//!   `chromium` and `chromium-driver` (browser tests), `nftables` and
-//!   `iproute2` (network namespace tests), `util-linux` (`unshare`).
+//! * Debian packages: `gcc` (linker, native C code), `clang` and `llvm`
+//!   (ring's C code for wasm32), `chromium` and `chromium-driver` (browser
+//!   tests), `nftables` and `iproute2` (network namespace tests),
+//!   `util-linux` (`unshare`).
 //!   Installing them needs root; without root the exact command is printed
 //!   and setup fails.
 //! * `wasm-bindgen-cli` at exactly the `wasm-bindgen` version in `Cargo.lock`
@@ -36,6 +37,11 @@ struct SystemTool {
 }
 
 const SYSTEM_TOOLS: &[SystemTool] = &[
+    SystemTool {
+        program: "cc",
+        package: "gcc",
+        why: "linker; C code of aws-lc-sys (str0m's crypto)",
+    },
     SystemTool {
         program: "clang",
         package: "clang",
