@@ -271,10 +271,12 @@ fn wasm_bindgen_cli() -> Result<bool, Failure> {
         return Ok(false);
     }
     installing(&format!("{what}; this takes about 3 minutes"));
-    // Deliberately without `--locked`: the CLI's own lock file pins a
-    // dependency version the registry no longer offers.
+    // `--force`: a half-present install (one binary deleted) would otherwise
+    // be reported as "already installed". Deliberately without `--locked`:
+    // the CLI's own lock file pins a dependency version the registry no
+    // longer offers.
     Cmd::cargo()
-        .args(["install", "wasm-bindgen-cli", "--version"])
+        .args(["install", "--force", "wasm-bindgen-cli", "--version"])
         .args([format!("={version}")])
         .run()?;
     if !(matches("wasm-bindgen") && matches("wasm-bindgen-test-runner")) {
