@@ -1,0 +1,575 @@
+//! The sync engine: one peer's clock sync, room timeline, player tracking and
+//! drift correction, combined behind a sans-I/O interface.
+//!
+//! Inputs (each carries `now`, this peer's [`LocalTime`]):
+//! [`SyncEngine::handle_timeline`] (a verified host command or `State`),
+//! [`SyncEngine::handle_player`] (a player reading),
+//! [`SyncEngine::handle_pong`] (clock channel), [`SyncEngine::handle_timeout`].
+//! Outputs are polled: [`SyncEngine::poll_output`] until `None`, then
+//! [`SyncEngine::next_timeout`]. The host runs the same engine with the
+//! reference clock ([`SyncEngine::host`]), so its own player is held to the
+//! room timeline the same way, and answers pings with
+//! [`SyncEngine::answer_ping`].
+//!
+//! What the engine does with the player, in order of precedence:
+//! 1. nothing while detached (free-watch) or holding after a user action;
+//! 2. room paused (or waiting for a scheduled start): pause, and seek while
+//!    paused if the frame is off by more than `paused_seek_threshold`;
+//!    issue `Play` the learned start-up latency before a scheduled start;
+//! 3. room playing, player paused: seek (if off) to where the room will be
+//!    when the player actually starts, then play;
+//! 4. room playing, player playing: [`Corrector`] on the filtered error.
+
+use std::collections::VecDeque;
+
+use crate::clock::{ClockPing, ClockPong, ClockStats, ClockSync, PongError, answer_ping};
+use crate::correction::{Correction, Corrector, PositionFilter};
+use crate::player::{EchoTracker, PlayerAction, PlayerObservation, UserIntent};
+use crate::sync_config::{ConfigError, SyncConfig};
+use crate::time::{LocalTime, MediaPos, Rate, RoomTime, TimeDelta};
+use crate::timeline::{PlaybackState, Timeline};
+
+/// Something the engine wants done or reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncOutput {
+    /// Apply this to the local player.
+    Player(PlayerAction),
+    /// Send this ping to the host on the clock channel.
+    Ping(ClockPing),
+    /// Tell the session.
+    Event(SyncEvent),
+}
+
+/// Notifications for the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncEvent {
+    /// The user acted on the local player. While attached the engine holds
+    /// off for `intent_hold` waiting for the room to follow (the host
+    /// session turns it into a command; a controller's session sends a
+    /// request); while detached it is local only.
+    UserIntent {
+        /// What the user did.
+        intent: UserIntent,
+        /// Whether the engine was attached to the room when it happened.
+        attached: bool,
+    },
+    /// The player started (`true`) or stopped (`false`) buffering: the
+    /// session reports it to the host (buffering policy).
+    Buffering(bool),
+    /// The player reached the end of the media.
+    Ended,
+    /// Clock sync detected a jump and restarted with a burst.
+    ClockJump,
+    /// The clock estimate became usable.
+    ClockReady,
+}
+
+/// Counters for observability, benchmarks and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SyncStats {
+    /// Seeks issued (any reason).
+    pub seeks: u64,
+    /// Seeks issued by the corrector because of a large error.
+    pub corrective_seeks: u64,
+    /// `SetRate` actions issued.
+    pub rate_changes: u64,
+    /// `Play` actions issued.
+    pub plays: u64,
+    /// `Pause` actions issued.
+    pub pauses: u64,
+    /// User intents detected.
+    pub user_intents: u64,
+    /// Player changes recognised as echoes of our actions.
+    pub echoes: u64,
+    /// Largest |rate offset| requested, ppm of the room rate.
+    pub max_rate_offset_ppm: u64,
+    /// Clock sync counters.
+    pub clock: ClockStats,
+}
+
+/// A snapshot of the engine's state.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SyncStatus {
+    /// Following the room (not in free-watch).
+    pub attached: bool,
+    /// The clock estimate is usable.
+    pub clock_ready: bool,
+    /// Offset estimate `room − local`.
+    pub offset: Option<TimeDelta>,
+    /// Hard bound of the offset error.
+    pub uncertainty: Option<TimeDelta>,
+    /// Estimated drift of the room clock against ours, ppm.
+    pub drift_ppm: Option<f64>,
+    /// Last filtered position error (player − room; positive = ahead).
+    pub error: Option<TimeDelta>,
+    /// A rate correction episode is running.
+    pub correcting: bool,
+    /// Current rate offset (trim + nudge), ppm.
+    pub rate_offset_ppm: i64,
+    /// Current trim, ppm.
+    pub trim_ppm: i64,
+    /// Learned start-up latency of the player.
+    pub startup_estimate: TimeDelta,
+}
+
+/// Clock windows shorter than this don't feed drift forward into the trim
+/// (a drift fitted over a short window is noise).
+pub const DRIFT_FEED_FORWARD_MIN_SAMPLES: usize = 20;
+
+/// Most outputs queued before the oldest pings are dropped (bounded memory
+/// if a driver stops polling).
+pub const MAX_QUEUED_OUTPUTS: usize = 64;
+
+/// One peer's sync engine. See the module docs.
+#[derive(Debug, Clone)]
+pub struct SyncEngine {
+    cfg: SyncConfig,
+    clock: ClockSync,
+    timeline: Option<Timeline>,
+    duration: Option<MediaPos>,
+    tracker: EchoTracker,
+    filter: PositionFilter,
+    corrector: Corrector,
+    attached: bool,
+    hold_until: Option<LocalTime>,
+    now: LocalTime,
+    out: VecDeque<SyncOutput>,
+    stats: SyncStats,
+    seek_estimate: TimeDelta,
+    start_estimate: TimeDelta,
+    last_error: Option<TimeDelta>,
+    wake_at: Option<LocalTime>,
+    clock_was_ready: bool,
+    buffering: bool,
+    timeline_generation: Option<u64>,
+}
+
+impl SyncEngine {
+    /// A follower: estimates the room clock with pings to the host.
+    ///
+    /// # Errors
+    /// [`ConfigError`] if `config` fails [`SyncConfig::check`].
+    pub fn follower(config: SyncConfig) -> Result<Self, ConfigError> {
+        config.check()?;
+        let clock = ClockSync::follower(&config);
+        Ok(Self::with_clock(config, clock))
+    }
+
+    /// The host: its clock is the room clock (`room = local + offset`;
+    /// `offset` is zero for a new room).
+    ///
+    /// # Errors
+    /// [`ConfigError`] if `config` fails [`SyncConfig::check`].
+    pub fn host(config: SyncConfig, offset: TimeDelta) -> Result<Self, ConfigError> {
+        config.check()?;
+        Ok(Self::with_clock(config, ClockSync::reference(offset)))
+    }
+
+    fn with_clock(cfg: SyncConfig, clock: ClockSync) -> Self {
+        Self {
+            tracker: EchoTracker::new(&cfg),
+            filter: PositionFilter::new(&cfg),
+            corrector: Corrector::new(&cfg),
+            seek_estimate: cfg.startup_estimate_initial,
+            start_estimate: cfg.startup_estimate_initial,
+            cfg,
+            clock,
+            timeline: None,
+            duration: None,
+            attached: true,
+            hold_until: None,
+            now: LocalTime::ZERO,
+            out: VecDeque::new(),
+            stats: SyncStats::default(),
+            last_error: None,
+            wake_at: None,
+            clock_was_ready: false,
+            buffering: false,
+            timeline_generation: None,
+        }
+    }
+
+    /// Host handoff: this peer's clock becomes the room clock, continuing
+    /// from its current estimate.
+    pub fn become_host(&mut self, now: LocalTime) {
+        self.clock.become_reference(now);
+        self.drive(now);
+    }
+
+    /// The configuration in use.
+    #[must_use]
+    pub fn config(&self) -> &SyncConfig {
+        &self.cfg
+    }
+
+    /// The room timeline, once a state was received.
+    #[must_use]
+    pub fn timeline(&self) -> Option<&Timeline> {
+        self.timeline.as_ref()
+    }
+
+    /// The clock.
+    #[must_use]
+    pub fn clock(&self) -> &ClockSync {
+        &self.clock
+    }
+
+    /// Room time at local `now`, once the clock is usable.
+    #[must_use]
+    pub fn room_time(&self, now: LocalTime) -> Option<RoomTime> {
+        self.clock.to_room_time(now)
+    }
+
+    /// Host helper: the room time at which a command issued at `now` should
+    /// take effect (`now + lead_time`).
+    #[must_use]
+    pub fn scheduled_at(&self, now: LocalTime) -> Option<RoomTime> {
+        Some(self.room_time(now)? + self.cfg.lead_time)
+    }
+
+    /// Sets the media duration (positions clamp; the end is reported).
+    pub fn set_duration(&mut self, duration: Option<MediaPos>) {
+        self.duration = duration;
+        if let Some(t) = &mut self.timeline {
+            t.set_duration(duration);
+        }
+    }
+
+    /// Counters.
+    #[must_use]
+    pub fn stats(&self) -> SyncStats {
+        SyncStats {
+            clock: self.clock.stats(),
+            ..self.stats
+        }
+    }
+
+    /// A snapshot of the state at `now`.
+    #[must_use]
+    pub fn status(&self, now: LocalTime) -> SyncStatus {
+        let est = self.clock.estimate(now);
+        SyncStatus {
+            attached: self.attached,
+            clock_ready: self.clock.is_ready(),
+            offset: est.map(|e| e.offset),
+            uncertainty: est.map(|e| e.uncertainty),
+            drift_ppm: est.map(|e| e.drift_ppm),
+            error: self.last_error,
+            correcting: self.corrector.correcting(),
+            rate_offset_ppm: self.corrector.applied_ppm(),
+            trim_ppm: self.corrector.trim_ppm(),
+            startup_estimate: self.start_estimate.max(self.seek_estimate),
+        }
+    }
+
+    /// Whether the engine follows the room (not free-watch).
+    #[must_use]
+    pub fn is_attached(&self) -> bool {
+        self.attached
+    }
+
+    // ----- inputs -----
+
+    /// A verified room state (from a host command or `State` snapshot).
+    pub fn handle_timeline(&mut self, state: PlaybackState, now: LocalTime) {
+        let changed = match &mut self.timeline {
+            Some(t) => t.apply(state),
+            None => {
+                let mut t = Timeline::new(state);
+                t.set_duration(self.duration);
+                self.timeline = Some(t);
+                true
+            }
+        };
+        if changed {
+            self.hold_until = None;
+        }
+        self.drive(now);
+    }
+
+    /// A reading of the local player.
+    pub fn handle_player(&mut self, obs: PlayerObservation, now: LocalTime) {
+        let c = self.tracker.observe(obs);
+        self.stats.echoes += u64::from(c.echoes);
+        if c.discontinuity {
+            self.filter.reset();
+        }
+        if let Some(l) = c.seek_latency {
+            self.seek_estimate = self.learn(self.seek_estimate, l);
+        }
+        if let Some(l) = c.start_latency {
+            self.start_estimate = self.learn(self.start_estimate, l);
+        }
+        if let Some(b) = c.buffering_changed {
+            if b != self.buffering {
+                self.buffering = b;
+                self.push(SyncOutput::Event(SyncEvent::Buffering(b)));
+            }
+        }
+        if obs.event == Some(crate::player::PlayerEvent::Ended) {
+            self.push(SyncOutput::Event(SyncEvent::Ended));
+        }
+        if let Some(intent) = c.intent {
+            self.stats.user_intents += 1;
+            self.push(SyncOutput::Event(SyncEvent::UserIntent {
+                intent,
+                attached: self.attached,
+            }));
+            if self.attached {
+                self.hold_until = Some(now + self.cfg.intent_hold);
+                self.corrector.reset();
+            }
+        }
+        if !obs.paused && !obs.buffering && !obs.ended {
+            self.filter.push(obs.at, obs.position, obs.rate);
+        }
+        self.drive(now);
+    }
+
+    /// The host's answer to one of our pings.
+    ///
+    /// # Errors
+    /// [`PongError`] when refused (nothing changes).
+    pub fn handle_pong(&mut self, pong: ClockPong, now: LocalTime) -> Result<(), PongError> {
+        let outcome = self.clock.handle_pong(pong, now)?;
+        if outcome.jumped {
+            self.push(SyncOutput::Event(SyncEvent::ClockJump));
+        }
+        self.drive(now);
+        Ok(())
+    }
+
+    /// Time passed.
+    pub fn handle_timeout(&mut self, now: LocalTime) {
+        self.drive(now);
+    }
+
+    /// Host side: answers a follower's ping received at `now`. `None` on a
+    /// follower (only the room clock answers).
+    #[must_use]
+    pub fn answer_ping(&self, ping: ClockPing, now: LocalTime) -> Option<ClockPong> {
+        if !self.clock.is_reference() {
+            return None;
+        }
+        let room = self.clock.to_room_time(now)?;
+        Some(answer_ping(ping, room, room))
+    }
+
+    /// Free-watch: stop following the room. The player is left where it is
+    /// (at the room rate, without correction); later user actions are
+    /// reported with `attached: false` and never enforced against.
+    pub fn detach(&mut self, now: LocalTime) {
+        if !self.attached {
+            return;
+        }
+        self.attached = false;
+        self.hold_until = None;
+        self.corrector.reset();
+        if let Some(r) = self.room_rate(now) {
+            let current = self.tracker.commanded_rate();
+            if current.is_some_and(|c| c != r) {
+                self.issue(PlayerAction::SetRate { rate: r }, now);
+            }
+        }
+        self.tracker.forget();
+        self.drive(now);
+    }
+
+    /// Leaves free-watch: follow the room again, at once.
+    pub fn resync(&mut self, now: LocalTime) {
+        self.attached = true;
+        self.hold_until = None;
+        self.corrector.reset();
+        self.filter.reset();
+        self.drive(now);
+    }
+
+    // ----- outputs -----
+
+    /// The next output, if any. Drain until `None` after every input.
+    pub fn poll_output(&mut self) -> Option<SyncOutput> {
+        self.out.pop_front()
+    }
+
+    /// When to call [`SyncEngine::handle_timeout`] next.
+    #[must_use]
+    pub fn next_timeout(&self) -> Option<LocalTime> {
+        let candidates = [self.clock.next_timeout(), self.wake_at, self.hold_until];
+        candidates
+            .into_iter()
+            .flatten()
+            .map(|t| t.max(self.now + TimeDelta::from_micros(1)))
+            .min()
+    }
+
+    // ----- internals -----
+
+    fn learn(&self, current: TimeDelta, sample: TimeDelta) -> TimeDelta {
+        let s = sample.max(TimeDelta::ZERO).min(self.cfg.startup_estimate_max);
+        TimeDelta::from_micros((current.as_micros() + s.as_micros()) / 2)
+    }
+
+    fn push(&mut self, o: SyncOutput) {
+        if self.out.len() >= MAX_QUEUED_OUTPUTS {
+            // Drop the oldest ping (stale anyway); otherwise the oldest item.
+            let idx = self
+                .out
+                .iter()
+                .position(|o| matches!(o, SyncOutput::Ping(_)))
+                .unwrap_or(0);
+            self.out.remove(idx);
+        }
+        self.out.push_back(o);
+    }
+
+    fn room_rate(&self, now: LocalTime) -> Option<Rate> {
+        let r = self.clock.to_room_time(now)?;
+        Some(self.timeline.as_ref()?.expected_at(r).rate)
+    }
+
+    /// Issues `action` unless the same one is still awaiting its effect.
+    fn issue(&mut self, action: PlayerAction, now: LocalTime) {
+        if self.tracker.recently_issued(action, now).is_some() {
+            return;
+        }
+        match action {
+            PlayerAction::Play => self.stats.plays += 1,
+            PlayerAction::Pause => self.stats.pauses += 1,
+            PlayerAction::Seek { .. } => {
+                self.stats.seeks += 1;
+                self.filter.reset();
+            }
+            PlayerAction::SetRate { .. } => self.stats.rate_changes += 1,
+        }
+        self.tracker.issued(action, now);
+        self.push(SyncOutput::Player(action));
+    }
+
+    fn set_rate(&mut self, room_rate: Rate, offset_ppm: i64, now: LocalTime) {
+        let rate = room_rate.scaled_ppm(offset_ppm);
+        self.stats.max_rate_offset_ppm = self.stats.max_rate_offset_ppm.max(offset_ppm.unsigned_abs());
+        let tolerance = i64::from(self.cfg.rate_tolerance_ppm);
+        let player_ok = self
+            .tracker
+            .last()
+            .is_some_and(|o| o.rate.ppm_relative_to(rate).abs() <= tolerance);
+        match self.tracker.commanded_rate() {
+            // Asked already: retry only once the retry window passed.
+            Some(c) if c == rate && player_ok => {}
+            None if player_ok => {}
+            _ => self.issue(PlayerAction::SetRate { rate }, now),
+        }
+    }
+
+    fn drive(&mut self, now: LocalTime) {
+        self.now = self.now.max(now);
+        if let Some(p) = self.clock.poll_ping(now) {
+            self.push(SyncOutput::Ping(p));
+        }
+        if self.clock.is_ready() && !self.clock_was_ready {
+            self.clock_was_ready = true;
+            self.push(SyncOutput::Event(SyncEvent::ClockReady));
+        }
+        self.wake_at = None;
+        if self.hold_until.is_some_and(|h| now >= h) {
+            self.hold_until = None;
+        }
+        if !self.attached || self.hold_until.is_some() || !self.clock.is_ready() {
+            return;
+        }
+        let (Some(room_now), Some(tl)) = (self.clock.to_room_time(now), self.timeline.as_ref()) else {
+            return;
+        };
+        let Some(obs) = self.tracker.last().copied() else {
+            return;
+        };
+        if self.timeline_generation != Some(tl.generation()) {
+            // A new room state: old readings were judged against another line.
+            self.timeline_generation = Some(tl.generation());
+            self.filter.reset();
+            self.corrector.reset();
+        }
+        let exp = tl.expected_at(room_now);
+        let startup = self.start_estimate;
+        let seek_lead = self.seek_estimate.max(self.start_estimate);
+        // Where the room will be once a seek/start issued now takes effect.
+        let landing = tl.expected_at(room_now + seek_lead).position;
+        let starts_soon = exp.next_change.and_then(|at| {
+            let next = tl.expected_at(at);
+            next.playing.then_some(at)
+        });
+
+        if exp.ended {
+            return;
+        }
+        if !exp.playing {
+            // Paused, or waiting for a scheduled start.
+            let start_local = starts_soon.and_then(|at| self.clock.to_local_time(at));
+            let start_due = start_local.is_some_and(|l| now >= l - startup);
+            if start_due {
+                if obs.paused {
+                    self.issue(PlayerAction::Play, now);
+                }
+            } else {
+                if !obs.paused {
+                    self.issue(PlayerAction::Pause, now);
+                }
+                if (obs.position - exp.position).abs() > self.cfg.paused_seek_threshold
+                    && !self.tracker.seek_pending(now)
+                {
+                    self.issue(PlayerAction::Seek { position: exp.position }, now);
+                }
+                self.wake_at = start_local.map(|l| l - startup);
+            }
+            self.set_rate(exp.rate, self.corrector.applied_ppm(), now);
+            if self.wake_at.is_none() {
+                self.wake_at = exp.next_change.and_then(|at| self.clock.to_local_time(at));
+            }
+            return;
+        }
+
+        // The room is playing.
+        self.wake_at = exp.next_change.and_then(|at| self.clock.to_local_time(at));
+        if obs.paused {
+            if self.tracker.recently_issued(PlayerAction::Play, now).is_none() {
+                let at_start = tl.expected_at(room_now + startup).position;
+                if (obs.position - at_start).abs() > self.cfg.dead_zone && !self.tracker.seek_pending(now) {
+                    self.issue(PlayerAction::Seek { position: landing }, now);
+                }
+                self.issue(PlayerAction::Play, now);
+            }
+            self.set_rate(exp.rate, self.corrector.applied_ppm(), now);
+            return;
+        }
+        if obs.buffering || self.tracker.seek_pending(now) || self.tracker.start_pending(now) {
+            return;
+        }
+        let clock = &self.clock;
+        let estimate = self.filter.estimate(now, |at, pos| {
+            let r = clock.to_room_time(at)?;
+            Some(pos - tl.expected_at(r).position)
+        });
+        let Some(fe) = estimate else {
+            self.set_rate(exp.rate, self.corrector.applied_ppm(), now);
+            return;
+        };
+        self.last_error = Some(fe.error);
+        let drift = if self.clock.sample_count() >= DRIFT_FEED_FORWARD_MIN_SAMPLES {
+            self.clock
+                .estimate(now)
+                .map_or(0, |e| crate::time::f64_to_i64_saturating(e.drift_ppm))
+        } else {
+            0
+        };
+        match self.corrector.update(now, fe.error, exp.rate, drift) {
+            Correction::Hold => self.set_rate(exp.rate, self.corrector.applied_ppm(), now),
+            Correction::RateOffset(ppm) => self.set_rate(exp.rate, ppm, now),
+            Correction::Seek => {
+                self.stats.corrective_seeks += 1;
+                self.issue(PlayerAction::Seek { position: landing }, now);
+                let ppm = self.corrector.applied_ppm();
+                self.set_rate(exp.rate, ppm, now);
+            }
+        }
+    }
+}
