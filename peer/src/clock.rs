@@ -507,12 +507,13 @@ impl ClockSync {
         Some(local)
     }
 
-    /// When [`ClockSync::poll_ping`] next has something to send.
+    /// When [`ClockSync::poll_ping`] next has something to send
+    /// ([`LocalTime::MIN`]: at once).
     #[must_use]
     pub fn next_timeout(&self) -> Option<LocalTime> {
         match &self.mode {
             Mode::Reference { .. } => None,
-            Mode::Follower(f) => Some(f.next_ping_at.unwrap_or(LocalTime::ZERO)),
+            Mode::Follower(f) => Some(f.next_ping_at.unwrap_or(LocalTime::MIN)),
         }
     }
 
@@ -800,7 +801,7 @@ mod tests {
         assert!(matches!(r, Ok(PongOutcome { jumped: true, .. })), "{r:?}");
         assert_eq!(c.stats().jumps, 1);
         // A burst follows immediately.
-        assert_eq!(c.next_timeout(), Some(LocalTime::ZERO));
+        assert_eq!(c.next_timeout(), Some(LocalTime::MIN));
         let e = c.estimate(LocalTime::from_micros(t + 40_000));
         assert!(e.is_some_and(|e| (e.offset.as_micros() - 1_250_000).abs() <= 50), "{e:?}");
     }

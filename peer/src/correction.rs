@@ -189,6 +189,7 @@ struct Params {
     trim_tau: i64,
     trim_step: i64,
     trim_interval: TimeDelta,
+    trim_dead_zone: f64,
 }
 
 /// Time constant of the error average the trim follows (smooths jitter
@@ -229,6 +230,7 @@ impl Corrector {
                 trim_tau: config.trim_tau.as_micros().max(1),
                 trim_step: i64::from(config.trim_step_ppm).max(1),
                 trim_interval: config.trim_interval,
+                trim_dead_zone: config.trim_dead_zone.as_micros() as f64,
             },
             nudge: 0,
             trim: 0,
@@ -341,13 +343,17 @@ impl Corrector {
                 None => e as f64,
             };
             self.smoothed = Some(s);
-            let pull = (s * 1_000_000.0 / self.p.trim_tau as f64) as i64;
+            let pull = if s.abs() < self.p.trim_dead_zone {
+                0
+            } else {
+                (s * 1_000_000.0 / self.p.trim_tau as f64) as i64
+            };
             let want = (drift_ppm - pull).clamp(-self.p.max_trim, self.p.max_trim);
             let quantized = (want as f64 / self.p.trim_step as f64).round() as i64 * self.p.trim_step;
             let due = self
                 .last_trim_change
                 .is_none_or(|t| now.since(t) >= self.p.trim_interval);
-            if quantized != self.trim && due {
+            if (want - self.trim).abs() >= self.p.trim_step && quantized != self.trim && due {
                 self.trim = quantized.clamp(-self.p.max_trim, self.p.max_trim);
                 self.last_trim_change = Some(now);
                 trim_changed = true;

@@ -16,3 +16,4 @@ pub mod prng;
 pub mod sync;
 pub mod timeline;
 pub mod virtual_player;
+pub mod sim;

@@ -178,7 +178,7 @@ impl SyncEngine {
             duration: None,
             attached: true,
             hold_until: None,
-            now: LocalTime::ZERO,
+            now: LocalTime::MIN,
             out: VecDeque::new(),
             stats: SyncStats::default(),
             last_error: None,

@@ -103,15 +103,20 @@ pub struct SyncConfig {
     /// Time constant with which the trim removes residual error inside the
     /// dead zone. Default 10 s.
     pub trim_tau: TimeDelta,
-    /// Smallest trim change worth a `SetRate`. Default 100 ppm.
+    /// Smallest trim change worth a `SetRate`; the trim changes only when
+    /// its target is a full step away (hysteresis). Default 100 ppm.
     pub trim_step_ppm: u32,
+    /// Smoothed errors smaller than this do not move the trim (its own dead
+    /// zone, so measurement noise does not make it hunt). Default 2 ms.
+    pub trim_dead_zone: TimeDelta,
     /// Least time between two trim changes. Default 5 s.
     pub trim_interval: TimeDelta,
     /// A paused player farther than this from the room position is seeked
     /// (invisible while paused). Default 40 ms (one frame at 25 fps).
     pub paused_seek_threshold: TimeDelta,
     /// First guess of the time from a play or seek command until the player
-    /// advances; learned from the player's events afterwards. Default 0.
+    /// advances; learned from the player's events afterwards. Default 100 ms
+    /// (typical for a browser `video` element or mpv with data buffered).
     pub startup_estimate_initial: TimeDelta,
     /// Upper bound of the learned start-up latency. Default 2 s.
     pub startup_estimate_max: TimeDelta,
@@ -167,9 +172,10 @@ impl Default for SyncConfig {
             max_trim_ppm: 2_000,
             trim_tau: TimeDelta::from_secs(10),
             trim_step_ppm: 100,
+            trim_dead_zone: TimeDelta::from_millis(2),
             trim_interval: TimeDelta::from_secs(5),
             paused_seek_threshold: TimeDelta::from_millis(40),
-            startup_estimate_initial: TimeDelta::ZERO,
+            startup_estimate_initial: TimeDelta::from_millis(100),
             startup_estimate_max: TimeDelta::from_secs(2),
             action_retry: TimeDelta::from_secs(3),
             seek_echo_timeout: TimeDelta::from_secs(30),
@@ -299,6 +305,7 @@ impl SyncConfig {
         }
         positive("trim_tau", self.trim_tau)?;
         non_negative("trim_interval", self.trim_interval)?;
+        non_negative("trim_dead_zone", self.trim_dead_zone)?;
         non_negative("paused_seek_threshold", self.paused_seek_threshold)?;
         non_negative("startup_estimate_initial", self.startup_estimate_initial)?;
         non_negative("startup_estimate_max", self.startup_estimate_max)?;

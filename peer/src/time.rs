@@ -167,6 +167,9 @@ macro_rules! instant_type {
         impl $name {
             /// The origin of this clock.
             pub const ZERO: Self = Self(0);
+            /// The earliest representable instant ("as soon as possible" when
+            /// used as a deadline).
+            pub const MIN: Self = Self(i64::MIN);
 
             /// An instant `us` microseconds after the origin.
             #[must_use]
