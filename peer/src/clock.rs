@@ -568,7 +568,11 @@ impl ClockSync {
     /// # Errors
     /// [`PongError`] when the pong does not match an outstanding ping or its
     /// timestamps are impossible; nothing changes then.
-    pub fn handle_pong(&mut self, pong: ClockPong, now: LocalTime) -> Result<PongOutcome, PongError> {
+    pub fn handle_pong(
+        &mut self,
+        pong: ClockPong,
+        now: LocalTime,
+    ) -> Result<PongOutcome, PongError> {
         let r = self.accept_pong(pong, now);
         match r {
             Ok(o) => {
@@ -681,7 +685,13 @@ mod tests {
         }
 
         /// Runs one exchange starting at local `t1` with the given delays.
-        fn exchange(&self, clock: &mut ClockSync, t1: i64, up: i64, down: i64) -> Result<PongOutcome, PongError> {
+        fn exchange(
+            &self,
+            clock: &mut ClockSync,
+            t1: i64,
+            up: i64,
+            down: i64,
+        ) -> Result<PongOutcome, PongError> {
             let ping = clock.poll_ping(LocalTime::from_micros(t1));
             let Some(ping) = ping else {
                 return Err(PongError::UnknownPing(u32::MAX));
@@ -761,7 +771,10 @@ mod tests {
                 let e = c.estimate(LocalTime::from_micros(t));
                 let Some(e) = e else { panic!("no estimate") };
                 let err = (e.offset.as_micros() - true_offset(&link, t)).abs();
-                assert!(err <= e.uncertainty.as_micros() + 1, "bound violated: {err} > {e:?}");
+                assert!(
+                    err <= e.uncertainty.as_micros() + 1,
+                    "bound violated: {err} > {e:?}"
+                );
             }
             let e = c.estimate(LocalTime::from_micros(t));
             let Some(e) = e else { panic!("no estimate") };
@@ -771,7 +784,9 @@ mod tests {
             // Extrapolating 10 s without samples keeps the error small.
             let later = t + 10_000_000;
             let e10 = c.estimate(LocalTime::from_micros(later));
-            let Some(e10) = e10 else { panic!("no estimate") };
+            let Some(e10) = e10 else {
+                panic!("no estimate")
+            };
             let err10 = (e10.offset.as_micros() - true_offset(&link, later)).abs();
             assert!(err10 < 3_000, "10 s later: {err10} µs: {e10:?}");
             assert!(err10 <= e10.uncertainty.as_micros() + 1);
@@ -803,7 +818,10 @@ mod tests {
         // A burst follows immediately.
         assert_eq!(c.next_timeout(), Some(LocalTime::MIN));
         let e = c.estimate(LocalTime::from_micros(t + 40_000));
-        assert!(e.is_some_and(|e| (e.offset.as_micros() - 1_250_000).abs() <= 50), "{e:?}");
+        assert!(
+            e.is_some_and(|e| (e.offset.as_micros() - 1_250_000).abs() <= 50),
+            "{e:?}"
+        );
     }
 
     #[test]
@@ -818,7 +836,10 @@ mod tests {
             ..answer_ping(ping, room, room)
         };
         let t4 = LocalTime::from_micros(2_000);
-        assert_eq!(c.handle_pong(unknown, t4), Err(PongError::UnknownPing(ping.id + 7)));
+        assert_eq!(
+            c.handle_pong(unknown, t4),
+            Err(PongError::UnknownPing(ping.id + 7))
+        );
         let forged = ClockPong {
             origin: LocalTime::from_micros(999),
             ..answer_ping(ping, room, room)
@@ -828,7 +849,10 @@ mod tests {
             transmit: RoomTime::from_micros(40_000),
             ..answer_ping(ping, room, room)
         };
-        assert_eq!(c.handle_pong(reversed, t4), Err(PongError::HostTimesReversed));
+        assert_eq!(
+            c.handle_pong(reversed, t4),
+            Err(PongError::HostTimesReversed)
+        );
         let held = answer_ping(ping, room, room + TimeDelta::from_millis(5));
         assert_eq!(c.handle_pong(held, t4), Err(PongError::NegativeRoundTrip));
         let late = LocalTime::from_micros(1_000) + TimeDelta::from_secs(3);
@@ -868,7 +892,9 @@ mod tests {
         let mut accepted = 0;
         for p in &pings {
             let room = RoomTime::from_micros(p.origin.as_micros() + 1_000);
-            if c.handle_pong(answer_ping(*p, room, room), LocalTime::from_micros(t)).is_ok() {
+            if c.handle_pong(answer_ping(*p, room, room), LocalTime::from_micros(t))
+                .is_ok()
+            {
                 accepted += 1;
             }
         }
@@ -878,7 +904,10 @@ mod tests {
             t += 1_000_000;
             if let Some(p) = c.poll_ping(LocalTime::from_micros(t)) {
                 let room = RoomTime::from_micros(t + 10_000);
-                let _ = c.handle_pong(answer_ping(p, room, room), LocalTime::from_micros(t + 20_000));
+                let _ = c.handle_pong(
+                    answer_ping(p, room, room),
+                    LocalTime::from_micros(t + 20_000),
+                );
             }
         }
         assert_eq!(c.sample_count(), 5);
@@ -897,7 +926,12 @@ mod tests {
             t += 10_000;
         }
         // Eight pings 50 ms apart, then one per second.
-        assert_eq!(&sent[..8], &[0, 50_000, 100_000, 150_000, 200_000, 250_000, 300_000, 350_000]);
+        assert_eq!(
+            &sent[..8],
+            &[
+                0, 50_000, 100_000, 150_000, 200_000, 250_000, 300_000, 350_000
+            ]
+        );
         assert_eq!(sent[8], 1_350_000);
         assert_eq!(sent.len(), 8 + 4);
     }
@@ -924,6 +958,9 @@ mod tests {
         f.become_reference(LocalTime::from_micros(30_000));
         assert!(f.is_reference());
         let room = f.to_room_time(LocalTime::from_micros(30_000));
-        assert!(room.is_some_and(|r| (r.as_micros() - 807_000).abs() <= 30), "{room:?}");
+        assert!(
+            room.is_some_and(|r| (r.as_micros() - 807_000).abs() <= 30),
+            "{room:?}"
+        );
     }
 }

@@ -146,7 +146,10 @@ impl PositionFilter {
         let sxx: f64 = pts.iter().map(|p| (p.0 - mx) * (p.0 - mx)).sum();
         let sxy: f64 = pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
         let slope = if sxx > 1e-9 { sxy / sxx } else { 0.0 };
-        let ahead = now.since(t_last).max(TimeDelta::ZERO).min(TimeDelta::from_secs(1));
+        let ahead = now
+            .since(t_last)
+            .max(TimeDelta::ZERO)
+            .min(TimeDelta::from_secs(1));
         let at_now = my + slope * (ahead.as_secs_f64() - mx);
         Some(FilteredError {
             error: TimeDelta::from_micros_f64(at_now),
@@ -291,7 +294,13 @@ impl Corrector {
 
     /// One control step at `now` with the filtered `error`, the room `rate`
     /// and the measured clock drift (feed-forward, ppm; pass 0 when unknown).
-    pub fn update(&mut self, now: LocalTime, error: TimeDelta, rate: Rate, drift_ppm: i64) -> Correction {
+    pub fn update(
+        &mut self,
+        now: LocalTime,
+        error: TimeDelta,
+        rate: Rate,
+        drift_ppm: i64,
+    ) -> Correction {
         let dt = self
             .last_update
             .map_or(0, |t| now.since(t).as_micros().clamp(0, 500_000));
@@ -302,9 +311,11 @@ impl Corrector {
 
         // Seek decisions.
         // Media µs per second the largest nudge recovers.
-        let recover_per_sec = (i128::from(self.p.max_nudge) * i128::from(rate.as_millionths()) / 1_000_000).max(1);
+        let recover_per_sec =
+            (i128::from(self.p.max_nudge) * i128::from(rate.as_millionths()) / 1_000_000).max(1);
         let catch_up_us = i128::from(abs) * 1_000_000 / recover_per_sec;
-        let too_slow = abs > self.p.dead_zone && catch_up_us > i128::from(self.p.max_catch_up.as_micros());
+        let too_slow =
+            abs > self.p.dead_zone && catch_up_us > i128::from(self.p.max_catch_up.as_micros());
         let overdue = self
             .episode
             .is_some_and(|ep| now.since(ep.since) > self.p.max_catch_up);
@@ -349,7 +360,8 @@ impl Corrector {
                 (s * 1_000_000.0 / self.p.trim_tau as f64) as i64
             };
             let want = (drift_ppm - pull).clamp(-self.p.max_trim, self.p.max_trim);
-            let quantized = (want as f64 / self.p.trim_step as f64).round() as i64 * self.p.trim_step;
+            let quantized =
+                (want as f64 / self.p.trim_step as f64).round() as i64 * self.p.trim_step;
             let due = self
                 .last_trim_change
                 .is_none_or(|t| now.since(t) >= self.p.trim_interval);
@@ -360,7 +372,8 @@ impl Corrector {
             }
         }
 
-        let total = self.trim + self.nudge;
+        // The bound holds for the sum too.
+        let total = (self.trim + self.nudge).clamp(-self.p.max_nudge, self.p.max_nudge);
         let settled = self.nudge == 0 && total != self.applied;
         if trim_changed || settled || (total - self.applied).abs() >= self.p.rate_step {
             self.applied = total;
@@ -437,10 +450,19 @@ mod tests {
         // At half speed 900 ms cannot be recovered within max_catch_up.
         let mut c = Corrector::new(&cfg);
         let half = Rate::from_f64_clamped(0.5);
-        assert_eq!(c.update(t(0), TimeDelta::from_millis(900), half, 0), Correction::Seek);
+        assert_eq!(
+            c.update(t(0), TimeDelta::from_millis(900), half, 0),
+            Correction::Seek
+        );
         // Cooldown: no second seek right away.
-        assert_ne!(c.update(t(100), TimeDelta::from_millis(1_500), half, 0), Correction::Seek);
-        assert_eq!(c.update(t(3_100), TimeDelta::from_millis(1_500), half, 0), Correction::Seek);
+        assert_ne!(
+            c.update(t(100), TimeDelta::from_millis(1_500), half, 0),
+            Correction::Seek
+        );
+        assert_eq!(
+            c.update(t(3_100), TimeDelta::from_millis(1_500), half, 0),
+            Correction::Seek
+        );
     }
 
     #[test]
@@ -464,7 +486,9 @@ mod tests {
         let mut c = Corrector::new(&cfg);
         let mut out = None;
         for i in 0..20 {
-            if let Correction::RateOffset(o) = c.update(t(i * 100), TimeDelta::ZERO, Rate::NORMAL, 180) {
+            if let Correction::RateOffset(o) =
+                c.update(t(i * 100), TimeDelta::ZERO, Rate::NORMAL, 180)
+            {
                 out = Some(o);
             }
         }
@@ -481,12 +505,18 @@ mod tests {
         for i in 0..12 {
             let at = t(1_000 + i * 100);
             let truth = 1_000_000 + i * 100_000 + 12_000;
-            f.push(at, MediaPos::from_micros(truth + rng.range_i64(-4_000, 4_000)), Rate::NORMAL);
+            f.push(
+                at,
+                MediaPos::from_micros(truth + rng.range_i64(-4_000, 4_000)),
+                Rate::NORMAL,
+            );
         }
         let est = f.estimate(t(2_100), |at, p| {
             Some(p - MediaPos::from_micros(at.as_micros()))
         });
-        let Some(est) = est else { panic!("no estimate") };
+        let Some(est) = est else {
+            panic!("no estimate")
+        };
         assert!((est.error.as_micros() - 12_000).abs() < 3_000, "{est:?}");
         // A frozen reading (seek in progress) restarts the window.
         f.push(t(2_300), MediaPos::from_micros(2_112_000), Rate::NORMAL);

@@ -141,6 +141,9 @@ pub struct EchoTracker {
     commanded_rate: Option<Rate>,
     /// Our last `Play`, until the player confirms it advances.
     awaiting_start: Option<LocalTime>,
+    /// The last seek attributed to the user (its `Seeked` event, or its
+    /// jump, may arrive in a later reading: the same action, not a new one).
+    user_seek: Option<(MediaPos, LocalTime)>,
     last: Option<PlayerObservation>,
 }
 
@@ -160,6 +163,7 @@ impl EchoTracker {
             commanded_paused: None,
             commanded_rate: None,
             awaiting_start: None,
+            user_seek: None,
             last: None,
         }
     }
@@ -196,6 +200,7 @@ impl EchoTracker {
     /// player is the user's.
     pub fn forget(&mut self) {
         self.recent.clear();
+        self.user_seek = None;
         self.commanded_paused = None;
         self.commanded_rate = None;
         self.awaiting_start = None;
@@ -219,14 +224,22 @@ impl EchoTracker {
         self.commanded_rate
     }
 
-    /// When `action` (same kind and value) was issued within the retry
-    /// window before `now`, if it was: don't issue it again yet.
+    /// When `action` was issued within the retry window before `now` and is
+    /// still the latest of its kind (play/pause, seek, rate), if so: don't
+    /// issue it again yet. A contrary action in between (pause after play)
+    /// makes it new again.
     #[must_use]
     pub fn recently_issued(&self, action: PlayerAction, now: LocalTime) -> Option<LocalTime> {
+        let class = |a: &PlayerAction| match a {
+            PlayerAction::Play | PlayerAction::Pause => 0,
+            PlayerAction::Seek { .. } => 1,
+            PlayerAction::SetRate { .. } => 2,
+        };
         self.recent
             .iter()
             .rev()
-            .find(|i| i.action == action && now.since(i.at) <= self.window(i.action))
+            .find(|i| class(&i.action) == class(&action))
+            .filter(|i| i.action == action && now.since(i.at) <= self.window(i.action))
             .map(|i| i.at)
     }
 
@@ -234,7 +247,8 @@ impl EchoTracker {
     #[must_use]
     pub fn seek_pending(&self, now: LocalTime) -> bool {
         self.recent.iter().any(|i| {
-            matches!(i.action, PlayerAction::Seek { .. }) && now.since(i.at) <= self.params.seek_window
+            matches!(i.action, PlayerAction::Seek { .. })
+                && now.since(i.at) <= self.params.seek_window
         })
     }
 
@@ -255,7 +269,11 @@ impl EchoTracker {
     fn expire(&mut self, now: LocalTime) {
         let (a, s) = (self.params.action_window, self.params.seek_window);
         self.recent.retain(|i| {
-            let w = if matches!(i.action, PlayerAction::Seek { .. }) { s } else { a };
+            let w = if matches!(i.action, PlayerAction::Seek { .. }) {
+                s
+            } else {
+                a
+            };
             now.since(i.at) <= w
         });
         if self.awaiting_start.is_some_and(|t| now.since(t) > a) {
@@ -336,10 +354,12 @@ impl EchoTracker {
                         i.jump_seen = true;
                     }
                 }
+                None if self.same_user_seek(&obs) => {}
                 None if jumped || !self.recent_jump_absorbed() => {
                     c.intent = Some(UserIntent::Seek {
                         position: obs.position,
                     });
+                    self.user_seek = Some((obs.position, obs.at));
                 }
                 None => {}
             }
@@ -399,6 +419,27 @@ impl EchoTracker {
             }
         }
         c
+    }
+
+    /// Whether `obs` is the second sign (event after jump, or jump after
+    /// event) of the seek already attributed to the user.
+    fn same_user_seek(&mut self, obs: &PlayerObservation) -> bool {
+        let Some((pos, at)) = self.user_seek else {
+            return false;
+        };
+        let elapsed = obs.at.since(at).max(TimeDelta::ZERO);
+        if elapsed > self.params.seek_window {
+            self.user_seek = None;
+            return false;
+        }
+        let played = obs.rate.advance(elapsed);
+        let same = obs.position + self.params.seek_tolerance >= pos
+            && obs.position <= pos + played + self.params.seek_tolerance;
+        if same {
+            // Both signs seen: a later seek to the same place is new.
+            self.user_seek = None;
+        }
+        same
     }
 
     /// A jump matching one of our seeks was seen; its late `Seeked` event is
@@ -481,7 +522,10 @@ mod tests {
         // A user seek (event without a jump matching ours) is an intent.
         let mut user = obs(1_000, 60_700, false);
         user.event = Some(PlayerEvent::Seeked);
-        assert!(matches!(e.observe(user).intent, Some(UserIntent::Seek { .. })));
+        assert!(matches!(
+            e.observe(user).intent,
+            Some(UserIntent::Seek { .. })
+        ));
         // A big jump nobody asked for is a user seek too.
         let c = e.observe(obs(1_100, 5_000, false));
         assert_eq!(
@@ -490,6 +534,24 @@ mod tests {
                 position: MediaPos::from_millis(5_000)
             })
         );
+    }
+
+    #[test]
+    fn a_user_seek_is_one_intent_even_with_jump_and_event() {
+        let mut e = EchoTracker::new(&SyncConfig::default());
+        e.observe(obs(0, 0, false));
+        let c = e.observe(obs(100, 30_000, false));
+        assert!(matches!(c.intent, Some(UserIntent::Seek { .. })));
+        let mut ev = obs(300, 30_100, false);
+        ev.event = Some(PlayerEvent::Seeked);
+        assert_eq!(e.observe(ev).intent, None);
+        // A new seek by the user later is a new intent.
+        let mut again = obs(5_000, 30_100, false);
+        again.event = Some(PlayerEvent::Seeked);
+        assert!(matches!(
+            e.observe(again).intent,
+            Some(UserIntent::Seek { .. })
+        ));
     }
 
     #[test]
@@ -570,6 +632,17 @@ mod tests {
             e.observe(obs(200, 100, true)).intent,
             Some(UserIntent::Pause { .. })
         ));
+    }
+
+    #[test]
+    fn a_contrary_action_makes_a_repeat_new() {
+        let mut e = EchoTracker::new(&SyncConfig::default());
+        e.issued(PlayerAction::Pause, t(0));
+        assert_eq!(e.recently_issued(PlayerAction::Pause, t(100)), Some(t(0)));
+        assert_eq!(e.recently_issued(PlayerAction::Pause, t(5_000)), None);
+        e.issued(PlayerAction::Play, t(200));
+        assert_eq!(e.recently_issued(PlayerAction::Pause, t(300)), None);
+        assert_eq!(e.recently_issued(PlayerAction::Play, t(300)), Some(t(200)));
     }
 
     #[test]

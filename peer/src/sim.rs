@@ -135,15 +135,18 @@ struct PeerClock {
 
 impl PeerClock {
     fn local(&self, t: i64) -> LocalTime {
-        let drift = i64::try_from(i128::from(t) * i128::from(self.drift_ppm) / 1_000_000).unwrap_or(0);
+        let drift =
+            i64::try_from(i128::from(t) * i128::from(self.drift_ppm) / 1_000_000).unwrap_or(0);
         LocalTime::from_micros(self.offset.saturating_add(t).saturating_add(drift))
     }
 
     /// The earliest true time at which the local clock reads `l` or more.
     fn true_time(&self, l: LocalTime) -> i64 {
         let target = l.as_micros().saturating_sub(self.offset);
-        let guess = i64::try_from(i128::from(target) * 1_000_000 / (1_000_000 + i128::from(self.drift_ppm)))
-            .unwrap_or(i64::MAX / 2);
+        let guess = i64::try_from(
+            i128::from(target) * 1_000_000 / (1_000_000 + i128::from(self.drift_ppm)),
+        )
+        .unwrap_or(i64::MAX / 2);
         let mut t = guess.saturating_sub(2);
         while self.local(t) < l {
             t += 1;
@@ -302,9 +305,16 @@ impl Sim {
     fn add_peer(&mut self, clock: PeerClock, mut engine: SyncEngine, rng: &mut SplitMix64) {
         let c = &self.cfg;
         let pcfg = VirtualPlayerConfig {
-            start_latency: TimeDelta::from_micros(rng.range_i64(c.start_latency.0.as_micros(), c.start_latency.1.as_micros())),
-            seek_latency: TimeDelta::from_micros(rng.range_i64(c.seek_latency.0.as_micros(), c.seek_latency.1.as_micros())),
-            drift_ppm: i32::try_from(rng.range_i64(-i64::from(c.media_drift_ppm), i64::from(c.media_drift_ppm))).unwrap_or(0),
+            start_latency: TimeDelta::from_micros(
+                rng.range_i64(c.start_latency.0.as_micros(), c.start_latency.1.as_micros()),
+            ),
+            seek_latency: TimeDelta::from_micros(
+                rng.range_i64(c.seek_latency.0.as_micros(), c.seek_latency.1.as_micros()),
+            ),
+            drift_ppm: i32::try_from(
+                rng.range_i64(-i64::from(c.media_drift_ppm), i64::from(c.media_drift_ppm)),
+            )
+            .unwrap_or(0),
             duration: c.duration,
             position_jitter: c.position_jitter,
             seed: rng.next_u64(),
@@ -590,7 +600,14 @@ impl Sim {
                         at: self.now(),
                         event: e,
                     });
-                    if let (0, SyncEvent::UserIntent { intent, attached: true }) = (i, e) {
+                    if let (
+                        0,
+                        SyncEvent::UserIntent {
+                            intent,
+                            attached: true,
+                        },
+                    ) = (i, e)
+                    {
                         host_intents.push(intent);
                     }
                 }
@@ -610,7 +627,9 @@ impl Sim {
         let now = self.room_now();
         let s = match intent {
             UserIntent::Play { position } => tl.play_at(now, Some(position)),
-            UserIntent::Pause { position } => PlaybackState::paused(position, now, tl.expected_at(now).rate),
+            UserIntent::Pause { position } => {
+                PlaybackState::paused(position, now, tl.expected_at(now).rate)
+            }
             UserIntent::Seek { position } => tl.seek_at(now, position, None),
             UserIntent::Rate { rate } => tl.rate_at(now, rate),
         };
@@ -631,7 +650,10 @@ impl Sim {
                     origin: ping.origin,
                 };
                 if let Some(pong) = self.peers[0].engine.answer_ping(inner, local) {
-                    let pong = ClockPong { id: ping.id, ..pong };
+                    let pong = ClockPong {
+                        id: ping.id,
+                        ..pong
+                    };
                     self.send_unreliable(from, Msg::Pong(pong));
                 }
             }
@@ -675,7 +697,11 @@ impl Sim {
             self.peers[i].next_observe += self.cfg.observe_interval.as_micros();
             self.drain(i);
         }
-        if self.peers[i].engine.next_timeout().is_some_and(|t| t <= local) {
+        if self.peers[i]
+            .engine
+            .next_timeout()
+            .is_some_and(|t| t <= local)
+        {
             self.peers[i].engine.handle_timeout(local);
             self.drain(i);
         }

@@ -142,6 +142,8 @@ pub struct SyncEngine {
     clock_was_ready: bool,
     buffering: bool,
     timeline_generation: Option<u64>,
+    /// A new room state whose jump (if any) is not yet applied.
+    unchecked_state: bool,
 }
 
 impl SyncEngine {
@@ -186,6 +188,7 @@ impl SyncEngine {
             clock_was_ready: false,
             buffering: false,
             timeline_generation: None,
+            unchecked_state: false,
         }
     }
 
@@ -405,7 +408,9 @@ impl SyncEngine {
     // ----- internals -----
 
     fn learn(&self, current: TimeDelta, sample: TimeDelta) -> TimeDelta {
-        let s = sample.max(TimeDelta::ZERO).min(self.cfg.startup_estimate_max);
+        let s = sample
+            .max(TimeDelta::ZERO)
+            .min(self.cfg.startup_estimate_max);
         TimeDelta::from_micros((current.as_micros() + s.as_micros()) / 2)
     }
 
@@ -447,7 +452,10 @@ impl SyncEngine {
 
     fn set_rate(&mut self, room_rate: Rate, offset_ppm: i64, now: LocalTime) {
         let rate = room_rate.scaled_ppm(offset_ppm);
-        self.stats.max_rate_offset_ppm = self.stats.max_rate_offset_ppm.max(offset_ppm.unsigned_abs());
+        self.stats.max_rate_offset_ppm = self
+            .stats
+            .max_rate_offset_ppm
+            .max(offset_ppm.unsigned_abs());
         let tolerance = i64::from(self.cfg.rate_tolerance_ppm);
         let player_ok = self
             .tracker
@@ -477,7 +485,8 @@ impl SyncEngine {
         if !self.attached || self.hold_until.is_some() || !self.clock.is_ready() {
             return;
         }
-        let (Some(room_now), Some(tl)) = (self.clock.to_room_time(now), self.timeline.as_ref()) else {
+        let (Some(room_now), Some(tl)) = (self.clock.to_room_time(now), self.timeline.as_ref())
+        else {
             return;
         };
         let Some(obs) = self.tracker.last().copied() else {
@@ -488,6 +497,7 @@ impl SyncEngine {
             self.timeline_generation = Some(tl.generation());
             self.filter.reset();
             self.corrector.reset();
+            self.unchecked_state = true;
         }
         let exp = tl.expected_at(room_now);
         let startup = self.start_estimate;
@@ -514,10 +524,17 @@ impl SyncEngine {
                 if !obs.paused {
                     self.issue(PlayerAction::Pause, now);
                 }
-                if (obs.position - exp.position).abs() > self.cfg.paused_seek_threshold
+                // Only a paused reading shows where the player stopped.
+                if obs.paused
+                    && (obs.position - exp.position).abs() > self.cfg.paused_seek_threshold
                     && !self.tracker.seek_pending(now)
                 {
-                    self.issue(PlayerAction::Seek { position: exp.position }, now);
+                    self.issue(
+                        PlayerAction::Seek {
+                            position: exp.position,
+                        },
+                        now,
+                    );
                 }
                 self.wake_at = start_local.map(|l| l - startup);
             }
@@ -531,9 +548,15 @@ impl SyncEngine {
         // The room is playing.
         self.wake_at = exp.next_change.and_then(|at| self.clock.to_local_time(at));
         if obs.paused {
-            if self.tracker.recently_issued(PlayerAction::Play, now).is_none() {
+            if self
+                .tracker
+                .recently_issued(PlayerAction::Play, now)
+                .is_none()
+            {
                 let at_start = tl.expected_at(room_now + startup).position;
-                if (obs.position - at_start).abs() > self.cfg.dead_zone && !self.tracker.seek_pending(now) {
+                if (obs.position - at_start).abs() > self.cfg.dead_zone
+                    && !self.tracker.seek_pending(now)
+                {
                     self.issue(PlayerAction::Seek { position: landing }, now);
                 }
                 self.issue(PlayerAction::Play, now);
@@ -542,7 +565,22 @@ impl SyncEngine {
             return;
         }
         if obs.buffering || self.tracker.seek_pending(now) || self.tracker.start_pending(now) {
+            // Readings are meaningless until the player moves; keep the room
+            // rate enforced meanwhile.
+            self.set_rate(exp.rate, self.corrector.applied_ppm(), now);
             return;
+        }
+        if self.unchecked_state && exp.next_change.is_none() {
+            // A new state is in effect: apply a jump it makes by seeking at
+            // once (a command is not drift; don't catch up by rate).
+            self.unchecked_state = false;
+            let elapsed = now.since(obs.at).max(TimeDelta::ZERO);
+            let projected = obs.position + obs.rate.advance(elapsed);
+            if (projected - exp.position).abs() > self.cfg.command_seek_threshold {
+                self.issue(PlayerAction::Seek { position: landing }, now);
+                self.corrector.seeked(now);
+                return;
+            }
         }
         let clock = &self.clock;
         let estimate = self.filter.estimate(now, |at, pos| {

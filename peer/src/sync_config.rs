@@ -89,6 +89,10 @@ pub struct SyncConfig {
     /// Smallest change of the player's rate worth a `SetRate` while ramping.
     /// Default 2 500 ppm (0.25 %).
     pub rate_step_ppm: u32,
+    /// When a new room state takes effect (a host seek, or a play that
+    /// arrived late), a player farther than this from it seeks instead of
+    /// catching up by rate. Default 100 ms.
+    pub command_seek_threshold: TimeDelta,
     /// Errors at least this large are fixed with a seek. Default 1 s.
     pub seek_threshold: TimeDelta,
     /// Longest a rate correction may take; if the error cannot be removed in
@@ -166,6 +170,7 @@ impl Default for SyncConfig {
             nudge_ramp_ppm_per_sec: 25_000,
             catch_up_tau: TimeDelta::from_secs(2),
             rate_step_ppm: 2_500,
+            command_seek_threshold: TimeDelta::from_millis(100),
             seek_threshold: TimeDelta::from_secs(1),
             max_catch_up: TimeDelta::from_secs(20),
             seek_cooldown: TimeDelta::from_secs(3),
@@ -287,6 +292,12 @@ impl SyncConfig {
             return Err(ConfigError {
                 field: "rate_step_ppm",
                 reason: "must not exceed max_nudge_ppm",
+            });
+        }
+        if self.command_seek_threshold < self.dead_zone {
+            return Err(ConfigError {
+                field: "command_seek_threshold",
+                reason: "must not be below dead_zone",
             });
         }
         if self.seek_threshold <= self.dead_zone {

@@ -67,7 +67,10 @@ impl PlaybackState {
             return false;
         }
         let at = self.at.max(other.at);
-        (self.position_at(at) - other.position_at(at)).abs().as_micros() <= tolerance_us
+        (self.position_at(at) - other.position_at(at))
+            .abs()
+            .as_micros()
+            <= tolerance_us
     }
 }
 
@@ -171,7 +174,12 @@ impl Timeline {
                 Some(p) if !p.paused => (p.position_at(t), true, p.rate, Some(self.latest.at)),
                 // Paused (or nothing before): wait at the new position, so a
                 // scheduled start can pre-seek and buffer.
-                _ => (self.latest.position, false, self.latest.rate, Some(self.latest.at)),
+                _ => (
+                    self.latest.position,
+                    false,
+                    self.latest.rate,
+                    Some(self.latest.at),
+                ),
             }
         };
         match self.duration {
@@ -262,7 +270,11 @@ mod tests {
     #[test]
     fn scheduled_play_waits_at_the_new_position() {
         let mut t = Timeline::new(PlaybackState::paused(pos(5_000), ms(0), Rate::NORMAL));
-        assert!(t.apply(PlaybackState::playing(pos(20_000), ms(10_000), Rate::NORMAL)));
+        assert!(t.apply(PlaybackState::playing(
+            pos(20_000),
+            ms(10_000),
+            Rate::NORMAL
+        )));
         let before = t.expected_at(ms(9_900));
         assert_eq!(before.position, pos(20_000));
         assert!(!before.playing);
@@ -294,10 +306,22 @@ mod tests {
     fn heartbeat_of_same_line_is_not_a_change() {
         let mut t = Timeline::new(PlaybackState::playing(pos(0), ms(0), Rate::NORMAL));
         let g = t.generation();
-        assert!(!t.apply(PlaybackState::playing(pos(60_000), ms(60_000), Rate::NORMAL)));
-        assert!(!t.apply(PlaybackState::playing(pos(60_001), ms(60_000), Rate::NORMAL)));
+        assert!(!t.apply(PlaybackState::playing(
+            pos(60_000),
+            ms(60_000),
+            Rate::NORMAL
+        )));
+        assert!(!t.apply(PlaybackState::playing(
+            pos(60_001),
+            ms(60_000),
+            Rate::NORMAL
+        )));
         assert_eq!(t.generation(), g);
-        assert!(t.apply(PlaybackState::playing(pos(60_010), ms(60_000), Rate::NORMAL)));
+        assert!(t.apply(PlaybackState::playing(
+            pos(60_010),
+            ms(60_000),
+            Rate::NORMAL
+        )));
         let rate = t.rate_at(ms(70_000), Rate::from_milli(1_500).unwrap_or_default());
         assert_eq!(rate.position, pos(70_010));
         assert!(t.apply(rate));

@@ -101,8 +101,10 @@ impl VirtualPlayer {
         }
         let media = self.rate.advance(now - start);
         let drift = TimeDelta::from_micros(
-            i64::try_from(i128::from(media.as_micros()) * i128::from(self.cfg.drift_ppm) / 1_000_000)
-                .unwrap_or(0),
+            i64::try_from(
+                i128::from(media.as_micros()) * i128::from(self.cfg.drift_ppm) / 1_000_000,
+            )
+            .unwrap_or(0),
         );
         let p = self.anchor_pos + media + drift;
         match self.cfg.duration {
@@ -286,7 +288,12 @@ mod tests {
     fn seek_freezes_then_resumes_from_target() {
         let mut v = VirtualPlayer::new(VirtualPlayerConfig::default(), t(0));
         v.apply(PlayerAction::Play, t(0));
-        v.apply(PlayerAction::Seek { position: p(60_000) }, t(1_000));
+        v.apply(
+            PlayerAction::Seek {
+                position: p(60_000),
+            },
+            t(1_000),
+        );
         assert_eq!(v.observe(t(1_100)).position, p(60_000));
         assert_eq!(v.position(t(1_150)), p(60_000));
         assert_eq!(v.position(t(1_250)), p(60_100));
@@ -294,7 +301,10 @@ mod tests {
         while let Some(o) = v.poll_event(t(1_200)) {
             events.push(o.event);
         }
-        assert_eq!(events, [Some(PlayerEvent::Playing), Some(PlayerEvent::Seeked)]);
+        assert_eq!(
+            events,
+            [Some(PlayerEvent::Playing), Some(PlayerEvent::Seeked)]
+        );
     }
 
     #[test]
