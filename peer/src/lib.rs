@@ -6,8 +6,15 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod acceptance;
+pub mod cert;
 pub mod channels;
 pub mod clock;
+mod codec;
+pub mod crypto;
+pub mod frame;
+pub mod ids;
+pub mod message;
 pub mod sync_config;
 pub mod time;
 pub mod correction;
