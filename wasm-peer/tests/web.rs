@@ -17,7 +17,8 @@ use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 use watchparty_peer::channels::{self, ChannelSpec};
 use watchparty_wasm_peer::RtcError;
 use watchparty_wasm_peer::rtc::{
-    DataChannel, DropCounts, MAX_FRAME_BYTES, MAX_INBOX_FRAMES, PeerConnection,
+    DataChannel, DropCounts, IceCandidate, MAX_FRAME_BYTES, MAX_INBOX_FRAMES,
+    MAX_PENDING_REMOTE_CANDIDATES, PeerConnection,
 };
 use watchparty_wasm_peer::timer::{sleep, timeout};
 
@@ -227,6 +228,38 @@ async fn mismatched_channel_ids_do_not_connect_traffic() {
     pair.a_channels[0].send(b"lost").expect("send");
     let got = timeout(500, pair.b_channels[0].recv()).await;
     assert_eq!(got, Err(RtcError::Timeout { ms: 500 }));
+}
+
+#[wasm_bindgen_test]
+async fn early_remote_candidates_are_bounded() {
+    let pc = PeerConnection::new().expect("pc");
+    let candidate = |n: usize| IceCandidate {
+        candidate: format!(
+            "candidate:{n} 1 udp 2122260223 192.0.2.77 {} typ host",
+            40_000 + n
+        ),
+        sdp_mid: Some("0".to_owned()),
+        sdp_m_line_index: Some(0),
+    };
+    // No remote description yet: candidates are kept for later, up to the limit.
+    for n in 0..MAX_PENDING_REMOTE_CANDIDATES {
+        assert_eq!(pc.add_remote_candidate(&candidate(n)).await, Ok(()));
+    }
+    assert_eq!(
+        pc.pending_remote_candidates(),
+        MAX_PENDING_REMOTE_CANDIDATES
+    );
+    assert_eq!(
+        pc.add_remote_candidate(&candidate(MAX_PENDING_REMOTE_CANDIDATES))
+            .await,
+        Err(RtcError::TooManyPendingCandidates {
+            max: MAX_PENDING_REMOTE_CANDIDATES
+        })
+    );
+    assert_eq!(
+        pc.pending_remote_candidates(),
+        MAX_PENDING_REMOTE_CANDIDATES
+    );
 }
 
 #[wasm_bindgen_test]
