@@ -15,6 +15,7 @@ pub mod crypto;
 pub mod frame;
 pub mod ids;
 pub mod message;
+pub mod signaling;
 pub mod sync_config;
 pub mod time;
 pub mod correction;
