@@ -303,11 +303,11 @@ impl SyncEngine {
         if let Some(l) = c.start_latency {
             self.start_estimate = self.learn(self.start_estimate, l);
         }
-        if let Some(b) = c.buffering_changed {
-            if b != self.buffering {
-                self.buffering = b;
-                self.push(SyncOutput::Event(SyncEvent::Buffering(b)));
-            }
+        if let Some(b) = c.buffering_changed
+            && b != self.buffering
+        {
+            self.buffering = b;
+            self.push(SyncOutput::Event(SyncEvent::Buffering(b)));
         }
         if obs.event == Some(crate::player::PlayerEvent::Ended) {
             self.push(SyncOutput::Event(SyncEvent::Ended));
