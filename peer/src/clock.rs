@@ -212,6 +212,10 @@ struct Estimator {
 /// narrowest sample interval, < 1 s) shrinks below 0.1 µs.
 const DEPTH_STEPS: u32 = 24;
 
+/// How much shallower than the deepest line the region is whose centroid is
+/// the estimate (µs).
+const DEPTH_RELAX_US: f64 = 1_000.0;
+
 impl Estimator {
     fn new() -> Self {
         Self {
@@ -304,6 +308,13 @@ impl Estimator {
                 lo = mid;
                 deepest = p;
             }
+        }
+        // The deepest point itself rests on the two or three most extreme
+        // samples; the centroid of the region slightly less deep averages
+        // over more of them.
+        let relaxed = self.feasible(slack - (lo - DEPTH_RELAX_US).max(0.0), max_drift);
+        if !relaxed.is_empty() {
+            deepest = relaxed;
         }
         let n = deepest.len() as f64;
         let (sx, sy) = deepest

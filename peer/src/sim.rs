@@ -407,6 +407,15 @@ impl Sim {
         Some(p.player.position(p.clock.local(self.t)) - exp.position)
     }
 
+    /// Error of a peer's room-clock estimate now (estimate − truth), if it
+    /// has one. Zero for the host.
+    #[must_use]
+    pub fn clock_error(&self, peer: usize) -> Option<TimeDelta> {
+        let p = self.peers.get(peer)?;
+        let estimate = p.engine.room_time(p.clock.local(self.t))?;
+        Some(estimate - self.room_now())
+    }
+
     /// A peer's local clock reading now.
     #[must_use]
     pub fn local_time(&self, peer: usize) -> Option<LocalTime> {

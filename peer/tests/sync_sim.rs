@@ -79,6 +79,12 @@ fn sixteen_followers_settle_within_10ms_p99() {
         sim.host_play();
         sim.run_until(secs(180));
         let settled = secs(45);
+        let clock_worst = (1..sim.peer_count())
+            .filter_map(|i| sim.clock_error(i))
+            .map(|e| e.abs().as_micros())
+            .max()
+            .unwrap_or(i64::MAX);
+        assert!(clock_worst <= 5_000, "clock error {clock_worst} µs");
         let errs = all_errors(&sim, settled, secs(180));
         let p = p99(errs.clone());
         let max = errs.iter().map(|e| e.abs()).max().unwrap_or(0);
@@ -105,10 +111,11 @@ fn sixteen_followers_settle_within_10ms_p99() {
         }
         let per_peer_minute = steady_rate_changes as f64 / 17.0 / ((180.0 - 45.0) / 60.0);
         println!(
-            "seed {seed}: p99 {:.2} ms, max {:.2} ms over {} samples; steady rate changes {per_peer_minute:.2}/peer/min",
+            "seed {seed}: p99 {:.2} ms, max {:.2} ms over {} samples; steady rate changes {per_peer_minute:.2}/peer/min; worst clock error {:.2} ms",
             p as f64 / 1e3,
             max as f64 / 1e3,
-            errs.len()
+            errs.len(),
+            clock_worst as f64 / 1e3
         );
         assert!(p <= 10_000, "seed {seed}: p99 {p} µs");
     }
