@@ -611,3 +611,154 @@ impl SyncEngine {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ClockPing;
+
+    fn t(ms: i64) -> LocalTime {
+        LocalTime::from_millis(ms)
+    }
+
+    fn reading(at: i64, pos_ms: u64, paused: bool) -> PlayerObservation {
+        PlayerObservation {
+            at: t(at),
+            position: MediaPos::from_millis(pos_ms),
+            paused,
+            rate: Rate::NORMAL,
+            buffering: false,
+            ended: false,
+            event: None,
+        }
+    }
+
+    fn drain(e: &mut SyncEngine) -> Vec<SyncOutput> {
+        std::iter::from_fn(|| e.poll_output()).collect()
+    }
+
+    #[test]
+    fn invalid_config_is_refused() {
+        let bad = SyncConfig {
+            dead_zone: TimeDelta::from_millis(-1),
+            ..SyncConfig::default()
+        };
+        assert!(SyncEngine::follower(bad.clone()).is_err());
+        assert!(SyncEngine::host(bad, TimeDelta::ZERO).is_err());
+    }
+
+    #[test]
+    fn follower_pings_but_never_acts_before_its_clock_is_ready() {
+        let Ok(mut e) = SyncEngine::follower(SyncConfig::default()) else {
+            panic!("default config")
+        };
+        e.handle_player(reading(0, 0, true), t(0));
+        e.handle_timeline(
+            PlaybackState::playing(MediaPos::ZERO, RoomTime::ZERO, Rate::NORMAL),
+            t(0),
+        );
+        let out = drain(&mut e);
+        assert!(out.iter().any(|o| matches!(o, SyncOutput::Ping(_))));
+        assert!(
+            !out.iter().any(|o| matches!(o, SyncOutput::Player(_))),
+            "{out:?}"
+        );
+        assert_eq!(
+            e.answer_ping(
+                ClockPing {
+                    id: 1,
+                    origin: t(0)
+                },
+                t(1)
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn host_follows_its_own_timeline_and_answers_pings() {
+        let Ok(mut e) = SyncEngine::host(SyncConfig::default(), TimeDelta::ZERO) else {
+            panic!("default config")
+        };
+        e.handle_player(reading(0, 0, true), t(0));
+        let at = e.scheduled_at(t(0));
+        assert_eq!(at, Some(RoomTime::from_millis(150)));
+        e.handle_timeline(
+            PlaybackState::playing(MediaPos::ZERO, RoomTime::from_millis(150), Rate::NORMAL),
+            t(0),
+        );
+        // Nothing before the start minus the start-up estimate (100 ms).
+        assert!(
+            drain(&mut e)
+                .iter()
+                .all(|o| !matches!(o, SyncOutput::Player(_)))
+        );
+        assert_eq!(e.next_timeout(), Some(t(50)));
+        e.handle_timeout(t(50));
+        assert!(drain(&mut e).contains(&SyncOutput::Player(PlayerAction::Play)));
+        let pong = e.answer_ping(
+            ClockPing {
+                id: 7,
+                origin: t(3),
+            },
+            t(1_000),
+        );
+        assert_eq!(
+            pong.map(|p| (p.id, p.receive)),
+            Some((7, RoomTime::from_millis(1_000)))
+        );
+    }
+
+    #[test]
+    fn detached_engine_leaves_the_player_alone() {
+        let Ok(mut e) = SyncEngine::host(SyncConfig::default(), TimeDelta::ZERO) else {
+            panic!("default config")
+        };
+        e.handle_player(reading(0, 0, true), t(0));
+        e.handle_timeline(
+            PlaybackState::playing(MediaPos::ZERO, RoomTime::ZERO, Rate::NORMAL),
+            t(0),
+        );
+        assert!(drain(&mut e).contains(&SyncOutput::Player(PlayerAction::Play)));
+        e.detach(t(10));
+        drain(&mut e);
+        // The user pauses: a local intent, and the engine does not fight it.
+        e.handle_player(reading(200, 190, false), t(200));
+        e.handle_player(reading(300, 250, true), t(300));
+        for i in 4..100 {
+            e.handle_player(reading(i * 100, 250, true), t(i * 100));
+        }
+        let out = drain(&mut e);
+        assert!(
+            !out.iter().any(|o| matches!(o, SyncOutput::Player(_))),
+            "{out:?}"
+        );
+        assert!(out.iter().any(|o| matches!(
+            o,
+            SyncOutput::Event(SyncEvent::UserIntent {
+                attached: false,
+                ..
+            })
+        )));
+        // One call re-attaches and plays again.
+        e.resync(t(10_000));
+        assert!(
+            drain(&mut e)
+                .iter()
+                .any(|o| matches!(o, SyncOutput::Player(_)))
+        );
+    }
+
+    #[test]
+    fn unpolled_outputs_are_bounded() {
+        let Ok(mut e) = SyncEngine::follower(SyncConfig::default()) else {
+            panic!("default config")
+        };
+        for i in 0..10_000 {
+            e.handle_timeout(t(i * 100));
+        }
+        let out = drain(&mut e);
+        assert!(out.len() <= MAX_QUEUED_OUTPUTS, "{}", out.len());
+        assert!(!out.is_empty());
+    }
+}

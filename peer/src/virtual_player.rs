@@ -342,6 +342,16 @@ mod tests {
     }
 
     #[test]
+    fn queued_events_are_bounded() {
+        let mut v = VirtualPlayer::new(VirtualPlayerConfig::default(), t(0));
+        for i in 0..1_000 {
+            v.apply(PlayerAction::Play, t(i));
+            v.stall(t(i), TimeDelta::from_secs(10));
+        }
+        assert!(v.events.len() <= MAX_QUEUED_EVENTS);
+    }
+
+    #[test]
     fn jitter_is_bounded_and_deterministic() {
         let cfg = VirtualPlayerConfig {
             start_latency: TimeDelta::ZERO,
