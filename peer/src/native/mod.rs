@@ -1,0 +1,14 @@
+//! Native driver pieces (feature `native`): the str0m WebRTC transport.
+//!
+//! - [`rtc`]: the sans-I/O transport, many peer connections on one socket.
+//! - [`udp`]: the thin tokio wrapper that owns the UDP socket and timers.
+//! - [`candidates`]: which local addresses are announced as host candidates.
+//! - [`fingerprint`]: DTLS fingerprints for the signed-SDP binding.
+
+pub mod candidates;
+pub mod fingerprint;
+pub mod rtc;
+pub mod udp;
+
+#[cfg(test)]
+mod tests;
