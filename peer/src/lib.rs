@@ -25,3 +25,5 @@ pub mod sync;
 pub mod timeline;
 pub mod virtual_player;
 pub mod sim;
+#[cfg(feature = "native")]
+pub mod native;

@@ -24,8 +24,9 @@
 //!   [`SendError::QueueFull`].
 //! - [`TransportConfig::send_stall_limit`]: a peer whose queue stays non-empty
 //!   that long (it does not read) is dropped ([`CloseReason::SendStalled`]).
-//! - [`TransportConfig::connect_timeout`], [`TransportConfig::disconnect_grace`]:
-//!   a peer that never connects, or stays ICE-disconnected, is dropped.
+//! - [`TransportConfig::connect_timeout`], [`TransportConfig::idle_timeout`],
+//!   [`TransportConfig::disconnect_grace`]: a peer that never connects, or
+//!   goes silent and stays so, is dropped.
 //! - [`TransportConfig::max_peers`]: connections per transport.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -70,6 +71,12 @@ pub const DEFAULT_SEND_STALL_LIMIT: Duration = Duration::from_secs(10);
 /// Default time from creating a connection to DTLS being up.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Default time a connected peer may send nothing at all (ICE keeps a working
+/// pair alive with a check at least every [`IceTiming::max_rto`]) before it
+/// counts as [`TransportEvent::Disconnected`]. str0m's own ICE verdict needs
+/// at least 15 s of silence; this makes it configurable.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(12);
+
 /// Default time a connected peer may stay ICE-disconnected (no answer to
 /// connectivity checks) before it is dropped. An ICE restart
 /// ([`RtcTransport::restart_ice`]) restarts this clock.
@@ -113,6 +120,9 @@ pub struct TransportConfig {
     pub connect_timeout: Duration,
     /// ICE-disconnected grace ([`DEFAULT_DISCONNECT_GRACE`]).
     pub disconnect_grace: Duration,
+    /// Silence after which a connected peer counts as disconnected
+    /// ([`DEFAULT_IDLE_TIMEOUT`]).
+    pub idle_timeout: Duration,
     /// STUN timing of the ICE agent.
     pub ice: IceTiming,
 }
@@ -125,6 +135,7 @@ impl Default for TransportConfig {
             send_stall_limit: DEFAULT_SEND_STALL_LIMIT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             disconnect_grace: DEFAULT_DISCONNECT_GRACE,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
             ice: IceTiming::default(),
         }
     }
@@ -151,7 +162,9 @@ pub enum CloseReason {
     RemoteClosed,
     /// Not connected within [`TransportConfig::connect_timeout`].
     ConnectTimeout,
-    /// ICE stayed disconnected longer than [`TransportConfig::disconnect_grace`].
+    /// The peer stayed disconnected (ICE verdict or
+    /// [`TransportConfig::idle_timeout`] of silence) longer than
+    /// [`TransportConfig::disconnect_grace`].
     IceFailed,
     /// The send queue stayed non-empty longer than
     /// [`TransportConfig::send_stall_limit`].
@@ -180,11 +193,12 @@ pub enum TransportEvent<P> {
     },
     /// A channel closed; the connection may still be up.
     ChannelClosed(P, ChannelId),
-    /// ICE lost the peer; it may come back by itself or after
+    /// ICE lost the peer, or nothing arrived from it for
+    /// [`TransportConfig::idle_timeout`]; it may come back by itself or after
     /// [`RtcTransport::restart_ice`]. Dropped after
     /// [`TransportConfig::disconnect_grace`].
     Disconnected(P),
-    /// ICE found the peer again after [`TransportEvent::Disconnected`].
+    /// The peer is reachable again after [`TransportEvent::Disconnected`].
     Reconnected(P),
     /// The connection is gone; the peer id is free again.
     PeerClosed {
@@ -303,6 +317,8 @@ struct PeerConn {
     created: Instant,
     /// When the peer entered `Disconnected` (or its last ICE restart).
     disconnected_since: Option<Instant>,
+    /// Last datagram from the peer (or last ICE restart).
+    last_rx: Instant,
     /// Offer of ours waiting for an answer.
     pending_offer: Option<SdpPendingOffer>,
     /// Our channel id → str0m's channel handle, once open.
@@ -465,6 +481,7 @@ impl<P: Copy + Ord + fmt::Debug> RtcTransport<P> {
             state: PeerState::Connecting,
             created: now,
             disconnected_since: None,
+            last_rx: now,
             pending_offer: None,
             open: BTreeMap::new(),
             queue: VecDeque::new(),
@@ -570,8 +587,11 @@ impl<P: Copy + Ord + fmt::Debug> RtcTransport<P> {
         // remote's wins; our pending offer is void once theirs is accepted).
         conn.pending_offer = None;
         let result = conn.rtc.sdp_api().accept_offer(offer);
-        if result.is_ok() && conn.state == PeerState::Disconnected {
-            conn.disconnected_since = Some(now);
+        if result.is_ok() {
+            conn.last_rx = now;
+            if conn.state == PeerState::Disconnected {
+                conn.disconnected_since = Some(now);
+            }
         }
         self.drain(peer, now);
         result
@@ -585,7 +605,12 @@ impl<P: Copy + Ord + fmt::Debug> RtcTransport<P> {
     /// [`TransportError::UnknownPeer`], [`TransportError::NoPendingOffer`],
     /// [`TransportError::RemoteSdp`] (the connection stays; the driver may
     /// close it).
-    pub fn accept_answer(&mut self, peer: P, sdp: &str, now: Instant) -> Result<(), TransportError> {
+    pub fn accept_answer(
+        &mut self,
+        peer: P,
+        sdp: &str,
+        now: Instant,
+    ) -> Result<(), TransportError> {
         let conn = self
             .peers
             .get_mut(&peer)
@@ -658,6 +683,7 @@ impl<P: Copy + Ord + fmt::Debug> RtcTransport<P> {
         let result = match applied {
             Some((offer, pending)) => {
                 conn.pending_offer = Some(pending);
+                conn.last_rx = now;
                 if conn.state == PeerState::Disconnected {
                     conn.disconnected_since = Some(now);
                 }
@@ -682,13 +708,7 @@ impl<P: Copy + Ord + fmt::Debug> RtcTransport<P> {
         };
         if conn.rtc.is_alive() && conn.rtc.close().is_ok() {
             // Flush the close output (close_notify) of the closing instance.
-            let _ = Self::drain_conn(
-                &mut conn,
-                peer,
-                now,
-                &mut self.transmits,
-                &mut self.events,
-            );
+            let _ = Self::drain_conn(&mut conn, peer, now, &mut self.transmits, &mut self.events);
         }
         self.events
             .push_back(TransportEvent::PeerClosed { peer, reason });
@@ -777,7 +797,16 @@ impl<P: Copy + Ord + fmt::Debug> RtcTransport<P> {
             self.remove_peer(peer, CloseReason::Error(e.to_string()), now);
             return;
         }
+        conn.last_rx = now;
         self.drain(peer, now);
+        if let Some(conn) = self.peers.get_mut(&peer) {
+            // Silence ended (str0m never declared ICE lost): back to normal.
+            if conn.state == PeerState::Disconnected && conn.rtc.is_connected() {
+                conn.state = PeerState::Connected;
+                conn.disconnected_since = None;
+                self.events.push_back(TransportEvent::Reconnected(peer));
+            }
+        }
         self.flush_queue(peer, now);
     }
 
@@ -796,6 +825,15 @@ impl<P: Copy + Ord + fmt::Debug> RtcTransport<P> {
                 self.drain(peer, now);
             }
             self.flush_queue(peer, now);
+            if let Some(conn) = self.peers.get_mut(&peer) {
+                if conn.state == PeerState::Connected
+                    && now >= conn.last_rx + self.config.idle_timeout
+                {
+                    conn.state = PeerState::Disconnected;
+                    conn.disconnected_since = Some(now);
+                    self.events.push_back(TransportEvent::Disconnected(peer));
+                }
+            }
             if let Some(reason) = self.expired(peer, now) {
                 self.remove_peer(peer, reason, now);
             }
@@ -834,6 +872,7 @@ impl<P: Copy + Ord + fmt::Debug> RtcTransport<P> {
                 [
                     Some(c.rtc_timeout),
                     (c.state == PeerState::Connecting).then(|| c.created + cfg.connect_timeout),
+                    (c.state == PeerState::Connected).then(|| c.last_rx + cfg.idle_timeout),
                     c.disconnected_since.map(|t| t + cfg.disconnect_grace),
                     c.stalled_since.map(|t| t + cfg.send_stall_limit),
                 ]
@@ -969,11 +1008,7 @@ impl<P: Copy + Ord + fmt::Debug> RtcTransport<P> {
                 }
             }
             Event::ChannelData(d) => {
-                let ours = conn
-                    .open
-                    .iter()
-                    .find(|(_, v)| **v == d.id)
-                    .map(|(k, _)| *k);
+                let ours = conn.open.iter().find(|(_, v)| **v == d.id).map(|(k, _)| *k);
                 match ours {
                     None => conn.unknown_channel_dropped += 1,
                     Some(_) if d.data.len() > MAX_FRAME_SIZE => conn.oversized_dropped += 1,
@@ -985,11 +1020,7 @@ impl<P: Copy + Ord + fmt::Debug> RtcTransport<P> {
                 }
             }
             Event::ChannelClose(id) => {
-                let ours = conn
-                    .open
-                    .iter()
-                    .find(|(_, v)| **v == id)
-                    .map(|(k, _)| *k);
+                let ours = conn.open.iter().find(|(_, v)| **v == id).map(|(k, _)| *k);
                 if let Some(ch) = ours {
                     conn.open.remove(&ch);
                     let before = conn.queue.len();
@@ -1012,7 +1043,13 @@ impl<P: Copy + Ord + fmt::Debug> RtcTransport<P> {
     /// Test hook: writes raw bytes on an open channel, bypassing
     /// [`MAX_FRAME_SIZE`], to play a misbehaving remote.
     #[cfg(test)]
-    pub(crate) fn raw_write(&mut self, peer: P, channel: ChannelId, data: &[u8], now: Instant) -> bool {
+    pub(crate) fn raw_write(
+        &mut self,
+        peer: P,
+        channel: ChannelId,
+        data: &[u8],
+        now: Instant,
+    ) -> bool {
         let Some(conn) = self.peers.get_mut(&peer) else {
             return false;
         };

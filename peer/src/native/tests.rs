@@ -24,6 +24,7 @@ fn fast_config() -> TransportConfig {
             max_rto: Duration::from_millis(200),
             max_retransmits: 4,
         },
+        idle_timeout: Duration::from_millis(1000),
         disconnect_grace: Duration::from_millis(500),
         ..TransportConfig::default()
     }
@@ -34,9 +35,13 @@ fn all_channels() -> HashSet<ChannelId> {
 }
 
 async fn bind(config: TransportConfig) -> UdpRtc<u64> {
-    UdpRtc::bind("127.0.0.1:0".parse().unwrap(), HostAddrs::loopback(), config)
-        .await
-        .unwrap()
+    UdpRtc::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        HostAddrs::loopback(),
+        config,
+    )
+    .await
+    .unwrap()
 }
 
 /// Polls both sides until `done` holds for the collected events; panics
@@ -127,15 +132,38 @@ async fn exchange(x: &mut UdpRtc<u64>, y: &mut UdpRtc<u64>) {
     .await;
     for spec in [CONTROL, CHAT] {
         let want: Vec<_> = sent_x.iter().filter(|(c, _)| *c == spec.id).collect();
-        let got: Vec<_> = data(&ey).into_iter().filter(|(c, _)| *c == spec.id).collect();
-        assert_eq!(got.iter().collect::<Vec<_>>(), want, "x→y on {}", spec.label);
+        let got: Vec<_> = data(&ey)
+            .into_iter()
+            .filter(|(c, _)| *c == spec.id)
+            .collect();
+        assert_eq!(
+            got.iter().collect::<Vec<_>>(),
+            want,
+            "x→y on {}",
+            spec.label
+        );
         let want: Vec<_> = sent_y.iter().filter(|(c, _)| *c == spec.id).collect();
-        let got: Vec<_> = data(&ex).into_iter().filter(|(c, _)| *c == spec.id).collect();
-        assert_eq!(got.iter().collect::<Vec<_>>(), want, "y→x on {}", spec.label);
+        let got: Vec<_> = data(&ex)
+            .into_iter()
+            .filter(|(c, _)| *c == spec.id)
+            .collect();
+        assert_eq!(
+            got.iter().collect::<Vec<_>>(),
+            want,
+            "y→x on {}",
+            spec.label
+        );
     }
     // Unordered channel: same multiset.
-    let mut want: Vec<_> = sent_x.iter().filter(|(c, _)| *c == CLOCK.id).cloned().collect();
-    let mut got: Vec<_> = data(&ey).into_iter().filter(|(c, _)| *c == CLOCK.id).collect();
+    let mut want: Vec<_> = sent_x
+        .iter()
+        .filter(|(c, _)| *c == CLOCK.id)
+        .cloned()
+        .collect();
+    let mut got: Vec<_> = data(&ey)
+        .into_iter()
+        .filter(|(c, _)| *c == CLOCK.id)
+        .collect();
     want.sort();
     got.sort();
     assert_eq!(got, want);
@@ -149,8 +177,14 @@ async fn udp_pair_connects_and_exchanges_with_each_side_offering() {
     connect(&mut x, &mut y).await;
     exchange(&mut x, &mut y).await;
     // Fingerprints: each side sees exactly the other's certificate.
-    assert_eq!(x.transport().remote_fingerprint(B), Some(y.local_fingerprint()));
-    assert_eq!(y.transport().remote_fingerprint(A), Some(x.local_fingerprint()));
+    assert_eq!(
+        x.transport().remote_fingerprint(B),
+        Some(y.local_fingerprint())
+    );
+    assert_eq!(
+        y.transport().remote_fingerprint(A),
+        Some(x.local_fingerprint())
+    );
 
     // The other direction, fresh transports: y' offers to x'.
     let mut x2 = bind(TransportConfig::default()).await;
@@ -174,10 +208,16 @@ async fn oversized_frames_are_refused_and_dropped() {
         })
     );
     // A misbehaving remote bypasses the send check: the receiver drops it.
-    assert!(x.transport_mut().raw_write(B, CHAT.id, &big, Instant::now()));
+    assert!(
+        x.transport_mut()
+            .raw_write(B, CHAT.id, &big, Instant::now())
+    );
     x.send(B, CHAT.id, b"after").unwrap();
     let (mut ex, mut ey) = (Vec::new(), Vec::new());
-    run_until(&mut x, &mut y, &mut ex, &mut ey, |_, ey| !data(ey).is_empty()).await;
+    run_until(&mut x, &mut y, &mut ex, &mut ey, |_, ey| {
+        !data(ey).is_empty()
+    })
+    .await;
     assert_eq!(data(&ey), vec![(CHAT.id, b"after".to_vec())]);
     let stats = y.transport().peer_stats(A).unwrap();
     assert_eq!(stats.oversized_dropped, 1);
@@ -193,13 +233,16 @@ async fn graceful_close_is_seen_by_the_remote() {
     assert!(x.transport().peer_stats(B).is_none());
     let (mut ex, mut ey) = (Vec::new(), Vec::new());
     run_until(&mut x, &mut y, &mut ex, &mut ey, |_, ey| {
-        ey.iter().any(|e| matches!(e, TransportEvent::PeerClosed { .. }))
+        ey.iter()
+            .any(|e| matches!(e, TransportEvent::PeerClosed { .. }))
     })
     .await;
-    assert!(ex.contains(&TransportEvent::PeerClosed {
-        peer: B,
-        reason: CloseReason::Local
-    }) || ex.is_empty());
+    assert!(
+        ex.contains(&TransportEvent::PeerClosed {
+            peer: B,
+            reason: CloseReason::Local
+        }) || ex.is_empty()
+    );
     assert!(ey.contains(&TransportEvent::PeerClosed {
         peer: A,
         reason: CloseReason::RemoteClosed
@@ -208,7 +251,7 @@ async fn graceful_close_is_seen_by_the_remote() {
 }
 
 #[tokio::test]
-async fn vanished_peer_is_detected_by_ice_timeout() {
+async fn vanished_peer_is_detected_and_dropped() {
     let mut x = bind(fast_config()).await;
     let mut y = bind(fast_config()).await;
     connect(&mut x, &mut y).await;
@@ -310,7 +353,12 @@ impl Wire {
         let end = self.now + limit;
         let mut steps = 0u32;
         while !done(self) {
-            assert!(self.now < end, "virtual timeout: a {:?} b {:?}", self.ev_a, self.ev_b);
+            assert!(
+                self.now < end,
+                "virtual timeout: a {:?} b {:?}",
+                self.ev_a,
+                self.ev_b
+            );
             steps += 1;
             assert!(steps < 1_000_000, "time does not advance");
             self.step(Duration::from_millis(50));
@@ -336,10 +384,16 @@ impl Wire {
 fn sdp_carries_the_transport_fingerprint() {
     let mut w = Wire::new(TransportConfig::default());
     let offer = w.a.create_offer(B, w.now).unwrap();
-    assert_eq!(fingerprint_of_sdp(&offer).as_ref(), Some(w.a.local_fingerprint()));
+    assert_eq!(
+        fingerprint_of_sdp(&offer).as_ref(),
+        Some(w.a.local_fingerprint())
+    );
     assert!(offer.contains("127.0.0.1 1000 typ host"), "{offer}");
     let answer = w.b.accept_offer(A, &offer, w.now).unwrap();
-    assert_eq!(fingerprint_of_sdp(&answer).as_ref(), Some(w.b.local_fingerprint()));
+    assert_eq!(
+        fingerprint_of_sdp(&answer).as_ref(),
+        Some(w.b.local_fingerprint())
+    );
     assert_eq!(w.b.remote_fingerprint(A), Some(w.a.local_fingerprint()));
 }
 
@@ -380,7 +434,10 @@ fn max_peers_is_enforced() {
         ..TransportConfig::default()
     });
     w.a.create_offer(B, w.now).unwrap();
-    assert_eq!(w.a.create_offer(3, w.now), Err(TransportError::TooManyPeers(1)));
+    assert_eq!(
+        w.a.create_offer(3, w.now),
+        Err(TransportError::TooManyPeers(1))
+    );
 }
 
 #[test]
@@ -410,7 +467,10 @@ fn virtual_wire_connects_and_sends() {
         w.a.send(B, ChannelId::new(9), b"hi", w.now),
         Err(SendError::UnknownChannel(9))
     );
-    assert_eq!(w.a.send(7, CONTROL.id, b"hi", w.now), Err(SendError::UnknownPeer));
+    assert_eq!(
+        w.a.send(7, CONTROL.id, b"hi", w.now),
+        Err(SendError::UnknownPeer)
+    );
     w.pump();
     assert_eq!(data(&w.ev_b), vec![(CONTROL.id, b"hi".to_vec())]);
 }
@@ -467,10 +527,33 @@ fn queued_frames_flow_once_acknowledgements_return() {
     }
     assert!(outcomes.contains(&SendOutcome::Queued));
     w.b_to_a = true;
-    w.run_until(Duration::from_secs(30), |w| data(&w.ev_b).len() == frames.len());
+    w.run_until(Duration::from_secs(30), |w| {
+        data(&w.ev_b).len() == frames.len()
+    });
     let got: Vec<Vec<u8>> = data(&w.ev_b).into_iter().map(|(_, d)| d).collect();
     assert_eq!(got, frames);
     assert_eq!(w.a.peer_stats(B).unwrap().queued_bytes, 0);
+}
+
+#[test]
+fn silence_is_a_disconnect_and_traffic_a_reconnect() {
+    let mut w = Wire::new(TransportConfig::default());
+    w.connect();
+    w.ev_a.clear();
+    w.b_to_a = false;
+    let cut = w.now;
+    w.run_until(DEFAULT_IDLE_TIMEOUT + Duration::from_secs(1), |w| {
+        !w.ev_a.is_empty()
+    });
+    assert_eq!(w.ev_a, vec![TransportEvent::Disconnected(B)]);
+    assert!(w.now - cut >= DEFAULT_IDLE_TIMEOUT);
+    assert_eq!(w.a.peer_stats(B).unwrap().state, PeerState::Disconnected);
+    w.b_to_a = true;
+    w.run_until(Duration::from_secs(5), |w| w.ev_a.len() > 1);
+    assert_eq!(w.ev_a[1], TransportEvent::Reconnected(B));
+    w.b.send(A, CHAT.id, b"back", w.now).unwrap();
+    w.run_until(Duration::from_secs(5), |w| !data(&w.ev_a).is_empty());
+    assert_eq!(data(&w.ev_a), vec![(CHAT.id, b"back".to_vec())]);
 }
 
 #[test]
@@ -484,11 +567,12 @@ fn ice_restart_keeps_the_connection() {
     w.a.send(B, CHAT.id, b"still here", w.now).unwrap();
     w.run_until(Duration::from_secs(5), |w| !data(&w.ev_b).is_empty());
     assert_eq!(data(&w.ev_b), vec![(CHAT.id, b"still here".to_vec())]);
-    assert!(!w
-        .ev_a
-        .iter()
-        .chain(&w.ev_b)
-        .any(|e| matches!(e, TransportEvent::PeerClosed { .. })));
+    assert!(
+        !w.ev_a
+            .iter()
+            .chain(&w.ev_b)
+            .any(|e| matches!(e, TransportEvent::PeerClosed { .. }))
+    );
 }
 
 #[test]
@@ -507,4 +591,3 @@ fn a_fresh_offer_with_a_new_fingerprint_replaces_the_connection() {
     }));
     assert_eq!(w.b.remote_fingerprint(A), Some(a2.local_fingerprint()));
 }
-
