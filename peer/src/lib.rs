@@ -4,26 +4,29 @@
 //! out. Nothing in this crate (outside the `native` feature) reads a clock,
 //! opens a socket, spawns a task or takes a lock.
 #![forbid(unsafe_code)]
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod acceptance;
 pub mod cert;
 pub mod channels;
 pub mod clock;
 mod codec;
+pub mod correction;
 pub mod crypto;
 pub mod frame;
 pub mod ids;
 pub mod message;
-pub mod signaling;
-pub mod sync_config;
-pub mod time;
-pub mod correction;
-pub mod player;
-pub mod prng;
-pub mod sync;
-pub mod timeline;
-pub mod virtual_player;
-pub mod sim;
 #[cfg(feature = "native")]
 pub mod native;
+pub mod player;
+pub mod prng;
+pub mod signaling;
+pub mod sim;
+pub mod sync;
+pub mod sync_config;
+pub mod time;
+pub mod timeline;
+pub mod virtual_player;
