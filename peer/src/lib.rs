@@ -23,6 +23,7 @@ pub mod message;
 pub mod native;
 pub mod player;
 pub mod prng;
+pub mod session;
 pub mod signaling;
 pub mod sim;
 pub mod sync;

@@ -660,10 +660,13 @@ pub enum Message {
         /// Room time (a little in the future, so all peers start together).
         at: RoomMs,
     },
-    /// Paused at `position`.
+    /// Paused at `position` from room time `at` (until `at` the previous
+    /// state stays in effect, so every peer stops on the same frame).
     Pause {
         /// Exact pause position.
         position: PositionMs,
+        /// Room time the pause takes effect.
+        at: RoomMs,
     },
     /// Seek to `position`, effective at `at`, then paused or playing.
     Seek {
@@ -758,7 +761,10 @@ impl Message {
                 w.u64(position.as_millis());
                 w.i64(at.0);
             }
-            Self::Pause { position } => w.u64(position.as_millis()),
+            Self::Pause { position, at } => {
+                w.u64(position.as_millis());
+                w.i64(at.0);
+            }
             Self::Seek {
                 position,
                 paused,
@@ -861,6 +867,7 @@ impl Message {
             },
             Kind::Pause => Self::Pause {
                 position: get_position(&mut r)?,
+                at: RoomMs(r.i64("at")?),
             },
             Kind::Seek => Self::Seek {
                 position: get_position(&mut r)?,
@@ -1283,7 +1290,7 @@ pub(crate) mod strategies {
             Just(Message::Previous),
             any::<u16>().prop_map(|index| Message::Jump { index }),
             (position(), room_ms()).prop_map(|(position, at)| Message::Play { position, at }),
-            position().prop_map(|position| Message::Pause { position }),
+            (position(), room_ms()).prop_map(|(position, at)| Message::Pause { position, at }),
             (position(), any::<bool>(), room_ms()).prop_map(|(position, paused, at)| {
                 Message::Seek {
                     position,

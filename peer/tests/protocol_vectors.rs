@@ -75,6 +75,7 @@ fn vectors() -> Vec<(&'static str, String)> {
             header(6, 125_000),
             Message::Pause {
                 position: PositionMs::new(95_250).unwrap(),
+                at: RoomMs(125_150),
             },
         ),
     ));

@@ -1,0 +1,1805 @@
+//! The room session: the sans-I/O state machine that joins a room, enforces
+//! host authority on every frame, runs the sync engine, and (as host) issues
+//! signed commands.
+//!
+//! Inputs, each with `now` (this peer's [`LocalTime`]):
+//! [`Session::handle_signal`] (server messages), [`Session::handle_frame`]
+//! (data-channel bytes from a neighbour), [`Session::handle_player`] (player
+//! readings), [`Session::command`] (user intent), [`Session::media_loaded`],
+//! [`Session::channel_open`] / [`Session::peer_disconnected`] (driver
+//! notices) and [`Session::handle_timeout`]. Outputs are polled:
+//! [`Session::poll_output`] until `None`, then [`Session::poll_timeout`].
+//!
+//! Acceptance (docs/protocol.md §7) runs on every frame, direct or
+//! forwarded, in order; a dropped frame is counted by reason, reported as
+//! [`Event::Dropped`], and changes nothing. The driver sends the signaling
+//! `auth` itself (it owns the token), with [`Session::public_key`] as `key`.
+
+mod mesh;
+mod types;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+pub use mesh::{MAX_DEDUPE_ENTRIES, MAX_PING_ROUTES};
+pub use types::{
+    ChannelOpen, CommandError, DEFAULT_POLICY, DisconnectReason, Event, MAX_QUEUED_OUTPUTS, Output,
+    SessionConfig, SessionError, SessionStats, UserCommand,
+};
+
+use crate::acceptance::{DropCounts, DropReason, ReplayTable, check_skew};
+use crate::cert::{CertError, CertVerifier, SignedCertificate, VerifiedCertificate};
+use crate::channels::{self, ChannelId};
+use crate::clock::ClockPing;
+use crate::crypto::{KeyId, PublicKey, SigningKey};
+use crate::frame::{self, Envelope, Frame, Header};
+use crate::ids::{
+    ContentHash, Epoch, PositionMs, RateMilli, Role, RoomMs, Seq, UnixSeconds, UserId,
+};
+use crate::message::{
+    Buffering, ChatText, DtlsBinding, Emoji, Fingerprint, Handoff, Kind, MAX_ROLE_GRANTS,
+    MediaItem, Message, Permissions, Policy, Queue, Readiness, Refusal, RefuseReason,
+    RequestedCommand, RoleGrant, RoomState, SignerClass, Status, Timeline as WireTimeline,
+};
+use crate::player::{PlayerObservation, UserIntent};
+use crate::signaling::{ClientMessage, RosterEntry, ServerMessage};
+use crate::sync::{SyncEngine, SyncEvent, SyncOutput, SyncStatus};
+use crate::time::{LocalTime, MediaPos, Rate, RoomTime, TimeDelta};
+use crate::timeline::PlaybackState;
+
+use mesh::{Dedupe, FrameKey, PingRoutes, digest};
+
+/// A verified member.
+#[derive(Debug, Clone)]
+struct Member {
+    key: PublicKey,
+    role: Role,
+    /// Still in the room (left or kicked members' frames are refused).
+    current: bool,
+}
+
+/// The current host term.
+#[derive(Debug, Clone, Copy)]
+struct HostTerm {
+    user: UserId,
+    key: PublicKey,
+}
+
+/// An open connection to a neighbour.
+#[derive(Debug, Clone, Default)]
+struct Link {
+    local_fingerprint: Option<Fingerprint>,
+    remote_fingerprint: Option<Fingerprint>,
+}
+
+/// What the host knows of a member's player.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct MemberStatus {
+    readiness: Readiness,
+    detached: bool,
+}
+
+/// Who signed a frame.
+#[derive(Debug, Clone, Copy)]
+struct Signer {
+    user: UserId,
+    key: PublicKey,
+    is_host: bool,
+    current: bool,
+}
+
+/// The room session. See the module docs.
+#[derive(Debug)]
+pub struct Session {
+    cfg: SessionConfig,
+    identity: SigningKey,
+    server_key: PublicKey,
+    verifier: CertVerifier,
+    wall_origin: (LocalTime, UnixSeconds),
+    now: LocalTime,
+    me: Option<UserId>,
+    ended: bool,
+    epoch: Epoch,
+    host: Option<HostTerm>,
+    members: BTreeMap<UserId, Member>,
+    engine: SyncEngine,
+    is_host: bool,
+    next_seq: Seq,
+    replay: ReplayTable,
+    last_control_seq: Option<Seq>,
+    drops: DropCounts,
+    stats: SessionStats,
+    // room state as known from the host (or set by us as host)
+    loaded: Option<MediaItem>,
+    queue: Queue,
+    policy: Policy,
+    roles: BTreeMap<UserId, Role>,
+    // neighbours and mesh
+    links: BTreeMap<UserId, Link>,
+    dedupe: Dedupe,
+    ping_routes: PingRoutes,
+    pending_handoff: Option<Handoff>,
+    last_state_frame: Option<Vec<u8>>,
+    // our player
+    my_media: Option<ContentHash>,
+    media_failed: bool,
+    buffering: bool,
+    player_ended: bool,
+    last_position: MediaPos,
+    next_status_at: Option<LocalTime>,
+    // host
+    statuses: BTreeMap<UserId, MemberStatus>,
+    want_playing: bool,
+    waiting_since: Option<LocalTime>,
+    excused: BTreeSet<UserId>,
+    next_state_at: Option<LocalTime>,
+    out: VecDeque<Output>,
+}
+
+impl Session {
+    /// A session for `config.room`, signing with `identity` (the member
+    /// session key; for the host, the room key), trusting certificates from
+    /// `server_key`, and, when the invite link carried one, accepting only
+    /// `pinned_host` as host key. `wall_clock` is the Unix time at `now`
+    /// (certificate expiry).
+    ///
+    /// # Errors
+    /// [`SessionError`] for an invalid configuration.
+    pub fn new(
+        config: SessionConfig,
+        identity: SigningKey,
+        server_key: PublicKey,
+        pinned_host: Option<PublicKey>,
+        now: LocalTime,
+        wall_clock: UnixSeconds,
+    ) -> Result<Self, SessionError> {
+        if config.state_interval <= TimeDelta::ZERO {
+            return Err(SessionError::Interval("state_interval"));
+        }
+        if config.status_interval <= TimeDelta::ZERO {
+            return Err(SessionError::Interval("status_interval"));
+        }
+        let mut verifier = CertVerifier::new(server_key, config.room);
+        if let Some(pin) = pinned_host {
+            verifier.pin_host(pin);
+        }
+        let engine = SyncEngine::follower(config.sync.clone())?;
+        Ok(Self {
+            policy: config.initial_policy,
+            cfg: config,
+            identity,
+            server_key,
+            verifier,
+            wall_origin: (now, wall_clock),
+            now,
+            me: None,
+            ended: false,
+            epoch: Epoch(0),
+            host: None,
+            members: BTreeMap::new(),
+            engine,
+            is_host: false,
+            next_seq: Seq::ZERO,
+            replay: ReplayTable::default(),
+            last_control_seq: None,
+            drops: DropCounts::default(),
+            stats: SessionStats::default(),
+            loaded: None,
+            queue: Queue::default(),
+            roles: BTreeMap::new(),
+            links: BTreeMap::new(),
+            dedupe: Dedupe::default(),
+            ping_routes: PingRoutes::default(),
+            pending_handoff: None,
+            last_state_frame: None,
+            my_media: None,
+            media_failed: false,
+            buffering: false,
+            player_ended: false,
+            last_position: MediaPos::ZERO,
+            next_status_at: None,
+            statuses: BTreeMap::new(),
+            want_playing: false,
+            waiting_since: None,
+            excused: BTreeSet::new(),
+            next_state_at: None,
+            out: VecDeque::new(),
+        })
+    }
+
+    // ------------------------------------------------------------ queries --
+
+    /// Our signing key's public half (send it as `key` in `auth`).
+    #[must_use]
+    pub fn public_key(&self) -> PublicKey {
+        self.identity.public_key()
+    }
+
+    /// Our user id, once joined.
+    #[must_use]
+    pub fn user(&self) -> Option<UserId> {
+        self.me
+    }
+
+    /// Whether we are the host.
+    #[must_use]
+    pub fn is_host(&self) -> bool {
+        self.is_host
+    }
+
+    /// The current host, if known.
+    #[must_use]
+    pub fn host(&self) -> Option<UserId> {
+        self.host.map(|h| h.user)
+    }
+
+    /// The current epoch.
+    #[must_use]
+    pub fn epoch(&self) -> Epoch {
+        self.epoch
+    }
+
+    /// Our role (host-signed grants override the certificate's).
+    #[must_use]
+    pub fn role(&self) -> Option<Role> {
+        let me = self.me?;
+        if self.is_host {
+            return Some(Role::Host);
+        }
+        self.roles
+            .get(&me)
+            .or_else(|| self.members.get(&me).map(|m| &m.role))
+            .copied()
+    }
+
+    /// The room policy as last signed by the host.
+    #[must_use]
+    pub fn policy(&self) -> Policy {
+        self.policy
+    }
+
+    /// The loaded item.
+    #[must_use]
+    pub fn loaded(&self) -> Option<&MediaItem> {
+        self.loaded.as_ref()
+    }
+
+    /// The room queue.
+    #[must_use]
+    pub fn queue(&self) -> &Queue {
+        &self.queue
+    }
+
+    /// The room timeline's latest state.
+    #[must_use]
+    pub fn playback(&self) -> Option<PlaybackState> {
+        self.engine.timeline().map(|t| *t.latest())
+    }
+
+    /// The sync engine (clock, timeline, counters).
+    #[must_use]
+    pub fn sync(&self) -> &SyncEngine {
+        &self.engine
+    }
+
+    /// Sync status at `now`.
+    #[must_use]
+    pub fn sync_status(&self, now: LocalTime) -> SyncStatus {
+        self.engine.status(now)
+    }
+
+    /// Drop counters by reason.
+    #[must_use]
+    pub fn drops(&self) -> &DropCounts {
+        &self.drops
+    }
+
+    /// Counters.
+    #[must_use]
+    pub fn stats(&self) -> SessionStats {
+        self.stats
+    }
+
+    /// Neighbours with open channels.
+    pub fn neighbours(&self) -> impl Iterator<Item = UserId> + '_ {
+        self.links.keys().copied()
+    }
+
+    /// Current members (verified certificates).
+    pub fn members(&self) -> impl Iterator<Item = UserId> + '_ {
+        self.members
+            .iter()
+            .filter(|(_, m)| m.current)
+            .map(|(u, _)| *u)
+    }
+
+    /// Whether the session ended (kicked, room ended).
+    #[must_use]
+    pub fn is_ended(&self) -> bool {
+        self.ended
+    }
+
+    // ------------------------------------------------------------ outputs --
+
+    /// The next output. Drain until `None` after every input.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// When to call [`Session::handle_timeout`] next.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<LocalTime> {
+        let watchdog = self.waiting_since.map(|s| s + self.wait_timeout());
+        [
+            self.engine.next_timeout(),
+            self.next_state_at,
+            self.next_status_at,
+            watchdog,
+            self.end_of_item_at(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|t| t.max(self.now + TimeDelta::from_micros(1)))
+        .min()
+    }
+
+    fn push(&mut self, o: Output) {
+        if self.out.len() >= MAX_QUEUED_OUTPUTS {
+            self.stats.outputs_dropped = self.stats.outputs_dropped.saturating_add(1);
+            let idx = self
+                .out
+                .iter()
+                .position(|o| matches!(o, Output::Event(_)))
+                .or_else(|| {
+                    self.out.iter().position(|o| {
+                        matches!(o, Output::SendFrame { channel, .. } if *channel == channels::CLOCK.id)
+                    })
+                })
+                .unwrap_or(0);
+            self.out.remove(idx);
+        }
+        self.out.push_back(o);
+    }
+
+    fn event(&mut self, e: Event) {
+        self.push(Output::Event(e));
+    }
+
+    // ------------------------------------------------------------- inputs --
+
+    /// A message from the signaling server.
+    pub fn handle_signal(&mut self, msg: ServerMessage, now: LocalTime) {
+        self.advance(now);
+        if self.ended {
+            return;
+        }
+        match msg {
+            ServerMessage::Hello {
+                room,
+                you,
+                epoch,
+                server_key,
+                certificate,
+                members,
+                ..
+            } => self.on_hello(
+                room,
+                you,
+                epoch,
+                server_key,
+                &certificate,
+                members.as_slice(),
+                now,
+            ),
+            ServerMessage::MemberJoined { member } => {
+                if let Some(user) = self.add_member(&member.certificate, now) {
+                    self.event(Event::MemberJoined(user));
+                }
+            }
+            ServerMessage::MemberLeft { user } => self.on_member_left(user, now),
+            ServerMessage::HostChanged { certificate } => self.on_host_changed(&certificate, now),
+            ServerMessage::RoleChanged { certificate } => {
+                // The server re-issued a certificate (e.g. a new key); the
+                // role that counts is the host-signed one.
+                let _ = self.add_member(&certificate, now);
+            }
+            ServerMessage::Kicked { user } => {
+                if Some(user) == self.me {
+                    self.end(now);
+                    self.event(Event::Kicked(user));
+                } else {
+                    self.remove_member(user);
+                }
+            }
+            ServerMessage::Error { code, .. } => self.event(Event::ServerError(code)),
+            ServerMessage::RoomEnded { reason } => {
+                self.end(now);
+                self.event(Event::RoomEnded(reason));
+            }
+            // WebRTC negotiation is the driver's business.
+            ServerMessage::Offer { .. }
+            | ServerMessage::Answer { .. }
+            | ServerMessage::Ice { .. } => {}
+        }
+        self.drive(now);
+    }
+
+    /// The data channels to `open.peer` are open.
+    pub fn channel_open(&mut self, open: ChannelOpen, now: LocalTime) {
+        self.advance(now);
+        if self.ended {
+            return;
+        }
+        let peer = open.peer;
+        self.links.insert(
+            peer,
+            Link {
+                local_fingerprint: open.local_fingerprint,
+                remote_fingerprint: open.remote_fingerprint,
+            },
+        );
+        if self.is_host {
+            if let (Some(me), Some(local), Some(remote)) =
+                (self.me, open.local_fingerprint, open.remote_fingerprint)
+            {
+                let _ = me;
+                let bind = Message::Bind(DtlsBinding {
+                    peer,
+                    host_fingerprint: local,
+                    peer_fingerprint: remote,
+                });
+                if let Ok(bytes) = self.sign(&bind, now) {
+                    self.send(peer, channels::CONTROL.id, bytes);
+                }
+            }
+            self.send_state_to(Some(peer), now);
+        } else {
+            // Late join through any neighbour: pass on the latest signed state.
+            if let Some(bytes) = self.last_state_frame.clone() {
+                self.send(peer, channels::CONTROL.id, bytes);
+            }
+            if Some(peer) == self.host() {
+                self.send_status(now);
+            }
+        }
+        self.drive(now);
+    }
+
+    /// The connection to `peer` closed.
+    pub fn peer_disconnected(&mut self, peer: UserId, now: LocalTime) {
+        self.advance(now);
+        self.links.remove(&peer);
+        self.drive(now);
+    }
+
+    /// A reading of the local player.
+    pub fn handle_player(&mut self, obs: PlayerObservation, now: LocalTime) {
+        self.advance(now);
+        self.last_position = obs.position;
+        self.engine.handle_player(obs, now);
+        self.drive(now);
+    }
+
+    /// The driver loaded media whose content hash is `hash` (`None`: loading
+    /// failed).
+    pub fn media_loaded(&mut self, hash: Option<ContentHash>, now: LocalTime) {
+        self.advance(now);
+        self.my_media = hash;
+        self.media_failed = hash.is_none();
+        self.send_status(now);
+        if self.is_host {
+            self.evaluate_buffering(now);
+        }
+        self.drive(now);
+    }
+
+    /// Time passed.
+    pub fn handle_timeout(&mut self, now: LocalTime) {
+        self.advance(now);
+        if self.ended {
+            return;
+        }
+        self.engine.handle_timeout(now);
+        if self.is_host {
+            if self.next_state_at.is_some_and(|t| t <= now) {
+                self.send_state_to(None, now);
+            }
+            self.evaluate_buffering(now);
+            if self.end_of_item_at().is_some_and(|t| t <= now) {
+                self.auto_advance(now);
+            }
+        } else if self.next_status_at.is_some_and(|t| t <= now) {
+            self.send_status(now);
+        }
+        self.drive(now);
+    }
+
+    /// What the local user wants.
+    ///
+    /// # Errors
+    /// [`CommandError`] when refused (role, policy) or invalid; nothing is
+    /// sent then.
+    pub fn command(&mut self, cmd: UserCommand, now: LocalTime) -> Result<(), CommandError> {
+        self.advance(now);
+        if self.ended || self.me.is_none() {
+            return Err(CommandError::NotJoined);
+        }
+        let r = self.command_inner(cmd, now);
+        self.drive(now);
+        r
+    }
+
+    fn command_inner(&mut self, cmd: UserCommand, now: LocalTime) -> Result<(), CommandError> {
+        match cmd {
+            UserCommand::Chat(text) => {
+                let text = ChatText::new(&text)?;
+                let bytes = self.sign(&Message::Chat(text.clone()), now)?;
+                self.broadcast(channels::CHAT.id, &bytes, None);
+                if let Some(me) = self.me {
+                    self.event(Event::Chat { from: me, text });
+                }
+                Ok(())
+            }
+            UserCommand::Reaction(s) => {
+                let emoji = Emoji::new(&s).map_err(|_| CommandError::Reaction)?;
+                let bytes = self.sign(&Message::Reaction(emoji.clone()), now)?;
+                self.broadcast(channels::CHAT.id, &bytes, None);
+                if let Some(me) = self.me {
+                    self.event(Event::Reaction { from: me, emoji });
+                }
+                Ok(())
+            }
+            UserCommand::FreeWatch => {
+                self.engine.detach(now);
+                self.send_status(now);
+                Ok(())
+            }
+            UserCommand::Resync => {
+                self.engine.resync(now);
+                self.send_status(now);
+                Ok(())
+            }
+            cmd if self.is_host => self.host_command(cmd, now),
+            cmd => self.follower_command(cmd, now),
+        }
+    }
+
+    // ------------------------------------------------------------ signaling --
+
+    fn unix_now(&self, now: LocalTime) -> UnixSeconds {
+        let secs = now.since(self.wall_origin.0).as_micros() / 1_000_000;
+        UnixSeconds(self.wall_origin.1.0.saturating_add_signed(secs))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_hello(
+        &mut self,
+        room: crate::ids::RoomId,
+        you: UserId,
+        epoch: Epoch,
+        server_key: PublicKey,
+        certificate: &SignedCertificate,
+        members: &[RosterEntry],
+        now: LocalTime,
+    ) {
+        if server_key != self.server_key {
+            self.event(Event::ServerKeyMismatch);
+            return;
+        }
+        if room != self.cfg.room {
+            self.event(Event::CertificateRefused {
+                user: Some(you),
+                error: CertError::WrongRoom,
+            });
+            return;
+        }
+        let mine = match self.verifier.verify(certificate, self.unix_now(now)) {
+            Ok(c) => c,
+            Err(error) => {
+                self.event(Event::CertificateRefused {
+                    user: Some(you),
+                    error,
+                });
+                return;
+            }
+        };
+        if mine.body().user != you || mine.body().key != self.identity.public_key() {
+            self.event(Event::CertificateRefused {
+                user: Some(you),
+                error: CertError::BadSignature,
+            });
+            return;
+        }
+        self.me = Some(you);
+        self.epoch = epoch;
+        self.insert_member(&mine);
+        for entry in members {
+            let _ = self.add_member(&entry.certificate, now);
+        }
+        if let Some(h) = self.host {
+            if h.user == you && h.key == self.identity.public_key() {
+                self.start_hosting(now, true);
+            }
+        }
+        let role = self.role().unwrap_or(Role::Viewer);
+        self.event(Event::Joined {
+            you,
+            role,
+            host: self.host(),
+            epoch: self.epoch,
+        });
+    }
+
+    /// Verifies and records a member certificate; returns the user.
+    fn add_member(&mut self, cert: &SignedCertificate, now: LocalTime) -> Option<UserId> {
+        match self.verifier.verify(cert, self.unix_now(now)) {
+            Ok(v) => {
+                let body = v.body();
+                if body.role == Role::Host && body.epoch != self.epoch {
+                    // A host certificate of another term: only HostChanged
+                    // may open a new one.
+                    self.event(Event::CertificateRefused {
+                        user: Some(body.user),
+                        error: CertError::WrongRoom,
+                    });
+                    return None;
+                }
+                Some(self.insert_member(&v))
+            }
+            Err(error) => {
+                self.event(Event::CertificateRefused {
+                    user: Some(cert.claimed().user),
+                    error,
+                });
+                None
+            }
+        }
+    }
+
+    fn insert_member(&mut self, v: &VerifiedCertificate) -> UserId {
+        let b = v.body();
+        if let Some(old) = self.members.get(&b.user) {
+            if old.key != b.key {
+                self.replay.forget(&old.key.key_id());
+            }
+        }
+        self.members.insert(
+            b.user,
+            Member {
+                key: b.key,
+                role: b.role,
+                current: true,
+            },
+        );
+        if b.role == Role::Host {
+            self.host = Some(HostTerm {
+                user: b.user,
+                key: b.key,
+            });
+        } else {
+            self.roles.entry(b.user).or_insert(b.role);
+        }
+        b.user
+    }
+
+    fn remove_member(&mut self, user: UserId) {
+        if let Some(m) = self.members.get_mut(&user) {
+            m.current = false;
+        }
+        self.roles.remove(&user);
+        self.statuses.remove(&user);
+        self.excused.remove(&user);
+    }
+
+    fn on_member_left(&mut self, user: UserId, now: LocalTime) {
+        let was_host = self.host().is_some_and(|h| h == user);
+        self.remove_member(user);
+        self.event(Event::MemberLeft(user));
+        if was_host && !self.is_host {
+            // The room pauses where it is until a new host acts.
+            if let (Some(t), Some(room_now)) = (self.engine.timeline(), self.engine.room_time(now))
+            {
+                let s = t.pause_at(room_now);
+                self.engine.handle_timeline(s, now);
+            }
+            self.event(Event::HostLeft(user));
+        }
+        if self.is_host {
+            self.evaluate_buffering(now);
+        }
+    }
+
+    fn on_host_changed(&mut self, cert: &SignedCertificate, now: LocalTime) {
+        let v = match self.verifier.verify(cert, self.unix_now(now)) {
+            Ok(v) => v,
+            Err(error) => {
+                self.event(Event::CertificateRefused {
+                    user: Some(cert.claimed().user),
+                    error,
+                });
+                return;
+            }
+        };
+        let b = v.body().clone();
+        let handoff_ok = self
+            .pending_handoff
+            .is_none_or(|h| h.new_host == b.user && h.new_key == b.key && h.new_epoch == b.epoch);
+        if b.role != Role::Host || b.epoch <= self.epoch || !handoff_ok {
+            self.event(Event::CertificateRefused {
+                user: Some(b.user),
+                error: CertError::HostKeyMismatch,
+            });
+            return;
+        }
+        let was_host = self.is_host;
+        if let Some(old) = self.host {
+            if let Some(m) = self.members.get_mut(&old.user) {
+                if m.key == old.key {
+                    m.role = Role::Controller;
+                }
+            }
+        }
+        self.epoch = b.epoch;
+        self.pending_handoff = None;
+        self.last_control_seq = None;
+        self.next_seq = Seq::ZERO;
+        self.insert_member(&v);
+        self.roles.remove(&b.user);
+        let us = Some(b.user) == self.me && b.key == self.identity.public_key();
+        if us {
+            self.start_hosting(now, false);
+        } else if was_host {
+            self.stop_hosting(now);
+        }
+        self.event(Event::HostChanged {
+            host: b.user,
+            epoch: b.epoch,
+            us,
+        });
+    }
+
+    fn start_hosting(&mut self, now: LocalTime, new_room: bool) {
+        self.is_host = true;
+        self.statuses.clear();
+        self.excused.clear();
+        self.waiting_since = None;
+        self.next_status_at = None;
+        if new_room {
+            match SyncEngine::host(self.cfg.sync.clone(), TimeDelta::ZERO) {
+                Ok(e) => self.engine = e,
+                Err(_) => return, // config checked in `new`
+            }
+        } else {
+            self.engine.become_host(now);
+        }
+        let state = match (self.engine.timeline(), self.engine.room_time(now)) {
+            (Some(t), _) => *t.latest(),
+            (None, Some(r)) => PlaybackState::paused(MediaPos::ZERO, r, Rate::NORMAL),
+            (None, None) => PlaybackState::paused(MediaPos::ZERO, RoomTime::ZERO, Rate::NORMAL),
+        };
+        self.want_playing = !state.paused;
+        self.engine.handle_timeline(state, now);
+        self.send_state_to(None, now);
+    }
+
+    fn stop_hosting(&mut self, now: LocalTime) {
+        self.is_host = false;
+        self.next_state_at = None;
+        self.waiting_since = None;
+        let latest = self.engine.timeline().map(|t| *t.latest());
+        if let Ok(mut e) = SyncEngine::follower(self.cfg.sync.clone()) {
+            if let Some(item) = &self.loaded {
+                e.set_duration(Some(item.duration.to_media_pos()));
+            }
+            if let Some(s) = latest {
+                e.handle_timeline(s, now);
+            }
+            self.engine = e;
+        }
+        self.next_status_at = Some(now);
+    }
+
+    fn end(&mut self, _now: LocalTime) {
+        self.ended = true;
+        let peers: Vec<UserId> = self.links.keys().copied().collect();
+        for peer in peers {
+            self.push(Output::Disconnect {
+                peer,
+                reason: DisconnectReason::SessionEnded,
+            });
+        }
+        self.links.clear();
+        self.next_state_at = None;
+        self.next_status_at = None;
+        self.waiting_since = None;
+    }
+
+    // ------------------------------------------------------------- frames --
+
+    /// A data-channel message from neighbour `from`.
+    pub fn handle_frame(&mut self, from: UserId, channel: ChannelId, bytes: &[u8], now: LocalTime) {
+        self.advance(now);
+        if self.ended {
+            return;
+        }
+        let _ = channel; // kinds name their channel; any channel is accepted
+        match self.receive(from, bytes, now) {
+            Ok(()) => {}
+            Err(Rx::Duplicate) => self.stats.duplicates = self.stats.duplicates.saturating_add(1),
+            Err(Rx::Drop(reason)) => {
+                self.drops.record(reason);
+                self.event(Event::Dropped { from, reason });
+            }
+        }
+        self.drive(now);
+    }
+
+    fn lookup(&self, id: KeyId) -> Option<Signer> {
+        if let Some(h) = self.host {
+            if h.key.key_id() == id {
+                return Some(Signer {
+                    user: h.user,
+                    key: h.key,
+                    is_host: true,
+                    current: true,
+                });
+            }
+        }
+        self.members
+            .iter()
+            .find(|(_, m)| m.key.key_id() == id)
+            .map(|(u, m)| Signer {
+                user: *u,
+                key: m.key,
+                is_host: false,
+                current: m.current,
+            })
+    }
+
+    fn receive(&mut self, from: UserId, bytes: &[u8], now: LocalTime) -> Result<(), Rx> {
+        // 1. envelope
+        let env = Envelope::parse(bytes).map_err(|e| Rx::Drop((&e).into()))?;
+        // Exact copy of a frame we accepted: the same authentic frame.
+        let d = digest(bytes);
+        if let Some(key) = raw_key(&env, bytes) {
+            if self.dedupe.is_duplicate(&key, &d) {
+                return Err(Rx::Duplicate);
+            }
+        }
+        // 2. signer known
+        let signer = self
+            .lookup(env.signer())
+            .ok_or(Rx::Drop(DropReason::UnknownSigner))?;
+        // 3. signature over the exact bytes, 4. decode
+        let verified = env.verify(&signer.key).map_err(|e| Rx::Drop((&e).into()))?;
+        let frame = verified.decode().map_err(|e| Rx::Drop((&e).into()))?;
+        let h = *frame.header();
+        // 5. signer class
+        match frame.kind().signer() {
+            SignerClass::Host if !signer.is_host => return Err(Rx::Drop(DropReason::NotHost)),
+            SignerClass::Member if !signer.current => return Err(Rx::Drop(DropReason::NotMember)),
+            _ => {}
+        }
+        // 6. room
+        if h.room != self.cfg.room {
+            return Err(Rx::Drop(DropReason::WrongRoom));
+        }
+        // 7. epoch
+        if h.epoch < self.epoch {
+            return Err(Rx::Drop(DropReason::StaleEpoch));
+        }
+        if h.epoch > self.epoch {
+            return Err(Rx::Drop(DropReason::UnknownEpoch));
+        }
+        // 8. replay; host commands are totally ordered per epoch
+        self.replay.check(&frame).map_err(Rx::Drop)?;
+        if is_command(frame.kind()) && self.last_control_seq.is_some_and(|s| h.seq <= s) {
+            return Err(Rx::Drop(DropReason::OldSequence));
+        }
+        // 9. skew (pings carry their own timestamps and may be sent before
+        // the sender knows the room clock)
+        if frame.kind() != Kind::ClockPing {
+            if let Some(room_now) = self.engine.room_time(now) {
+                check_skew(
+                    h.issued_at,
+                    RoomMs::from_room_time(room_now),
+                    self.cfg.max_skew_ms,
+                )
+                .map_err(Rx::Drop)?;
+            }
+        }
+        // 10. kind-specific checks
+        if let Message::Announce(cert) = frame.message() {
+            let ok = self
+                .verifier
+                .verify(cert, self.unix_now(now))
+                .is_ok_and(|v| v.body().key == signer.key && v.body().user == signer.user);
+            if !ok {
+                return Err(Rx::Drop(DropReason::Malformed));
+            }
+        }
+        // accepted: commit, remember, forward, apply
+        self.replay.commit(&frame).map_err(Rx::Drop)?;
+        if is_command(frame.kind()) {
+            self.last_control_seq = Some(h.seq);
+        }
+        self.dedupe.insert((frame.signer(), h.epoch, h.seq), d);
+        self.stats.accepted = self.stats.accepted.saturating_add(1);
+        self.forward(&frame, from, signer.user);
+        self.apply(&frame, from, signer.user, now);
+        Ok(())
+    }
+
+    fn forward(&mut self, frame: &Frame, from: UserId, signer: UserId) {
+        if !self.cfg.forward
+            || matches!(frame.kind(), Kind::ClockPing | Kind::ClockPong | Kind::Bind)
+        {
+            return;
+        }
+        let targets: Vec<UserId> = self
+            .links
+            .keys()
+            .copied()
+            .filter(|n| *n != from && *n != signer)
+            .collect();
+        let channel = frame.kind().channel().id;
+        for n in targets {
+            self.stats.forwarded = self.stats.forwarded.saturating_add(1);
+            self.send(n, channel, frame.bytes().to_vec());
+        }
+    }
+
+    fn apply(&mut self, frame: &Frame, from: UserId, signer: UserId, now: LocalTime) {
+        let issued = frame.header().issued_at;
+        match frame.message() {
+            Message::ClockPing(ping) => self.on_ping(*ping, frame.bytes(), from, now),
+            Message::ClockPong(pong) => {
+                if let Some(via) = self.ping_routes.take(pong.id, pong.origin.as_micros()) {
+                    self.send(via, channels::CLOCK.id, frame.bytes().to_vec());
+                } else if !self.is_host && self.engine.handle_pong(*pong, now).is_err() {
+                    self.stats.pongs_refused = self.stats.pongs_refused.saturating_add(1);
+                }
+            }
+            Message::Bind(b) => self.on_bind(b, from),
+            Message::Refuse(r) => {
+                if Some(r.member) == self.me {
+                    self.event(Event::RequestRefused { reason: r.reason });
+                }
+            }
+            Message::Handoff(h) => {
+                if self.verifier.pinned_host().is_some() {
+                    self.verifier.pin_host(h.new_key);
+                }
+                self.pending_handoff = Some(*h);
+                self.event(Event::HandoffAnnounced {
+                    new_host: h.new_host,
+                });
+            }
+            Message::Chat(text) => self.event(Event::Chat {
+                from: signer,
+                text: text.clone(),
+            }),
+            Message::Reaction(emoji) => self.event(Event::Reaction {
+                from: signer,
+                emoji: emoji.clone(),
+            }),
+            Message::Announce(cert) => {
+                let _ = self.add_member(cert, now);
+            }
+            Message::Status(s) => {
+                if self.is_host {
+                    self.statuses.insert(
+                        signer,
+                        MemberStatus {
+                            readiness: s.readiness,
+                            detached: s.detached,
+                        },
+                    );
+                    if s.readiness == Readiness::Ready {
+                        self.excused.remove(&signer);
+                    }
+                    self.evaluate_buffering(now);
+                }
+            }
+            Message::Request(cmd) => {
+                if self.is_host {
+                    self.serve_request(signer, frame.header().seq, cmd.clone(), now);
+                }
+            }
+            msg => {
+                if frame.kind() == Kind::State {
+                    self.last_state_frame = Some(frame.bytes().to_vec());
+                }
+                let first = self.next_status_at.is_none() && !self.is_host;
+                self.apply_command(msg, issued, now);
+                if first {
+                    self.send_status(now);
+                }
+            }
+        }
+    }
+
+    fn on_ping(&mut self, ping: ClockPing, bytes: &[u8], from: UserId, now: LocalTime) {
+        if self.is_host {
+            if let Some(pong) = self.engine.answer_ping(ping, now) {
+                if let Ok(b) = self.sign(&Message::ClockPong(pong), now) {
+                    self.send(from, channels::CLOCK.id, b);
+                }
+            }
+        } else if let Some(host) = self.host() {
+            // Relay for a peer without a direct path to the host.
+            if self.links.contains_key(&host) && from != host {
+                self.ping_routes
+                    .insert(ping.id, ping.origin.as_micros(), from);
+                self.send(host, channels::CLOCK.id, bytes.to_vec());
+            }
+        }
+    }
+
+    fn on_bind(&mut self, b: &DtlsBinding, from: UserId) {
+        let Some(host) = self.host() else { return };
+        if Some(b.peer) != self.me || from != host || self.is_host {
+            return; // not about our direct connection to the host
+        }
+        let Some(link) = self.links.get(&host) else {
+            return;
+        };
+        let (Some(remote), Some(local)) = (link.remote_fingerprint, link.local_fingerprint) else {
+            return; // the stack exposes no fingerprints: nothing to compare
+        };
+        if remote == b.host_fingerprint && local == b.peer_fingerprint {
+            self.event(Event::BindingVerified(host));
+        } else {
+            self.links.remove(&host);
+            self.push(Output::Disconnect {
+                peer: host,
+                reason: DisconnectReason::FingerprintMismatch,
+            });
+            let pinned = self.verifier.pinned_host().is_some();
+            self.event(Event::BindingMismatch { host, pinned });
+        }
+    }
+
+    /// Applies a verified host command (or our own, as host).
+    fn apply_command(&mut self, msg: &Message, issued: RoomMs, now: LocalTime) {
+        self.stats.commands_applied = self.stats.commands_applied.saturating_add(1);
+        let latest = self.engine.timeline().map(|t| *t.latest());
+        let rate = latest.map_or(Rate::NORMAL, |s| s.rate);
+        let paused = latest.is_none_or(|s| s.paused);
+        match msg {
+            Message::Load(item) => self.load(item.clone(), issued, now),
+            Message::Queue(q) => {
+                self.queue = q.clone();
+                self.event(Event::QueueChanged);
+            }
+            Message::Next | Message::Previous | Message::Jump { .. } => {
+                let len = self.queue.items().len();
+                let cur = self.queue.current();
+                let idx = match (msg, cur) {
+                    (Message::Next, Some(c)) => usize::from(c) + 1,
+                    (Message::Next, None) => 0,
+                    (Message::Previous, Some(c)) => usize::from(c).saturating_sub(1),
+                    (Message::Previous, None) => 0,
+                    (Message::Jump { index }, _) => usize::from(*index),
+                    _ => return,
+                };
+                if idx < len {
+                    if let (Ok(i), Some(item)) =
+                        (u16::try_from(idx), self.queue.items().get(idx).cloned())
+                    {
+                        if let Ok(q) = Queue::new(self.queue.items().to_vec(), Some(i)) {
+                            self.queue = q;
+                        }
+                        self.event(Event::QueueChanged);
+                        self.load(item, issued, now);
+                    }
+                }
+            }
+            Message::Play { position, at } => self.set_timeline(
+                PlaybackState::playing(position.to_media_pos(), at.to_room_time(), rate),
+                now,
+            ),
+            Message::Pause { position, at } => self.set_timeline(
+                PlaybackState::paused(position.to_media_pos(), at.to_room_time(), rate),
+                now,
+            ),
+            Message::Seek {
+                position,
+                paused,
+                at,
+            } => self.set_timeline(
+                PlaybackState {
+                    position: position.to_media_pos(),
+                    at: at.to_room_time(),
+                    rate,
+                    paused: *paused,
+                },
+                now,
+            ),
+            Message::Rate { rate, position, at } => self.set_timeline(
+                PlaybackState {
+                    position: position.to_media_pos(),
+                    at: at.to_room_time(),
+                    rate: rate.to_rate(),
+                    paused,
+                },
+                now,
+            ),
+            Message::State(s) => {
+                if s.loaded != self.loaded {
+                    self.loaded = s.loaded.clone();
+                    self.engine
+                        .set_duration(s.loaded.as_ref().map(|i| i.duration.to_media_pos()));
+                    if let Some(item) = &s.loaded {
+                        self.event(Event::LoadMedia(item.clone()));
+                    }
+                }
+                if s.queue != self.queue {
+                    self.queue = s.queue.clone();
+                    self.event(Event::QueueChanged);
+                }
+                if s.policy != self.policy {
+                    self.policy = s.policy;
+                    self.event(Event::PolicyChanged(s.policy));
+                }
+                for g in &s.roles {
+                    self.grant(*g);
+                }
+                let t = &s.timeline;
+                self.set_timeline(
+                    PlaybackState {
+                        position: t.position.to_media_pos(),
+                        at: t.at.to_room_time(),
+                        rate: t.rate.to_rate(),
+                        paused: t.paused,
+                    },
+                    now,
+                );
+            }
+            Message::Policy(p) => {
+                self.policy = *p;
+                self.event(Event::PolicyChanged(*p));
+            }
+            Message::Role(g) => self.grant(*g),
+            Message::Kick { member } => {
+                if Some(*member) == self.me {
+                    self.end(now);
+                    self.event(Event::Kicked(*member));
+                } else {
+                    self.remove_member(*member);
+                    if self.links.remove(member).is_some() {
+                        self.push(Output::Disconnect {
+                            peer: *member,
+                            reason: DisconnectReason::Kicked,
+                        });
+                    }
+                    self.event(Event::Kicked(*member));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn grant(&mut self, g: RoleGrant) {
+        if g.role == Role::Host {
+            return; // the host moves only by handoff
+        }
+        if self.roles.insert(g.member, g.role) != Some(g.role) {
+            self.event(Event::RoleChanged {
+                member: g.member,
+                role: g.role,
+            });
+        }
+    }
+
+    fn load(&mut self, item: MediaItem, issued: RoomMs, now: LocalTime) {
+        self.engine.set_duration(Some(item.duration.to_media_pos()));
+        self.loaded = Some(item.clone());
+        self.player_ended = false;
+        self.statuses.clear();
+        self.want_playing = false;
+        self.event(Event::LoadMedia(item));
+        self.set_timeline(
+            PlaybackState::paused(MediaPos::ZERO, issued.to_room_time(), Rate::NORMAL),
+            now,
+        );
+        self.send_status(now);
+    }
+
+    fn set_timeline(&mut self, s: PlaybackState, now: LocalTime) {
+        self.engine.handle_timeline(s, now);
+    }
+
+    // --------------------------------------------------------------- host --
+
+    fn host_command(&mut self, cmd: UserCommand, now: LocalTime) -> Result<(), CommandError> {
+        let at = self
+            .engine
+            .scheduled_at(now)
+            .ok_or(CommandError::InvalidState)?;
+        match cmd {
+            UserCommand::Play => {
+                self.want_playing = true;
+                self.waiting_since = None;
+                self.evaluate_buffering(now);
+                Ok(())
+            }
+            UserCommand::Pause => {
+                self.want_playing = false;
+                self.waiting_since = None;
+                let s = self.timeline_at(at, |t| t.pause_at(at))?;
+                self.issue(&pause_msg(&s), now)
+            }
+            UserCommand::Seek(pos) => {
+                let s = self.timeline_at(at, |t| t.seek_at(at, pos, None))?;
+                self.issue(&seek_msg(&s), now)
+            }
+            UserCommand::Rate(rate) => {
+                let s = self.timeline_at(at, |t| t.rate_at(at, rate))?;
+                self.issue(&rate_msg(&s), now)
+            }
+            UserCommand::Load(item) => self.issue(&Message::Load(item), now),
+            UserCommand::Queue(items) => {
+                let current = if items.is_empty() { None } else { Some(0) };
+                let q = Queue::new(items, current).map_err(|_| CommandError::InvalidState)?;
+                self.issue(&Message::Queue(q), now)
+            }
+            UserCommand::Next => self.issue(&Message::Next, now),
+            UserCommand::Previous => self.issue(&Message::Previous, now),
+            UserCommand::Jump(index) => {
+                if usize::from(index) >= self.queue.items().len() {
+                    return Err(CommandError::InvalidState);
+                }
+                self.issue(&Message::Jump { index }, now)
+            }
+            UserCommand::SetRole { member, role } => {
+                if role == Role::Host || !self.members.get(&member).is_some_and(|m| m.current) {
+                    return Err(CommandError::InvalidState);
+                }
+                self.issue(&Message::Role(RoleGrant { member, role }), now)?;
+                self.push(Output::Signal(ClientMessage::SetRole {
+                    user: member,
+                    role,
+                }));
+                Ok(())
+            }
+            UserCommand::Kick(member) => {
+                if Some(member) == self.me {
+                    return Err(CommandError::InvalidState);
+                }
+                self.issue(&Message::Kick { member }, now)?;
+                self.push(Output::Signal(ClientMessage::Kick { user: member }));
+                Ok(())
+            }
+            UserCommand::Handoff(member) => {
+                let key = self
+                    .members
+                    .get(&member)
+                    .filter(|m| m.current)
+                    .map(|m| m.key)
+                    .ok_or(CommandError::UnknownMember(member))?;
+                let new_epoch = self.epoch.next().ok_or(CommandError::SeqExhausted)?;
+                let h = Handoff {
+                    new_host: member,
+                    new_key: key,
+                    new_epoch,
+                };
+                self.issue(&Message::Handoff(h), now)?;
+                self.pending_handoff = Some(h);
+                self.push(Output::Signal(ClientMessage::Handoff { to: member }));
+                Ok(())
+            }
+            UserCommand::SetPolicy(p) => {
+                self.issue(&Message::Policy(p), now)?;
+                self.evaluate_buffering(now);
+                Ok(())
+            }
+            UserCommand::Chat(_)
+            | UserCommand::Reaction(_)
+            | UserCommand::FreeWatch
+            | UserCommand::Resync => Ok(()),
+        }
+    }
+
+    fn timeline_at(
+        &self,
+        _at: RoomTime,
+        f: impl FnOnce(&crate::timeline::Timeline) -> PlaybackState,
+    ) -> Result<PlaybackState, CommandError> {
+        self.engine
+            .timeline()
+            .map(f)
+            .ok_or(CommandError::InvalidState)
+    }
+
+    /// Host: sign, send to every neighbour, apply locally.
+    fn issue(&mut self, msg: &Message, now: LocalTime) -> Result<(), CommandError> {
+        let seq = self.next_seq;
+        let bytes = self.sign(msg, now)?;
+        self.broadcast(msg.kind().channel().id, &bytes, None);
+        self.last_control_seq = Some(seq);
+        let issued = RoomMs::from_room_time(self.engine.room_time(now).unwrap_or(RoomTime::ZERO));
+        match msg {
+            Message::Handoff(h) => self.event(Event::HandoffAnnounced {
+                new_host: h.new_host,
+            }),
+            m => self.apply_command(m, issued, now),
+        }
+        Ok(())
+    }
+
+    fn serve_request(&mut self, member: UserId, seq: Seq, cmd: RequestedCommand, now: LocalTime) {
+        let role = self.roles.get(&member).copied().unwrap_or(Role::Viewer);
+        let refuse = match role {
+            Role::Host => None,
+            Role::Viewer => Some(RefuseReason::ViewerRole),
+            Role::Controller
+                if !self
+                    .policy
+                    .controllers
+                    .contains(Permissions::needed_for(&cmd)) =>
+            {
+                Some(RefuseReason::PolicyDenied)
+            }
+            Role::Controller => None,
+        };
+        let result = match refuse {
+            Some(r) => Err(r),
+            None => {
+                let c = match cmd {
+                    RequestedCommand::Play => UserCommand::Play,
+                    RequestedCommand::Pause => UserCommand::Pause,
+                    RequestedCommand::Seek { position } => {
+                        UserCommand::Seek(position.to_media_pos())
+                    }
+                    RequestedCommand::Rate { rate } => UserCommand::Rate(rate.to_rate()),
+                    RequestedCommand::Load(item) => UserCommand::Load(item),
+                    RequestedCommand::Next => UserCommand::Next,
+                    RequestedCommand::Previous => UserCommand::Previous,
+                    RequestedCommand::Jump { index } => UserCommand::Jump(index),
+                };
+                self.host_command(c, now)
+                    .map_err(|_| RefuseReason::InvalidState)
+            }
+        };
+        if let Err(reason) = result {
+            let m = Message::Refuse(Refusal {
+                member,
+                request_seq: seq,
+                reason,
+            });
+            let _ = self.issue(&m, now);
+        }
+    }
+
+    fn wait_timeout(&self) -> TimeDelta {
+        TimeDelta::from_millis(i64::from(self.policy.wait_timeout_ms))
+    }
+
+    fn room_paused(&self) -> bool {
+        self.engine.timeline().is_none_or(|t| t.latest().paused)
+    }
+
+    /// Who holds up the room (wait-for-everyone).
+    fn blockers(&self) -> Vec<UserId> {
+        let mut v: Vec<UserId> = self
+            .statuses
+            .iter()
+            .filter(|(u, s)| {
+                !s.detached
+                    && matches!(s.readiness, Readiness::Loading | Readiness::Buffering)
+                    && !self.excused.contains(u)
+                    && self.members.get(u).is_some_and(|m| m.current)
+            })
+            .map(|(u, _)| *u)
+            .collect();
+        if let Some(me) = self.me {
+            let loading = self
+                .loaded
+                .as_ref()
+                .is_some_and(|i| self.my_media != Some(i.hash));
+            if (self.buffering || loading) && !self.excused.contains(&me) {
+                v.push(me);
+            }
+        }
+        v
+    }
+
+    /// Host: pause the room for buffering members or (re)start it.
+    fn evaluate_buffering(&mut self, now: LocalTime) {
+        if !self.is_host || !self.want_playing {
+            self.waiting_since = None;
+            return;
+        }
+        let wait = self.policy.buffering == Buffering::WaitForEveryone;
+        let blockers = if wait { self.blockers() } else { Vec::new() };
+        if blockers.is_empty() {
+            self.waiting_since = None;
+            if self.room_paused() {
+                self.issue_play(now);
+            }
+            return;
+        }
+        let since = match self.waiting_since {
+            Some(s) => s,
+            None => {
+                self.waiting_since = Some(now);
+                self.event(Event::Waiting(blockers.clone()));
+                now
+            }
+        };
+        if now.since(since) >= self.wait_timeout() {
+            self.excused.extend(blockers.iter().copied());
+            self.waiting_since = None;
+            self.event(Event::WatchdogExpired(blockers));
+            if self.room_paused() {
+                self.issue_play(now);
+            }
+        } else if !self.room_paused() {
+            if let Some(at) = self.engine.scheduled_at(now) {
+                if let Ok(s) = self.timeline_at(at, |t| t.pause_at(at)) {
+                    let _ = self.issue(&pause_msg(&s), now);
+                }
+            }
+        }
+    }
+
+    fn issue_play(&mut self, now: LocalTime) {
+        if let Some(at) = self.engine.scheduled_at(now) {
+            if let Ok(s) = self.timeline_at(at, |t| t.play_at(at, None)) {
+                let _ = self.issue(&play_msg(&s), now);
+            }
+        }
+    }
+
+    fn end_of_item_at(&self) -> Option<LocalTime> {
+        if !self.is_host {
+            return None;
+        }
+        let item = self.loaded.as_ref()?;
+        let s = self.engine.timeline()?.latest();
+        if s.paused || self.queue.items().is_empty() {
+            return None;
+        }
+        let remaining = item.duration.to_media_pos() - s.position;
+        let end_room = s.at + s.rate.time_for(remaining);
+        let room_now = self.engine.room_time(self.now)?;
+        Some(self.now + end_room.since(room_now))
+    }
+
+    fn auto_advance(&mut self, now: LocalTime) {
+        let has_next = self
+            .queue
+            .current()
+            .is_some_and(|c| usize::from(c) + 1 < self.queue.items().len());
+        if has_next {
+            let keep_playing = self.want_playing;
+            let _ = self.issue(&Message::Next, now);
+            if keep_playing {
+                self.want_playing = true;
+                self.evaluate_buffering(now);
+            }
+        } else if let Some(at) = self.engine.scheduled_at(now) {
+            self.want_playing = false;
+            if let Ok(s) = self.timeline_at(at, |t| t.pause_at(at)) {
+                let _ = self.issue(&pause_msg(&s), now);
+            }
+        }
+    }
+
+    fn send_state_to(&mut self, to: Option<UserId>, now: LocalTime) {
+        self.next_state_at = Some(now + self.cfg.state_interval);
+        let Some(t) = self.engine.timeline().map(|t| *t.latest()) else {
+            return;
+        };
+        let roles: Vec<RoleGrant> = self
+            .roles
+            .iter()
+            .filter(|(u, _)| self.members.get(u).is_some_and(|m| m.current))
+            .take(MAX_ROLE_GRANTS)
+            .map(|(u, r)| RoleGrant {
+                member: *u,
+                role: *r,
+            })
+            .collect();
+        let state = Message::State(Box::new(RoomState {
+            loaded: self.loaded.clone(),
+            queue: self.queue.clone(),
+            timeline: WireTimeline {
+                paused: t.paused,
+                position: PositionMs::from_media_pos(t.position),
+                at: RoomMs::from_room_time(t.at),
+                rate: RateMilli::from_rate(t.rate),
+            },
+            policy: self.policy,
+            roles,
+        }));
+        let seq = self.next_seq;
+        if let Ok(bytes) = self.sign(&state, now) {
+            self.last_control_seq = Some(seq);
+            match to {
+                Some(p) => self.send(p, channels::CONTROL.id, bytes),
+                None => self.broadcast(channels::CONTROL.id, &bytes, None),
+            }
+        }
+    }
+
+    // ----------------------------------------------------------- follower --
+
+    fn follower_command(&mut self, cmd: UserCommand, now: LocalTime) -> Result<(), CommandError> {
+        let req = match cmd {
+            UserCommand::Play => RequestedCommand::Play,
+            UserCommand::Pause => RequestedCommand::Pause,
+            UserCommand::Seek(p) => RequestedCommand::Seek {
+                position: PositionMs::from_media_pos(p),
+            },
+            UserCommand::Rate(r) => RequestedCommand::Rate {
+                rate: RateMilli::from_rate(r),
+            },
+            UserCommand::Load(item) => RequestedCommand::Load(item),
+            UserCommand::Next => RequestedCommand::Next,
+            UserCommand::Previous => RequestedCommand::Previous,
+            UserCommand::Jump(index) => RequestedCommand::Jump { index },
+            UserCommand::Queue(_)
+            | UserCommand::SetRole { .. }
+            | UserCommand::Kick(_)
+            | UserCommand::Handoff(_)
+            | UserCommand::SetPolicy(_) => return Err(CommandError::NotHost),
+            UserCommand::Chat(_)
+            | UserCommand::Reaction(_)
+            | UserCommand::FreeWatch
+            | UserCommand::Resync => {
+                return Ok(());
+            }
+        };
+        self.request(req, now)
+    }
+
+    fn request(&mut self, req: RequestedCommand, now: LocalTime) -> Result<(), CommandError> {
+        match self.role() {
+            Some(Role::Host) => {}
+            Some(Role::Controller) => {
+                if !self
+                    .policy
+                    .controllers
+                    .contains(Permissions::needed_for(&req))
+                {
+                    return Err(CommandError::Refused(RefuseReason::PolicyDenied));
+                }
+            }
+            _ => return Err(CommandError::Refused(RefuseReason::ViewerRole)),
+        }
+        let bytes = self.sign(&Message::Request(req), now)?;
+        self.send_to_host(channels::CONTROL.id, bytes);
+        Ok(())
+    }
+
+    fn readiness(&self) -> Readiness {
+        if self.media_failed {
+            return Readiness::Failed;
+        }
+        if let Some(item) = &self.loaded {
+            if self.my_media != Some(item.hash) {
+                return Readiness::Loading;
+            }
+        }
+        if self.buffering {
+            Readiness::Buffering
+        } else if self.player_ended {
+            Readiness::Ended
+        } else {
+            Readiness::Ready
+        }
+    }
+
+    fn send_status(&mut self, now: LocalTime) {
+        if self.is_host || self.me.is_none() || self.host.is_none() {
+            return;
+        }
+        self.next_status_at = Some(now + self.cfg.status_interval);
+        let room_now = self.engine.room_time(now).unwrap_or(RoomTime::ZERO);
+        let s = Message::Status(Status {
+            readiness: self.readiness(),
+            item: self.my_media,
+            position: PositionMs::from_media_pos(self.last_position),
+            at: RoomMs::from_room_time(room_now),
+            detached: !self.engine.is_attached(),
+        });
+        if let Ok(bytes) = self.sign(&s, now) {
+            self.send_to_host(channels::CONTROL.id, bytes);
+        }
+    }
+
+    /// Directly when linked to the host, otherwise through every neighbour.
+    fn send_to_host(&mut self, channel: ChannelId, bytes: Vec<u8>) {
+        match self.host() {
+            Some(h) if self.links.contains_key(&h) => self.send(h, channel, bytes),
+            _ => self.broadcast(channel, &bytes, None),
+        }
+    }
+
+    // ------------------------------------------------------------- common --
+
+    fn advance(&mut self, now: LocalTime) {
+        self.now = self.now.max(now);
+    }
+
+    /// Signs `msg` with our key under the current epoch and next seq.
+    fn sign(&mut self, msg: &Message, now: LocalTime) -> Result<Vec<u8>, CommandError> {
+        let seq = self.next_seq;
+        let issued_at = self
+            .engine
+            .room_time(now)
+            .map_or(RoomMs(now.as_millis_floor()), RoomMs::from_room_time);
+        let header = Header {
+            room: self.cfg.room,
+            epoch: self.epoch,
+            seq,
+            issued_at,
+        };
+        let bytes = frame::encode(&self.identity, &header, msg)?;
+        self.next_seq = seq.next().ok_or(CommandError::SeqExhausted)?;
+        self.dedupe
+            .insert((self.identity.key_id(), self.epoch, seq), digest(&bytes));
+        self.stats.signed = self.stats.signed.saturating_add(1);
+        Ok(bytes)
+    }
+
+    fn send(&mut self, to: UserId, channel: ChannelId, bytes: Vec<u8>) {
+        self.push(Output::SendFrame { to, channel, bytes });
+    }
+
+    fn broadcast(&mut self, channel: ChannelId, bytes: &[u8], except: Option<UserId>) {
+        let targets: Vec<UserId> = self
+            .links
+            .keys()
+            .copied()
+            .filter(|p| Some(*p) != except)
+            .collect();
+        for to in targets {
+            self.send(to, channel, bytes.to_vec());
+        }
+    }
+
+    /// Drains the sync engine's outputs.
+    fn drive(&mut self, now: LocalTime) {
+        while let Some(o) = self.engine.poll_output() {
+            match o {
+                SyncOutput::Player(a) => self.push(Output::Player(a)),
+                SyncOutput::Ping(p) => {
+                    if self.is_host || self.host.is_none() || self.me.is_none() {
+                        continue;
+                    }
+                    if let Ok(bytes) = self.sign(&Message::ClockPing(p), now) {
+                        self.send_to_host(channels::CLOCK.id, bytes);
+                    }
+                }
+                SyncOutput::Event(e) => self.on_sync_event(e, now),
+            }
+        }
+    }
+
+    fn on_sync_event(&mut self, e: SyncEvent, now: LocalTime) {
+        match e {
+            SyncEvent::UserIntent {
+                intent,
+                attached: true,
+            } => {
+                if self.is_host {
+                    self.host_intent(intent, now);
+                } else {
+                    let req = match intent {
+                        UserIntent::Play { .. } => RequestedCommand::Play,
+                        UserIntent::Pause { .. } => RequestedCommand::Pause,
+                        UserIntent::Seek { position } => RequestedCommand::Seek {
+                            position: PositionMs::from_media_pos(position),
+                        },
+                        UserIntent::Rate { rate } => RequestedCommand::Rate {
+                            rate: RateMilli::from_rate(rate),
+                        },
+                    };
+                    // A refused intent is undone by the engine after its hold.
+                    let _ = self.request(req, now);
+                }
+            }
+            SyncEvent::Buffering(b) => {
+                self.buffering = b;
+                if self.is_host {
+                    self.evaluate_buffering(now);
+                } else {
+                    self.send_status(now);
+                }
+            }
+            SyncEvent::Ended => {
+                self.player_ended = true;
+                self.send_status(now);
+            }
+            SyncEvent::UserIntent {
+                attached: false, ..
+            } => {}
+            SyncEvent::ClockJump | SyncEvent::ClockReady => {}
+        }
+        self.event(Event::Sync(e));
+    }
+
+    /// The host's own user acted on its player: a command effective now.
+    fn host_intent(&mut self, intent: UserIntent, now: LocalTime) {
+        let Some(room_now) = self.engine.room_time(now) else {
+            return;
+        };
+        let Some(tl) = self.engine.timeline() else {
+            return;
+        };
+        let msg = match intent {
+            UserIntent::Play { position } => {
+                self.want_playing = true;
+                play_msg(&tl.play_at(room_now, Some(position)))
+            }
+            UserIntent::Pause { position } => {
+                self.want_playing = false;
+                pause_msg(&PlaybackState::paused(
+                    position,
+                    room_now,
+                    tl.expected_at(room_now).rate,
+                ))
+            }
+            UserIntent::Seek { position } => seek_msg(&tl.seek_at(room_now, position, None)),
+            UserIntent::Rate { rate } => rate_msg(&tl.rate_at(room_now, rate)),
+        };
+        let _ = self.issue(&msg, now);
+    }
+}
+
+/// Why a frame was not accepted.
+enum Rx {
+    /// An exact copy of an accepted frame (mesh); not an attack, not counted.
+    Duplicate,
+    /// Failed an acceptance rule.
+    Drop(DropReason),
+}
+
+/// Host commands that carry or change room state; totally ordered per epoch.
+fn is_command(kind: Kind) -> bool {
+    kind.signer() == SignerClass::Host
+        && kind != Kind::ClockPong
+        && kind != Kind::Bind
+        && kind != Kind::Refuse
+}
+
+/// (signer, epoch, seq) read from a parsed envelope's unverified header,
+/// used only to look up exact copies.
+fn raw_key(env: &Envelope<'_>, bytes: &[u8]) -> Option<FrameKey> {
+    let start = frame::ENVELOPE_HEADER_LEN + crate::ids::ROOM_ID_LEN;
+    let epoch = u64::from_be_bytes(bytes.get(start..start + 8)?.try_into().ok()?);
+    let seq = u64::from_be_bytes(bytes.get(start + 8..start + 16)?.try_into().ok()?);
+    Some((env.signer(), Epoch(epoch), Seq::new(seq).ok()?))
+}
+
+fn play_msg(s: &PlaybackState) -> Message {
+    Message::Play {
+        position: PositionMs::from_media_pos(s.position),
+        at: RoomMs::from_room_time(s.at),
+    }
+}
+
+fn pause_msg(s: &PlaybackState) -> Message {
+    Message::Pause {
+        position: PositionMs::from_media_pos(s.position),
+        at: RoomMs::from_room_time(s.at),
+    }
+}
+
+fn seek_msg(s: &PlaybackState) -> Message {
+    Message::Seek {
+        position: PositionMs::from_media_pos(s.position),
+        paused: s.paused,
+        at: RoomMs::from_room_time(s.at),
+    }
+}
+
+fn rate_msg(s: &PlaybackState) -> Message {
+    Message::Rate {
+        rate: RateMilli::from_rate(s.rate),
+        position: PositionMs::from_media_pos(s.position),
+        at: RoomMs::from_room_time(s.at),
+    }
+}

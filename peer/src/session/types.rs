@@ -1,0 +1,334 @@
+//! The session's configuration, inputs and outputs.
+
+use crate::acceptance::{DEFAULT_MAX_SKEW_MS, DropReason};
+use crate::cert::CertError;
+use crate::channels::ChannelId;
+use crate::frame::EncodeError;
+use crate::ids::{Epoch, Role, RoomId, UserId};
+use crate::message::{
+    Buffering, ChatError, ChatText, Emoji, Fingerprint, MediaItem, Permissions, Policy,
+    RefuseReason,
+};
+use crate::player::PlayerAction;
+use crate::signaling::{ClientMessage, EndReason, ErrorCode};
+use crate::sync::SyncEvent;
+use crate::sync_config::{ConfigError, SyncConfig};
+use crate::time::{MediaPos, Rate, TimeDelta};
+
+/// Most outputs queued before the oldest are dropped (bounded memory if a
+/// driver stops polling; events go first, then clock frames, then the
+/// oldest of anything).
+pub const MAX_QUEUED_OUTPUTS: usize = 1024;
+
+/// Default room policy of a new room: wait for everyone (10 s watchdog),
+/// controllers may do everything.
+pub const DEFAULT_POLICY: Policy = Policy {
+    buffering: Buffering::WaitForEveryone,
+    wait_timeout_ms: 10_000,
+    controllers: Permissions::ALL,
+};
+
+/// Session settings. Every limit and interval is here, with its default.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionConfig {
+    /// The room this session joins (from the invite link).
+    pub room: RoomId,
+    /// Sync thresholds.
+    pub sync: SyncConfig,
+    /// Host: how often a full `State` goes to every neighbour. Default 5 s.
+    pub state_interval: TimeDelta,
+    /// Follower: how often a `Status` goes to the host. Default 5 s.
+    pub status_interval: TimeDelta,
+    /// Bound on `|issued-at − room now|` (§7 rule 9). Default 30 000 ms.
+    pub max_skew_ms: u64,
+    /// Forward signed frames to neighbours that may not have them (mesh).
+    /// Default on.
+    pub forward: bool,
+    /// The policy a host starts its room with. Default [`DEFAULT_POLICY`].
+    pub initial_policy: Policy,
+}
+
+impl SessionConfig {
+    /// Defaults for `room`.
+    #[must_use]
+    pub fn new(room: RoomId) -> Self {
+        Self {
+            room,
+            sync: SyncConfig::default(),
+            state_interval: TimeDelta::from_secs(5),
+            status_interval: TimeDelta::from_secs(5),
+            max_skew_ms: DEFAULT_MAX_SKEW_MS,
+            forward: true,
+            initial_policy: DEFAULT_POLICY,
+        }
+    }
+}
+
+/// Why a session could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    /// The sync configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// An interval must be positive.
+    #[error("session interval `{0}` must be positive")]
+    Interval(&'static str),
+}
+
+/// The driver's notice that the data channels to a neighbour are open, with
+/// the DTLS fingerprints of that connection when the stack exposes them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelOpen {
+    /// The neighbour (server-stamped user id of the connection).
+    pub peer: UserId,
+    /// Our own DTLS certificate fingerprint on this connection.
+    pub local_fingerprint: Option<Fingerprint>,
+    /// The neighbour's fingerprint from the remote SDP we accepted.
+    pub remote_fingerprint: Option<Fingerprint>,
+}
+
+/// What the local user wants. The session decides: the host signs it; a
+/// controller sends a `Request` when the room policy allows it; anything
+/// else is refused with a reason ([`CommandError::Refused`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserCommand {
+    /// Play from where the room is.
+    Play,
+    /// Pause.
+    Pause,
+    /// Seek to a position.
+    Seek(MediaPos),
+    /// Change the playback rate.
+    Rate(Rate),
+    /// Load a media item.
+    Load(MediaItem),
+    /// Replace the queue (host only).
+    Queue(Vec<MediaItem>),
+    /// Next queue item.
+    Next,
+    /// Previous queue item.
+    Previous,
+    /// Jump to a queue index.
+    Jump(u16),
+    /// Send a chat message (any member).
+    Chat(String),
+    /// Send a reaction (any member).
+    Reaction(String),
+    /// Grant controller or viewer (host only).
+    SetRole {
+        /// The member.
+        member: UserId,
+        /// Controller or viewer.
+        role: Role,
+    },
+    /// Remove a member (host only).
+    Kick(UserId),
+    /// Hand the host role to a member (host only).
+    Handoff(UserId),
+    /// Change the room policy (host only).
+    SetPolicy(Policy),
+    /// Free-watch: stop following the room locally.
+    FreeWatch,
+    /// Follow the room again.
+    Resync,
+}
+
+/// Why a command was not carried out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    /// No `hello` yet, or the session ended.
+    #[error("not in a room")]
+    NotJoined,
+    /// Refused by role or policy.
+    #[error("refused: {0:?}")]
+    Refused(RefuseReason),
+    /// Only the host may do this.
+    #[error("only the host may do this")]
+    NotHost,
+    /// The chat text breaks the chat rules.
+    #[error("invalid chat text: {0}")]
+    Chat(#[from] ChatError),
+    /// The reaction is not a short emoji.
+    #[error("invalid reaction")]
+    Reaction,
+    /// Not a member of the room.
+    #[error("unknown member {0}")]
+    UnknownMember(UserId),
+    /// The queue is too long, an index is out of range, or the room has no
+    /// media loaded.
+    #[error("invalid state for this command")]
+    InvalidState,
+    /// The frame could not be encoded.
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    /// Sequence numbers of this epoch are exhausted.
+    #[error("sequence numbers exhausted; a new epoch is needed")]
+    SeqExhausted,
+}
+
+/// Why the session asks the driver to close a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisconnectReason {
+    /// The host's signed DTLS binding does not match this connection's
+    /// fingerprints: the signaling server swapped them (MITM).
+    FingerprintMismatch,
+    /// The member was kicked by the host.
+    Kicked,
+    /// This session ended (kicked, room ended).
+    SessionEnded,
+}
+
+/// Something the driver must do or show. Drain with
+/// [`super::Session::poll_output`] after every input.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Send these exact bytes to a neighbour on a data channel.
+    SendFrame {
+        /// The neighbour.
+        to: UserId,
+        /// The channel.
+        channel: ChannelId,
+        /// One complete signed frame.
+        bytes: Vec<u8>,
+    },
+    /// Send this to the signaling server.
+    Signal(ClientMessage),
+    /// Apply this to the local player.
+    Player(PlayerAction),
+    /// Close the connection to a neighbour.
+    Disconnect {
+        /// The neighbour.
+        peer: UserId,
+        /// Why.
+        reason: DisconnectReason,
+    },
+    /// Tell the user interface / logs.
+    Event(Event),
+}
+
+/// Notifications.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// `hello` accepted.
+    Joined {
+        /// Our user id.
+        you: UserId,
+        /// Our role.
+        role: Role,
+        /// The current host.
+        host: Option<UserId>,
+        /// The current epoch.
+        epoch: Epoch,
+    },
+    /// A frame was dropped by an acceptance rule (nothing changed).
+    Dropped {
+        /// The neighbour it came from.
+        from: UserId,
+        /// The first rule it failed.
+        reason: DropReason,
+    },
+    /// A certificate from the server was refused.
+    CertificateRefused {
+        /// Whose, when known (claimed, unverified).
+        user: Option<UserId>,
+        /// Why.
+        error: CertError,
+    },
+    /// The server presented a different server key than the one we know.
+    ServerKeyMismatch,
+    /// A member joined.
+    MemberJoined(UserId),
+    /// A member left.
+    MemberLeft(UserId),
+    /// The host left: the room is paused locally until a new host acts.
+    HostLeft(UserId),
+    /// The old host announced a handoff (signed).
+    HandoffAnnounced {
+        /// The announced new host.
+        new_host: UserId,
+    },
+    /// A new host term began.
+    HostChanged {
+        /// The new host.
+        host: UserId,
+        /// The new epoch.
+        epoch: Epoch,
+        /// Whether that is us.
+        us: bool,
+    },
+    /// A member's role changed (host-signed).
+    RoleChanged {
+        /// The member.
+        member: UserId,
+        /// The new role.
+        role: Role,
+    },
+    /// A member was kicked (host-signed), possibly us.
+    Kicked(UserId),
+    /// The driver must load this item into the player, then call
+    /// [`super::Session::media_loaded`].
+    LoadMedia(MediaItem),
+    /// The room queue changed.
+    QueueChanged,
+    /// The room policy changed.
+    PolicyChanged(Policy),
+    /// A chat message (rendered as text only).
+    Chat {
+        /// The sender.
+        from: UserId,
+        /// The text.
+        text: ChatText,
+    },
+    /// A reaction.
+    Reaction {
+        /// The sender.
+        from: UserId,
+        /// The emoji.
+        emoji: Emoji,
+    },
+    /// The host refused our request.
+    RequestRefused {
+        /// Why.
+        reason: RefuseReason,
+    },
+    /// The host's signed DTLS binding matches our connection.
+    BindingVerified(UserId),
+    /// The host's signed DTLS binding does **not** match: the connection is
+    /// being closed. `pinned` tells whether the host key was pinned from the
+    /// invite link (then this is certainly an attack by the signaling path).
+    BindingMismatch {
+        /// The host.
+        host: UserId,
+        /// Whether the host key was pinned.
+        pinned: bool,
+    },
+    /// Host: the room waits for these members (wait-for-everyone).
+    Waiting(Vec<UserId>),
+    /// Host: the watchdog expired; these members are left to catch up.
+    WatchdogExpired(Vec<UserId>),
+    /// From the sync engine.
+    Sync(SyncEvent),
+    /// The server reported an error.
+    ServerError(ErrorCode),
+    /// The room ended.
+    RoomEnded(EndReason),
+}
+
+/// Counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionStats {
+    /// Frames accepted.
+    pub accepted: u64,
+    /// Exact copies of accepted frames (mesh), dropped silently.
+    pub duplicates: u64,
+    /// Frames forwarded to neighbours.
+    pub forwarded: u64,
+    /// Frames signed by us.
+    pub signed: u64,
+    /// Host commands applied (control frames, ours included).
+    pub commands_applied: u64,
+    /// Outputs dropped because the queue was full.
+    pub outputs_dropped: u64,
+    /// Clock pongs refused by the sync engine.
+    pub pongs_refused: u64,
+}
