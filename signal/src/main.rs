@@ -1,7 +1,10 @@
 //! `watchparty-signal` binary.
 #![forbid(unsafe_code)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
-fn main() {
-    eprintln!("watchparty-signal: not built yet");
-    std::process::exit(2);
+fn main() -> std::process::ExitCode {
+    watchparty_signal::cli::main()
 }

@@ -1,0 +1,1106 @@
+//! `/api/v1/rooms*` and `/api/v1/invites*`.
+//!
+//! Visibility rule: a room is visible to its host, controllers and viewers
+//! (status `joined`) and to users with a pending invitation. Everybody else —
+//! including admins, who have no special room powers — gets **404** for every
+//! room route, so the existence of a room is never confirmed to outsiders.
+//! Host-only routes answer 403 to visible non-hosts. Ended rooms answer 410 to
+//! every mutation.
+
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+use sqlx::{Sqlite, Transaction};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::auth::AuthUser;
+use crate::client_ip::ClientIp;
+use crate::db::{begin_immediate, now_secs};
+use crate::error::{ApiError, ApiJson, ApiPath, ApiResult, ErrorBody};
+use crate::media::user_can_access;
+use crate::rooms::model::{GuestRole, MemberStatus, Policy, Role, RoomId};
+use crate::rooms::store::{self, MemberView, Membership, RoomRow};
+use crate::state::AppState;
+use crate::validate::{NewPassword, PresentedPassword, RoomName, Username};
+
+/// Longest room queue.
+pub const MAX_QUEUE_LEN: usize = 100;
+/// Most open rooms one user may host at once.
+pub const MAX_OPEN_ROOMS_PER_HOST: i64 = 20;
+/// Most rooms listed by `GET /api/v1/rooms` and invitations by `GET /api/v1/invites`.
+pub const MAX_LISTED: i64 = 200;
+
+/// Routes of this module.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_room, list_rooms))
+        .routes(routes!(get_room, patch_room))
+        .routes(routes!(join_room))
+        .routes(routes!(leave_room))
+        .routes(routes!(end_room))
+        .routes(routes!(invite_member))
+        .routes(routes!(change_role, kick_member))
+        .routes(routes!(handoff))
+        .routes(routes!(list_invites))
+        .routes(routes!(accept_invite))
+        .routes(routes!(decline_invite))
+}
+
+// ---------------------------------------------------------------- types
+
+/// An invitation in a create request.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InviteSpec {
+    /// Who.
+    #[schema(value_type = String)]
+    pub username: Username,
+    /// `controller` or `viewer`.
+    pub role: GuestRole,
+}
+
+/// `POST /api/v1/rooms`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRoom {
+    /// 1–100 characters.
+    #[schema(value_type = String)]
+    pub name: RoomName,
+    /// The media item to watch.
+    pub media_id: i64,
+    /// Only invited users may join (default true).
+    #[serde(default = "default_true")]
+    pub invite_only: bool,
+    /// Optional room password (8–128 characters).
+    #[schema(value_type = Option<String>)]
+    pub password: Option<NewPassword>,
+    /// Invitations.
+    #[serde(default)]
+    pub invites: Vec<InviteSpec>,
+    /// Policy (defaults apply to missing fields).
+    #[serde(default)]
+    pub policy: Policy,
+    /// Seat limit (2..=server maximum; default the server maximum).
+    pub max_members: Option<u32>,
+    /// The host's Ed25519 room public key (32 bytes, base64url without padding).
+    pub host_public_key: Option<String>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// `PATCH /api/v1/rooms/{id}`. Absent fields are unchanged.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchRoom {
+    /// New name.
+    #[schema(value_type = Option<String>)]
+    pub name: Option<RoomName>,
+    /// New current item (must be accessible to every member and invitee).
+    pub media_id: Option<i64>,
+    /// New queue (same access rule for every item; at most 100).
+    pub queue: Option<Vec<i64>>,
+    /// New policy (replaces the whole policy).
+    pub policy: Option<Policy>,
+    /// Invite-only flag.
+    pub invite_only: Option<bool>,
+    /// New password; `""` removes the password.
+    pub password: Option<String>,
+}
+
+/// `POST /api/v1/rooms/{id}/join`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JoinRoom {
+    /// Room password, when the room has one and the caller was not invited.
+    #[schema(value_type = Option<String>)]
+    pub password: Option<PresentedPassword>,
+}
+
+/// `POST /api/v1/rooms/{id}/members`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InviteMember {
+    /// Who.
+    #[schema(value_type = String)]
+    pub username: Username,
+    /// Role.
+    pub role: GuestRole,
+}
+
+/// `PATCH /api/v1/rooms/{id}/members/{user_id}`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeRole {
+    /// New role.
+    pub role: GuestRole,
+}
+
+/// `POST /api/v1/rooms/{id}/handoff`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Handoff {
+    /// The joined member who becomes host.
+    pub user_id: i64,
+}
+
+/// A room as seen by a member or invitee.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RoomView {
+    /// Id (32 hex characters).
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Host user id.
+    pub host_user_id: i64,
+    /// Current media item.
+    pub media_id: i64,
+    /// Queue of media ids.
+    pub queue: Vec<i64>,
+    /// Invite-only.
+    pub invite_only: bool,
+    /// Whether a password is set.
+    pub has_password: bool,
+    /// Policy.
+    pub policy: Policy,
+    /// Seat limit.
+    pub max_members: u32,
+    /// `open` or `ended`.
+    pub status: String,
+    /// Host epoch (bumped on handoff).
+    pub epoch: i64,
+    /// Host's Ed25519 room public key (base64url), if registered.
+    pub host_public_key: Option<String>,
+    /// Created (Unix seconds).
+    pub created_at: i64,
+    /// Caller's role.
+    pub my_role: Role,
+    /// Caller's status.
+    pub my_status: MemberStatus,
+    /// Joined members and pending invitations.
+    pub members: Vec<MemberView>,
+}
+
+/// A pending invitation.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InviteView {
+    /// Room id.
+    pub room_id: String,
+    /// Room name.
+    pub room_name: String,
+    /// Host username.
+    pub host_username: String,
+    /// Host display name.
+    pub host_display_name: String,
+    /// Offered role.
+    pub role: Role,
+    /// When the invitation was made or last changed.
+    pub invited_at: i64,
+}
+
+// ---------------------------------------------------------------- helpers
+
+/// The caller's standing in a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Standing {
+    Joined(Role),
+    Invited(Role),
+    /// No row, or declined / left / kicked.
+    Outside(Option<MemberStatus>),
+}
+
+fn standing(m: Option<&Membership>) -> Standing {
+    match m {
+        Some(Membership {
+            status: MemberStatus::Joined,
+            role,
+        }) => Standing::Joined(*role),
+        Some(Membership {
+            status: MemberStatus::Invited,
+            role,
+        }) => Standing::Invited(*role),
+        Some(m) => Standing::Outside(Some(m.status)),
+        None => Standing::Outside(None),
+    }
+}
+
+struct Ctx {
+    room: RoomRow,
+    me: Option<Membership>,
+}
+
+impl Ctx {
+    fn standing(&self) -> Standing {
+        standing(self.me.as_ref())
+    }
+
+    /// 404 unless joined or invited.
+    fn visible(&self) -> ApiResult<Standing> {
+        match self.standing() {
+            Standing::Outside(_) => Err(ApiError::NotFound),
+            s => Ok(s),
+        }
+    }
+
+    /// 404 for outsiders, 403 for non-hosts, 410 when ended.
+    fn host(&self) -> ApiResult<()> {
+        match self.visible()? {
+            Standing::Joined(Role::Host) if self.room.ended => Err(ApiError::RoomEnded),
+            Standing::Joined(Role::Host) => Ok(()),
+            _ => Err(ApiError::Forbidden("only the host may do this".into())),
+        }
+    }
+}
+
+async fn load_ctx(state: &AppState, id: &str, user: &AuthUser) -> ApiResult<Ctx> {
+    let id = RoomId::parse(id)?;
+    let room = store::load_room(&state.db, &id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let me = store::membership(&state.db, &id, user.id).await?;
+    Ok(Ctx { room, me })
+}
+
+async fn view(state: &AppState, room: &RoomRow, user_id: i64) -> ApiResult<RoomView> {
+    let me = store::membership(&state.db, &room.id, user_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(RoomView {
+        id: room.id.to_string(),
+        name: room.name.clone(),
+        host_user_id: room.host_user_id,
+        media_id: room.media_id,
+        queue: store::queue(&state.db, &room.id).await?,
+        invite_only: room.invite_only,
+        has_password: room.password_hash.is_some(),
+        policy: room.policy,
+        max_members: room.max_members,
+        status: if room.ended { "ended" } else { "open" }.into(),
+        epoch: room.epoch,
+        host_public_key: room
+            .host_public_key
+            .as_ref()
+            .map(|k| URL_SAFE_NO_PAD.encode(k)),
+        created_at: room.created_at,
+        my_role: me.role,
+        my_status: me.status,
+        members: store::members(&state.db, &room.id).await?,
+    })
+}
+
+async fn reload_view(state: &AppState, id: &RoomId, user_id: i64) -> ApiResult<RoomView> {
+    let room = store::load_room(&state.db, id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    view(state, &room, user_id).await
+}
+
+fn media_forbidden() -> ApiError {
+    ApiError::Forbidden("the media is not accessible to every member of the room".into())
+}
+
+/// Every item in `items` must be accessible to every user in `users`.
+async fn check_access_all(
+    tx: &mut Transaction<'static, Sqlite>,
+    users: &[i64],
+    items: &[i64],
+) -> ApiResult<()> {
+    for &item in items {
+        for &user in users {
+            if !user_can_access(&mut **tx, user, item).await? {
+                return Err(media_forbidden());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Ids of users with status joined or invited.
+async fn member_ids(tx: &mut Transaction<'static, Sqlite>, room: &RoomId) -> ApiResult<Vec<i64>> {
+    Ok(sqlx::query_scalar(
+        "SELECT user_id FROM room_members WHERE room_id = ?1 AND status IN ('invited', 'joined')",
+    )
+    .bind(room.as_str())
+    .fetch_all(&mut **tx)
+    .await?)
+}
+
+/// The room's current item plus its queue.
+async fn room_items(tx: &mut Transaction<'static, Sqlite>, room: &RoomId) -> ApiResult<Vec<i64>> {
+    let mut items: Vec<i64> = store::queue(&mut **tx, room).await?;
+    let media: i64 = sqlx::query_scalar("SELECT media_id FROM rooms WHERE id = ?1")
+        .bind(room.as_str())
+        .fetch_one(&mut **tx)
+        .await?;
+    items.push(media);
+    items.sort_unstable();
+    items.dedup();
+    Ok(items)
+}
+
+async fn user_id_by_name(
+    tx: &mut Transaction<'static, Sqlite>,
+    username: &Username,
+) -> ApiResult<Option<i64>> {
+    Ok(
+        sqlx::query_scalar("SELECT id FROM users WHERE username = ?1 AND disabled = 0")
+            .bind(username.as_str())
+            .fetch_optional(&mut **tx)
+            .await?,
+    )
+}
+
+async fn set_member(
+    tx: &mut Transaction<'static, Sqlite>,
+    room: &RoomId,
+    user_id: i64,
+    role: Role,
+    status: MemberStatus,
+    now: i64,
+) -> ApiResult<()> {
+    sqlx::query(
+        "INSERT INTO room_members (room_id, user_id, role, status, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (room_id, user_id)
+         DO UPDATE SET role = excluded.role, status = excluded.status, updated_at = excluded.updated_at",
+    )
+    .bind(room.as_str())
+    .bind(user_id)
+    .bind(role.as_str())
+    .bind(status.as_str())
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Seats a user in one `BEGIN IMMEDIATE` transaction: re-checks that the room
+/// is open, the caller's media access and the seat count.
+async fn take_seat(state: &AppState, room_id: &RoomId, user_id: i64, role: Role) -> ApiResult<()> {
+    let now = now_secs();
+    let mut tx = begin_immediate(&state.db).await?;
+    let room = store::load_room(&mut *tx, room_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    if room.ended {
+        return Err(ApiError::RoomEnded);
+    }
+    let items = room_items(&mut tx, room_id).await?;
+    check_access_all(&mut tx, &[user_id], &items).await?;
+    let joined: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM room_members WHERE room_id = ?1 AND status = 'joined' AND user_id != ?2",
+    )
+    .bind(room_id.as_str())
+    .bind(user_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    if joined >= i64::from(room.max_members) {
+        return Err(ApiError::RoomFull);
+    }
+    set_member(&mut tx, room_id, user_id, role, MemberStatus::Joined, now).await?;
+    store::touch(&mut *tx, room_id, now).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+fn parse_host_key(key: Option<&str>) -> ApiResult<Option<Vec<u8>>> {
+    key.map(|k| {
+        URL_SAFE_NO_PAD
+            .decode(k)
+            .ok()
+            .filter(|b| b.len() == 32)
+            .ok_or_else(|| {
+                ApiError::InvalidRequest(
+                    "host_public_key must be 32 bytes, base64url without padding".into(),
+                )
+            })
+    })
+    .transpose()
+}
+
+// ---------------------------------------------------------------- handlers
+
+/// Create a room with its invitations (one transaction).
+///
+/// The media must be accessible to the host **and every invitee** (admins count
+/// as having access to everything); otherwise 403 without naming anyone.
+#[utoipa::path(post, path = "/api/v1/rooms", tag = "rooms", request_body = CreateRoom,
+    responses((status = 201, body = RoomView), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 429, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn create_room(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiJson(req): ApiJson<CreateRoom>,
+) -> ApiResult<(StatusCode, ApiJson<RoomView>)> {
+    state
+        .limits
+        .room_create
+        .hit(&user.id, Instant::now())
+        .map_err(|r| ApiError::RateLimited {
+            retry_after_secs: r.secs(),
+        })?;
+    req.policy.check()?;
+    let server_max = state.config.room_max_members;
+    let max_members = req.max_members.unwrap_or(server_max);
+    if !(2..=server_max).contains(&max_members) {
+        return Err(ApiError::InvalidRequest(format!(
+            "max_members must be 2..={server_max}"
+        )));
+    }
+    if req.invites.len() >= max_members as usize {
+        return Err(ApiError::InvalidRequest(format!(
+            "at most {} invitations (max_members - 1)",
+            max_members - 1
+        )));
+    }
+    let mut names: Vec<&str> = req.invites.iter().map(|i| i.username.as_str()).collect();
+    names.sort_unstable();
+    if names.windows(2).any(|w| w[0] == w[1]) {
+        return Err(ApiError::InvalidRequest("duplicate invitation".into()));
+    }
+    if names.contains(&user.username.as_str()) {
+        return Err(ApiError::InvalidRequest(
+            "the host cannot invite themselves".into(),
+        ));
+    }
+    let host_key = parse_host_key(req.host_public_key.as_deref())?;
+    let password_hash = match &req.password {
+        Some(p) => Some(state.hasher.hash(p.as_bytes()).await?),
+        None => None,
+    };
+    let policy_json = serde_json::to_string(&req.policy).map_err(ApiError::internal)?;
+    let id = RoomId::generate()?;
+    let now = now_secs();
+
+    let mut tx = begin_immediate(&state.db).await?;
+    let open_rooms: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM rooms WHERE host_user_id = ?1 AND status = 'open'",
+    )
+    .bind(user.id)
+    .fetch_one(&mut *tx)
+    .await?;
+    if open_rooms >= MAX_OPEN_ROOMS_PER_HOST {
+        return Err(ApiError::Conflict(format!(
+            "you already host {MAX_OPEN_ROOMS_PER_HOST} open rooms; end one first"
+        )));
+    }
+    let mut invitees = Vec::with_capacity(req.invites.len());
+    for inv in &req.invites {
+        let uid = user_id_by_name(&mut tx, &inv.username)
+            .await?
+            .ok_or_else(|| ApiError::InvalidRequest("an invited user does not exist".into()))?;
+        invitees.push((uid, Role::from(inv.role)));
+    }
+    // The host must see the media too (404 hides items the host cannot see).
+    if !user_can_access(&mut *tx, user.id, req.media_id).await? {
+        return Err(ApiError::NotFound);
+    }
+    let everyone: Vec<i64> = invitees.iter().map(|(u, _)| *u).collect();
+    check_access_all(&mut tx, &everyone, &[req.media_id]).await?;
+    sqlx::query(
+        "INSERT INTO rooms (id, name, host_user_id, media_id, invite_only, password_hash,
+                            policy_json, max_members, status, epoch, host_public_key,
+                            created_at, last_activity_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'open', 0, ?9, ?10, ?10)",
+    )
+    .bind(id.as_str())
+    .bind(req.name.as_str())
+    .bind(user.id)
+    .bind(req.media_id)
+    .bind(i64::from(req.invite_only))
+    .bind(password_hash)
+    .bind(policy_json)
+    .bind(i64::from(max_members))
+    .bind(host_key)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("INSERT INTO room_queue (room_id, position, media_id) VALUES (?1, 0, ?2)")
+        .bind(id.as_str())
+        .bind(req.media_id)
+        .execute(&mut *tx)
+        .await?;
+    set_member(&mut tx, &id, user.id, Role::Host, MemberStatus::Joined, now).await?;
+    for (uid, role) in invitees {
+        set_member(&mut tx, &id, uid, role, MemberStatus::Invited, now).await?;
+    }
+    tx.commit().await?;
+    tracing::info!(room_id = %id, host = user.id, "room created");
+    Ok((
+        StatusCode::CREATED,
+        ApiJson(reload_view(&state, &id, user.id).await?),
+    ))
+}
+
+/// Rooms the caller has joined (including hosted ones), newest first.
+#[utoipa::path(get, path = "/api/v1/rooms", tag = "rooms",
+    responses((status = 200, body = Vec<RoomView>), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn list_rooms(
+    State(state): State<AppState>,
+    user: AuthUser,
+) -> ApiResult<ApiJson<Vec<RoomView>>> {
+    let ids: Vec<String> = sqlx::query_scalar(
+        "SELECT r.id FROM rooms r JOIN room_members m ON m.room_id = r.id
+          WHERE m.user_id = ?1 AND m.status = 'joined'
+          ORDER BY r.created_at DESC, r.id LIMIT ?2",
+    )
+    .bind(user.id)
+    .bind(MAX_LISTED)
+    .fetch_all(&state.db)
+    .await?;
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        out.push(reload_view(&state, &RoomId::parse(&id)?, user.id).await?);
+    }
+    Ok(ApiJson(out))
+}
+
+/// One room: members and invitees only (404 for everyone else, admins included).
+#[utoipa::path(get, path = "/api/v1/rooms/{id}", tag = "rooms",
+    params(("id" = String, Path, description = "room id (32 hex)")),
+    responses((status = 200, body = RoomView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn get_room(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<ApiJson<RoomView>> {
+    let ctx = load_ctx(&state, &id, &user).await?;
+    ctx.visible()?;
+    Ok(ApiJson(view(&state, &ctx.room, user.id).await?))
+}
+
+/// Host only: change name, media, queue, policy, invite-only, password.
+#[utoipa::path(patch, path = "/api/v1/rooms/{id}", tag = "rooms", request_body = PatchRoom,
+    params(("id" = String, Path, description = "room id")),
+    responses((status = 200, body = RoomView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 410, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn patch_room(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(req): ApiJson<PatchRoom>,
+) -> ApiResult<ApiJson<RoomView>> {
+    let ctx = load_ctx(&state, &id, &user).await?;
+    ctx.host()?;
+    if let Some(p) = &req.policy {
+        p.check()?;
+    }
+    if let Some(q) = &req.queue {
+        if q.len() > MAX_QUEUE_LEN {
+            return Err(ApiError::InvalidRequest(format!(
+                "queue holds at most {MAX_QUEUE_LEN} items"
+            )));
+        }
+    }
+    // Password: "" removes it; otherwise it must be a valid new password.
+    let password_change: Option<Option<String>> = match req.password {
+        None => None,
+        Some(p) if p.is_empty() => Some(None),
+        Some(p) => {
+            let p = NewPassword::parse(p)?;
+            Some(Some(state.hasher.hash(p.as_bytes()).await?))
+        }
+    };
+    let room_id = ctx.room.id.clone();
+    let now = now_secs();
+    let mut tx = begin_immediate(&state.db).await?;
+    let room = store::load_room(&mut *tx, &room_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    if room.ended {
+        return Err(ApiError::RoomEnded);
+    }
+    if room.host_user_id != user.id {
+        return Err(ApiError::Forbidden("only the host may do this".into()));
+    }
+    let mut new_items: Vec<i64> = req.queue.clone().unwrap_or_default();
+    new_items.extend(req.media_id);
+    if !new_items.is_empty() {
+        let members = member_ids(&mut tx, &room_id).await?;
+        for &item in &new_items {
+            // Items the host cannot see are "not found" to the host.
+            if !user_can_access(&mut *tx, user.id, item).await? {
+                return Err(ApiError::NotFound);
+            }
+        }
+        check_access_all(&mut tx, &members, &new_items).await?;
+    }
+    if let Some(name) = &req.name {
+        sqlx::query("UPDATE rooms SET name = ?2 WHERE id = ?1")
+            .bind(room_id.as_str())
+            .bind(name.as_str())
+            .execute(&mut *tx)
+            .await?;
+    }
+    if let Some(media) = req.media_id {
+        sqlx::query("UPDATE rooms SET media_id = ?2 WHERE id = ?1")
+            .bind(room_id.as_str())
+            .bind(media)
+            .execute(&mut *tx)
+            .await?;
+    }
+    if let Some(queue) = &req.queue {
+        sqlx::query("DELETE FROM room_queue WHERE room_id = ?1")
+            .bind(room_id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        for (pos, item) in queue.iter().enumerate() {
+            sqlx::query("INSERT INTO room_queue (room_id, position, media_id) VALUES (?1, ?2, ?3)")
+                .bind(room_id.as_str())
+                .bind(i64::try_from(pos).map_err(ApiError::internal)?)
+                .bind(item)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    if let Some(policy) = &req.policy {
+        sqlx::query("UPDATE rooms SET policy_json = ?2 WHERE id = ?1")
+            .bind(room_id.as_str())
+            .bind(serde_json::to_string(policy).map_err(ApiError::internal)?)
+            .execute(&mut *tx)
+            .await?;
+    }
+    if let Some(flag) = req.invite_only {
+        sqlx::query("UPDATE rooms SET invite_only = ?2 WHERE id = ?1")
+            .bind(room_id.as_str())
+            .bind(i64::from(flag))
+            .execute(&mut *tx)
+            .await?;
+    }
+    if let Some(hash) = password_change {
+        sqlx::query("UPDATE rooms SET password_hash = ?2 WHERE id = ?1")
+            .bind(room_id.as_str())
+            .bind(hash)
+            .execute(&mut *tx)
+            .await?;
+    }
+    store::touch(&mut *tx, &room_id, now).await?;
+    tx.commit().await?;
+    Ok(ApiJson(reload_view(&state, &room_id, user.id).await?))
+}
+
+/// Join a room.
+///
+/// Invite-only rooms admit only users with an invitation (or who were members
+/// before); others get 404. A room password is required from everyone who was
+/// not invited; wrong passwords are throttled per room and per (room, IP).
+/// Seats are limited to `max_members` (409 `room_full`), checked atomically.
+#[utoipa::path(post, path = "/api/v1/rooms/{id}/join", tag = "rooms", request_body = JoinRoom,
+    params(("id" = String, Path, description = "room id")),
+    responses((status = 200, body = RoomView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "room_full"), (status = 410, body = ErrorBody),
+        (status = 429, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn join_room(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ip: ClientIp,
+    ApiPath(id): ApiPath<String>,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> ApiResult<ApiJson<RoomView>> {
+    // The body is optional: empty means "no password".
+    let body = body.map_err(|_| ApiError::PayloadTooLarge)?;
+    let req: JoinRoom = if body.iter().all(u8::is_ascii_whitespace) {
+        JoinRoom::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|_| ApiError::InvalidRequest("malformed JSON".into()))?
+    };
+    let ctx = load_ctx(&state, &id, &user).await?;
+    let room = &ctx.room;
+    let (role, needs_password) = match ctx.standing() {
+        Standing::Joined(_) => {
+            if room.ended {
+                return Err(ApiError::RoomEnded);
+            }
+            return Ok(ApiJson(view(&state, room, user.id).await?));
+        }
+        Standing::Invited(role) => (role, false),
+        Standing::Outside(Some(MemberStatus::Kicked)) => {
+            return Err(ApiError::Forbidden(
+                "you were removed from this room".into(),
+            ));
+        }
+        Standing::Outside(Some(MemberStatus::Left)) => {
+            (ctx.me.as_ref().map_or(Role::Viewer, |m| m.role), false)
+        }
+        Standing::Outside(_) if room.invite_only => return Err(ApiError::NotFound),
+        Standing::Outside(_) => (Role::Viewer, room.password_hash.is_some()),
+    };
+    if room.ended {
+        return Err(ApiError::RoomEnded);
+    }
+    if needs_password {
+        let now = Instant::now();
+        let room_key = room.id.to_string();
+        let ip_key = (room_key.clone(), ip.0);
+        let limited = |r: crate::throttle::RetryAfter| ApiError::RateLimited {
+            retry_after_secs: r.secs(),
+        };
+        state
+            .limits
+            .room_password
+            .check(&room_key, now)
+            .map_err(limited)?;
+        state
+            .limits
+            .room_password_ip
+            .check(&ip_key, now)
+            .map_err(limited)?;
+        let Some(presented) = &req.password else {
+            return Err(ApiError::InvalidRoomPassword);
+        };
+        let ok = state
+            .hasher
+            .verify(presented.as_bytes(), room.password_hash.as_deref())
+            .await?;
+        if !ok {
+            state.limits.room_password.fail(&room_key, Instant::now());
+            state.limits.room_password_ip.fail(&ip_key, Instant::now());
+            tracing::info!(room_id = %room.id, user_id = user.id, "wrong room password");
+            return Err(ApiError::InvalidRoomPassword);
+        }
+        state.limits.room_password_ip.succeed(&ip_key);
+    }
+    take_seat(&state, &room.id, user.id, role).await?;
+    tracing::info!(room_id = %room.id, user_id = user.id, "joined room");
+    Ok(ApiJson(reload_view(&state, &room.id, user.id).await?))
+}
+
+/// Leave a room (not the host: hand off or end first).
+#[utoipa::path(post, path = "/api/v1/rooms/{id}/leave", tag = "rooms",
+    params(("id" = String, Path, description = "room id")),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn leave_room(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<StatusCode> {
+    let ctx = load_ctx(&state, &id, &user).await?;
+    match ctx.visible()? {
+        Standing::Joined(Role::Host) => Err(ApiError::Conflict(
+            "the host cannot leave; hand off or end the room".into(),
+        )),
+        Standing::Joined(role) => {
+            let now = now_secs();
+            let mut tx = begin_immediate(&state.db).await?;
+            set_member(
+                &mut tx,
+                &ctx.room.id,
+                user.id,
+                role,
+                MemberStatus::Left,
+                now,
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(StatusCode::NO_CONTENT)
+        }
+        _ => Err(ApiError::Conflict("you have not joined this room".into())),
+    }
+}
+
+/// Host only: end the room. Ended rooms accept nothing more.
+#[utoipa::path(post, path = "/api/v1/rooms/{id}/end", tag = "rooms",
+    params(("id" = String, Path, description = "room id")),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 410, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn end_room(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<StatusCode> {
+    let ctx = load_ctx(&state, &id, &user).await?;
+    ctx.host()?;
+    let now = now_secs();
+    sqlx::query(
+        "UPDATE rooms SET status = 'ended', ended_at = ?2 WHERE id = ?1 AND status = 'open'",
+    )
+    .bind(ctx.room.id.as_str())
+    .bind(now)
+    .execute(&state.db)
+    .await?;
+    tracing::info!(room_id = %ctx.room.id, "room ended by host");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Host only: invite a user (who must have access to the room's media and queue).
+#[utoipa::path(post, path = "/api/v1/rooms/{id}/members", tag = "rooms", request_body = InviteMember,
+    params(("id" = String, Path, description = "room id")),
+    responses((status = 201, body = RoomView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 410, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn invite_member(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(req): ApiJson<InviteMember>,
+) -> ApiResult<(StatusCode, ApiJson<RoomView>)> {
+    let ctx = load_ctx(&state, &id, &user).await?;
+    ctx.host()?;
+    let room_id = ctx.room.id.clone();
+    let now = now_secs();
+    let mut tx = begin_immediate(&state.db).await?;
+    let target = user_id_by_name(&mut tx, &req.username)
+        .await?
+        .ok_or_else(|| ApiError::InvalidRequest("the invited user does not exist".into()))?;
+    match store::membership(&mut *tx, &room_id, target).await? {
+        Some(Membership {
+            status: MemberStatus::Invited | MemberStatus::Joined,
+            ..
+        }) => return Err(ApiError::Conflict("already a member or invited".into())),
+        _ => {}
+    }
+    let active = member_ids(&mut tx, &room_id).await?;
+    if active.len() >= 2 * ctx.room.max_members as usize {
+        return Err(ApiError::Conflict(
+            "too many members and pending invitations".into(),
+        ));
+    }
+    let items = room_items(&mut tx, &room_id).await?;
+    check_access_all(&mut tx, &[target], &items).await?;
+    set_member(
+        &mut tx,
+        &room_id,
+        target,
+        req.role.into(),
+        MemberStatus::Invited,
+        now,
+    )
+    .await?;
+    store::touch(&mut *tx, &room_id, now).await?;
+    tx.commit().await?;
+    Ok((
+        StatusCode::CREATED,
+        ApiJson(reload_view(&state, &room_id, user.id).await?),
+    ))
+}
+
+async fn guest_target(
+    tx: &mut Transaction<'static, Sqlite>,
+    room: &RoomId,
+    target: i64,
+) -> ApiResult<Membership> {
+    match store::membership(&mut **tx, room, target).await? {
+        Some(
+            m @ Membership {
+                status: MemberStatus::Invited | MemberStatus::Joined,
+                ..
+            },
+        ) => {
+            if m.role == Role::Host {
+                Err(ApiError::Conflict("use handoff to change the host".into()))
+            } else {
+                Ok(m)
+            }
+        }
+        _ => Err(ApiError::NotFound),
+    }
+}
+
+/// Host only: change a member's or invitee's role (controller/viewer).
+#[utoipa::path(patch, path = "/api/v1/rooms/{id}/members/{user_id}", tag = "rooms", request_body = ChangeRole,
+    params(("id" = String, Path, description = "room id"), ("user_id" = i64, Path, description = "member user id")),
+    responses((status = 200, body = RoomView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 410, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn change_role(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath((id, target)): ApiPath<(String, i64)>,
+    ApiJson(req): ApiJson<ChangeRole>,
+) -> ApiResult<ApiJson<RoomView>> {
+    let ctx = load_ctx(&state, &id, &user).await?;
+    ctx.host()?;
+    let room_id = ctx.room.id.clone();
+    let now = now_secs();
+    let mut tx = begin_immediate(&state.db).await?;
+    let m = guest_target(&mut tx, &room_id, target).await?;
+    set_member(&mut tx, &room_id, target, req.role.into(), m.status, now).await?;
+    store::touch(&mut *tx, &room_id, now).await?;
+    tx.commit().await?;
+    Ok(ApiJson(reload_view(&state, &room_id, user.id).await?))
+}
+
+/// Host only: remove a member or withdraw an invitation. A kicked user cannot
+/// rejoin unless invited again.
+#[utoipa::path(delete, path = "/api/v1/rooms/{id}/members/{user_id}", tag = "rooms",
+    params(("id" = String, Path, description = "room id"), ("user_id" = i64, Path, description = "member user id")),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 410, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn kick_member(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath((id, target)): ApiPath<(String, i64)>,
+) -> ApiResult<StatusCode> {
+    let ctx = load_ctx(&state, &id, &user).await?;
+    ctx.host()?;
+    let room_id = ctx.room.id.clone();
+    let now = now_secs();
+    let mut tx = begin_immediate(&state.db).await?;
+    let m = guest_target(&mut tx, &room_id, target).await?;
+    set_member(&mut tx, &room_id, target, m.role, MemberStatus::Kicked, now).await?;
+    store::touch(&mut *tx, &room_id, now).await?;
+    tx.commit().await?;
+    tracing::info!(room_id = %room_id, user_id = target, "member removed by host");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Host only: make a joined member the host. The old host becomes a
+/// controller, the epoch is bumped and the registered host key is cleared
+/// (the new host registers its own).
+#[utoipa::path(post, path = "/api/v1/rooms/{id}/handoff", tag = "rooms", request_body = Handoff,
+    params(("id" = String, Path, description = "room id")),
+    responses((status = 200, body = RoomView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 410, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn handoff(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(req): ApiJson<Handoff>,
+) -> ApiResult<ApiJson<RoomView>> {
+    let ctx = load_ctx(&state, &id, &user).await?;
+    ctx.host()?;
+    let room_id = ctx.room.id.clone();
+    let now = now_secs();
+    let mut tx = begin_immediate(&state.db).await?;
+    let m = guest_target(&mut tx, &room_id, req.user_id).await?;
+    if m.status != MemberStatus::Joined {
+        return Err(ApiError::Conflict(
+            "the new host must have joined the room".into(),
+        ));
+    }
+    set_member(
+        &mut tx,
+        &room_id,
+        user.id,
+        Role::Controller,
+        MemberStatus::Joined,
+        now,
+    )
+    .await?;
+    set_member(
+        &mut tx,
+        &room_id,
+        req.user_id,
+        Role::Host,
+        MemberStatus::Joined,
+        now,
+    )
+    .await?;
+    sqlx::query(
+        "UPDATE rooms SET host_user_id = ?2, epoch = epoch + 1, host_public_key = NULL,
+                last_activity_at = ?3 WHERE id = ?1",
+    )
+    .bind(room_id.as_str())
+    .bind(req.user_id)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    tracing::info!(room_id = %room_id, new_host = req.user_id, "host handed off");
+    Ok(ApiJson(reload_view(&state, &room_id, user.id).await?))
+}
+
+/// Pending invitations to open rooms.
+#[utoipa::path(get, path = "/api/v1/invites", tag = "invites",
+    responses((status = 200, body = Vec<InviteView>), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn list_invites(
+    State(state): State<AppState>,
+    user: AuthUser,
+) -> ApiResult<ApiJson<Vec<InviteView>>> {
+    let rows: Vec<(String, String, String, String, String, i64)> = sqlx::query_as(
+        "SELECT r.id, r.name, h.username, h.display_name, m.role, m.updated_at
+           FROM room_members m
+           JOIN rooms r ON r.id = m.room_id
+           JOIN users h ON h.id = r.host_user_id
+          WHERE m.user_id = ?1 AND m.status = 'invited' AND r.status = 'open'
+          ORDER BY m.updated_at DESC LIMIT ?2",
+    )
+    .bind(user.id)
+    .bind(MAX_LISTED)
+    .fetch_all(&state.db)
+    .await?;
+    rows.into_iter()
+        .map(
+            |(room_id, room_name, host_username, host_display_name, role, invited_at)| {
+                Ok(InviteView {
+                    room_id,
+                    room_name,
+                    host_username,
+                    host_display_name,
+                    role: Role::from_db(&role)?,
+                    invited_at,
+                })
+            },
+        )
+        .collect::<ApiResult<Vec<_>>>()
+        .map(ApiJson)
+}
+
+/// Accept an invitation: joins the room with the offered role (no password needed).
+#[utoipa::path(post, path = "/api/v1/invites/{room_id}/accept", tag = "invites",
+    params(("room_id" = String, Path, description = "room id")),
+    responses((status = 200, body = RoomView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 410, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn accept_invite(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<ApiJson<RoomView>> {
+    let ctx = load_ctx(&state, &id, &user).await?;
+    match ctx.visible()? {
+        Standing::Invited(role) => {
+            take_seat(&state, &ctx.room.id, user.id, role).await?;
+            Ok(ApiJson(reload_view(&state, &ctx.room.id, user.id).await?))
+        }
+        _ => Err(ApiError::Conflict("no pending invitation".into())),
+    }
+}
+
+/// Decline an invitation.
+#[utoipa::path(post, path = "/api/v1/invites/{room_id}/decline", tag = "invites",
+    params(("room_id" = String, Path, description = "room id")),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn decline_invite(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<StatusCode> {
+    let ctx = load_ctx(&state, &id, &user).await?;
+    match ctx.visible()? {
+        Standing::Invited(role) => {
+            let now = now_secs();
+            let mut tx = begin_immediate(&state.db).await?;
+            set_member(
+                &mut tx,
+                &ctx.room.id,
+                user.id,
+                role,
+                MemberStatus::Declined,
+                now,
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(StatusCode::NO_CONTENT)
+        }
+        _ => Err(ApiError::Conflict("no pending invitation".into())),
+    }
+}

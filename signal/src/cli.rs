@@ -1,0 +1,418 @@
+//! Command line: `serve` and the admin sub-commands.
+//!
+//! Every sub-command takes `--data-dir` (or `WATCHPARTY_DATA_DIR`) and
+//! `--config`. Passwords are read from standard input (first line), never
+//! from the command line.
+
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use sqlx::SqlitePool;
+
+use crate::config::{self, Config, FileConfig, IpNet, Overrides};
+use crate::password::PasswordHasherPool;
+use crate::validate::{DisplayName, LibraryName, NewPassword, Username};
+
+/// watchparty signaling server.
+#[derive(Debug, Parser)]
+#[command(name = "watchparty-signal", version, about)]
+pub struct Cli {
+    /// Optional TOML configuration file (flags and env win over it).
+    #[arg(long, global = true, env = "WATCHPARTY_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Directory holding the database and the generated keys (default ./data).
+    #[arg(long, global = true, env = "WATCHPARTY_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Sub-commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage libraries.
+    #[command(subcommand)]
+    Library(LibraryCommand),
+    /// Index media.
+    #[command(subcommand)]
+    Media(MediaCommand),
+    /// Give a user access to a library.
+    Grant {
+        /// Username.
+        username: String,
+        /// Library name.
+        library: String,
+    },
+    /// Take a library away from a user.
+    Revoke {
+        /// Username.
+        username: String,
+        /// Library name.
+        library: String,
+    },
+}
+
+/// `serve` flags (each also readable from the environment).
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Listen address (default 127.0.0.1:8080).
+    #[arg(long, env = "WATCHPARTY_BIND")]
+    pub bind: Option<SocketAddr>,
+    /// Public base URL, e.g. https://party.example.org.
+    #[arg(long, env = "WATCHPARTY_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Allow self-registration (off by default).
+    #[arg(long, env = "WATCHPARTY_OPEN_REGISTRATION", num_args = 0..=1, default_missing_value = "true")]
+    pub open_registration: Option<bool>,
+    /// TLS certificate chain (PEM); requires --tls-key.
+    #[arg(long, env = "WATCHPARTY_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM); requires --tls-cert.
+    #[arg(long, env = "WATCHPARTY_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Reverse proxy address or network whose X-Forwarded-For is trusted (repeatable).
+    #[arg(
+        long = "trusted-proxy",
+        env = "WATCHPARTY_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Option<Vec<IpNet>>,
+    /// Browser origin allowed by CORS (repeatable; CORS is off without one).
+    #[arg(
+        long = "cors-origin",
+        env = "WATCHPARTY_CORS_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub cors_origins: Option<Vec<String>>,
+}
+
+/// `user …`.
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user; the password is read from standard input.
+    Add {
+        /// Username ([a-z0-9_.-]{3,32}).
+        username: String,
+        /// Make the user an administrator (sees all media).
+        #[arg(long)]
+        admin: bool,
+        /// Display name (default: the username).
+        #[arg(long)]
+        display_name: Option<String>,
+    },
+    /// List users.
+    List,
+    /// Disable a user and revoke their sessions.
+    Disable {
+        /// Username.
+        username: String,
+    },
+    /// Set a new password (read from standard input) and revoke sessions.
+    ResetPassword {
+        /// Username.
+        username: String,
+    },
+}
+
+/// `library …`.
+#[derive(Debug, Subcommand)]
+pub enum LibraryCommand {
+    /// Register a library folder.
+    Add {
+        /// Library name.
+        name: String,
+        /// Root folder.
+        path: PathBuf,
+    },
+    /// List libraries.
+    List,
+}
+
+/// `media …`.
+#[derive(Debug, Subcommand)]
+pub enum MediaCommand {
+    /// Index (or re-index) a library; safe to run repeatedly.
+    Scan {
+        /// Library name.
+        library: String,
+    },
+}
+
+/// Parses the command line and runs it.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs to stderr; `RUST_LOG` overrides the default `info`.
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Resolves the configuration for any sub-command.
+fn resolve_config(cli: &Cli, serve: Option<&ServeArgs>) -> Result<Config, String> {
+    let file = match &cli.config {
+        Some(path) => FileConfig::load(path)?,
+        None => FileConfig::default(),
+    };
+    let mut over = Overrides {
+        data_dir: cli.data_dir.clone(),
+        ..Overrides::default()
+    };
+    if let Some(s) = serve {
+        over.bind = s.bind;
+        over.public_url = s.public_url.clone();
+        over.open_registration = s.open_registration;
+        over.tls_cert = s.tls_cert.clone();
+        over.tls_key = s.tls_key.clone();
+        over.trusted_proxies = s.trusted_proxies.clone();
+        over.cors_origins = s.cors_origins.clone();
+    }
+    config::resolve(over, file)
+}
+
+/// Runs a parsed command.
+pub async fn run(cli: Cli) -> Result<(), String> {
+    let serve_args = match &cli.command {
+        Command::Serve(a) => Some(a),
+        _ => None,
+    };
+    let config = resolve_config(&cli, serve_args)?;
+    if let Command::Serve(_) = cli.command {
+        return crate::server::run(config).await.map_err(|e| e.to_string());
+    }
+    crate::state::ensure_data_dir(&config.data_dir).map_err(|e| e.to_string())?;
+    let db = crate::db::open(&config.database_path())
+        .await
+        .map_err(|e| format!("database: {e}"))?;
+    let result = admin(&cli.command, &config, &db).await;
+    db.close().await;
+    result
+}
+
+fn read_password() -> Result<NewPassword, String> {
+    eprintln!("reading the password from standard input (first line)");
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| format!("cannot read password: {e}"))?;
+    let pw = line.strip_suffix('\n').unwrap_or(&line);
+    let pw = pw.strip_suffix('\r').unwrap_or(pw).to_owned();
+    NewPassword::parse(pw).map_err(|e| e.to_string())
+}
+
+async fn user_id(db: &SqlitePool, username: &str) -> Result<i64, String> {
+    sqlx::query_scalar("SELECT id FROM users WHERE username = ?1")
+        .bind(username)
+        .fetch_optional(db)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no such user: {username}"))
+}
+
+async fn library_id(db: &SqlitePool, name: &str) -> Result<i64, String> {
+    sqlx::query_scalar("SELECT id FROM libraries WHERE name = ?1")
+        .bind(name)
+        .fetch_optional(db)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no such library: {name}"))
+}
+
+async fn admin(cmd: &Command, config: &Config, db: &SqlitePool) -> Result<(), String> {
+    let hasher = || PasswordHasherPool::new(config.argon2, 1).map_err(|e| e.to_string());
+    let now = crate::db::now_secs();
+    match cmd {
+        Command::Serve(_) => Ok(()),
+        Command::User(UserCommand::Add {
+            username,
+            admin,
+            display_name,
+        }) => {
+            let username = Username::parse(username).map_err(|e| e.to_string())?;
+            let display = DisplayName::parse(display_name.as_deref().unwrap_or(username.as_str()))
+                .map_err(|e| e.to_string())?;
+            let password = read_password()?;
+            let hash = hasher()?
+                .hash_blocking(password.as_bytes())
+                .map_err(|e| e.to_string())?;
+            let id = crate::accounts::create_user(db, &username, &display, &hash, *admin)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!(
+                "created user {username} (id {id}{})",
+                if *admin { ", admin" } else { "" }
+            );
+            Ok(())
+        }
+        Command::User(UserCommand::List) => {
+            let rows: Vec<(i64, String, String, i64, i64)> = sqlx::query_as(
+                "SELECT id, username, display_name, is_admin, disabled FROM users ORDER BY id",
+            )
+            .fetch_all(db)
+            .await
+            .map_err(|e| e.to_string())?;
+            for (id, name, display, is_admin, disabled) in rows {
+                let mut flags = Vec::new();
+                if is_admin != 0 {
+                    flags.push("admin");
+                }
+                if disabled != 0 {
+                    flags.push("disabled");
+                }
+                println!("{id}\t{name}\t{display}\t{}", flags.join(","));
+            }
+            Ok(())
+        }
+        Command::User(UserCommand::Disable { username }) => {
+            let id = user_id(db, username).await?;
+            sqlx::query("UPDATE users SET disabled = 1 WHERE id = ?1")
+                .bind(id)
+                .execute(db)
+                .await
+                .map_err(|e| e.to_string())?;
+            crate::accounts::revoke_all_sessions(db, id)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("disabled {username}");
+            Ok(())
+        }
+        Command::User(UserCommand::ResetPassword { username }) => {
+            let id = user_id(db, username).await?;
+            let password = read_password()?;
+            let hash = hasher()?
+                .hash_blocking(password.as_bytes())
+                .map_err(|e| e.to_string())?;
+            sqlx::query("UPDATE users SET password_hash = ?2 WHERE id = ?1")
+                .bind(id)
+                .bind(hash)
+                .execute(db)
+                .await
+                .map_err(|e| e.to_string())?;
+            crate::accounts::revoke_all_sessions(db, id)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("password reset for {username}; sessions revoked");
+            Ok(())
+        }
+        Command::Library(LibraryCommand::Add { name, path }) => {
+            let name = LibraryName::parse(name).map_err(|e| e.to_string())?;
+            let root = std::fs::canonicalize(path)
+                .map_err(|e| format!("cannot use {}: {e}", path.display()))?;
+            if !root.is_dir() {
+                return Err(format!("{} is not a directory", root.display()));
+            }
+            let root_text = root
+                .to_str()
+                .ok_or("library path must be valid UTF-8")?
+                .to_owned();
+            let res = sqlx::query(
+                "INSERT INTO libraries (name, root_path, created_at) VALUES (?1, ?2, ?3)",
+            )
+            .bind(name.as_str())
+            .bind(&root_text)
+            .bind(now)
+            .execute(db)
+            .await;
+            match res {
+                Ok(r) => {
+                    println!(
+                        "created library {} (id {}) at {root_text}",
+                        name.as_str(),
+                        r.last_insert_rowid()
+                    );
+                    Ok(())
+                }
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                    Err(format!("library {} already exists", name.as_str()))
+                }
+                Err(e) => Err(e.to_string()),
+            }
+        }
+        Command::Library(LibraryCommand::List) => {
+            let rows: Vec<(i64, String, String, i64)> = sqlx::query_as(
+                "SELECT l.id, l.name, l.root_path,
+                        (SELECT count(*) FROM media_items m WHERE m.library_id = l.id AND m.present = 1)
+                   FROM libraries l ORDER BY l.id",
+            )
+            .fetch_all(db)
+            .await
+            .map_err(|e| e.to_string())?;
+            for (id, name, root, count) in rows {
+                println!("{id}\t{name}\t{root}\t{count} items");
+            }
+            Ok(())
+        }
+        Command::Media(MediaCommand::Scan { library }) => {
+            let id = library_id(db, library).await?;
+            let r = crate::media::scan::scan_library(db, id)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!(
+                "scanned {library}: {} added, {} updated, {} unchanged, {} missing, {} subtitles, {} rejected",
+                r.added, r.updated, r.unchanged, r.missing, r.subtitles, r.rejected
+            );
+            Ok(())
+        }
+        Command::Grant { username, library } => {
+            let uid = user_id(db, username).await?;
+            let lid = library_id(db, library).await?;
+            sqlx::query(
+                "INSERT INTO library_grants (user_id, library_id, created_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(uid)
+            .bind(lid)
+            .bind(now)
+            .execute(db)
+            .await
+            .map_err(|e| e.to_string())?;
+            println!("granted {library} to {username}");
+            Ok(())
+        }
+        Command::Revoke { username, library } => {
+            let uid = user_id(db, username).await?;
+            let lid = library_id(db, library).await?;
+            sqlx::query("DELETE FROM library_grants WHERE user_id = ?1 AND library_id = ?2")
+                .bind(uid)
+                .bind(lid)
+                .execute(db)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("revoked {library} from {username}");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,444 @@
+//! Server configuration: defaults, an optional TOML file, environment variables
+//! and command-line flags, in increasing order of precedence.
+//!
+//! The flag/env layer is parsed by clap in [`crate::cli`]; this module holds the
+//! resolved [`Config`], the TOML file shape and the merge.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Default listen address (`--bind`, `WATCHPARTY_BIND`).
+pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
+/// Default data directory (`--data-dir`, `WATCHPARTY_DATA_DIR`).
+pub const DEFAULT_DATA_DIR: &str = "./data";
+/// Default access-token lifetime: 10 minutes.
+pub const DEFAULT_ACCESS_TTL: Duration = Duration::from_secs(10 * 60);
+/// Longest access-token lifetime the server accepts in configuration: 15 minutes.
+pub const MAX_ACCESS_TTL: Duration = Duration::from_secs(15 * 60);
+/// Default refresh-token (session) lifetime: 30 days.
+pub const DEFAULT_REFRESH_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Default lifetime of a signed stream URL: 5 minutes.
+pub const DEFAULT_STREAM_URL_TTL: Duration = Duration::from_secs(5 * 60);
+/// Longest stream-URL lifetime the server accepts: 10 minutes.
+pub const MAX_STREAM_URL_TTL: Duration = Duration::from_secs(10 * 60);
+/// Default maximum number of joined members per room.
+pub const DEFAULT_ROOM_MAX_MEMBERS: u32 = 16;
+/// Hard upper bound for `room_max_members` (matches the database CHECK).
+pub const ROOM_MAX_MEMBERS_LIMIT: u32 = 64;
+/// Default idle time after which an open room is ended: 6 hours.
+pub const DEFAULT_ROOM_IDLE_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
+/// Default time ended rooms are kept before deletion: 7 days.
+pub const DEFAULT_ENDED_ROOM_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Default interval of the idle-room cleanup task.
+pub const DEFAULT_CLEANUP_INTERVAL: Duration = Duration::from_secs(60);
+/// Default number of password hashes computed at once (each takes ~19 MiB).
+pub const DEFAULT_HASH_CONCURRENCY: usize = 2;
+
+/// Argon2id cost parameters.
+///
+/// The default is the OWASP floor and RustCrypto's default (m=19456 KiB, t=2, p=1).
+/// Cheaper values exist **only** so tests run quickly; never lower them in production.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Argon2Cost {
+    /// Memory in KiB.
+    pub memory_kib: u32,
+    /// Iterations.
+    pub iterations: u32,
+    /// Lanes.
+    pub parallelism: u32,
+}
+
+impl Default for Argon2Cost {
+    fn default() -> Self {
+        Argon2Cost {
+            memory_kib: argon2::Params::DEFAULT_M_COST,
+            iterations: argon2::Params::DEFAULT_T_COST,
+            parallelism: argon2::Params::DEFAULT_P_COST,
+        }
+    }
+}
+
+/// An IP network (`addr/prefix`), used for the trusted-proxy list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl IpNet {
+    /// Whether `ip` lies in this network (IPv4-mapped IPv6 addresses are unmapped first).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = unmap(ip);
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Turns `::ffff:a.b.c.d` into `a.b.c.d`.
+pub fn unmap(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+impl std::str::FromStr for IpNet {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = addr
+            .trim()
+            .parse()
+            .map_err(|_| format!("invalid IP address in {s:?}"))?;
+        let addr = unmap(addr);
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("invalid prefix length in {s:?}"))?,
+            None => max,
+        };
+        Ok(IpNet { addr, prefix })
+    }
+}
+
+impl<'de> Deserialize<'de> for IpNet {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The resolved configuration of a running server.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to listen on.
+    pub bind: SocketAddr,
+    /// Holds `watchparty.db` and the generated keys.
+    pub data_dir: PathBuf,
+    /// Public base URL (e.g. `https://party.example.org`), used to build stream URLs.
+    /// When unset, stream URLs are relative (`/api/v1/...`).
+    pub public_url: Option<String>,
+    /// Whether `POST /api/v1/auth/register` is enabled. Off by default.
+    pub open_registration: bool,
+    /// TLS certificate chain (PEM). TLS is on when both cert and key are set.
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// Peers whose `X-Forwarded-For` header is honoured.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Browser origins allowed by CORS. Empty = CORS off (no CORS headers at all).
+    pub cors_origins: Vec<String>,
+    /// Access-token lifetime (≤ [`MAX_ACCESS_TTL`]).
+    pub access_token_ttl: Duration,
+    /// Session / refresh-token lifetime.
+    pub refresh_token_ttl: Duration,
+    /// Signed stream URL lifetime (≤ [`MAX_STREAM_URL_TTL`]).
+    pub stream_url_ttl: Duration,
+    /// Maximum joined members per room (2..=[`ROOM_MAX_MEMBERS_LIMIT`]).
+    pub room_max_members: u32,
+    /// Open rooms without activity for this long are ended.
+    pub room_idle_timeout: Duration,
+    /// Ended rooms are deleted after this long.
+    pub ended_room_retention: Duration,
+    /// How often the cleanup task runs.
+    pub cleanup_interval: Duration,
+    /// Argon2id cost (default: OWASP parameters).
+    pub argon2: Argon2Cost,
+    /// Concurrent password hashes.
+    pub hash_concurrency: usize,
+}
+
+impl Config {
+    /// Defaults with the given data directory.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Config {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: data_dir.into(),
+            public_url: None,
+            open_registration: false,
+            tls_cert: None,
+            tls_key: None,
+            trusted_proxies: Vec::new(),
+            cors_origins: Vec::new(),
+            access_token_ttl: DEFAULT_ACCESS_TTL,
+            refresh_token_ttl: DEFAULT_REFRESH_TTL,
+            stream_url_ttl: DEFAULT_STREAM_URL_TTL,
+            room_max_members: DEFAULT_ROOM_MAX_MEMBERS,
+            room_idle_timeout: DEFAULT_ROOM_IDLE_TIMEOUT,
+            ended_room_retention: DEFAULT_ENDED_ROOM_RETENTION,
+            cleanup_interval: DEFAULT_CLEANUP_INTERVAL,
+            argon2: Argon2Cost::default(),
+            hash_concurrency: DEFAULT_HASH_CONCURRENCY,
+        }
+    }
+
+    /// Checks the cross-field rules and bounds; returns a message naming the bad field.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.access_token_ttl.is_zero() || self.access_token_ttl > MAX_ACCESS_TTL {
+            return Err(format!(
+                "access_token_ttl_secs must be 1..={}",
+                MAX_ACCESS_TTL.as_secs()
+            ));
+        }
+        if self.stream_url_ttl.is_zero() || self.stream_url_ttl > MAX_STREAM_URL_TTL {
+            return Err(format!(
+                "stream_url_ttl_secs must be 1..={}",
+                MAX_STREAM_URL_TTL.as_secs()
+            ));
+        }
+        if self.refresh_token_ttl < self.access_token_ttl {
+            return Err("refresh_token_ttl_secs must be at least access_token_ttl_secs".into());
+        }
+        if !(2..=ROOM_MAX_MEMBERS_LIMIT).contains(&self.room_max_members) {
+            return Err(format!(
+                "room_max_members must be 2..={ROOM_MAX_MEMBERS_LIMIT}"
+            ));
+        }
+        if self.hash_concurrency == 0 || self.hash_concurrency > 64 {
+            return Err("hash_concurrency must be 1..=64".into());
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err("tls_cert and tls_key must be given together".into());
+        }
+        if self.cleanup_interval.is_zero() {
+            return Err("cleanup_interval_secs must be positive".into());
+        }
+        argon2::Params::new(
+            self.argon2.memory_kib,
+            self.argon2.iterations,
+            self.argon2.parallelism,
+            None,
+        )
+        .map_err(|e| format!("invalid argon2 parameters: {e}"))?;
+        for origin in &self.cors_origins {
+            if origin == "*" || !(origin.starts_with("http://") || origin.starts_with("https://")) {
+                return Err(format!(
+                    "cors origin {origin:?} must be an explicit http(s) origin (no wildcard)"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether TLS is configured.
+    pub fn tls_enabled(&self) -> bool {
+        self.tls_cert.is_some() && self.tls_key.is_some()
+    }
+
+    /// Path of the SQLite database file.
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("watchparty.db")
+    }
+}
+
+/// Shape of the optional TOML file (`--config`). Every field is optional;
+/// unknown fields are an error so typos do not go unnoticed.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// See [`Config::bind`].
+    pub bind: Option<SocketAddr>,
+    /// See [`Config::data_dir`].
+    pub data_dir: Option<PathBuf>,
+    /// See [`Config::public_url`].
+    pub public_url: Option<String>,
+    /// See [`Config::open_registration`].
+    pub open_registration: Option<bool>,
+    /// See [`Config::tls_cert`].
+    pub tls_cert: Option<PathBuf>,
+    /// See [`Config::tls_key`].
+    pub tls_key: Option<PathBuf>,
+    /// See [`Config::trusted_proxies`].
+    pub trusted_proxies: Option<Vec<IpNet>>,
+    /// See [`Config::cors_origins`].
+    pub cors_origins: Option<Vec<String>>,
+    /// Seconds; see [`Config::access_token_ttl`].
+    pub access_token_ttl_secs: Option<u64>,
+    /// Seconds; see [`Config::refresh_token_ttl`].
+    pub refresh_token_ttl_secs: Option<u64>,
+    /// Seconds; see [`Config::stream_url_ttl`].
+    pub stream_url_ttl_secs: Option<u64>,
+    /// See [`Config::room_max_members`].
+    pub room_max_members: Option<u32>,
+    /// Seconds; see [`Config::room_idle_timeout`].
+    pub room_idle_timeout_secs: Option<u64>,
+    /// Seconds; see [`Config::ended_room_retention`].
+    pub ended_room_retention_secs: Option<u64>,
+    /// Seconds; see [`Config::cleanup_interval`].
+    pub cleanup_interval_secs: Option<u64>,
+    /// See [`Config::argon2`].
+    pub argon2: Option<Argon2Cost>,
+    /// See [`Config::hash_concurrency`].
+    pub hash_concurrency: Option<usize>,
+}
+
+impl FileConfig {
+    /// Reads and parses a TOML file.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("invalid config file {}: {e}", path.display()))
+    }
+}
+
+/// Values given as flags or environment variables (clap has already applied
+/// "flag beats env"). `None` = not given.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// `--bind` / `WATCHPARTY_BIND`.
+    pub bind: Option<SocketAddr>,
+    /// `--data-dir` / `WATCHPARTY_DATA_DIR`.
+    pub data_dir: Option<PathBuf>,
+    /// `--public-url` / `WATCHPARTY_PUBLIC_URL`.
+    pub public_url: Option<String>,
+    /// `--open-registration` / `WATCHPARTY_OPEN_REGISTRATION`.
+    pub open_registration: Option<bool>,
+    /// `--tls-cert` / `WATCHPARTY_TLS_CERT`.
+    pub tls_cert: Option<PathBuf>,
+    /// `--tls-key` / `WATCHPARTY_TLS_KEY`.
+    pub tls_key: Option<PathBuf>,
+    /// `--trusted-proxy` (repeatable) / `WATCHPARTY_TRUSTED_PROXIES` (comma-separated).
+    pub trusted_proxies: Option<Vec<IpNet>>,
+    /// `--cors-origin` (repeatable) / `WATCHPARTY_CORS_ORIGINS` (comma-separated).
+    pub cors_origins: Option<Vec<String>>,
+}
+
+/// Resolves flags/env over file over defaults, then validates.
+pub fn resolve(overrides: Overrides, file: FileConfig) -> Result<Config, String> {
+    let data_dir = overrides
+        .data_dir
+        .or(file.data_dir)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+    let mut c = Config::new(data_dir);
+    if let Some(bind) = overrides.bind.or(file.bind) {
+        c.bind = bind;
+    }
+    c.public_url = overrides.public_url.or(file.public_url);
+    c.open_registration = overrides
+        .open_registration
+        .or(file.open_registration)
+        .unwrap_or(false);
+    c.tls_cert = overrides.tls_cert.or(file.tls_cert);
+    c.tls_key = overrides.tls_key.or(file.tls_key);
+    c.trusted_proxies = overrides
+        .trusted_proxies
+        .or(file.trusted_proxies)
+        .unwrap_or_default();
+    c.cors_origins = overrides
+        .cors_origins
+        .or(file.cors_origins)
+        .unwrap_or_default();
+    let secs = Duration::from_secs;
+    if let Some(v) = file.access_token_ttl_secs {
+        c.access_token_ttl = secs(v);
+    }
+    if let Some(v) = file.refresh_token_ttl_secs {
+        c.refresh_token_ttl = secs(v);
+    }
+    if let Some(v) = file.stream_url_ttl_secs {
+        c.stream_url_ttl = secs(v);
+    }
+    if let Some(v) = file.room_max_members {
+        c.room_max_members = v;
+    }
+    if let Some(v) = file.room_idle_timeout_secs {
+        c.room_idle_timeout = secs(v);
+    }
+    if let Some(v) = file.ended_room_retention_secs {
+        c.ended_room_retention = secs(v);
+    }
+    if let Some(v) = file.cleanup_interval_secs {
+        c.cleanup_interval = secs(v);
+    }
+    if let Some(v) = file.argon2 {
+        c.argon2 = v;
+    }
+    if let Some(v) = file.hash_concurrency {
+        c.hash_concurrency = v;
+    }
+    if let Some(url) = &c.public_url {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err("public_url must start with http:// or https://".into());
+        }
+    }
+    c.validate()?;
+    Ok(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_file_beat_defaults() {
+        let file: FileConfig = toml::from_str(
+            "bind = \"127.0.0.1:9000\"\nopen_registration = true\npublic_url = \"https://a.example\"",
+        )
+        .unwrap();
+        let over = Overrides {
+            bind: Some("127.0.0.1:9100".parse().unwrap()),
+            ..Default::default()
+        };
+        let c = resolve(over, file).unwrap();
+        assert_eq!(c.bind.port(), 9100);
+        assert!(c.open_registration);
+        assert_eq!(c.public_url.as_deref(), Some("https://a.example"));
+        let c = resolve(Overrides::default(), FileConfig::default()).unwrap();
+        assert!(!c.open_registration, "registration is off by default");
+        assert_eq!(c.bind.to_string(), DEFAULT_BIND);
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        let file: FileConfig = toml::from_str("access_token_ttl_secs = 901").unwrap();
+        assert!(resolve(Overrides::default(), file).is_err());
+        let file: FileConfig = toml::from_str("stream_url_ttl_secs = 601").unwrap();
+        assert!(resolve(Overrides::default(), file).is_err());
+        let file: FileConfig = toml::from_str("room_max_members = 65").unwrap();
+        assert!(resolve(Overrides::default(), file).is_err());
+        let file: FileConfig = toml::from_str("cors_origins = [\"*\"]").unwrap();
+        assert!(resolve(Overrides::default(), file).is_err());
+        assert!(toml::from_str::<FileConfig>("bnid = \"x\"").is_err());
+    }
+
+    #[test]
+    fn ip_nets() {
+        let n: IpNet = "10.0.0.0/8".parse().unwrap();
+        assert!(n.contains("10.1.2.3".parse().unwrap()));
+        assert!(n.contains("::ffff:10.1.2.3".parse().unwrap()));
+        assert!(!n.contains("11.0.0.1".parse().unwrap()));
+        let one: IpNet = "127.0.0.1".parse().unwrap();
+        assert!(one.contains("127.0.0.1".parse().unwrap()));
+        assert!(!one.contains("127.0.0.2".parse().unwrap()));
+        assert!("1.2.3.4/33".parse::<IpNet>().is_err());
+        let v6: IpNet = "::1/128".parse().unwrap();
+        assert!(v6.contains("::1".parse().unwrap()));
+        let all: IpNet = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains("8.8.8.8".parse().unwrap()));
+    }
+}

@@ -1,0 +1,142 @@
+//! Serving: plain HTTP or TLS (rustls), graceful shutdown, background cleanup.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::db::now_secs;
+use crate::state::{AppState, StartupError};
+
+/// Longest time in-flight requests get to finish after a shutdown signal (TLS server).
+pub const GRACEFUL_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves the app over plain HTTP on `listener` until `shutdown` completes,
+/// then finishes in-flight requests.
+pub async fn serve(
+    state: AppState,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = crate::api::app(state);
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+/// Serves the app over TLS on `listener` until `handle.graceful_shutdown` is called.
+pub async fn serve_tls(
+    state: AppState,
+    listener: std::net::TcpListener,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    handle: axum_server::Handle<SocketAddr>,
+) -> Result<(), StartupError> {
+    let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+        .await
+        .map_err(|e| StartupError::Tls(e.to_string()))?;
+    listener.set_nonblocking(true)?;
+    let app = crate::api::app(state);
+    axum_server::from_tcp_rustls(listener, tls)?
+        .handle(handle)
+        .serve(app.into_make_service_with_connect_info::<SocketAddr>())
+        .await?;
+    Ok(())
+}
+
+/// One pass of housekeeping: end idle rooms, delete old ended rooms, drop
+/// expired sessions and idle throttle entries.
+pub async fn cleanup_once(state: &AppState) -> Result<(), crate::error::ApiError> {
+    let now = now_secs();
+    let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+    let (ended, deleted) = crate::rooms::store::cleanup(
+        &state.db,
+        now,
+        now.saturating_sub(secs(state.config.room_idle_timeout)),
+        now.saturating_sub(secs(state.config.ended_room_retention)),
+    )
+    .await?;
+    let sessions = crate::accounts::purge_sessions(&state.db, now).await?;
+    let instant = Instant::now();
+    state.limits.login_account.purge(instant);
+    state.limits.room_password.purge(instant);
+    state.limits.room_password_ip.purge(instant);
+    if ended + deleted + sessions > 0 {
+        tracing::info!(ended, deleted, sessions, "cleanup");
+    }
+    Ok(())
+}
+
+/// Runs [`cleanup_once`] every `config.cleanup_interval`.
+pub fn spawn_cleanup(state: AppState) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(state.config.cleanup_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = cleanup_once(&state).await {
+                tracing::error!(error = %e, "cleanup failed");
+            }
+        }
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown signal received");
+}
+
+/// `watchparty-signal serve`: opens everything, serves until SIGINT/SIGTERM.
+pub async fn run(config: Config) -> Result<(), StartupError> {
+    let state = AppState::new(config).await?;
+    let cleanup = spawn_cleanup(state.clone());
+    let config = state.config.clone();
+    let result = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => {
+            let listener = std::net::TcpListener::bind(config.bind)?;
+            tracing::info!(addr = %listener.local_addr()?, tls = true, "listening");
+            let handle = axum_server::Handle::new();
+            let h = handle.clone();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                h.graceful_shutdown(Some(GRACEFUL_SHUTDOWN_TIMEOUT));
+            });
+            serve_tls(state, listener, cert, key, handle).await
+        }
+        _ => {
+            let listener = TcpListener::bind(config.bind).await?;
+            tracing::info!(addr = %listener.local_addr()?, tls = false, "listening");
+            serve(state, listener, shutdown_signal())
+                .await
+                .map_err(StartupError::from)
+        }
+    };
+    cleanup.abort();
+    tracing::info!("stopped");
+    result
+}
