@@ -118,6 +118,8 @@ pub struct Session {
     dedupe: Dedupe,
     ping_routes: PingRoutes,
     pending_handoff: Option<Handoff>,
+    /// A host certificate refused by the pin, kept until a signed handoff.
+    pending_host_cert: Option<SignedCertificate>,
     last_state_frame: Option<Vec<u8>>,
     // our player
     my_media: Option<ContentHash>,
@@ -190,6 +192,7 @@ impl Session {
             dedupe: Dedupe::default(),
             ping_routes: PingRoutes::default(),
             pending_handoff: None,
+            pending_host_cert: None,
             last_state_frame: None,
             my_media: None,
             media_failed: false,
@@ -451,13 +454,17 @@ impl Session {
                     self.send(peer, channels::CONTROL.id, bytes);
                 }
             }
-            self.send_state_to(Some(peer), now);
+            // One new State for everyone at the next timeout, so joins in
+            // the same instant share it (a State sent to the newcomer alone,
+            // or a burst of them, would reach the others forwarded after
+            // newer commands).
+            self.next_state_at = Some(now);
         } else {
-            // Late join through any neighbour: pass on the latest signed state.
-            if let Some(bytes) = self.last_state_frame.clone() {
-                self.send(peer, channels::CONTROL.id, bytes);
-            }
-            if Some(peer) == self.host() {
+            // Report to the host; without a direct path to it, the Status
+            // goes to the neighbours, which answer with the latest signed
+            // State they hold (late join through any peer).
+            let host_linked = self.host().is_some_and(|h| self.links.contains_key(&h));
+            if Some(peer) == self.host() || !host_linked {
                 self.send_status(now);
             }
         }
@@ -712,6 +719,12 @@ impl Session {
         let v = match self.verifier.verify(cert, self.unix_now(now)) {
             Ok(v) => v,
             Err(error) => {
+                if error == CertError::HostKeyMismatch && self.pending_handoff.is_none() {
+                    // The pinned host may not have announced its handoff
+                    // yet: keep the certificate until a signed Handoff
+                    // names its key.
+                    self.pending_host_cert = Some(cert.clone());
+                }
                 self.event(Event::CertificateRefused {
                     user: Some(cert.claimed().user),
                     error,
@@ -740,6 +753,7 @@ impl Session {
         }
         self.epoch = b.epoch;
         self.pending_handoff = None;
+        self.pending_host_cert = None;
         self.last_control_seq = None;
         self.next_seq = Seq::ZERO;
         self.insert_member(&v);
@@ -973,6 +987,9 @@ impl Session {
                 self.event(Event::HandoffAnnounced {
                     new_host: h.new_host,
                 });
+                if let Some(cert) = self.pending_host_cert.take() {
+                    self.on_host_changed(&cert, now);
+                }
             }
             Message::Chat(text) => self.event(Event::Chat {
                 from: signer,
@@ -986,6 +1003,13 @@ impl Session {
                 let _ = self.add_member(cert, now);
             }
             Message::Status(s) => {
+                if !self.is_host && from == signer {
+                    // A neighbour with no path to the host: hand it the
+                    // latest signed State (it verifies the host signature).
+                    if let Some(bytes) = self.last_state_frame.clone() {
+                        self.send(from, channels::CONTROL.id, bytes);
+                    }
+                }
                 if self.is_host {
                     self.statuses.insert(
                         signer,
@@ -1027,10 +1051,15 @@ impl Session {
             }
         } else if let Some(host) = self.host() {
             // Relay for a peer without a direct path to the host.
-            if self.links.contains_key(&host) && from != host {
-                self.ping_routes
-                    .insert(ping.id, ping.origin.as_micros(), from);
+            if from == host {
+                return;
+            }
+            self.ping_routes
+                .insert(ping.id, ping.origin.as_micros(), from);
+            if self.links.contains_key(&host) {
                 self.send(host, channels::CLOCK.id, bytes.to_vec());
+            } else {
+                self.broadcast(channels::CLOCK.id, bytes, Some(from));
             }
         }
     }
