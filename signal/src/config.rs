@@ -381,10 +381,10 @@ pub fn resolve(overrides: Overrides, file: FileConfig) -> Result<Config, String>
     if let Some(v) = file.hash_concurrency {
         c.hash_concurrency = v;
     }
-    if let Some(url) = &c.public_url {
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err("public_url must start with http:// or https://".into());
-        }
+    if let Some(url) = &c.public_url
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        return Err("public_url must start with http:// or https://".into());
     }
     c.validate()?;
     Ok(c)

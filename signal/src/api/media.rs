@@ -196,7 +196,7 @@ async fn authorize_stream(state: &AppState, item_id: i64, token: &str) -> ApiRes
         .ok_or(ApiError::NotFound)
 }
 
-fn header_str<'a>(headers: &'a HeaderMap, name: header::HeaderName) -> Option<&'a str> {
+fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -250,10 +250,8 @@ async fn stream(
     }
     let mut spec = range::parse(header_str(&headers, header::RANGE), size);
     // If-Range with a different validator: send the whole (new) representation.
-    if let Some(if_range) = header_str(&headers, header::IF_RANGE) {
-        if if_range.trim() != etag {
-            spec = RangeSpec::Full;
-        }
+    if header_str(&headers, header::IF_RANGE).is_some_and(|v| v.trim() != etag) {
+        spec = RangeSpec::Full;
     }
     let (status, start, len) = match spec {
         RangeSpec::Full => (StatusCode::OK, 0, size),

@@ -596,12 +596,12 @@ async fn patch_room(
     if let Some(p) = &req.policy {
         p.check()?;
     }
-    if let Some(q) = &req.queue {
-        if q.len() > MAX_QUEUE_LEN {
-            return Err(ApiError::InvalidRequest(format!(
-                "queue holds at most {MAX_QUEUE_LEN} items"
-            )));
-        }
+    if let Some(q) = &req.queue
+        && q.len() > MAX_QUEUE_LEN
+    {
+        return Err(ApiError::InvalidRequest(format!(
+            "queue holds at most {MAX_QUEUE_LEN} items"
+        )));
     }
     // Password: "" removes it; otherwise it must be a valid new password.
     let password_change: Option<Option<String>> = match req.password {
@@ -856,12 +856,12 @@ async fn invite_member(
     let target = user_id_by_name(&mut tx, &req.username)
         .await?
         .ok_or_else(|| ApiError::InvalidRequest("the invited user does not exist".into()))?;
-    match store::membership(&mut *tx, &room_id, target).await? {
-        Some(Membership {
-            status: MemberStatus::Invited | MemberStatus::Joined,
-            ..
-        }) => return Err(ApiError::Conflict("already a member or invited".into())),
-        _ => {}
+    if let Some(Membership {
+        status: MemberStatus::Invited | MemberStatus::Joined,
+        ..
+    }) = store::membership(&mut *tx, &room_id, target).await?
+    {
+        return Err(ApiError::Conflict("already a member or invited".into()));
     }
     let active = member_ids(&mut tx, &room_id).await?;
     if active.len() >= 2 * ctx.room.max_members as usize {
