@@ -58,7 +58,11 @@ impl Server {
     pub async fn start_relaxed(dir: &Path) -> Server {
         let mut state = AppState::new(test_config(dir)).await.unwrap();
         let mut limits = Limiters::new();
-        limits.room_create = RateLimiter::new(100_000, std::time::Duration::from_secs(1), THROTTLE_CAPACITY);
+        limits.room_create = RateLimiter::new(
+            100_000,
+            std::time::Duration::from_secs(1),
+            THROTTLE_CAPACITY,
+        );
         state.limits = Arc::new(limits);
         Self::start_with_state(state).await
     }
@@ -135,8 +139,17 @@ impl Server {
     }
 
     /// Sends an authenticated JSON request.
-    pub async fn call(&self, method: Method, path: &str, token: &str, body: Option<Value>) -> Response {
-        let mut req = self.client.request(method, self.url(path)).bearer_auth(token);
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> Response {
+        let mut req = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(token);
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -161,12 +174,14 @@ impl Server {
     }
 
     pub async fn grant(&self, user: i64, library: i64) {
-        sqlx::query("INSERT INTO library_grants (user_id, library_id, created_at) VALUES (?1, ?2, 0)")
-            .bind(user)
-            .bind(library)
-            .execute(&self.state.db)
-            .await
-            .unwrap();
+        sqlx::query(
+            "INSERT INTO library_grants (user_id, library_id, created_at) VALUES (?1, ?2, 0)",
+        )
+        .bind(user)
+        .bind(library)
+        .execute(&self.state.db)
+        .await
+        .unwrap();
     }
 
     /// Id of the item at `rel_path`.
@@ -196,7 +211,11 @@ pub fn media_tree(root: &Path) -> PathBuf {
         "1\r\n00:00:01,000 --> 00:00:02,000\r\nHello\r\n",
     )
     .unwrap();
-    std::fs::write(root.join("films/movie.vtt"), "WEBVTT\n\n00:00:01.000 --> 00:00:02.000\nHi\n").unwrap();
+    std::fs::write(
+        root.join("films/movie.vtt"),
+        "WEBVTT\n\n00:00:01.000 --> 00:00:02.000\nHi\n",
+    )
+    .unwrap();
     let mut mp3 = b"ID3\x04\0\0\0\0\0\0".to_vec();
     mp3.extend(std::iter::repeat_n(7u8, 500));
     std::fs::write(root.join("song.mp3"), mp3).unwrap();
