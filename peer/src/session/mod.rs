@@ -622,10 +622,11 @@ impl Session {
         for entry in members {
             let _ = self.add_member(&entry.certificate, now);
         }
-        if let Some(h) = self.host {
-            if h.user == you && h.key == self.identity.public_key() {
-                self.start_hosting(now, true);
-            }
+        if let Some(h) = self.host
+            && h.user == you
+            && h.key == self.identity.public_key()
+        {
+            self.start_hosting(now, true);
         }
         let role = self.role().unwrap_or(Role::Viewer);
         self.event(Event::Joined {
@@ -664,10 +665,10 @@ impl Session {
 
     fn insert_member(&mut self, v: &VerifiedCertificate) -> UserId {
         let b = v.body();
-        if let Some(old) = self.members.get(&b.user) {
-            if old.key != b.key {
-                self.replay.forget(&old.key.key_id());
-            }
+        if let Some(old) = self.members.get(&b.user)
+            && old.key != b.key
+        {
+            self.replay.forget(&old.key.key_id());
         }
         self.members.insert(
             b.user,
@@ -744,12 +745,11 @@ impl Session {
             return;
         }
         let was_host = self.is_host;
-        if let Some(old) = self.host {
-            if let Some(m) = self.members.get_mut(&old.user) {
-                if m.key == old.key {
-                    m.role = Role::Controller;
-                }
-            }
+        if let Some(old) = self.host
+            && let Some(m) = self.members.get_mut(&old.user)
+            && m.key == old.key
+        {
+            m.role = Role::Controller;
         }
         self.epoch = b.epoch;
         self.pending_handoff = None;
@@ -848,15 +848,15 @@ impl Session {
     }
 
     fn lookup(&self, id: KeyId) -> Option<Signer> {
-        if let Some(h) = self.host {
-            if h.key.key_id() == id {
-                return Some(Signer {
-                    user: h.user,
-                    key: h.key,
-                    is_host: true,
-                    current: true,
-                });
-            }
+        if let Some(h) = self.host
+            && h.key.key_id() == id
+        {
+            return Some(Signer {
+                user: h.user,
+                key: h.key,
+                is_host: true,
+                current: true,
+            });
         }
         self.members
             .iter()
@@ -874,10 +874,10 @@ impl Session {
         let env = Envelope::parse(bytes).map_err(|e| Rx::Drop((&e).into()))?;
         // Exact copy of a frame we accepted: the same authentic frame.
         let d = digest(bytes);
-        if let Some(key) = raw_key(&env, bytes) {
-            if self.dedupe.is_duplicate(&key, &d) {
-                return Err(Rx::Duplicate);
-            }
+        if let Some(key) = raw_key(&env, bytes)
+            && self.dedupe.is_duplicate(&key, &d)
+        {
+            return Err(Rx::Duplicate);
         }
         // 2. signer known
         let signer = self
@@ -911,15 +911,15 @@ impl Session {
         }
         // 9. skew (pings carry their own timestamps and may be sent before
         // the sender knows the room clock)
-        if frame.kind() != Kind::ClockPing {
-            if let Some(room_now) = self.engine.room_time(now) {
-                check_skew(
-                    h.issued_at,
-                    RoomMs::from_room_time(room_now),
-                    self.cfg.max_skew_ms,
-                )
-                .map_err(Rx::Drop)?;
-            }
+        if frame.kind() != Kind::ClockPing
+            && let Some(room_now) = self.engine.room_time(now)
+        {
+            check_skew(
+                h.issued_at,
+                RoomMs::from_room_time(room_now),
+                self.cfg.max_skew_ms,
+            )
+            .map_err(Rx::Drop)?;
         }
         // 10. kind-specific checks
         if let Message::Announce(cert) = frame.message() {
@@ -1044,10 +1044,10 @@ impl Session {
 
     fn on_ping(&mut self, ping: ClockPing, bytes: &[u8], from: UserId, now: LocalTime) {
         if self.is_host {
-            if let Some(pong) = self.engine.answer_ping(ping, now) {
-                if let Ok(b) = self.sign(&Message::ClockPong(pong), now) {
-                    self.send(from, channels::CLOCK.id, b);
-                }
+            if let Some(pong) = self.engine.answer_ping(ping, now)
+                && let Ok(b) = self.sign(&Message::ClockPong(pong), now)
+            {
+                self.send(from, channels::CLOCK.id, b);
             }
         } else if let Some(host) = self.host() {
             // Relay for a peer without a direct path to the host.
@@ -1111,16 +1111,15 @@ impl Session {
                     (Message::Jump { index }, _) => usize::from(*index),
                     _ => return,
                 };
-                if idx < len {
-                    if let (Ok(i), Some(item)) =
+                if idx < len
+                    && let (Ok(i), Some(item)) =
                         (u16::try_from(idx), self.queue.items().get(idx).cloned())
-                    {
-                        if let Ok(q) = Queue::new(self.queue.items().to_vec(), Some(i)) {
-                            self.queue = q;
-                        }
-                        self.event(Event::QueueChanged);
-                        self.load(item, issued, now);
+                {
+                    if let Ok(q) = Queue::new(self.queue.items().to_vec(), Some(i)) {
+                        self.queue = q;
                     }
+                    self.event(Event::QueueChanged);
+                    self.load(item, issued, now);
                 }
             }
             Message::Play { position, at } => self.set_timeline(
@@ -1463,20 +1462,19 @@ impl Session {
             if self.room_paused() {
                 self.issue_play(now);
             }
-        } else if !self.room_paused() {
-            if let Some(at) = self.engine.scheduled_at(now) {
-                if let Ok(s) = self.timeline_at(at, |t| t.pause_at(at)) {
-                    let _ = self.issue(&pause_msg(&s), now);
-                }
-            }
+        } else if !self.room_paused()
+            && let Some(at) = self.engine.scheduled_at(now)
+            && let Ok(s) = self.timeline_at(at, |t| t.pause_at(at))
+        {
+            let _ = self.issue(&pause_msg(&s), now);
         }
     }
 
     fn issue_play(&mut self, now: LocalTime) {
-        if let Some(at) = self.engine.scheduled_at(now) {
-            if let Ok(s) = self.timeline_at(at, |t| t.play_at(at, None)) {
-                let _ = self.issue(&play_msg(&s), now);
-            }
+        if let Some(at) = self.engine.scheduled_at(now)
+            && let Ok(s) = self.timeline_at(at, |t| t.play_at(at, None))
+        {
+            let _ = self.issue(&play_msg(&s), now);
         }
     }
 
@@ -1606,10 +1604,10 @@ impl Session {
         if self.media_failed {
             return Readiness::Failed;
         }
-        if let Some(item) = &self.loaded {
-            if self.my_media != Some(item.hash) {
-                return Readiness::Loading;
-            }
+        if let Some(item) = &self.loaded
+            && self.my_media != Some(item.hash)
+        {
+            return Readiness::Loading;
         }
         if self.buffering {
             Readiness::Buffering

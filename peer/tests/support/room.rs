@@ -501,12 +501,12 @@ impl Room {
             self.peers[i].next_observe += self.observe_us;
             self.drain(i);
         }
-        if let Some((at, hash)) = self.peers[i].pending_load {
-            if at <= self.t {
-                self.peers[i].pending_load = None;
-                self.peers[i].session.media_loaded(Some(hash), local);
-                self.drain(i);
-            }
+        if let Some((at, hash)) = self.peers[i].pending_load
+            && at <= self.t
+        {
+            self.peers[i].pending_load = None;
+            self.peers[i].session.media_loaded(Some(hash), local);
+            self.drain(i);
         }
         if self.peers[i]
             .session
