@@ -54,11 +54,17 @@ impl Server {
         Self::start_with_state(state).await
     }
 
-    /// Starts with relaxed room-creation limits (for tests creating many rooms).
+    /// Starts with relaxed room-creation and per-IP auth limits (for tests creating
+    /// many rooms and sessions from one loopback address).
     pub async fn start_relaxed(dir: &Path) -> Server {
         let mut state = AppState::new(test_config(dir)).await.unwrap();
         let mut limits = Limiters::new();
         limits.room_create = RateLimiter::new(
+            100_000,
+            std::time::Duration::from_secs(1),
+            THROTTLE_CAPACITY,
+        );
+        limits.auth_ip = RateLimiter::new(
             100_000,
             std::time::Duration::from_secs(1),
             THROTTLE_CAPACITY,
