@@ -4,9 +4,11 @@
 //! - [`udp`]: the thin tokio wrapper that owns the UDP socket and timers.
 //! - [`candidates`]: which local addresses are announced as host candidates.
 //! - [`fingerprint`]: DTLS fingerprints for the signed-SDP binding.
+//! - [`player`]: player backends (virtual, mpv) for the driver.
 
 pub mod candidates;
 pub mod fingerprint;
+pub mod player;
 pub mod rtc;
 pub mod udp;
 
