@@ -78,10 +78,11 @@ impl HostAddrs {
             if iface.is_loopback() || !iface.is_oper_up() {
                 continue;
             }
-            if let if_addrs::IfAddr::V4(v4) = iface.addr {
-                if !v4.ip.is_unspecified() && !v4.ip.is_link_local() {
-                    addrs.push(HostAddr::new(v4.ip, v4.prefixlen));
-                }
+            if let if_addrs::IfAddr::V4(v4) = iface.addr
+                && !v4.ip.is_unspecified()
+                && !v4.ip.is_link_local()
+            {
+                addrs.push(HostAddr::new(v4.ip, v4.prefixlen));
             }
         }
         addrs.push(HostAddr::new(Ipv4Addr::LOCALHOST, 8));

@@ -467,10 +467,10 @@ impl<P: Copy + Ord + fmt::Debug> RtcTransport<P> {
         let mut rtc = cfg.build(now);
         let mut added = 0usize;
         for addr in &self.local_candidates {
-            if let Ok(c) = Candidate::host(*addr, "udp") {
-                if rtc.add_local_candidate(c).is_some() {
-                    added += 1;
-                }
+            if let Ok(c) = Candidate::host(*addr, "udp")
+                && rtc.add_local_candidate(c).is_some()
+            {
+                added += 1;
             }
         }
         if added == 0 {
@@ -529,6 +529,11 @@ impl<P: Copy + Ord + fmt::Debug> RtcTransport<P> {
 
     /// Applies `peer`'s SDP offer and returns our SDP answer.
     ///
+    /// Who offers is the driver's decision and must be deterministic (e.g.
+    /// the member already in the room offers to the newcomer): when both
+    /// sides offer at once, each offer replaces the other side's pending
+    /// connection and neither answer then finds its offer.
+    ///
     /// For a new peer this creates the connection and the pre-negotiated
     /// channels. For a known peer whose offer carries the same DTLS
     /// fingerprint it is a renegotiation (e.g. an ICE restart) of the existing
@@ -550,13 +555,16 @@ impl<P: Copy + Ord + fmt::Debug> RtcTransport<P> {
         let offered_fp = super::fingerprint::fingerprint_of_sdp(sdp)
             .ok_or_else(|| TransportError::RemoteSdp("missing a=fingerprint".into()))?;
 
-        if let Some(existing) = self.peers.get(&peer) {
-            if existing.remote_fingerprint.as_ref() == Some(&offered_fp) {
+        let replaces = match self.peers.get(&peer) {
+            Some(existing) if existing.remote_fingerprint.as_ref() == Some(&offered_fp) => {
                 return self.renegotiate(peer, offer, now);
             }
-            self.remove_peer(peer, CloseReason::Replaced, now);
-        }
-        self.check_room(peer)?;
+            Some(_) => true,
+            None => {
+                self.check_room(peer)?;
+                false
+            }
+        };
         let mut conn = self.new_conn(now)?;
         let answer = conn
             .rtc
@@ -568,6 +576,10 @@ impl<P: Copy + Ord + fmt::Debug> RtcTransport<P> {
             let _ = direct.create_data_channel(channel_config(spec));
         }
         conn.remote_fingerprint = Some(offered_fp);
+        if replaces {
+            // Only now that the new offer applied cleanly.
+            self.remove_peer(peer, CloseReason::Replaced, now);
+        }
         self.peers.insert(peer, conn);
         self.drain(peer, now);
         Ok(answer.to_sdp_string())
@@ -799,13 +811,14 @@ impl<P: Copy + Ord + fmt::Debug> RtcTransport<P> {
         }
         conn.last_rx = now;
         self.drain(peer, now);
-        if let Some(conn) = self.peers.get_mut(&peer) {
-            // Silence ended (str0m never declared ICE lost): back to normal.
-            if conn.state == PeerState::Disconnected && conn.rtc.is_connected() {
-                conn.state = PeerState::Connected;
-                conn.disconnected_since = None;
-                self.events.push_back(TransportEvent::Reconnected(peer));
-            }
+        // Silence ended (str0m never declared ICE lost): back to normal.
+        if let Some(conn) = self.peers.get_mut(&peer)
+            && conn.state == PeerState::Disconnected
+            && conn.rtc.is_connected()
+        {
+            conn.state = PeerState::Connected;
+            conn.disconnected_since = None;
+            self.events.push_back(TransportEvent::Reconnected(peer));
         }
         self.flush_queue(peer, now);
     }
@@ -825,14 +838,13 @@ impl<P: Copy + Ord + fmt::Debug> RtcTransport<P> {
                 self.drain(peer, now);
             }
             self.flush_queue(peer, now);
-            if let Some(conn) = self.peers.get_mut(&peer) {
-                if conn.state == PeerState::Connected
-                    && now >= conn.last_rx + self.config.idle_timeout
-                {
-                    conn.state = PeerState::Disconnected;
-                    conn.disconnected_since = Some(now);
-                    self.events.push_back(TransportEvent::Disconnected(peer));
-                }
+            if let Some(conn) = self.peers.get_mut(&peer)
+                && conn.state == PeerState::Connected
+                && now >= conn.last_rx + self.config.idle_timeout
+            {
+                conn.state = PeerState::Disconnected;
+                conn.disconnected_since = Some(now);
+                self.events.push_back(TransportEvent::Disconnected(peer));
             }
             if let Some(reason) = self.expired(peer, now) {
                 self.remove_peer(peer, reason, now);
@@ -967,27 +979,23 @@ impl<P: Copy + Ord + fmt::Debug> RtcTransport<P> {
         events: &mut VecDeque<TransportEvent<P>>,
     ) -> Option<CloseReason> {
         match ev {
-            Event::Connected => {
-                if conn.state == PeerState::Connecting {
-                    conn.state = PeerState::Connected;
-                    events.push_back(TransportEvent::Connected(peer));
-                }
+            Event::Connected if conn.state == PeerState::Connecting => {
+                conn.state = PeerState::Connected;
+                events.push_back(TransportEvent::Connected(peer));
             }
-            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
-                if conn.state == PeerState::Connected {
-                    conn.state = PeerState::Disconnected;
-                    conn.disconnected_since = Some(now);
-                    events.push_back(TransportEvent::Disconnected(peer));
-                }
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected)
+                if conn.state == PeerState::Connected =>
+            {
+                conn.state = PeerState::Disconnected;
+                conn.disconnected_since = Some(now);
+                events.push_back(TransportEvent::Disconnected(peer));
             }
             Event::IceConnectionStateChange(
                 IceConnectionState::Connected | IceConnectionState::Completed,
-            ) => {
-                if conn.state == PeerState::Disconnected {
-                    conn.state = PeerState::Connected;
-                    conn.disconnected_since = None;
-                    events.push_back(TransportEvent::Reconnected(peer));
-                }
+            ) if conn.state == PeerState::Disconnected => {
+                conn.state = PeerState::Connected;
+                conn.disconnected_since = None;
+                events.push_back(TransportEvent::Reconnected(peer));
             }
             Event::ChannelOpen(id, _label) => {
                 let ours = conn
@@ -1001,7 +1009,10 @@ impl<P: Copy + Ord + fmt::Debug> RtcTransport<P> {
                         conn.open.insert(ch, id);
                         events.push_back(TransportEvent::ChannelOpen(peer, ch));
                     }
-                    _ => {
+                    // A second open on one of our stream ids: closing it
+                    // would reset our own stream, so only count it.
+                    Some(_) => conn.unknown_channel_dropped += 1,
+                    None => {
                         conn.unknown_channel_dropped += 1;
                         conn.rtc.direct_api().close_data_channel(id);
                     }
