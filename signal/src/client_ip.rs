@@ -103,5 +103,12 @@ mod tests {
             resolve(ip("::ffff:127.0.0.1"), &["::ffff:9.9.9.9"], &trusted),
             ip("9.9.9.9")
         );
+        // More than MAX_FORWARDED_HOPS trusted hops: stop looking, use the peer.
+        let long = vec!["10.0.0.9"; MAX_FORWARDED_HOPS + 1].join(",");
+        let long = format!("1.2.3.4,{long}");
+        assert_eq!(
+            resolve(ip("127.0.0.1"), &[long.as_str()], &trusted),
+            ip("127.0.0.1")
+        );
     }
 }

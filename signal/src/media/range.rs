@@ -111,5 +111,11 @@ mod tests {
         assert_eq!(parse(Some("bytes=0-1,3-4"), 10), Full);
         assert_eq!(parse(Some("bytes=-"), 10), Full);
         assert_eq!(parse(Some("bytes=99999999999999999999999-"), 10), Full);
+        let long = format!("bytes=0-1{}", " ".repeat(MAX_RANGE_HEADER_LEN));
+        assert_eq!(
+            parse(Some(&long), 10),
+            Full,
+            "over-long headers are ignored"
+        );
     }
 }
