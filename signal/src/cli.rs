@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use sqlx::SqlitePool;
 
-use crate::config::{self, Config, FileConfig, IpNet, Overrides};
+use crate::config::{self, Config, FileConfig, IpNet};
 use crate::password::PasswordHasherPool;
 use crate::validate::{DisplayName, LibraryName, NewPassword, Username};
 
@@ -186,9 +186,9 @@ fn resolve_config(cli: &Cli, serve: Option<&ServeArgs>) -> Result<Config, String
         Some(path) => FileConfig::load(path)?,
         None => FileConfig::default(),
     };
-    let mut over = Overrides {
+    let mut over = FileConfig {
         data_dir: cli.data_dir.clone(),
-        ..Overrides::default()
+        ..FileConfig::default()
     };
     if let Some(s) = serve {
         over.bind = s.bind;

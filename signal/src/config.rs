@@ -306,53 +306,33 @@ impl FileConfig {
     }
 }
 
-/// Values given as flags or environment variables (clap has already applied
-/// "flag beats env"). `None` = not given.
-#[derive(Debug, Default, Clone)]
-pub struct Overrides {
-    /// `--bind` / `WATCHPARTY_BIND`.
-    pub bind: Option<SocketAddr>,
-    /// `--data-dir` / `WATCHPARTY_DATA_DIR`.
-    pub data_dir: Option<PathBuf>,
-    /// `--public-url` / `WATCHPARTY_PUBLIC_URL`.
-    pub public_url: Option<String>,
-    /// `--open-registration` / `WATCHPARTY_OPEN_REGISTRATION`.
-    pub open_registration: Option<bool>,
-    /// `--tls-cert` / `WATCHPARTY_TLS_CERT`.
-    pub tls_cert: Option<PathBuf>,
-    /// `--tls-key` / `WATCHPARTY_TLS_KEY`.
-    pub tls_key: Option<PathBuf>,
-    /// `--trusted-proxy` (repeatable) / `WATCHPARTY_TRUSTED_PROXIES` (comma-separated).
-    pub trusted_proxies: Option<Vec<IpNet>>,
-    /// `--cors-origin` (repeatable) / `WATCHPARTY_CORS_ORIGINS` (comma-separated).
-    pub cors_origins: Option<Vec<String>>,
-}
-
-/// Resolves flags/env over file over defaults, then validates.
-pub fn resolve(overrides: Overrides, file: FileConfig) -> Result<Config, String> {
-    let data_dir = overrides
-        .data_dir
-        .or(file.data_dir)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
-    let mut c = Config::new(data_dir);
-    if let Some(bind) = overrides.bind.or(file.bind) {
+/// Resolves `over` (flags and environment; clap has already applied "flag
+/// beats env") over `file` over the defaults, then validates.
+pub fn resolve(over: FileConfig, file: FileConfig) -> Result<Config, String> {
+    let file = FileConfig {
+        bind: over.bind.or(file.bind),
+        data_dir: over.data_dir.or(file.data_dir),
+        public_url: over.public_url.or(file.public_url),
+        open_registration: over.open_registration.or(file.open_registration),
+        tls_cert: over.tls_cert.or(file.tls_cert),
+        tls_key: over.tls_key.or(file.tls_key),
+        trusted_proxies: over.trusted_proxies.or(file.trusted_proxies),
+        cors_origins: over.cors_origins.or(file.cors_origins),
+        ..file
+    };
+    let mut c = Config::new(
+        file.data_dir
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+    );
+    if let Some(bind) = file.bind {
         c.bind = bind;
     }
-    c.public_url = overrides.public_url.or(file.public_url);
-    c.open_registration = overrides
-        .open_registration
-        .or(file.open_registration)
-        .unwrap_or(false);
-    c.tls_cert = overrides.tls_cert.or(file.tls_cert);
-    c.tls_key = overrides.tls_key.or(file.tls_key);
-    c.trusted_proxies = overrides
-        .trusted_proxies
-        .or(file.trusted_proxies)
-        .unwrap_or_default();
-    c.cors_origins = overrides
-        .cors_origins
-        .or(file.cors_origins)
-        .unwrap_or_default();
+    c.public_url = file.public_url;
+    c.open_registration = file.open_registration.unwrap_or(false);
+    c.tls_cert = file.tls_cert;
+    c.tls_key = file.tls_key;
+    c.trusted_proxies = file.trusted_proxies.unwrap_or_default();
+    c.cors_origins = file.cors_origins.unwrap_or_default();
     let secs = Duration::from_secs;
     if let Some(v) = file.access_token_ttl_secs {
         c.access_token_ttl = secs(v);
@@ -400,7 +380,7 @@ mod tests {
             "bind = \"127.0.0.1:9000\"\nopen_registration = true\npublic_url = \"https://a.example\"",
         )
         .unwrap();
-        let over = Overrides {
+        let over = FileConfig {
             bind: Some("127.0.0.1:9100".parse().unwrap()),
             ..Default::default()
         };
@@ -408,7 +388,7 @@ mod tests {
         assert_eq!(c.bind.port(), 9100);
         assert!(c.open_registration);
         assert_eq!(c.public_url.as_deref(), Some("https://a.example"));
-        let c = resolve(Overrides::default(), FileConfig::default()).unwrap();
+        let c = resolve(FileConfig::default(), FileConfig::default()).unwrap();
         assert!(!c.open_registration, "registration is off by default");
         assert_eq!(c.bind.to_string(), DEFAULT_BIND);
     }
@@ -416,13 +396,13 @@ mod tests {
     #[test]
     fn limits_are_enforced() {
         let file: FileConfig = toml::from_str("access_token_ttl_secs = 901").unwrap();
-        assert!(resolve(Overrides::default(), file).is_err());
+        assert!(resolve(FileConfig::default(), file).is_err());
         let file: FileConfig = toml::from_str("stream_url_ttl_secs = 601").unwrap();
-        assert!(resolve(Overrides::default(), file).is_err());
+        assert!(resolve(FileConfig::default(), file).is_err());
         let file: FileConfig = toml::from_str("room_max_members = 65").unwrap();
-        assert!(resolve(Overrides::default(), file).is_err());
+        assert!(resolve(FileConfig::default(), file).is_err());
         let file: FileConfig = toml::from_str("cors_origins = [\"*\"]").unwrap();
-        assert!(resolve(Overrides::default(), file).is_err());
+        assert!(resolve(FileConfig::default(), file).is_err());
         assert!(toml::from_str::<FileConfig>("bnid = \"x\"").is_err());
     }
 

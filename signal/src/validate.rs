@@ -78,70 +78,47 @@ fn check_label(
     Ok(())
 }
 
-/// A display name: 1–50 characters, no control characters, none of `<>"'&`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DisplayName(String);
+/// Declares a text newtype checked by [`check_label`].
+macro_rules! label_type {
+    ($(#[$doc:meta])* $name:ident, $bounds:expr, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub struct $name(String);
 
-impl DisplayName {
-    /// Parses a display name.
-    pub fn parse(s: &str) -> Result<Self, ApiError> {
-        check_label(s, &DISPLAY_NAME_CHARS, "display_name")?;
-        Ok(DisplayName(s.to_owned()))
-    }
+        impl $name {
+            /// Parses the value.
+            pub fn parse(s: &str) -> Result<Self, ApiError> {
+                check_label(s, &$bounds, $what)?;
+                Ok($name(s.to_owned()))
+            }
 
-    /// The display name.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+            /// The text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                $name::parse(&s).map_err(serde::de::Error::custom)
+            }
+        }
+    };
 }
 
-impl<'de> Deserialize<'de> for DisplayName {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        DisplayName::parse(&s).map_err(serde::de::Error::custom)
-    }
-}
-
-/// A room name: 1–100 characters, same character rules as display names.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RoomName(String);
-
-impl RoomName {
-    /// Parses a room name.
-    pub fn parse(s: &str) -> Result<Self, ApiError> {
-        check_label(s, &ROOM_NAME_CHARS, "name")?;
-        Ok(RoomName(s.to_owned()))
-    }
-
-    /// The name.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl<'de> Deserialize<'de> for RoomName {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        RoomName::parse(&s).map_err(serde::de::Error::custom)
-    }
-}
-
-/// A library name: 1–64 characters, same character rules as display names.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LibraryName(String);
-
-impl LibraryName {
-    /// Parses a library name.
-    pub fn parse(s: &str) -> Result<Self, ApiError> {
-        check_label(s, &LIBRARY_NAME_CHARS, "library name")?;
-        Ok(LibraryName(s.to_owned()))
-    }
-
-    /// The name.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
+label_type!(
+    /// A display name: 1–50 characters, no control characters, none of `<>"'&`.
+    DisplayName, DISPLAY_NAME_CHARS, "display_name"
+);
+label_type!(
+    /// A room name: 1–100 characters, same character rules as display names.
+    RoomName, ROOM_NAME_CHARS, "name"
+);
+label_type!(
+    /// A library name: 1–64 characters, same character rules as display names.
+    LibraryName, LIBRARY_NAME_CHARS, "library name"
+);
 
 /// A new password (account or room): 8–128 characters. `Debug` hides it.
 #[derive(Clone)]

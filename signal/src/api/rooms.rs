@@ -381,6 +381,21 @@ async fn set_member(
     Ok(())
 }
 
+/// Sets the caller's own membership status (leave, decline) in one transaction.
+async fn set_own_status(
+    state: &AppState,
+    room: &RoomId,
+    user_id: i64,
+    role: Role,
+    status: MemberStatus,
+) -> ApiResult<()> {
+    let now = now_secs();
+    let mut tx = begin_immediate(&state.db).await?;
+    set_member(&mut tx, room, user_id, role, status, now).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 /// Seats a user in one `BEGIN IMMEDIATE` transaction: re-checks that the room
 /// is open, the caller's media access and the seat count.
 async fn take_seat(state: &AppState, room_id: &RoomId, user_id: i64, role: Role) -> ApiResult<()> {
@@ -794,18 +809,7 @@ async fn leave_room(
             "the host cannot leave; hand off or end the room".into(),
         )),
         Standing::Joined(role) => {
-            let now = now_secs();
-            let mut tx = begin_immediate(&state.db).await?;
-            set_member(
-                &mut tx,
-                &ctx.room.id,
-                user.id,
-                role,
-                MemberStatus::Left,
-                now,
-            )
-            .await?;
-            tx.commit().await?;
+            set_own_status(&state, &ctx.room.id, user.id, role, MemberStatus::Left).await?;
             Ok(StatusCode::NO_CONTENT)
         }
         _ => Err(ApiError::Conflict("you have not joined this room".into())),
@@ -1087,18 +1091,7 @@ async fn decline_invite(
     let ctx = load_ctx(&state, &id, &user).await?;
     match ctx.visible()? {
         Standing::Invited(role) => {
-            let now = now_secs();
-            let mut tx = begin_immediate(&state.db).await?;
-            set_member(
-                &mut tx,
-                &ctx.room.id,
-                user.id,
-                role,
-                MemberStatus::Declined,
-                now,
-            )
-            .await?;
-            tx.commit().await?;
+            set_own_status(&state, &ctx.room.id, user.id, role, MemberStatus::Declined).await?;
             Ok(StatusCode::NO_CONTENT)
         }
         _ => Err(ApiError::Conflict("no pending invitation".into())),
