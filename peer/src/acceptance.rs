@@ -57,6 +57,8 @@ drop_reasons! {
     UnknownVersion => "unknown_version",
     /// Unknown frame kind.
     UnknownKind => "unknown_kind",
+    /// Arrived on a data channel other than its kind's (`Kind::channel`).
+    WrongChannel => "wrong_channel",
     /// The signer key id names no member's verified key.
     UnknownSigner => "unknown_signer",
     /// The signature does not verify.
@@ -83,6 +85,9 @@ drop_reasons! {
     ChatInvalid => "chat_invalid",
     /// The replay table is full (more distinct signers than any room has).
     TooManySigners => "too_many_signers",
+    /// The signer exceeded its rate limit for this kind (reactions, chat,
+    /// requests; see `SessionConfig`).
+    RateLimited => "rate_limited",
 }
 
 impl From<&FrameError> for DropReason {

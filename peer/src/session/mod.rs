@@ -15,11 +15,13 @@
 //! [`Event::Dropped`], and changes nothing. The driver sends the signaling
 //! `auth` itself (it owns the token), with [`Session::public_key`] as `key`.
 
+mod limits;
 mod mesh;
 mod types;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+pub use limits::{DEFAULT_CHAT_LIMIT, DEFAULT_REACTION_LIMIT, DEFAULT_REQUEST_LIMIT, RateLimit};
 pub use mesh::{MAX_DEDUPE_ENTRIES, MAX_PING_ROUTES};
 pub use types::{
     ChannelOpen, CommandError, DEFAULT_POLICY, DisconnectReason, Event, MAX_QUEUED_OUTPUTS, Output,
@@ -46,6 +48,7 @@ use crate::sync::{SyncEngine, SyncEvent, SyncOutput, SyncStatus};
 use crate::time::{LocalTime, MediaPos, Rate, RoomTime, TimeDelta};
 use crate::timeline::PlaybackState;
 
+use limits::{Limits, MemberBuckets};
 use mesh::{Dedupe, FrameKey, PingRoutes, digest};
 
 /// A verified member.
@@ -53,8 +56,13 @@ use mesh::{Dedupe, FrameKey, PingRoutes, digest};
 struct Member {
     key: PublicKey,
     role: Role,
-    /// Still in the room (left or kicked members' frames are refused).
+    /// Still in the room (left, kicked or expired members' frames are
+    /// refused).
     current: bool,
+    /// The certificate's expiry (inclusive).
+    not_after: UnixSeconds,
+    /// Rate limits of this member's reactions, chat and requests.
+    buckets: MemberBuckets,
 }
 
 /// The current host term.
@@ -62,6 +70,8 @@ struct Member {
 struct HostTerm {
     user: UserId,
     key: PublicKey,
+    /// The host certificate's expiry (inclusive).
+    not_after: UnixSeconds,
 }
 
 /// An open connection to a neighbour.
@@ -134,6 +144,10 @@ pub struct Session {
     waiting_since: Option<LocalTime>,
     excused: BTreeSet<UserId>,
     next_state_at: Option<LocalTime>,
+    /// Our own buckets: we never send what receivers would drop.
+    own_buckets: MemberBuckets,
+    /// `CertificateExpired` was reported for our own certificate.
+    own_cert_expired: bool,
     out: VecDeque<Output>,
 }
 
@@ -160,6 +174,16 @@ impl Session {
         if config.status_interval <= TimeDelta::ZERO {
             return Err(SessionError::Interval("status_interval"));
         }
+        for (name, limit) in [
+            ("reaction_limit", config.reaction_limit),
+            ("chat_limit", config.chat_limit),
+            ("request_limit", config.request_limit),
+        ] {
+            if !limit.is_valid() {
+                return Err(SessionError::RateLimit(name));
+            }
+        }
+        let own_buckets = MemberBuckets::new(&limits_of(&config), now);
         let mut verifier = CertVerifier::new(server_key, config.room);
         if let Some(pin) = pinned_host {
             verifier.pin_host(pin);
@@ -205,6 +229,8 @@ impl Session {
             waiting_since: None,
             excused: BTreeSet::new(),
             next_state_at: None,
+            own_buckets,
+            own_cert_expired: false,
             out: VecDeque::new(),
         })
     }
@@ -338,6 +364,7 @@ impl Session {
             self.next_status_at,
             watchdog,
             self.end_of_item_at(),
+            self.next_expiry(),
         ]
         .into_iter()
         .flatten()
@@ -345,20 +372,22 @@ impl Session {
         .min()
     }
 
+    /// Queues an output; when [`MAX_QUEUED_OUTPUTS`] are queued, first
+    /// drops the oldest output of the lowest [`drop_rank`] (counted).
     fn push(&mut self, o: Output) {
         if self.out.len() >= MAX_QUEUED_OUTPUTS {
             self.stats.outputs_dropped = self.stats.outputs_dropped.saturating_add(1);
-            let idx = self
-                .out
-                .iter()
-                .position(|o| matches!(o, Output::Event(_)))
-                .or_else(|| {
-                    self.out.iter().position(|o| {
-                        matches!(o, Output::SendFrame { channel, .. } if *channel == channels::CLOCK.id)
-                    })
-                })
+            let idx = (0..=MAX_DROP_RANK)
+                .find_map(|rank| self.out.iter().position(|o| drop_rank(o) == Some(rank)))
                 .unwrap_or(0);
-            self.out.remove(idx);
+            if let Some(Output::SendFrame { channel, .. }) = self.out.remove(idx)
+                && channel == channels::CONTROL.id
+                && self.is_host
+            {
+                // A follower may have missed a command: the next State
+                // (queued behind everything else) repairs it.
+                self.next_state_at = Some(self.now);
+            }
         }
         self.out.push_back(o);
     }
@@ -505,6 +534,7 @@ impl Session {
         if self.ended {
             return;
         }
+        self.expire_certificates(now);
         self.engine.handle_timeout(now);
         if self.is_host {
             if self.next_state_at.is_some_and(|t| t <= now) {
@@ -539,6 +569,7 @@ impl Session {
         match cmd {
             UserCommand::Chat(text) => {
                 let text = ChatText::new(&text)?;
+                self.admit_own(Kind::Chat, now)?;
                 let bytes = self.sign(&Message::Chat(text.clone()), now)?;
                 self.broadcast(channels::CHAT.id, &bytes, None);
                 if let Some(me) = self.me {
@@ -548,6 +579,7 @@ impl Session {
             }
             UserCommand::Reaction(s) => {
                 let emoji = Emoji::new(&s).map_err(|_| CommandError::Reaction)?;
+                self.admit_own(Kind::Reaction, now)?;
                 let bytes = self.sign(&Message::Reaction(emoji.clone()), now)?;
                 self.broadcast(channels::CHAT.id, &bytes, None);
                 if let Some(me) = self.me {
@@ -670,18 +702,29 @@ impl Session {
         {
             self.replay.forget(&old.key.key_id());
         }
+        // A re-issued certificate keeps the member's rate-limit state.
+        let buckets = self.members.get(&b.user).map_or_else(
+            || MemberBuckets::new(&limits_of(&self.cfg), self.now),
+            |m| m.buckets,
+        );
         self.members.insert(
             b.user,
             Member {
                 key: b.key,
                 role: b.role,
                 current: true,
+                not_after: b.not_after,
+                buckets,
             },
         );
+        if Some(b.user) == self.me {
+            self.own_cert_expired = false;
+        }
         if b.role == Role::Host {
             self.host = Some(HostTerm {
                 user: b.user,
                 key: b.key,
+                not_after: b.not_after,
             });
         } else {
             self.roles.entry(b.user).or_insert(b.role);
@@ -703,15 +746,77 @@ impl Session {
         self.remove_member(user);
         self.event(Event::MemberLeft(user));
         if was_host && !self.is_host {
-            // The room pauses where it is until a new host acts.
-            if let (Some(t), Some(room_now)) = (self.engine.timeline(), self.engine.room_time(now))
-            {
-                let s = t.pause_at(room_now);
-                self.engine.handle_timeline(s, now);
-            }
+            self.pause_without_host(now);
             self.event(Event::HostLeft(user));
         }
         if self.is_host {
+            self.evaluate_buffering(now);
+        }
+    }
+
+    /// The host is gone (left, or its certificate expired): the room pauses
+    /// where it is until a new host acts.
+    fn pause_without_host(&mut self, now: LocalTime) {
+        if let (Some(t), Some(room_now)) = (self.engine.timeline(), self.engine.room_time(now)) {
+            let s = t.pause_at(room_now);
+            self.engine.handle_timeline(s, now);
+        }
+    }
+
+    /// Local time at which a certificate valid through `not_after` expires
+    /// (the first second after it), if within the representable future.
+    fn expiry_time(&self, not_after: UnixSeconds) -> Option<LocalTime> {
+        let (origin, wall) = self.wall_origin;
+        let secs = i128::from(not_after.0) + 1 - i128::from(wall.0);
+        let secs = i64::try_from(secs).ok()?;
+        Some(origin + TimeDelta::from_secs(secs))
+    }
+
+    /// When the next current member's (or our own) certificate expires.
+    fn next_expiry(&self) -> Option<LocalTime> {
+        if self.ended {
+            return None;
+        }
+        self.members
+            .iter()
+            .filter(|(u, m)| {
+                if Some(**u) == self.me {
+                    !self.own_cert_expired
+                } else {
+                    m.current
+                }
+            })
+            .filter_map(|(_, m)| self.expiry_time(m.not_after))
+            .min()
+    }
+
+    /// Members whose certificate passed its not-after are no longer
+    /// accepted (their frames drop as `not_member` / `not_host`). Our own
+    /// expiry is reported once; re-joining is the driver's business.
+    fn expire_certificates(&mut self, now: LocalTime) {
+        let unix = self.unix_now(now);
+        let expired: Vec<UserId> = self
+            .members
+            .iter()
+            .filter(|(u, m)| m.current && unix > m.not_after && Some(**u) != self.me)
+            .map(|(u, _)| *u)
+            .collect();
+        for user in &expired {
+            let was_host = self.host() == Some(*user);
+            self.remove_member(*user);
+            self.event(Event::CertificateExpired(*user));
+            if was_host && !self.is_host {
+                self.pause_without_host(now);
+            }
+        }
+        if let Some(me) = self.me
+            && !self.own_cert_expired
+            && self.members.get(&me).is_some_and(|m| unix > m.not_after)
+        {
+            self.own_cert_expired = true;
+            self.event(Event::CertificateExpired(me));
+        }
+        if self.is_host && !expired.is_empty() {
             self.evaluate_buffering(now);
         }
     }
@@ -835,8 +940,7 @@ impl Session {
         if self.ended {
             return;
         }
-        let _ = channel; // kinds name their channel; any channel is accepted
-        match self.receive(from, bytes, now) {
+        match self.receive(from, channel, bytes, now) {
             Ok(()) => {}
             Err(Rx::Duplicate) => self.stats.duplicates = self.stats.duplicates.saturating_add(1),
             Err(Rx::Drop(reason)) => {
@@ -847,9 +951,14 @@ impl Session {
         self.drive(now);
     }
 
-    fn lookup(&self, id: KeyId) -> Option<Signer> {
+    /// The signer named by key id `id`. A certificate past its not-after
+    /// counts as neither host nor current member (checked on use, not
+    /// only by [`Session::handle_timeout`]).
+    fn lookup(&self, id: KeyId, now: LocalTime) -> Option<Signer> {
+        let unix = self.unix_now(now);
         if let Some(h) = self.host
             && h.key.key_id() == id
+            && unix <= h.not_after
         {
             return Some(Signer {
                 user: h.user,
@@ -865,13 +974,23 @@ impl Session {
                 user: *u,
                 key: m.key,
                 is_host: false,
-                current: m.current,
+                current: m.current && unix <= m.not_after,
             })
     }
 
-    fn receive(&mut self, from: UserId, bytes: &[u8], now: LocalTime) -> Result<(), Rx> {
-        // 1. envelope
+    fn receive(
+        &mut self,
+        from: UserId,
+        channel: ChannelId,
+        bytes: &[u8],
+        now: LocalTime,
+    ) -> Result<(), Rx> {
+        // 1. envelope, and the channel its kind travels on (forwarded
+        // copies are sent on that channel too)
         let env = Envelope::parse(bytes).map_err(|e| Rx::Drop((&e).into()))?;
+        if env.kind().channel().id != channel {
+            return Err(Rx::Drop(DropReason::WrongChannel));
+        }
         // Exact copy of a frame we accepted: the same authentic frame.
         let d = digest(bytes);
         if let Some(key) = raw_key(&env, bytes)
@@ -881,7 +1000,7 @@ impl Session {
         }
         // 2. signer known
         let signer = self
-            .lookup(env.signer())
+            .lookup(env.signer(), now)
             .ok_or(Rx::Drop(DropReason::UnknownSigner))?;
         // 3. signature over the exact bytes, 4. decode
         let verified = env.verify(&signer.key).map_err(|e| Rx::Drop((&e).into()))?;
@@ -931,6 +1050,18 @@ impl Session {
                 return Err(Rx::Drop(DropReason::Malformed));
             }
         }
+        // 11. rate limits: reactions and chat on every peer, requests at
+        // the host. The frame is authentic, so it is remembered (a copy is
+        // a silent duplicate and cannot be retried later), but neither
+        // applied nor forwarded.
+        if !self.admit(signer.user, frame.kind()) {
+            self.replay.commit(&frame).map_err(Rx::Drop)?;
+            self.dedupe.insert((frame.signer(), h.epoch, h.seq), d);
+            if frame.kind() == Kind::Request {
+                self.refuse_rate_limited(signer.user, h.seq, now);
+            }
+            return Err(Rx::Drop(DropReason::RateLimited));
+        }
         // accepted: commit, remember, forward, apply
         self.replay.commit(&frame).map_err(Rx::Drop)?;
         if is_command(frame.kind()) {
@@ -941,6 +1072,53 @@ impl Session {
         self.forward(&frame, from, signer.user);
         self.apply(&frame, from, signer.user, now);
         Ok(())
+    }
+
+    /// Whether a `kind` frame signed by `user` is within its rate limit
+    /// (takes a token). Requests count only at the host, which acts on them.
+    fn admit(&mut self, user: UserId, kind: Kind) -> bool {
+        if kind == Kind::Request && !self.is_host {
+            return true;
+        }
+        let limits = limits_of(&self.cfg);
+        let now = self.now;
+        let Some(m) = self.members.get_mut(&user) else {
+            return true; // the host signs no limited kind
+        };
+        let ok = m.buckets.admit(&limits, kind, now);
+        if ok && kind == Kind::Request {
+            m.buckets.refused = false;
+        }
+        ok
+    }
+
+    /// Our own limit for `kind`, keeping the sender's reserve.
+    fn admit_own(&mut self, kind: Kind, now: LocalTime) -> Result<(), CommandError> {
+        let limits = limits_of(&self.cfg);
+        if self.own_buckets.admit_own(&limits, kind, now) {
+            Ok(())
+        } else {
+            Err(CommandError::RateLimited)
+        }
+    }
+
+    /// Host: refuses an over-limit request, once per over-limit streak of
+    /// that member (so a flood of requests cannot make the host flood the
+    /// room with refusals).
+    fn refuse_rate_limited(&mut self, member: UserId, seq: Seq, now: LocalTime) {
+        let Some(m) = self.members.get_mut(&member) else {
+            return;
+        };
+        if m.buckets.refused {
+            return;
+        }
+        m.buckets.refused = true;
+        let refusal = Message::Refuse(Refusal {
+            member,
+            request_seq: seq,
+            reason: RefuseReason::RateLimited,
+        });
+        let _ = self.issue(&refusal, now);
     }
 
     fn forward(&mut self, frame: &Frame, from: UserId, signer: UserId) {
@@ -1595,6 +1773,7 @@ impl Session {
             }
             _ => return Err(CommandError::Refused(RefuseReason::ViewerRole)),
         }
+        self.admit_own(Kind::Request, now)?;
         let bytes = self.sign(&Message::Request(req), now)?;
         self.send_to_host(channels::CONTROL.id, bytes);
         Ok(())
@@ -1799,6 +1978,39 @@ fn raw_key(env: &Envelope<'_>, bytes: &[u8]) -> Option<FrameKey> {
     let epoch = u64::from_be_bytes(bytes.get(start..start + 8)?.try_into().ok()?);
     let seq = u64::from_be_bytes(bytes.get(start + 8..start + 16)?.try_into().ok()?);
     Some((env.signer(), Epoch(epoch), Seq::new(seq).ok()?))
+}
+
+/// The rate limits of a configuration.
+fn limits_of(cfg: &SessionConfig) -> Limits {
+    Limits {
+        reaction: cfg.reaction_limit,
+        chat: cfg.chat_limit,
+        request: cfg.request_limit,
+    }
+}
+
+/// Offset of the kind byte in a frame (after magic and version).
+const FRAME_KIND_OFFSET: usize = frame::MAGIC.len() + 1;
+
+/// Highest [`drop_rank`].
+const MAX_DROP_RANK: u8 = 3;
+
+/// Which queued outputs go first when the queue is full (lowest rank
+/// first); `None` for essential outputs: `Disconnect`, `Signal` and the
+/// host's `Bind` (the MITM check of a connection).
+fn drop_rank(o: &Output) -> Option<u8> {
+    match o {
+        Output::Event(_) => Some(0),
+        Output::SendFrame { channel, .. } if *channel == channels::CLOCK.id => Some(1),
+        Output::SendFrame { bytes, .. }
+            if bytes.get(FRAME_KIND_OFFSET) == Some(&Kind::Bind.to_byte()) =>
+        {
+            None
+        }
+        Output::SendFrame { .. } => Some(2),
+        Output::Player(_) => Some(3),
+        Output::Disconnect { .. } | Output::Signal(_) => None,
+    }
 }
 
 fn play_msg(s: &PlaybackState) -> Message {

@@ -1,5 +1,6 @@
 //! The session's configuration, inputs and outputs.
 
+use super::limits::{DEFAULT_CHAT_LIMIT, DEFAULT_REACTION_LIMIT, DEFAULT_REQUEST_LIMIT, RateLimit};
 use crate::acceptance::{DEFAULT_MAX_SKEW_MS, DropReason};
 use crate::cert::CertError;
 use crate::channels::ChannelId;
@@ -15,9 +16,14 @@ use crate::sync::SyncEvent;
 use crate::sync_config::{ConfigError, SyncConfig};
 use crate::time::{MediaPos, Rate, TimeDelta};
 
-/// Most outputs queued before the oldest are dropped (bounded memory if a
-/// driver stops polling; events go first, then clock frames, then the
-/// oldest of anything).
+/// Most outputs queued (bounded memory if a driver stops polling). When the
+/// queue is full, the oldest *non-essential* output is dropped to make room
+/// and counted in [`SessionStats::outputs_dropped`], in this order of
+/// preference: events, clock frames, other frames, player actions. A lost
+/// control frame is repaired by the next `State` (the host schedules one
+/// at once when it loses one); a lost player action by the next correction.
+/// Essential outputs (`Disconnect`, `Signal`) are only dropped when nothing
+/// else is queued.
 pub const MAX_QUEUED_OUTPUTS: usize = 1024;
 
 /// Default room policy of a new room: wait for everyone (10 s watchdog),
@@ -46,6 +52,16 @@ pub struct SessionConfig {
     pub forward: bool,
     /// The policy a host starts its room with. Default [`DEFAULT_POLICY`].
     pub initial_policy: Policy,
+    /// Reactions per member, checked by every peer. Default
+    /// [`DEFAULT_REACTION_LIMIT`] (bursts of 8, then 4/s).
+    pub reaction_limit: RateLimit,
+    /// Chat messages per member, checked by every peer. Default
+    /// [`DEFAULT_CHAT_LIMIT`] (bursts of 5, then 1/s).
+    pub chat_limit: RateLimit,
+    /// Requests per member, checked by the host (over the limit: `Refuse`
+    /// with `RateLimited`). Default [`DEFAULT_REQUEST_LIMIT`] (bursts of 10,
+    /// then 5/s).
+    pub request_limit: RateLimit,
 }
 
 impl SessionConfig {
@@ -60,6 +76,9 @@ impl SessionConfig {
             max_skew_ms: DEFAULT_MAX_SKEW_MS,
             forward: true,
             initial_policy: DEFAULT_POLICY,
+            reaction_limit: DEFAULT_REACTION_LIMIT,
+            chat_limit: DEFAULT_CHAT_LIMIT,
+            request_limit: DEFAULT_REQUEST_LIMIT,
         }
     }
 }
@@ -73,6 +92,9 @@ pub enum SessionError {
     /// An interval must be positive.
     #[error("session interval `{0}` must be positive")]
     Interval(&'static str),
+    /// A rate limit needs a burst of at least 1 and a positive interval.
+    #[error("rate limit `{0}` needs burst >= 1 and a positive interval")]
+    RateLimit(&'static str),
 }
 
 /// The driver's notice that the data channels to a neighbour are open, with
@@ -164,6 +186,9 @@ pub enum CommandError {
     /// Sequence numbers of this epoch are exhausted.
     #[error("sequence numbers exhausted; a new epoch is needed")]
     SeqExhausted,
+    /// Our own rate limit for this kind is spent (receivers would drop it).
+    #[error("rate limited; try again shortly")]
+    RateLimited,
 }
 
 /// Why the session asks the driver to close a connection.
@@ -265,6 +290,9 @@ pub enum Event {
     },
     /// A member was kicked (host-signed), possibly us.
     Kicked(UserId),
+    /// A member's certificate passed its not-after: its frames are no
+    /// longer accepted (possibly ours: the driver should re-join).
+    CertificateExpired(UserId),
     /// The driver must load this item into the player, then call
     /// [`super::Session::media_loaded`].
     LoadMedia(MediaItem),

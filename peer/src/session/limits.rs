@@ -1,0 +1,255 @@
+//! Rate limits of member-signed messages: token buckets in virtual time.
+//!
+//! Each member has one bucket per limited kind (reactions, chat, requests).
+//! A bucket holds at most `burst` tokens and gains one every `interval` of
+//! the receiving peer's local time; a message takes one token. Everything is
+//! integer arithmetic on [`LocalTime`], so the limits are exact and
+//! deterministic in simulations.
+
+use crate::message::Kind;
+use crate::time::{LocalTime, TimeDelta};
+
+/// A token bucket's parameters: up to `burst` messages at once, then one per
+/// `interval` on average.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Most messages accepted back to back (bucket size). At least 1.
+    pub burst: u32,
+    /// Time to earn one more message. Positive.
+    pub interval: TimeDelta,
+}
+
+impl RateLimit {
+    /// Whether the parameters can ever admit a message.
+    pub(crate) fn is_valid(&self) -> bool {
+        self.burst >= 1 && self.interval > TimeDelta::ZERO
+    }
+
+    /// Tokens the sending session keeps in reserve: one when the burst
+    /// allows it, so arrival jitter of up to one `interval` never pushes an
+    /// honest sender over the receivers' limit.
+    fn sender_reserve(&self) -> u32 {
+        u32::from(self.burst > 1)
+    }
+}
+
+/// Default limit on reactions per member: bursts of 8, then 4 per second.
+pub const DEFAULT_REACTION_LIMIT: RateLimit = RateLimit {
+    burst: 8,
+    interval: TimeDelta::from_millis(250),
+};
+
+/// Default limit on chat messages per member: bursts of 5, then 1 per
+/// second.
+pub const DEFAULT_CHAT_LIMIT: RateLimit = RateLimit {
+    burst: 5,
+    interval: TimeDelta::from_secs(1),
+};
+
+/// Default limit on requests per member (checked by the host): bursts of
+/// 10, then 5 per second.
+pub const DEFAULT_REQUEST_LIMIT: RateLimit = RateLimit {
+    burst: 10,
+    interval: TimeDelta::from_millis(200),
+};
+
+/// The three limits of a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Limits {
+    pub(crate) reaction: RateLimit,
+    pub(crate) chat: RateLimit,
+    pub(crate) request: RateLimit,
+}
+
+impl Limits {
+    fn for_kind(&self, kind: Kind) -> Option<RateLimit> {
+        match kind {
+            Kind::Reaction => Some(self.reaction),
+            Kind::Chat => Some(self.chat),
+            Kind::Request => Some(self.request),
+            _ => None,
+        }
+    }
+}
+
+/// One token bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Bucket {
+    tokens: u32,
+    /// Refills are accounted up to this instant.
+    at: LocalTime,
+}
+
+impl Bucket {
+    fn full(limit: RateLimit, now: LocalTime) -> Self {
+        Self {
+            tokens: limit.burst,
+            at: now,
+        }
+    }
+
+    fn refill(&mut self, limit: RateLimit, now: LocalTime) {
+        if self.tokens >= limit.burst {
+            self.tokens = limit.burst;
+            self.at = self.at.max(now);
+            return;
+        }
+        let elapsed = now.since(self.at).as_micros();
+        let step = limit.interval.as_micros();
+        if elapsed <= 0 || step <= 0 {
+            return;
+        }
+        let earned = elapsed / step;
+        let room = i64::from(limit.burst - self.tokens);
+        if earned >= room {
+            self.tokens = limit.burst;
+            self.at = now;
+        } else {
+            // earned < room ≤ u32::MAX, so both conversions are exact.
+            self.tokens += u32::try_from(earned).unwrap_or(0);
+            self.at += TimeDelta::from_micros(earned * step);
+        }
+    }
+
+    /// Takes a token if more than `reserve` are available.
+    fn try_take(&mut self, limit: RateLimit, now: LocalTime, reserve: u32) -> bool {
+        self.refill(limit, now);
+        if self.tokens > reserve {
+            self.tokens -= 1;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The buckets of one signer (a member, or ourselves as sender).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MemberBuckets {
+    reaction: Bucket,
+    chat: Bucket,
+    request: Bucket,
+    /// Host: a `Refuse{RateLimited}` was sent since this member's last
+    /// request within its limit (one refusal per over-limit streak).
+    pub(crate) refused: bool,
+}
+
+impl MemberBuckets {
+    /// Full buckets at `now`.
+    pub(crate) fn new(limits: &Limits, now: LocalTime) -> Self {
+        Self {
+            reaction: Bucket::full(limits.reaction, now),
+            chat: Bucket::full(limits.chat, now),
+            request: Bucket::full(limits.request, now),
+            refused: false,
+        }
+    }
+
+    fn bucket(&mut self, kind: Kind) -> Option<&mut Bucket> {
+        match kind {
+            Kind::Reaction => Some(&mut self.reaction),
+            Kind::Chat => Some(&mut self.chat),
+            Kind::Request => Some(&mut self.request),
+            _ => None,
+        }
+    }
+
+    /// Receiving: whether a `kind` message from this member is within its
+    /// limit (takes a token if so). Kinds without a limit always pass.
+    pub(crate) fn admit(&mut self, limits: &Limits, kind: Kind, now: LocalTime) -> bool {
+        match (limits.for_kind(kind), self.bucket(kind)) {
+            (Some(l), Some(b)) => b.try_take(l, now, 0),
+            _ => true,
+        }
+    }
+
+    /// Sending: like [`MemberBuckets::admit`], but keeps the sender's
+    /// reserve so receivers (which see the same messages with jitter) admit
+    /// everything an honest sender sends.
+    pub(crate) fn admit_own(&mut self, limits: &Limits, kind: Kind, now: LocalTime) -> bool {
+        match (limits.for_kind(kind), self.bucket(kind)) {
+            (Some(l), Some(b)) => b.try_take(l, now, l.sender_reserve()),
+            _ => true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: Limits = Limits {
+        reaction: RateLimit {
+            burst: 3,
+            interval: TimeDelta::from_millis(100),
+        },
+        chat: DEFAULT_CHAT_LIMIT,
+        request: DEFAULT_REQUEST_LIMIT,
+    };
+
+    fn ms(v: i64) -> LocalTime {
+        LocalTime::from_millis(v)
+    }
+
+    #[test]
+    fn burst_then_one_per_interval() {
+        let mut b = MemberBuckets::new(&LIMITS, ms(0));
+        for _ in 0..3 {
+            assert!(b.admit(&LIMITS, Kind::Reaction, ms(0)));
+        }
+        assert!(!b.admit(&LIMITS, Kind::Reaction, ms(0)), "burst spent");
+        assert!(!b.admit(&LIMITS, Kind::Reaction, ms(99)), "not yet earned");
+        assert!(b.admit(&LIMITS, Kind::Reaction, ms(100)));
+        assert!(!b.admit(&LIMITS, Kind::Reaction, ms(150)));
+        // Partial progress is kept: the next token is due at 200 ms.
+        assert!(b.admit(&LIMITS, Kind::Reaction, ms(200)));
+        // A long pause refills to the burst, never beyond.
+        for _ in 0..3 {
+            assert!(b.admit(&LIMITS, Kind::Reaction, ms(10_000)));
+        }
+        assert!(!b.admit(&LIMITS, Kind::Reaction, ms(10_000)));
+        // Other kinds have their own buckets or none.
+        assert!(b.admit(&LIMITS, Kind::Chat, ms(10_000)));
+        for _ in 0..100 {
+            assert!(b.admit(&LIMITS, Kind::Status, ms(10_000)));
+        }
+    }
+
+    #[test]
+    fn sender_keeps_one_token_in_reserve() {
+        let mut b = MemberBuckets::new(&LIMITS, ms(0));
+        assert!(b.admit_own(&LIMITS, Kind::Reaction, ms(0)));
+        assert!(b.admit_own(&LIMITS, Kind::Reaction, ms(0)));
+        assert!(!b.admit_own(&LIMITS, Kind::Reaction, ms(0)));
+        let one = Limits {
+            reaction: RateLimit {
+                burst: 1,
+                interval: TimeDelta::from_millis(100),
+            },
+            ..LIMITS
+        };
+        let mut b = MemberBuckets::new(&one, ms(0));
+        assert!(
+            b.admit_own(&one, Kind::Reaction, ms(0)),
+            "burst 1: no reserve"
+        );
+        assert!(!b.admit_own(&one, Kind::Reaction, ms(50)));
+    }
+
+    #[test]
+    fn validity() {
+        assert!(DEFAULT_REACTION_LIMIT.is_valid());
+        assert!(DEFAULT_CHAT_LIMIT.is_valid());
+        assert!(DEFAULT_REQUEST_LIMIT.is_valid());
+        let zero_burst = RateLimit {
+            burst: 0,
+            interval: TimeDelta::from_millis(1),
+        };
+        assert!(!zero_burst.is_valid());
+        let zero_interval = RateLimit {
+            burst: 1,
+            interval: TimeDelta::ZERO,
+        };
+        assert!(!zero_interval.is_valid());
+    }
+}
