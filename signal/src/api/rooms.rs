@@ -407,6 +407,21 @@ async fn take_seat(state: &AppState, room_id: &RoomId, user_id: i64, role: Role)
     if room.ended {
         return Err(ApiError::RoomEnded);
     }
+    // Re-check the membership under the write lock: a kick or a switch to
+    // invite-only between the caller's first read and now must win.
+    match store::membership(&mut *tx, room_id, user_id)
+        .await?
+        .map(|m| m.status)
+    {
+        Some(MemberStatus::Kicked) => {
+            return Err(ApiError::Forbidden(
+                "you were removed from this room".into(),
+            ));
+        }
+        Some(MemberStatus::Invited | MemberStatus::Joined | MemberStatus::Left) => {}
+        Some(MemberStatus::Declined) | None if room.invite_only => return Err(ApiError::NotFound),
+        Some(MemberStatus::Declined) | None => {}
+    }
     let items = room_items(&mut tx, room_id).await?;
     check_access_all(&mut tx, &[user_id], &items).await?;
     let joined: i64 = sqlx::query_scalar(
