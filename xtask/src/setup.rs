@@ -77,6 +77,16 @@ const SYSTEM_TOOLS: &[SystemTool] = &[
         package: "util-linux",
         why: "creates the tests' private network namespace",
     },
+    SystemTool {
+        program: "mpv",
+        package: "mpv",
+        why: "native peer's player backend; its tests drive a real mpv",
+    },
+    SystemTool {
+        program: "ffmpeg",
+        package: "ffmpeg",
+        why: "generates the test clip the mpv tests play",
+    },
 ];
 
 /// Runs every check, installing what is missing.

@@ -154,7 +154,9 @@ pub enum Message {
 pub enum Command {
     /// `observe_property <id> <name>`.
     Observe(Property),
-    /// `get_property time-pos` (the periodic sample).
+    /// `get_property audio-pts` (the periodic sample, when there is audio).
+    GetAudioPts,
+    /// `get_property time-pos` (the periodic sample without audio).
     GetTimePos,
     /// `set_property pause <bool>`.
     SetPause(bool),
@@ -173,6 +175,7 @@ impl Command {
     pub const fn name(&self) -> &'static str {
         match self {
             Self::Observe(_) => "observe_property",
+            Self::GetAudioPts => "get_property audio-pts",
             Self::GetTimePos => "get_property time-pos",
             Self::SetPause(_) => "pause",
             Self::SetSpeed(_) => "speed",
@@ -186,6 +189,7 @@ impl Command {
     pub fn encode(&self, request_id: u64) -> Vec<u8> {
         let command = match self {
             Self::Observe(p) => json!(["observe_property", p.id(), p.name()]),
+            Self::GetAudioPts => json!(["get_property", "audio-pts"]),
             Self::GetTimePos => json!(["get_property", "time-pos"]),
             Self::SetPause(b) => json!(["set_property", "pause", b]),
             Self::SetSpeed(s) => json!(["set_property", "speed", s]),

@@ -8,10 +8,10 @@
 //! - it observes `time-pos`, `pause`, `speed`, `paused-for-cache`,
 //!   `seeking`, `eof-reached` and `duration`, and the `seek` and
 //!   `playback-restart` events;
-//! - it reads `time-pos` with `get_property` every
+//! - it reads the position with `get_property` every
 //!   [`MpvConfig::sample_interval`] (and at once after any state change) and
 //!   stamps the reading with the local time taken right after the reply was
-//!   read;
+//!   read: `audio-pts` when the media has audio, else `time-pos`;
 //! - it applies actions with `set_property pause`, `seek <s>
 //!   absolute+exact`, `set_property speed`, and loads media with `loadfile`.
 //!
@@ -22,17 +22,21 @@
 //! itself is not buffering (the core already waits for its seeks), but no
 //! position is extrapolated while it is set.
 //!
-//! **Accuracy.** mpv's `time-pos` is the timestamp of the frame on screen,
-//! so it moves in steps of one frame (40 ms at 25 fps) and a reading taken
-//! between two frames is behind by up to a frame (on average half a frame,
-//! a bias the core's filter cannot average away). We therefore remember when
-//! each new `time-pos` value was announced (`property-change`) and, while
-//! playing, report `value + speed × (now − announced)`, bounded by
-//! [`MAX_EXTRAPOLATION`]. What remains is the delivery jitter of mpv's
-//! events and of our task's wake-ups: about ±1–5 ms on an idle machine,
-//! ±15 ms on a loaded one (measured by the `mpv_follows_*` test, which
-//! prints the residuals of a line fit), which the core's position filter
-//! averages over its window.
+//! **Accuracy.** `audio-pts` is the position of the audio being played,
+//! updated per audio chunk: it follows the local clock within about 1 ms
+//! plus the IPC round trip (measured against our clock: a constant offset
+//! of −3.6 ms after an unpause, sub-millisecond spread). `time-pos` is
+//! coarser: it is the timestamp of the video frame mpv has *queued*, so it
+//! moves in steps of one frame (40 ms at 25 fps) and runs up to a frame
+//! ahead of what is shown. Without audio we remember when each new
+//! `time-pos` value was announced (`property-change`) and, while playing,
+//! report `value + speed × (now − announced)`, bounded by
+//! [`MAX_EXTRAPOLATION`]; that removes the steps but not the up-to-one-frame
+//! lead. What remains in both cases is the delivery jitter of mpv's replies
+//! and of our task's wake-ups (a few ms on a loaded 2-core machine; the
+//! `mpv_follows_*` test prints the residuals of a line fit and the start-up
+//! latency the readings imply), which the core's position filter averages
+//! over its window.
 //!
 //! Failure: mpv exiting, the socket closing, a request unanswered for
 //! [`MpvConfig::request_timeout`], or a line breaking the protocol
@@ -84,6 +88,9 @@ pub const MAX_HELD_EVENTS: usize = 8;
 /// Longest span a reading is extrapolated past the moment mpv announced the
 /// frame (longer means mpv is not presenting frames: report the raw value).
 pub const MAX_EXTRAPOLATION: Duration = Duration::from_millis(250);
+/// Largest distance between `audio-pts` and the video position for the
+/// audio clock to be trusted (a frame or two of lead, plus slack).
+pub const AUDIO_VIDEO_AGREEMENT: Duration = Duration::from_millis(150);
 /// Bytes read from the socket at once.
 const READ_CHUNK: usize = 8 * 1024;
 /// Spacing of connection attempts while a spawned mpv starts.
@@ -276,6 +283,7 @@ impl MpvBackend {
             state: MpvState::default(),
             held: VecDeque::new(),
             want_sample: false,
+            want_time_pos: false,
             duration_unsent: None,
         };
         let task = tokio::spawn(session.run(action_rx, child));
@@ -373,6 +381,26 @@ struct MpvState {
     announced: Option<(f64, Instant)>,
 }
 
+impl MpvState {
+    /// Whether the position should be moving.
+    fn advancing(&self) -> bool {
+        !self.pause && !self.paused_for_cache && !self.seeking && !self.eof
+    }
+
+    /// Whether an `audio-pts` of `secs` read at `at` is usable: finite,
+    /// playing, and within [`AUDIO_VIDEO_AGREEMENT`] of the video position
+    /// (the audio clock lags while audio restarts after a seek or unpause).
+    fn agrees(&self, secs: f64, at: Instant) -> bool {
+        let Some((v, when)) = self.announced else {
+            return false;
+        };
+        let video = v + self.speed * at.saturating_duration_since(when).as_secs_f64();
+        secs.is_finite()
+            && self.advancing()
+            && (secs - video).abs() <= AUDIO_VIDEO_AGREEMENT.as_secs_f64()
+    }
+}
+
 impl Default for MpvState {
     fn default() -> Self {
         Self {
@@ -408,6 +436,7 @@ struct Session {
     state: MpvState,
     held: VecDeque<PlayerEvent>,
     want_sample: bool,
+    want_time_pos: bool,
     duration_unsent: Option<Option<MediaPos>>,
 }
 
@@ -473,6 +502,8 @@ impl Session {
                     match read {
                         Ok(0) => return PlayerError::Closed,
                         Ok(n) => self.received(buf.get(..n).unwrap_or_default(), at),
+                        // mpv died with data unread: same as a close.
+                        Err(e) if is_disconnect(&e) => return PlayerError::Closed,
                         Err(e) => return PlayerError::Io(e),
                     }
                 }
@@ -496,11 +527,25 @@ impl Session {
             if let Err(e) = step {
                 return e;
             }
-            if self.want_sample && !self.sample_in_flight() {
+            let sample = if self.want_time_pos {
+                // `audio-pts` was unavailable: fall back at once.
+                self.want_time_pos = false;
+                Some(Command::GetTimePos)
+            } else if self.want_sample && !self.sample_in_flight() {
                 self.want_sample = false;
-                if let Err(e) = self.request(Command::GetTimePos).await {
-                    return e;
-                }
+                // `audio-pts` is stale while paused and around seeks.
+                Some(if self.state.advancing() {
+                    Command::GetAudioPts
+                } else {
+                    Command::GetTimePos
+                })
+            } else {
+                None
+            };
+            if let Some(cmd) = sample
+                && let Err(e) = self.request(cmd).await
+            {
+                return e;
             }
             if let Some(d) = self.duration_unsent {
                 self.emit_duration(d);
@@ -514,7 +559,7 @@ impl Session {
     fn sample_in_flight(&self) -> bool {
         self.pending
             .iter()
-            .any(|p| p.command == Command::GetTimePos)
+            .any(|p| matches!(p.command, Command::GetTimePos | Command::GetAudioPts))
     }
 
     /// Sends `cmd` with a fresh request id (the write itself is bounded by
@@ -577,9 +622,17 @@ impl Session {
             return;
         };
         match (p.command, result) {
+            (Command::GetAudioPts, Ok(v)) => {
+                match v.as_f64().filter(|s| self.state.agrees(*s, at)) {
+                    Some(secs) => self.reading(secs, at, true),
+                    None => self.want_time_pos = true,
+                }
+            }
+            // No audio (or not started yet): read the video position.
+            (Command::GetAudioPts, Err(_)) => self.want_time_pos = true,
             (Command::GetTimePos, Ok(v)) => {
                 if let Some(secs) = v.as_f64().filter(|s| s.is_finite()) {
-                    self.reading(secs, at);
+                    self.reading(secs, at, false);
                 }
             }
             // No media: nothing to report.
@@ -670,13 +723,15 @@ impl Session {
         }
     }
 
-    /// A `time-pos` reply `secs` read at `at`: one observation per held
-    /// event (or one without).
-    fn reading(&mut self, secs: f64, at: Instant) {
+    /// A position reply `secs` read at `at` (`exact`: from `audio-pts`,
+    /// else a `time-pos` frame timestamp): one observation per held event
+    /// (or one without).
+    fn reading(&mut self, secs: f64, at: Instant, exact: bool) {
+        let advancing = self.state.advancing();
         let s = &mut self.state;
-        let advancing = !s.pause && !s.paused_for_cache && !s.seeking && !s.eof;
         let mut position = secs;
         match s.announced {
+            _ if exact => {}
             Some((v, when)) if v == secs => {
                 let since = at.saturating_duration_since(when);
                 if advancing && since <= MAX_EXTRAPOLATION {

@@ -162,6 +162,21 @@ fn residuals_ms(obs: &[PlayerObservation]) -> (f64, f64) {
     (rms, r.iter().copied().fold(0.0, f64::max))
 }
 
+/// Local time (ms) at which the readings' least-squares line reaches `pos`.
+fn intercept_ms(obs: &[PlayerObservation], pos: MediaPos) -> f64 {
+    let n = obs.len() as f64;
+    let xs: Vec<f64> = obs.iter().map(|o| o.at.as_micros() as f64 / 1e3).collect();
+    let ys: Vec<f64> = obs
+        .iter()
+        .map(|o| o.position.as_micros() as f64 / 1e3)
+        .collect();
+    let (mx, my) = (xs.iter().sum::<f64>() / n, ys.iter().sum::<f64>() / n);
+    let sxy: f64 = xs.iter().zip(&ys).map(|(x, y)| (x - mx) * (y - my)).sum();
+    let sxx: f64 = xs.iter().map(|x| (x - mx) * (x - mx)).sum();
+    let b = sxy / sxx;
+    mx + (pos.as_micros() as f64 / 1e3 - my) / b
+}
+
 async fn spawn_loaded(mpv: PathBuf, clip: &Clip, clock: PlayerClock) -> MpvBackend {
     let mut b = MpvBackend::spawn(config(mpv), clock).await.unwrap();
     b.load(clip.path.to_str().unwrap()).unwrap();
@@ -193,6 +208,7 @@ async fn mpv_follows_play_pause_seek_speed_and_end() {
     assert!(still.iter().all(|o| o.position == still[0].position));
 
     // Play: the position advances at 1x, stamped with our clock.
+    let play_at = clock.now();
     b.apply(PlayerAction::Play).unwrap();
     wait_obs(&mut b, "playing", |o| !o.paused).await;
     let playing = collect(&mut b, Duration::from_millis(2_000)).await;
@@ -202,6 +218,10 @@ async fn mpv_follows_play_pause_seek_speed_and_end() {
     let s = slope(&playing);
     assert!((0.8..1.25).contains(&s), "slope {s}");
     let (rms, max) = residuals_ms(&playing);
+    // Where the readings' line leaves the paused position: the start-up
+    // latency as the readings show it (negative would mean a forward bias).
+    let start_ms = intercept_ms(&playing, still[0].position) - play_at.as_micros() as f64 / 1e3;
+    println!("mpv start-up latency from the readings: {start_ms:.1} ms");
     println!(
         "mpv readings at 1x: n={} rms={rms:.1} ms max={max:.1} ms (residuals of a line fit)",
         playing.len()
@@ -319,6 +339,22 @@ async fn mpv_under_the_sync_engine_reports_no_echo_as_user_intent() {
         PlaybackState::playing(MediaPos::ZERO, at, Rate::NORMAL),
         clock.now(),
     );
+    // The error each second (the engine learns mpv's start-up latency and
+    // removes the initial error by rate).
+    let mut trace = Vec::new();
+    for _ in 0..3 {
+        let o = drive(
+            &mut b,
+            &mut engine,
+            clock,
+            Duration::from_secs(1),
+            &mut events,
+        )
+        .await
+        .unwrap();
+        trace.push(room_error(&engine, &o).as_micros() / 1_000);
+    }
+    println!("mpv under SyncEngine: error after play, each second (ms): {trace:?}");
     let o = drive(
         &mut b,
         &mut engine,
