@@ -165,3 +165,56 @@ async fn oversized_subtitles_and_too_deep_files_are_not_indexed() {
     assert_eq!(titles, ["a", "ok"]);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn sessions_expire_and_public_url_makes_absolute_stream_urls() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib_dir = media_tree(&dir.path().join("lib"));
+    let s = Server::start(&dir.path().join("data"), |c| {
+        c.access_token_ttl = std::time::Duration::from_secs(1);
+        c.refresh_token_ttl = std::time::Duration::from_secs(1);
+        c.public_url = Some("https://party.example.org/".into());
+    })
+    .await;
+    let lib = s.add_library("films", &lib_dir).await;
+    let uid = s.add_user("short", false).await;
+    s.grant(uid, lib).await;
+    let movie = s.item_id("films/movie.mp4").await;
+    let tokens = s.login_full("short").await;
+    assert_eq!(tokens["expires_in"], 1);
+    let access = tokens["access_token"].as_str().unwrap();
+    let su = json(
+        s.call(
+            Method::POST,
+            &format!("/api/v1/media/{movie}/stream-url"),
+            access,
+            None,
+        )
+        .await,
+    )
+    .await;
+    let url = su["url"].as_str().unwrap();
+    assert!(
+        url.starts_with(&format!(
+            "https://party.example.org/api/v1/media/{movie}/stream?t="
+        )),
+        "{url}"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    // The session (refresh lifetime) is over: refresh and access both fail.
+    let r = s
+        .client
+        .post(s.url("/api/v1/auth/refresh"))
+        .json(&json!({"refresh_token": tokens["refresh_token"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        s.call(Method::GET, "/api/v1/me", access, None)
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    s.stop().await;
+}
