@@ -6,111 +6,20 @@
 
 use proptest::prelude::*;
 
+mod support;
+
+use support::session::{ROOM, follower, k, sign_at, u};
 use watchparty_peer::acceptance::DropReason;
-use watchparty_peer::cert::{CertificateBody, SignedCertificate};
 use watchparty_peer::channels;
 use watchparty_peer::crypto::SigningKey;
-use watchparty_peer::frame::{self, Header, MAX_FRAME_LEN};
-use watchparty_peer::ids::{
-    DisplayName, Epoch, PositionMs, Role, RoomId, RoomMs, Seq, UnixSeconds, UserId,
-};
+use watchparty_peer::frame::MAX_FRAME_LEN;
+use watchparty_peer::ids::{PositionMs, RoomId, RoomMs};
 use watchparty_peer::message::Message;
-use watchparty_peer::session::{ChannelOpen, Event, Output, Session, SessionConfig};
-use watchparty_peer::signaling::{BoundedVec, OffererRule, RosterEntry, ServerMessage};
+use watchparty_peer::session::{Event, Output};
 use watchparty_peer::time::LocalTime;
 
-const ROOM: RoomId = RoomId::from_bytes([9; 16]);
-const WALL: UnixSeconds = UnixSeconds(1_700_000_000);
-
-fn k(n: u8) -> SigningKey {
-    SigningKey::from_seed(&[n; 32]).unwrap()
-}
-fn u(n: u64) -> UserId {
-    UserId::new(n).unwrap()
-}
-
-fn cert(server: &SigningKey, user: u64, role: Role, key: &SigningKey) -> SignedCertificate {
-    SignedCertificate::issue(
-        server,
-        CertificateBody {
-            room: ROOM,
-            epoch: Epoch(1),
-            user: u(user),
-            name: DisplayName::new("x").unwrap(),
-            role,
-            key: key.public_key(),
-            not_after: UnixSeconds(WALL.0 + 3600),
-        },
-    )
-    .unwrap()
-}
-
-/// A follower (user 2) in a room hosted by user 1, with member user 3.
-fn follower() -> Session {
-    let server = k(0x50);
-    let (host, me, member) = (k(1), k(2), k(3));
-    let now = LocalTime::from_micros(1_000_000);
-    let mut s = Session::new(
-        SessionConfig::new(ROOM),
-        k(2),
-        server.public_key(),
-        Some(host.public_key()),
-        now,
-        WALL,
-    )
-    .unwrap();
-    let members = vec![
-        RosterEntry {
-            certificate: cert(&server, 1, Role::Host, &host),
-            online: true,
-        },
-        RosterEntry {
-            certificate: cert(&server, 3, Role::Controller, &member),
-            online: true,
-        },
-    ];
-    s.handle_signal(
-        ServerMessage::Hello {
-            protocol: 1,
-            room: ROOM,
-            you: u(2),
-            epoch: Epoch(1),
-            server_key: server.public_key(),
-            certificate: cert(&server, 2, Role::Viewer, &me),
-            members: BoundedVec::new(members).unwrap(),
-            ice_servers: BoundedVec::empty(),
-            offerer: OffererRule::Joiner,
-        },
-        now,
-    );
-    s.channel_open(
-        ChannelOpen {
-            peer: u(1),
-            local_fingerprint: None,
-            remote_fingerprint: None,
-        },
-        now,
-    );
-    s.channel_open(
-        ChannelOpen {
-            peer: u(3),
-            local_fingerprint: None,
-            remote_fingerprint: None,
-        },
-        now,
-    );
-    while s.poll_output().is_some() {}
-    s
-}
-
 fn sign(key: &SigningKey, room: RoomId, epoch: u64, seq: u64, msg: &Message) -> Vec<u8> {
-    let h = Header {
-        room,
-        epoch: Epoch(epoch),
-        seq: Seq::new(seq).unwrap(),
-        issued_at: RoomMs(0),
-    };
-    frame::encode(key, &h, msg).unwrap()
+    sign_at(key, room, epoch, seq, 0, msg)
 }
 
 fn pause(pos: u64) -> Message {

@@ -940,6 +940,7 @@ impl Session {
         if self.ended {
             return;
         }
+        self.expire_certificates(now);
         match self.receive(from, channel, bytes, now) {
             Ok(()) => {}
             Err(Rx::Duplicate) => self.stats.duplicates = self.stats.duplicates.saturating_add(1),

@@ -1,1 +1,2 @@
 pub mod room;
+pub mod session;
