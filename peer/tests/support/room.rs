@@ -401,12 +401,17 @@ impl Room {
         });
     }
 
-    /// Injects raw bytes as if `from` had sent them to `to`.
+    /// Injects raw bytes as if `from` had sent them to `to`, on the channel
+    /// of their kind byte (control when there is none).
     pub fn inject(&mut self, from: usize, to: usize, bytes: Vec<u8>) {
         let local = self.local(to);
+        let channel = bytes
+            .get(3)
+            .and_then(|b| watchparty_peer::message::Kind::from_byte(*b))
+            .map_or(channels::CONTROL.id, |k| k.channel().id);
         self.peers[to]
             .session
-            .handle_frame(user(from), channels::CONTROL.id, &bytes, local);
+            .handle_frame(user(from), channel, &bytes, local);
         self.drain(to);
     }
 
