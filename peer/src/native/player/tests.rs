@@ -141,8 +141,8 @@ fn slope(obs: &[PlayerObservation]) -> f64 {
     (secs(z.position) - secs(a.position)) / (z.at.since(a.at).as_micros() as f64 / 1e6)
 }
 
-/// RMS and max distance (ms) of readings from their least-squares line.
-fn residuals_ms(obs: &[PlayerObservation]) -> (f64, f64) {
+/// Least-squares line through the readings, in ms: (mean x, mean y, slope).
+fn fit(obs: &[PlayerObservation]) -> (f64, f64, f64) {
     let n = obs.len() as f64;
     let xs: Vec<f64> = obs.iter().map(|o| o.at.as_micros() as f64 / 1e3).collect();
     let ys: Vec<f64> = obs
@@ -152,28 +152,29 @@ fn residuals_ms(obs: &[PlayerObservation]) -> (f64, f64) {
     let (mx, my) = (xs.iter().sum::<f64>() / n, ys.iter().sum::<f64>() / n);
     let sxy: f64 = xs.iter().zip(&ys).map(|(x, y)| (x - mx) * (y - my)).sum();
     let sxx: f64 = xs.iter().map(|x| (x - mx) * (x - mx)).sum();
-    let b = sxy / sxx;
-    let r: Vec<f64> = xs
+    (mx, my, sxy / sxx)
+}
+
+/// RMS and max distance (ms) of readings from their least-squares line.
+fn residuals_ms(obs: &[PlayerObservation]) -> (f64, f64) {
+    let (mx, my, b) = fit(obs);
+    let r: Vec<f64> = obs
         .iter()
-        .zip(&ys)
-        .map(|(x, y)| (y - (my + b * (x - mx))).abs())
+        .map(|o| {
+            let (x, y) = (
+                o.at.as_micros() as f64 / 1e3,
+                o.position.as_micros() as f64 / 1e3,
+            );
+            (y - (my + b * (x - mx))).abs()
+        })
         .collect();
-    let rms = (r.iter().map(|v| v * v).sum::<f64>() / n).sqrt();
+    let rms = (r.iter().map(|v| v * v).sum::<f64>() / r.len() as f64).sqrt();
     (rms, r.iter().copied().fold(0.0, f64::max))
 }
 
 /// Local time (ms) at which the readings' least-squares line reaches `pos`.
 fn intercept_ms(obs: &[PlayerObservation], pos: MediaPos) -> f64 {
-    let n = obs.len() as f64;
-    let xs: Vec<f64> = obs.iter().map(|o| o.at.as_micros() as f64 / 1e3).collect();
-    let ys: Vec<f64> = obs
-        .iter()
-        .map(|o| o.position.as_micros() as f64 / 1e3)
-        .collect();
-    let (mx, my) = (xs.iter().sum::<f64>() / n, ys.iter().sum::<f64>() / n);
-    let sxy: f64 = xs.iter().zip(&ys).map(|(x, y)| (x - mx) * (y - my)).sum();
-    let sxx: f64 = xs.iter().map(|x| (x - mx) * (x - mx)).sum();
-    let b = sxy / sxx;
+    let (mx, my, b) = fit(obs);
     mx + (pos.as_micros() as f64 / 1e3 - my) / b
 }
 
