@@ -171,6 +171,8 @@ pub struct Config {
     pub argon2: Argon2Cost,
     /// Concurrent password hashes.
     pub hash_concurrency: usize,
+    /// The signaling WebSocket (`[signaling]` table; see [`crate::ws::config`]).
+    pub signaling: crate::ws::SignalingConfig,
 }
 
 impl Config {
@@ -194,6 +196,7 @@ impl Config {
             cleanup_interval: DEFAULT_CLEANUP_INTERVAL,
             argon2: Argon2Cost::default(),
             hash_concurrency: DEFAULT_HASH_CONCURRENCY,
+            signaling: crate::ws::SignalingConfig::default(),
         }
     }
 
@@ -228,6 +231,7 @@ impl Config {
         if self.cleanup_interval.is_zero() {
             return Err("cleanup_interval_secs must be positive".into());
         }
+        self.signaling.validate()?;
         argon2::Params::new(
             self.argon2.memory_kib,
             self.argon2.iterations,
@@ -295,6 +299,8 @@ pub struct FileConfig {
     pub argon2: Option<Argon2Cost>,
     /// See [`Config::hash_concurrency`].
     pub hash_concurrency: Option<usize>,
+    /// See [`Config::signaling`].
+    pub signaling: Option<crate::ws::SignalingConfig>,
 }
 
 impl FileConfig {
@@ -360,6 +366,9 @@ pub fn resolve(over: FileConfig, file: FileConfig) -> Result<Config, String> {
     }
     if let Some(v) = file.hash_concurrency {
         c.hash_concurrency = v;
+    }
+    if let Some(v) = file.signaling {
+        c.signaling = v;
     }
     if let Some(url) = &c.public_url
         && !(url.starts_with("http://") || url.starts_with("https://"))

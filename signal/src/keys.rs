@@ -83,6 +83,8 @@ pub struct ServerKeys {
     pub stream: SymmetricKey,
     /// The server's Ed25519 key pair (ring), for signing member certificates.
     pub server_ed25519: Ed25519KeyPair,
+    /// The same key as the protocol core's signer (`SignedCertificate::issue`).
+    pub cert_signer: watchparty_peer::crypto::SigningKey,
 }
 
 impl std::fmt::Debug for ServerKeys {
@@ -104,11 +106,13 @@ impl ServerKeys {
         let rng = SystemRandom::new();
         let jwt = load_or_create_symmetric(&data_dir.join(JWT_KEY_FILE), &rng)?;
         let stream = load_or_create_symmetric(&data_dir.join(STREAM_KEY_FILE), &rng)?;
-        let server_ed25519 = load_or_create_ed25519(&data_dir.join(SERVER_ED25519_FILE), &rng)?;
+        let (server_ed25519, cert_signer) =
+            load_or_create_ed25519(&data_dir.join(SERVER_ED25519_FILE), &rng)?;
         Ok(ServerKeys {
             jwt,
             stream,
             server_ed25519,
+            cert_signer,
         })
     }
 }
@@ -176,15 +180,39 @@ fn load_or_create_symmetric(path: &Path, rng: &SystemRandom) -> Result<Symmetric
     Ok(SymmetricKey(key))
 }
 
-fn load_or_create_ed25519(path: &Path, rng: &SystemRandom) -> Result<Ed25519KeyPair, KeyError> {
-    if let Some(bytes) = read_key_file(path)? {
-        return Ed25519KeyPair::from_pkcs8(&bytes)
-            .map_err(|_| KeyError::Malformed(path.to_owned()));
+/// DER prefix of ring's Ed25519 PKCS#8 v2 document up to the 32-byte seed
+/// (RFC 8410 `OneAsymmetricKey`, version 1, `id-Ed25519`, `OCTET STRING(OCTET STRING(seed))`).
+const PKCS8_V2_SEED_PREFIX: [u8; 16] = [
+    0x30, 0x53, 0x02, 0x01, 0x01, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
+
+/// Loads the pair and derives the protocol-core signer from the seed in the
+/// PKCS#8 document; the derived public key must equal ring's.
+fn load_or_create_ed25519(
+    path: &Path,
+    rng: &SystemRandom,
+) -> Result<(Ed25519KeyPair, watchparty_peer::crypto::SigningKey), KeyError> {
+    let doc = match read_key_file(path)? {
+        Some(bytes) => bytes,
+        None => {
+            let doc = Ed25519KeyPair::generate_pkcs8(rng).map_err(|_| KeyError::Rng)?;
+            write_new_key_file(path, doc.as_ref())?;
+            tracing::info!(file = %path.display(), "generated new server Ed25519 key");
+            doc.as_ref().to_vec()
+        }
+    };
+    let malformed = || KeyError::Malformed(path.to_owned());
+    let pair = Ed25519KeyPair::from_pkcs8(&doc).map_err(|_| malformed())?;
+    let seed: [u8; 32] = doc
+        .strip_prefix(PKCS8_V2_SEED_PREFIX.as_slice())
+        .and_then(|rest| rest.get(..32))
+        .and_then(|s| s.try_into().ok())
+        .ok_or_else(malformed)?;
+    let signer = watchparty_peer::crypto::SigningKey::from_seed(&seed).map_err(|_| malformed())?;
+    if signer.public_key().as_bytes().as_slice() != pair.public_key().as_ref() {
+        return Err(malformed());
     }
-    let doc = Ed25519KeyPair::generate_pkcs8(rng).map_err(|_| KeyError::Rng)?;
-    write_new_key_file(path, doc.as_ref())?;
-    tracing::info!(file = %path.display(), "generated new server Ed25519 key");
-    Ed25519KeyPair::from_pkcs8(doc.as_ref()).map_err(|_| KeyError::Malformed(path.to_owned()))
+    Ok((pair, signer))
 }
 
 #[cfg(test)]

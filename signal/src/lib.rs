@@ -1,5 +1,5 @@
-//! watchparty signaling server: accounts, media access, rooms (and, later,
-//! the WebRTC signaling relay).
+//! watchparty signaling server: accounts, media access, rooms and the WebRTC
+//! signaling relay ([`ws`]).
 //!
 //! Entry points: [`app`] builds the axum router for an [`AppState`];
 //! [`server::run`] is `watchparty-signal serve`; [`cli`] holds the admin
@@ -27,6 +27,7 @@ pub mod state;
 pub mod throttle;
 pub mod tokens;
 pub mod validate;
+pub mod ws;
 
 pub use api::app;
 pub use config::Config;

@@ -81,6 +81,8 @@ pub struct AppState {
     pub hasher: PasswordHasherPool,
     /// Throttles and rate limiters.
     pub limits: Arc<Limiters>,
+    /// Signaling sockets (see [`crate::ws`]).
+    pub hub: Arc<crate::ws::Hub>,
 }
 
 /// Failures while building the state at startup.
@@ -152,6 +154,7 @@ impl AppState {
             db,
             hasher,
             limits: Arc::new(Limiters::new()),
+            hub: Arc::new(crate::ws::Hub::default()),
         })
     }
 }

@@ -119,6 +119,10 @@ pub fn app(state: AppState) -> Router {
         })
         .on_response(DefaultOnResponse::new().level(Level::INFO));
     let mut app = router
+        .route(
+            crate::ws::SIGNAL_PATH,
+            axum::routing::get(crate::ws::signal),
+        )
         .fallback(fallback)
         .layer(Extension(health::OpenApiDoc(doc_json)))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
