@@ -180,10 +180,11 @@ fn load_or_create_symmetric(path: &Path, rng: &SystemRandom) -> Result<Symmetric
     Ok(SymmetricKey(key))
 }
 
-/// DER prefix of ring's Ed25519 PKCS#8 v2 document up to the 32-byte seed
-/// (RFC 8410 `OneAsymmetricKey`, version 1, `id-Ed25519`, `OCTET STRING(OCTET STRING(seed))`).
-const PKCS8_V2_SEED_PREFIX: [u8; 16] = [
-    0x30, 0x53, 0x02, 0x01, 0x01, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+/// DER of ring's Ed25519 PKCS#8 v2 document after the outer `SEQUENCE`
+/// header (2 bytes) up to the 32-byte seed (RFC 8410 `OneAsymmetricKey`:
+/// version 1, `id-Ed25519`, `OCTET STRING(OCTET STRING(seed))`).
+const PKCS8_V2_SEED_PREFIX: [u8; 14] = [
+    0x02, 0x01, 0x01, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
 ];
 
 /// Loads the pair and derives the protocol-core signer from the seed in the
@@ -204,7 +205,9 @@ fn load_or_create_ed25519(
     let malformed = || KeyError::Malformed(path.to_owned());
     let pair = Ed25519KeyPair::from_pkcs8(&doc).map_err(|_| malformed())?;
     let seed: [u8; 32] = doc
-        .strip_prefix(PKCS8_V2_SEED_PREFIX.as_slice())
+        .get(2..)
+        .filter(|_| doc.first() == Some(&0x30))
+        .and_then(|d| d.strip_prefix(PKCS8_V2_SEED_PREFIX.as_slice()))
         .and_then(|rest| rest.get(..32))
         .and_then(|s| s.try_into().ok())
         .ok_or_else(malformed)?;

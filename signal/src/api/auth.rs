@@ -245,6 +245,7 @@ async fn refresh(
     security(("bearer" = [])))]
 async fn logout(State(state): State<AppState>, user: AuthUser) -> ApiResult<StatusCode> {
     accounts::revoke_session(&state.db, &user.session_id).await?;
+    crate::ws::on_logout(&state, &user.session_id);
     tracing::info!(user_id = user.id, "logout");
     Ok(StatusCode::NO_CONTENT)
 }

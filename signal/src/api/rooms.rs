@@ -825,6 +825,7 @@ async fn leave_room(
         )),
         Standing::Joined(role) => {
             set_own_status(&state, &ctx.room.id, user.id, role, MemberStatus::Left).await?;
+            crate::ws::on_member_left(&state, &ctx.room.id, user.id);
             Ok(StatusCode::NO_CONTENT)
         }
         _ => Err(ApiError::Conflict("you have not joined this room".into())),
@@ -852,6 +853,7 @@ async fn end_room(
     .execute(&state.db)
     .await?;
     tracing::info!(room_id = %ctx.room.id, "room ended by host");
+    crate::ws::on_room_ended(&state, &ctx.room.id);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -950,6 +952,7 @@ async fn change_role(
     set_member(&mut tx, &room_id, target, req.role.into(), m.status, now).await?;
     store::touch(&mut *tx, &room_id, now).await?;
     tx.commit().await?;
+    crate::ws::on_role_changed(&state, &room_id, target, req.role.into()).await;
     Ok(ApiJson(reload_view(&state, &room_id, user.id).await?))
 }
 
@@ -975,6 +978,7 @@ async fn kick_member(
     store::touch(&mut *tx, &room_id, now).await?;
     tx.commit().await?;
     tracing::info!(room_id = %room_id, user_id = target, "member removed by host");
+    crate::ws::on_member_kicked(&state, &room_id, target);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -1032,6 +1036,7 @@ async fn handoff(
     .await?;
     tx.commit().await?;
     tracing::info!(room_id = %room_id, new_host = req.user_id, "host handed off");
+    crate::ws::on_role_changed(&state, &room_id, user.id, Role::Controller).await;
     Ok(ApiJson(reload_view(&state, &room_id, user.id).await?))
 }
 
