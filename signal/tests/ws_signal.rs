@@ -196,8 +196,8 @@ async fn rate_limit_errors_then_1008() {
 async fn per_user_global_and_unauthenticated_caps() {
     let w = world(&["guest"], |c| {
         c.max_per_user = 1;
-        c.max_connections = 6;
-        c.max_unauthenticated_per_ip = 3;
+        c.max_connections = 4;
+        c.max_unauthenticated_per_ip = 2;
     })
     .await;
     // Per user: a second room for the same host.
@@ -209,9 +209,9 @@ async fn per_user_global_and_unauthenticated_caps() {
     auth(&mut ws, &host_t, Some(1)).await;
     assert!(matches!(recv(&mut ws).await, ServerMessage::Error { code: ErrorCode::RateLimited, .. }));
     assert_eq!(close_code(&mut ws).await, Some(1008));
-    // Unauthenticated per IP: 3 holders, the 4th is refused before the upgrade.
+    // Unauthenticated per IP: 2 holders, the 3rd is refused before the upgrade.
     let mut holders = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..2 {
         holders.push(w.open(&w.room, None).await.unwrap());
     }
     match w.open(&w.room, None).await {
@@ -220,21 +220,18 @@ async fn per_user_global_and_unauthenticated_caps() {
     }
     drop(holders);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    // Global: 6 sockets in total (1 authenticated + 5 holders from the loopback
-    // range with distinct source addresses would be needed for per-IP; here
-    // raise it by opening from this IP in two steps).
+    // Global: 4 sockets in total (host, guest and 2 holders); the 5th gets 503.
+    let (_guest, _, _) = w.join("guest", 2).await;
     let mut open = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..2 {
         open.push(w.open(&w.room, None).await.unwrap());
     }
-    let (_g, _, _) = w.join("guest", 2).await; // 5 sockets now (host, guest, 3 holders)
-    let _one_more = w.open(&w.room, Some("http://party.test")).await.map(|_| ());
+    assert_eq!(w.s.state.hub.counts(), (4, 2));
     match w.open(&w.room, None).await {
-        Err(tungstenite::Error::Http(r)) => assert!(r.status() == 503 || r.status() == 429, "{}", r.status()),
-        other => panic!("expected refusal, got {:?}", other.map(|_| ())),
+        Err(tungstenite::Error::Http(r)) => assert_eq!(r.status(), 503),
+        other => panic!("expected 503, got {:?}", other.map(|_| ())),
     }
-    let (total, _) = w.s.state.hub.counts();
-    assert!(total <= 6);
+    drop(open);
 }
 
 #[tokio::test]
@@ -251,7 +248,12 @@ async fn idle_socket_closed_live_socket_kept() {
     while tokio::time::Instant::now() < deadline {
         let _ = maybe_recv(&mut host, Duration::from_millis(50)).await;
     }
-    assert_eq!(close_code(&mut guest).await, Some(1001), "silent socket closed as idle");
+    assert!(!w.s.state.hub.is_online(&w.room, w.id("guest")), "silent socket closed as idle");
+    // Its buffered stream ends with the 1001 close frame (or a reset, if the
+    // client's automatic pong hits the closed socket first).
+    let code = close_code(&mut guest).await;
+    assert!(code == Some(1001) || code.is_none(), "{code:?}");
+    assert!(w.s.state.hub.is_online(&w.room, w.id("host")), "live socket kept");
     send(&mut host, json!({"type": "offer", "to": w.id("guest"), "sdp": "v=0"})).await;
     assert!(matches!(recv(&mut host).await, ServerMessage::MemberLeft { .. } | ServerMessage::Error { .. }));
 }
@@ -304,30 +306,30 @@ async fn reconnect_replaces_the_old_socket() {
 
 #[tokio::test]
 async fn kick_logout_role_change_end_and_revocation_close_sockets() {
-    let w = world(&["a", "b", "c", "d"], |c| c.revalidate_ms = 100).await;
+    let w = world(&["alice", "bob", "carol", "dave"], |c| c.revalidate_ms = 100).await;
     let host_t = w.s.login("host").await;
     let (mut host, _, _) = w.join("host", 1).await;
-    let (mut a, _, _) = w.join("a", 2).await;
-    let (mut b, _, b_tok) = w.join("b", 3).await;
-    let (mut c, _, _) = w.join("c", 4).await;
-    let (mut d, _, _) = w.join("d", 5).await;
+    let (mut a, _, _) = w.join("alice", 2).await;
+    let (mut b, _, b_tok) = w.join("bob", 3).await;
+    let (mut c, _, _) = w.join("carol", 4).await;
+    let (mut d, _, _) = w.join("dave", 5).await;
     // Role change: pushed as role_changed with a re-issued certificate.
-    let r = w.s.call(Method::PATCH, &format!("/api/v1/rooms/{}/members/{}", w.room, w.id("a")), &host_t, Some(json!({"role": "controller"}))).await;
+    let r = w.s.call(Method::PATCH, &format!("/api/v1/rooms/{}/members/{}", w.room, w.id("alice")), &host_t, Some(json!({"role": "controller"}))).await;
     assert_eq!(r.status(), 200);
     loop {
         if let ServerMessage::RoleChanged { certificate } = recv(&mut d).await {
             assert_eq!(certificate.claimed().role, Role::Controller);
-            assert_eq!(certificate.claimed().user, uid(w.id("a")));
+            assert_eq!(certificate.claimed().user, uid(w.id("alice")));
             break;
         }
     }
     // Kick a: everyone hears `kicked`, a's socket closes 1008.
-    let r = w.s.call(Method::DELETE, &format!("/api/v1/rooms/{}/members/{}", w.room, w.id("a")), &host_t, None).await;
+    let r = w.s.call(Method::DELETE, &format!("/api/v1/rooms/{}/members/{}", w.room, w.id("alice")), &host_t, None).await;
     assert_eq!(r.status(), 204);
     assert_eq!(close_code(&mut a).await, Some(1008));
     loop {
         if let ServerMessage::Kicked { user } = recv(&mut d).await {
-            assert_eq!(user, uid(w.id("a")));
+            assert_eq!(user, uid(w.id("alice")));
             break;
         }
     }
@@ -336,7 +338,7 @@ async fn kick_logout_role_change_end_and_revocation_close_sockets() {
     assert_eq!(r.status(), 204);
     assert_eq!(close_code(&mut b).await, Some(1008));
     // Account disabled out of process (CLI-style, straight in the database): revalidation closes it.
-    sqlx::query("UPDATE users SET disabled = 1 WHERE id = ?1").bind(w.id("c")).execute(&w.s.state.db).await.unwrap();
+    sqlx::query("UPDATE users SET disabled = 1 WHERE id = ?1").bind(w.id("carol")).execute(&w.s.state.db).await.unwrap();
     assert_eq!(close_code(&mut c).await, Some(1008));
     // Room end: room_ended to everyone, then 1008.
     let r = w.s.call(Method::POST, &format!("/api/v1/rooms/{}/end", w.room), &host_t, None).await;

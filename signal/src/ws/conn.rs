@@ -318,6 +318,12 @@ async fn serve(
             }
             _ = recheck.tick() => {
                 if !still_valid(state, room, user).await {
+                    // A room that ended meanwhile is announced as such (the
+                    // REST hook may not have reached this socket yet).
+                    if matches!(store::load_room(&state.db, room).await, Ok(Some(r)) if r.ended) {
+                        let end = ServerMessage::RoomEnded { reason: watchparty_peer::signaling::EndReason::Closed };
+                        let _ = send(socket, &end, cfg.send_timeout()).await;
+                    }
                     close(socket, CLOSE_POLICY, "access revoked").await;
                     return Err("access revoked");
                 }
