@@ -20,12 +20,19 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use watchparty_peer::signaling::ServerMessage;
 use ws_common::*;
 
-async fn open_from(url: &str, addr: SocketAddr, from: Ipv4Addr) -> Option<tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>> {
+async fn open_from(
+    url: &str,
+    addr: SocketAddr,
+    from: Ipv4Addr,
+) -> Option<tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>> {
     let sock = TcpSocket::new_v4().ok()?;
     sock.bind(SocketAddr::from((from, 0))).ok()?;
     let tcp = sock.connect(addr).await.ok()?;
     let req = url.into_client_request().ok()?;
-    tokio_tungstenite::client_async(req, tcp).await.ok().map(|(ws, _)| ws)
+    tokio_tungstenite::client_async(req, tcp)
+        .await
+        .ok()
+        .map(|(ws, _)| ws)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -56,7 +63,8 @@ async fn legit_member_gets_through_a_flood() {
         tasks.push(tokio::spawn(async move {
             let big = "z".repeat(70_000);
             while !stop.load(Ordering::Relaxed) {
-                let Some(mut ws) = open_from(&url, addr, Ipv4Addr::new(127, 0, 2, i + 1)).await else {
+                let Some(mut ws) = open_from(&url, addr, Ipv4Addr::new(127, 0, 2, i + 1)).await
+                else {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
                 };
@@ -79,14 +87,26 @@ async fn legit_member_gets_through_a_flood() {
     let (mut host, _, _) = w.join("host", 1).await;
     let (mut guest, _, _) = w.join("guest", 2).await;
     let t_auth = t0.elapsed();
-    send(&mut host, json!({"type": "offer", "to": w.id("guest"), "sdp": "v=0\r\nflood"})).await;
+    send(
+        &mut host,
+        json!({"type": "offer", "to": w.id("guest"), "sdp": "v=0\r\nflood"}),
+    )
+    .await;
     let offer = loop {
-        if let m @ ServerMessage::Offer { .. } = recv(&mut guest).await { break m; }
+        if let m @ ServerMessage::Offer { .. } = recv(&mut guest).await {
+            break m;
+        }
     };
     assert!(matches!(offer, ServerMessage::Offer { .. }));
-    send(&mut guest, json!({"type": "answer", "to": w.id("host"), "sdp": "v=0\r\nok"})).await;
+    send(
+        &mut guest,
+        json!({"type": "answer", "to": w.id("host"), "sdp": "v=0\r\nok"}),
+    )
+    .await;
     loop {
-        if let ServerMessage::Answer { .. } = recv(&mut host).await { break; }
+        if let ServerMessage::Answer { .. } = recv(&mut host).await {
+            break;
+        }
     }
     let total = t0.elapsed();
     stop.store(true, Ordering::Relaxed);

@@ -29,33 +29,69 @@ async fn signaling_logs_hold_no_secrets_or_bodies() {
     let capture = Capture::default();
     let sink = capture.clone();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("watchparty_signal=trace,tower_http=trace,axum=trace"))
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            "watchparty_signal=trace,tower_http=trace,axum=trace",
+        ))
         .with_writer(move || sink.clone())
         .with_ansi(false)
         .init();
     let w = world(&["guest"], |c| {
         c.turn_urls = vec!["turn:turn.party.test:3478".into()];
-        c.turn_secret = Some(watchparty_signal::ws::config::TurnSecret::new("TURN-SECRET-MARKER"));
+        c.turn_secret = Some(watchparty_signal::ws::config::TurnSecret::new(
+            "TURN-SECRET-MARKER",
+        ));
     })
     .await;
     let (mut host, _, host_token) = w.join("host", 1).await;
     let (mut guest, hello, guest_token) = w.join("guest", 2).await;
-    let ServerMessage::Hello { ice_servers, .. } = hello else { unreachable!() };
-    let turn_cred = ice_servers.as_slice()[0].credential.as_ref().unwrap().as_str().to_owned();
-    send(&mut host, json!({"type": "offer", "to": w.id("guest"), "sdp": "v=0\r\no=SDP-BODY-MARKER"})).await;
+    let ServerMessage::Hello { ice_servers, .. } = hello else {
+        unreachable!()
+    };
+    let turn_cred = ice_servers.as_slice()[0]
+        .credential
+        .as_ref()
+        .unwrap()
+        .as_str()
+        .to_owned();
+    send(
+        &mut host,
+        json!({"type": "offer", "to": w.id("guest"), "sdp": "v=0\r\no=SDP-BODY-MARKER"}),
+    )
+    .await;
     let _ = recv(&mut guest).await;
     send(&mut guest, json!({"type": "ice", "to": w.id("host"), "candidate": {"candidate": "candidate:CANDIDATE-MARKER 1 udp 1 10.9.8.7 5000 typ host"}})).await;
     loop {
-        if let ServerMessage::Ice { .. } = recv(&mut host).await { break; }
+        if let ServerMessage::Ice { .. } = recv(&mut host).await {
+            break;
+        }
     }
     // A malformed message with a secret-looking value.
-    send(&mut guest, json!({"type": "auth", "token": 12345, "x": "BODY-VALUE-MARKER"})).await;
+    send(
+        &mut guest,
+        json!({"type": "auth", "token": 12345, "x": "BODY-VALUE-MARKER"}),
+    )
+    .await;
     let _ = recv(&mut guest).await;
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let text = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
-    assert!(text.contains("signaling connected"), "connect events are logged");
-    assert!(text.contains("relayed"), "relay events are logged (type, size, ids)");
-    for secret in [host_token.as_str(), guest_token.as_str(), "SDP-BODY-MARKER", "CANDIDATE-MARKER", "10.9.8.7", "TURN-SECRET-MARKER", turn_cred.as_str(), "BODY-VALUE-MARKER"] {
+    assert!(
+        text.contains("signaling connected"),
+        "connect events are logged"
+    );
+    assert!(
+        text.contains("relayed"),
+        "relay events are logged (type, size, ids)"
+    );
+    for secret in [
+        host_token.as_str(),
+        guest_token.as_str(),
+        "SDP-BODY-MARKER",
+        "CANDIDATE-MARKER",
+        "10.9.8.7",
+        "TURN-SECRET-MARKER",
+        turn_cred.as_str(),
+        "BODY-VALUE-MARKER",
+    ] {
         assert!(!text.contains(secret), "log leaks {secret:?}");
     }
 }

@@ -21,23 +21,46 @@ fn uid(v: i64) -> UserId {
 }
 
 fn now() -> UnixSeconds {
-    UnixSeconds(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs())
+    UnixSeconds(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
 }
 
 #[tokio::test]
 async fn origin_policy_is_checked_before_the_upgrade() {
     let w = world(&[], |_| {}).await;
-    for bad in ["null", "http://party.test.evil.com", "http://evil.test", "https://party.test", "http://party.test:81"] {
+    for bad in [
+        "null",
+        "http://party.test.evil.com",
+        "http://evil.test",
+        "https://party.test",
+        "http://party.test:81",
+    ] {
         match w.open(&w.room, Some(bad)).await {
             Err(tungstenite::Error::Http(r)) => assert_eq!(r.status(), 403, "{bad}"),
-            other => panic!("{bad}: expected 403, got {other:?}", other = other.map(|_| ())),
+            other => panic!(
+                "{bad}: expected 403, got {other:?}",
+                other = other.map(|_| ())
+            ),
         }
     }
     assert!(w.open(&w.room, Some("http://party.test")).await.is_ok());
-    assert!(w.open(&w.room, None).await.is_ok(), "no Origin = non-browser client");
+    assert!(
+        w.open(&w.room, None).await.is_ok(),
+        "no Origin = non-browser client"
+    );
     // permessage-deflate is never negotiated even when offered.
-    let mut req = tungstenite::client::IntoClientRequest::into_client_request(w.url(&w.room)).unwrap();
-    req.headers_mut().insert("sec-websocket-extensions", "permessage-deflate; client_max_window_bits".parse().unwrap());
+    let mut req =
+        tungstenite::client::IntoClientRequest::into_client_request(w.url(&w.room)).unwrap();
+    req.headers_mut().insert(
+        "sec-websocket-extensions",
+        "permessage-deflate; client_max_window_bits"
+            .parse()
+            .unwrap(),
+    );
     let (_ws, resp) = tokio_tungstenite::connect_async(req).await.unwrap();
     assert!(resp.headers().get("sec-websocket-extensions").is_none());
 }
@@ -53,7 +76,13 @@ async fn auth_deadline_bad_token_non_member_and_ended_room() {
     // Bad token, and a first message that is not auth.
     let mut ws = w.open(&w.room, None).await.unwrap();
     auth(&mut ws, "not.a.jwt", Some(1)).await;
-    assert!(matches!(recv(&mut ws).await, ServerMessage::Error { code: ErrorCode::Unauthorized, .. }));
+    assert!(matches!(
+        recv(&mut ws).await,
+        ServerMessage::Error {
+            code: ErrorCode::Unauthorized,
+            ..
+        }
+    ));
     assert_eq!(close_code(&mut ws).await, Some(4001));
     let mut ws = w.open(&w.room, None).await.unwrap();
     send(&mut ws, json!({"type": "leave"})).await;
@@ -61,7 +90,11 @@ async fn auth_deadline_bad_token_non_member_and_ended_room() {
     // Expired token (valid signature, exp in the past beyond leeway).
     let (id, _) = (w.id("guest"), ());
     let past = watchparty_signal::db::now_secs() - 3600;
-    let expired = w.s.state.access_tokens.issue(id, &[9; 16], past, 60).unwrap();
+    let expired =
+        w.s.state
+            .access_tokens
+            .issue(id, &[9; 16], past, 60)
+            .unwrap();
     let mut ws = w.open(&w.room, None).await.unwrap();
     auth(&mut ws, &expired, Some(1)).await;
     assert_eq!(close_code(&mut ws).await, Some(4001));
@@ -74,7 +107,14 @@ async fn auth_deadline_bad_token_non_member_and_ended_room() {
     assert_eq!(close_code(&mut ws).await, Some(4003));
     // Ended room: 4003.
     let host = w.s.login("host").await;
-    let r = w.s.call(Method::POST, &format!("/api/v1/rooms/{}/end", w.room), &host, None).await;
+    let r =
+        w.s.call(
+            Method::POST,
+            &format!("/api/v1/rooms/{}/end", w.room),
+            &host,
+            None,
+        )
+        .await;
     assert_eq!(r.status(), 204);
     let t = w.s.login("guest").await;
     let mut ws = w.open(&w.room, None).await.unwrap();
@@ -87,29 +127,67 @@ async fn hello_certificates_verify_with_the_protocol_core_and_relay_stays_in_roo
     let w = world(&["guest", "third"], |c| {
         c.stun_urls = vec!["stun:stun.party.test:3478".into()];
         c.turn_urls = vec!["turn:turn.party.test:3478".into()];
-        c.turn_secret = Some(watchparty_signal::ws::config::TurnSecret::new("turn-shared-secret"));
+        c.turn_secret = Some(watchparty_signal::ws::config::TurnSecret::new(
+            "turn-shared-secret",
+        ));
     })
     .await;
     let (host_id, guest_id, third_id) = (w.id("host"), w.id("guest"), w.id("third"));
     let (mut host, hello_h, _) = w.join("host", 1).await;
-    let ServerMessage::Hello { epoch, server_key, certificate, room, .. } = hello_h else { unreachable!() };
+    let ServerMessage::Hello {
+        epoch,
+        server_key,
+        certificate,
+        room,
+        ..
+    } = hello_h
+    else {
+        unreachable!()
+    };
     assert_eq!(server_key, w.s.state.keys.cert_signer.public_key());
     let verifier = CertVerifier::new(server_key, room).with_pinned_host(key(1).public_key());
     let v = verifier.verify(&certificate, now()).unwrap();
     assert_eq!(v.body().role, Role::Host);
     assert_eq!(v.body().key, key(1).public_key());
     assert_eq!(epoch.0, 1, "host registration opened epoch 1");
-    let db_epoch: i64 = sqlx::query_scalar("SELECT epoch FROM rooms WHERE id = ?1").bind(&w.room).fetch_one(&w.s.state.db).await.unwrap();
+    let db_epoch: i64 = sqlx::query_scalar("SELECT epoch FROM rooms WHERE id = ?1")
+        .bind(&w.room)
+        .fetch_one(&w.s.state.db)
+        .await
+        .unwrap();
     assert_eq!(db_epoch, 1, "epoch persisted");
 
     let (mut guest, hello_g, _) = w.join("guest", 2).await;
-    let ServerMessage::Hello { you, members, ice_servers, certificate, .. } = hello_g else { unreachable!() };
+    let ServerMessage::Hello {
+        you,
+        members,
+        ice_servers,
+        certificate,
+        ..
+    } = hello_g
+    else {
+        unreachable!()
+    };
     assert_eq!(you, uid(guest_id));
     let mine = verifier.verify(&certificate, now()).unwrap();
-    assert_eq!((mine.body().user, mine.body().role, mine.body().key), (uid(guest_id), Role::Viewer, key(2).public_key()));
-    let host_entry = members.as_slice().iter().find(|m| m.certificate.claimed().user == uid(host_id)).unwrap();
+    assert_eq!(
+        (mine.body().user, mine.body().role, mine.body().key),
+        (uid(guest_id), Role::Viewer, key(2).public_key())
+    );
+    let host_entry = members
+        .as_slice()
+        .iter()
+        .find(|m| m.certificate.claimed().user == uid(host_id))
+        .unwrap();
     assert!(host_entry.online);
-    assert_eq!(verifier.verify(&host_entry.certificate, now()).unwrap().body().role, Role::Host);
+    assert_eq!(
+        verifier
+            .verify(&host_entry.certificate, now())
+            .unwrap()
+            .body()
+            .role,
+        Role::Host
+    );
     // A forged certificate (other server key) is refused by the peer.
     let forged = CertVerifier::new(key(99).public_key(), room);
     assert!(forged.verify(&certificate, now()).is_err());
@@ -117,10 +195,16 @@ async fn hello_certificates_verify_with_the_protocol_core_and_relay_stays_in_roo
     assert_eq!(ice.len(), 2);
     let turn_user = ice[1].username.as_ref().unwrap().as_str().to_owned();
     assert!(turn_user.ends_with(&format!(":{guest_id}")));
-    assert!(matches!(recv(&mut host).await, ServerMessage::MemberJoined { member } if member.certificate.claimed().user == uid(guest_id)));
+    assert!(
+        matches!(recv(&mut host).await, ServerMessage::MemberJoined { member } if member.certificate.claimed().user == uid(guest_id))
+    );
 
     // Offer/answer relay with server-stamped senders.
-    send(&mut host, json!({"type": "offer", "to": guest_id, "sdp": "v=0\r\nfrom-host"})).await;
+    send(
+        &mut host,
+        json!({"type": "offer", "to": guest_id, "sdp": "v=0\r\nfrom-host"}),
+    )
+    .await;
     match recv(&mut guest).await {
         ServerMessage::Offer { from, sdp } => {
             assert_eq!(from, uid(host_id));
@@ -128,33 +212,96 @@ async fn hello_certificates_verify_with_the_protocol_core_and_relay_stays_in_roo
         }
         m => panic!("{m:?}"),
     }
-    send(&mut guest, json!({"type": "answer", "to": host_id, "sdp": "v=0\r\nanswer"})).await;
-    assert!(matches!(recv(&mut host).await, ServerMessage::Answer { from, .. } if from == uid(guest_id)));
+    send(
+        &mut guest,
+        json!({"type": "answer", "to": host_id, "sdp": "v=0\r\nanswer"}),
+    )
+    .await;
+    assert!(
+        matches!(recv(&mut host).await, ServerMessage::Answer { from, .. } if from == uid(guest_id))
+    );
     send(&mut guest, json!({"type": "ice", "to": host_id, "candidate": {"candidate": "candidate:1 1 udp 1 127.0.0.1 5000 typ host", "sdpMid": "0"}})).await;
-    assert!(matches!(recv(&mut host).await, ServerMessage::Ice { from, .. } if from == uid(guest_id)));
+    assert!(
+        matches!(recv(&mut host).await, ServerMessage::Ice { from, .. } if from == uid(guest_id))
+    );
     // Spoofed sender: a `from` field is refused, nothing is relayed.
-    send(&mut guest, json!({"type": "offer", "to": host_id, "from": third_id, "sdp": "v=0"})).await;
-    assert!(matches!(recv(&mut guest).await, ServerMessage::Error { code: ErrorCode::BadRequest, .. }));
-    assert!(maybe_recv(&mut host, Duration::from_millis(200)).await.is_none());
+    send(
+        &mut guest,
+        json!({"type": "offer", "to": host_id, "from": third_id, "sdp": "v=0"}),
+    )
+    .await;
+    assert!(matches!(
+        recv(&mut guest).await,
+        ServerMessage::Error {
+            code: ErrorCode::BadRequest,
+            ..
+        }
+    ));
+    assert!(
+        maybe_recv(&mut host, Duration::from_millis(200))
+            .await
+            .is_none()
+    );
     // Offline member (third has not connected) and a user outside the room: refused, not queued.
-    send(&mut guest, json!({"type": "offer", "to": third_id, "sdp": "v=0"})).await;
-    assert!(matches!(recv(&mut guest).await, ServerMessage::Error { code: ErrorCode::NotFound, .. }));
+    send(
+        &mut guest,
+        json!({"type": "offer", "to": third_id, "sdp": "v=0"}),
+    )
+    .await;
+    assert!(matches!(
+        recv(&mut guest).await,
+        ServerMessage::Error {
+            code: ErrorCode::NotFound,
+            ..
+        }
+    ));
     let stranger = w.s.add_user("stranger", false).await;
-    send(&mut guest, json!({"type": "offer", "to": stranger, "sdp": "v=0"})).await;
-    assert!(matches!(recv(&mut guest).await, ServerMessage::Error { code: ErrorCode::NotFound, .. }));
+    send(
+        &mut guest,
+        json!({"type": "offer", "to": stranger, "sdp": "v=0"}),
+    )
+    .await;
+    assert!(matches!(
+        recv(&mut guest).await,
+        ServerMessage::Error {
+            code: ErrorCode::NotFound,
+            ..
+        }
+    ));
     let (mut third, _, _) = w.join("third", 3).await;
-    assert!(maybe_recv(&mut third, Duration::from_millis(200)).await.is_none(), "nothing was queued for third");
+    assert!(
+        maybe_recv(&mut third, Duration::from_millis(200))
+            .await
+            .is_none(),
+        "nothing was queued for third"
+    );
 
     // Host re-registers its room key: new epoch, host_changed to everyone.
-    send(&mut host, json!({"type": "register_host_key", "key": key(11).public_key().to_base64url()})).await;
+    send(
+        &mut host,
+        json!({"type": "register_host_key", "key": key(11).public_key().to_base64url()}),
+    )
+    .await;
     let hc = loop {
-        if let ServerMessage::HostChanged { certificate } = recv(&mut guest).await { break certificate; }
+        if let ServerMessage::HostChanged { certificate } = recv(&mut guest).await {
+            break certificate;
+        }
     };
     assert_eq!(hc.claimed().epoch.0, 2);
     assert_eq!(hc.claimed().key, key(11).public_key());
     // A viewer cannot.
-    send(&mut guest, json!({"type": "register_host_key", "key": key(12).public_key().to_base64url()})).await;
-    assert!(matches!(recv(&mut guest).await, ServerMessage::Error { code: ErrorCode::Forbidden, .. }));
+    send(
+        &mut guest,
+        json!({"type": "register_host_key", "key": key(12).public_key().to_base64url()}),
+    )
+    .await;
+    assert!(matches!(
+        recv(&mut guest).await,
+        ServerMessage::Error {
+            code: ErrorCode::Forbidden,
+            ..
+        }
+    ));
 }
 
 #[tokio::test]
@@ -166,7 +313,9 @@ async fn oversized_message_closes_1009() {
     assert_eq!(close_code(&mut host).await, Some(1009));
     // Before auth as well.
     let mut ws = w.open(&w.room, None).await.unwrap();
-    ws.send(Message::text("y".repeat(MAX_SIGNAL_MESSAGE_LEN + 1))).await.unwrap();
+    ws.send(Message::text("y".repeat(MAX_SIGNAL_MESSAGE_LEN + 1)))
+        .await
+        .unwrap();
     assert_eq!(close_code(&mut ws).await, Some(1009));
 }
 
@@ -181,13 +330,37 @@ async fn rate_limit_errors_then_1008() {
     let (mut host, _, _) = w.join("host", 1).await;
     let guest = w.id("guest");
     for _ in 0..5 {
-        send(&mut host, json!({"type": "offer", "to": guest, "sdp": "v=0"})).await;
-        assert!(matches!(recv(&mut host).await, ServerMessage::Error { code: ErrorCode::NotFound, .. }));
+        send(
+            &mut host,
+            json!({"type": "offer", "to": guest, "sdp": "v=0"}),
+        )
+        .await;
+        assert!(matches!(
+            recv(&mut host).await,
+            ServerMessage::Error {
+                code: ErrorCode::NotFound,
+                ..
+            }
+        ));
     }
-    send(&mut host, json!({"type": "offer", "to": guest, "sdp": "v=0"})).await;
-    assert!(matches!(recv(&mut host).await, ServerMessage::Error { code: ErrorCode::RateLimited, .. }));
+    send(
+        &mut host,
+        json!({"type": "offer", "to": guest, "sdp": "v=0"}),
+    )
+    .await;
+    assert!(matches!(
+        recv(&mut host).await,
+        ServerMessage::Error {
+            code: ErrorCode::RateLimited,
+            ..
+        }
+    ));
     for _ in 0..3 {
-        let _ = host.send(Message::text(json!({"type": "offer", "to": guest, "sdp": "v=0"}).to_string())).await;
+        let _ = host
+            .send(Message::text(
+                json!({"type": "offer", "to": guest, "sdp": "v=0"}).to_string(),
+            ))
+            .await;
     }
     assert_eq!(close_code(&mut host).await, Some(1008));
 }
@@ -202,12 +375,25 @@ async fn per_user_global_and_unauthenticated_caps() {
     .await;
     // Per user: a second room for the same host.
     let host_t = w.s.login("host").await;
-    let r = w.s.call(Method::POST, "/api/v1/rooms", &host_t, Some(json!({"name": "Second", "media_id": w.movie}))).await;
+    let r =
+        w.s.call(
+            Method::POST,
+            "/api/v1/rooms",
+            &host_t,
+            Some(json!({"name": "Second", "media_id": w.movie})),
+        )
+        .await;
     let room2 = common::json(r).await["id"].as_str().unwrap().to_owned();
     let (_host, _, _) = w.join("host", 1).await;
     let mut ws = w.open(&room2, None).await.unwrap();
     auth(&mut ws, &host_t, Some(1)).await;
-    assert!(matches!(recv(&mut ws).await, ServerMessage::Error { code: ErrorCode::RateLimited, .. }));
+    assert!(matches!(
+        recv(&mut ws).await,
+        ServerMessage::Error {
+            code: ErrorCode::RateLimited,
+            ..
+        }
+    ));
     assert_eq!(close_code(&mut ws).await, Some(1008));
     // Unauthenticated per IP: 2 holders, the 3rd is refused before the upgrade.
     let mut holders = Vec::new();
@@ -248,14 +434,27 @@ async fn idle_socket_closed_live_socket_kept() {
     while tokio::time::Instant::now() < deadline {
         let _ = maybe_recv(&mut host, Duration::from_millis(50)).await;
     }
-    assert!(!w.s.state.hub.is_online(&w.room, w.id("guest")), "silent socket closed as idle");
+    assert!(
+        !w.s.state.hub.is_online(&w.room, w.id("guest")),
+        "silent socket closed as idle"
+    );
     // Its buffered stream ends with the 1001 close frame (or a reset, if the
     // client's automatic pong hits the closed socket first).
     let code = close_code(&mut guest).await;
     assert!(code == Some(1001) || code.is_none(), "{code:?}");
-    assert!(w.s.state.hub.is_online(&w.room, w.id("host")), "live socket kept");
-    send(&mut host, json!({"type": "offer", "to": w.id("guest"), "sdp": "v=0"})).await;
-    assert!(matches!(recv(&mut host).await, ServerMessage::MemberLeft { .. } | ServerMessage::Error { .. }));
+    assert!(
+        w.s.state.hub.is_online(&w.room, w.id("host")),
+        "live socket kept"
+    );
+    send(
+        &mut host,
+        json!({"type": "offer", "to": w.id("guest"), "sdp": "v=0"}),
+    )
+    .await;
+    assert!(matches!(
+        recv(&mut host).await,
+        ServerMessage::MemberLeft { .. } | ServerMessage::Error { .. }
+    ));
 }
 
 #[tokio::test]
@@ -281,7 +480,10 @@ async fn slow_reader_is_disconnected() {
         }
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(!w.s.state.hub.is_online(&w.room, guest), "slow reader disconnected after {sent} offers");
+    assert!(
+        !w.s.state.hub.is_online(&w.room, guest),
+        "slow reader disconnected after {sent} offers"
+    );
     println!("slow reader disconnected after {sent} offers of 30 000 bytes (queue 4)");
 }
 
@@ -292,21 +494,25 @@ async fn reconnect_replaces_the_old_socket() {
     let (mut old, _, _) = w.join("guest", 2).await;
     let (mut new, _, _) = w.join("guest", 2).await;
     assert_eq!(close_code(&mut old).await, Some(4002));
-    send(&mut host, json!({"type": "offer", "to": w.id("guest"), "sdp": "v=0"})).await;
+    send(
+        &mut host,
+        json!({"type": "offer", "to": w.id("guest"), "sdp": "v=0"}),
+    )
+    .await;
     loop {
-        match recv(&mut new).await {
-            ServerMessage::Offer { from, .. } => {
-                assert_eq!(from, uid(w.id("host")));
-                break;
-            }
-            _ => {}
+        if let ServerMessage::Offer { from, .. } = recv(&mut new).await {
+            assert_eq!(from, uid(w.id("host")));
+            break;
         }
     }
 }
 
 #[tokio::test]
 async fn kick_logout_role_change_end_and_revocation_close_sockets() {
-    let w = world(&["alice", "bob", "carol", "dave"], |c| c.revalidate_ms = 100).await;
+    let w = world(&["alice", "bob", "carol", "dave"], |c| {
+        c.revalidate_ms = 100
+    })
+    .await;
     let host_t = w.s.login("host").await;
     let (mut host, _, _) = w.join("host", 1).await;
     let (mut a, _, _) = w.join("alice", 2).await;
@@ -314,7 +520,14 @@ async fn kick_logout_role_change_end_and_revocation_close_sockets() {
     let (mut c, _, _) = w.join("carol", 4).await;
     let (mut d, _, _) = w.join("dave", 5).await;
     // Role change: pushed as role_changed with a re-issued certificate.
-    let r = w.s.call(Method::PATCH, &format!("/api/v1/rooms/{}/members/{}", w.room, w.id("alice")), &host_t, Some(json!({"role": "controller"}))).await;
+    let r =
+        w.s.call(
+            Method::PATCH,
+            &format!("/api/v1/rooms/{}/members/{}", w.room, w.id("alice")),
+            &host_t,
+            Some(json!({"role": "controller"})),
+        )
+        .await;
     assert_eq!(r.status(), 200);
     loop {
         if let ServerMessage::RoleChanged { certificate } = recv(&mut d).await {
@@ -324,7 +537,14 @@ async fn kick_logout_role_change_end_and_revocation_close_sockets() {
         }
     }
     // Kick a: everyone hears `kicked`, a's socket closes 1008.
-    let r = w.s.call(Method::DELETE, &format!("/api/v1/rooms/{}/members/{}", w.room, w.id("alice")), &host_t, None).await;
+    let r =
+        w.s.call(
+            Method::DELETE,
+            &format!("/api/v1/rooms/{}/members/{}", w.room, w.id("alice")),
+            &host_t,
+            None,
+        )
+        .await;
     assert_eq!(r.status(), 204);
     assert_eq!(close_code(&mut a).await, Some(1008));
     loop {
@@ -334,19 +554,31 @@ async fn kick_logout_role_change_end_and_revocation_close_sockets() {
         }
     }
     // Logout closes b's socket at once.
-    let r = w.s.call(Method::POST, "/api/v1/auth/logout", &b_tok, None).await;
+    let r =
+        w.s.call(Method::POST, "/api/v1/auth/logout", &b_tok, None)
+            .await;
     assert_eq!(r.status(), 204);
     assert_eq!(close_code(&mut b).await, Some(1008));
     // Account disabled out of process (CLI-style, straight in the database): revalidation closes it.
-    sqlx::query("UPDATE users SET disabled = 1 WHERE id = ?1").bind(w.id("carol")).execute(&w.s.state.db).await.unwrap();
+    sqlx::query("UPDATE users SET disabled = 1 WHERE id = ?1")
+        .bind(w.id("carol"))
+        .execute(&w.s.state.db)
+        .await
+        .unwrap();
     assert_eq!(close_code(&mut c).await, Some(1008));
     // Room end: room_ended to everyone, then 1008.
-    let r = w.s.call(Method::POST, &format!("/api/v1/rooms/{}/end", w.room), &host_t, None).await;
+    let r =
+        w.s.call(
+            Method::POST,
+            &format!("/api/v1/rooms/{}/end", w.room),
+            &host_t,
+            None,
+        )
+        .await;
     assert_eq!(r.status(), 204);
     loop {
-        match recv(&mut d).await {
-            ServerMessage::RoomEnded { .. } => break,
-            _ => {}
+        if let ServerMessage::RoomEnded { .. } = recv(&mut d).await {
+            break;
         }
     }
     assert_eq!(close_code(&mut d).await, Some(1008));

@@ -9,7 +9,9 @@
 
 use watchparty_peer::cert::{CertificateBody, SignedCertificate};
 use watchparty_peer::crypto::PublicKey;
-use watchparty_peer::ids::{DisplayName, Epoch, Role as PeerRole, RoomId as PeerRoomId, UnixSeconds, UserId};
+use watchparty_peer::ids::{
+    DisplayName, Epoch, Role as PeerRole, RoomId as PeerRoomId, UnixSeconds, UserId,
+};
 
 use crate::db::now_secs;
 use crate::error::ApiError;

@@ -204,7 +204,10 @@ impl SignalingConfig {
             ("max_per_room", self.max_per_room),
             ("max_connections", self.max_connections),
             ("max_unauthenticated", self.max_unauthenticated),
-            ("max_unauthenticated_per_ip", self.max_unauthenticated_per_ip),
+            (
+                "max_unauthenticated_per_ip",
+                self.max_unauthenticated_per_ip,
+            ),
             ("send_queue", self.send_queue),
         ];
         for (name, v) in counts {
@@ -270,7 +273,9 @@ mod tests {
         assert!(bad(&|c| c.max_per_room = 17));
         assert!(bad(&|c| c.idle_timeout_ms = c.ping_interval_ms));
         assert!(bad(&|c| c.allowed_origins = vec!["*".into()]));
-        assert!(bad(&|c| c.allowed_origins = vec!["https://a.example/".into()]));
+        assert!(bad(
+            &|c| c.allowed_origins = vec!["https://a.example/".into()]
+        ));
         assert!(bad(&|c| c.turn_urls = vec!["turn:t.example".into()]));
         assert!(bad(&|c| c.stun_urls = vec!["http://x".into()]));
         let t: SignalingConfig =

@@ -50,7 +50,12 @@ pub async fn run(
         Ok(u) => u,
         Err(_) => {
             tracing::info!(%ip, room_id = %room, "signaling auth refused");
-            let _ = send_error(&mut socket, ErrorCode::Unauthorized, "invalid or expired token").await;
+            let _ = send_error(
+                &mut socket,
+                ErrorCode::Unauthorized,
+                "invalid or expired token",
+            )
+            .await;
             close(&mut socket, CLOSE_UNAUTHORIZED, "unauthorized").await;
             return;
         }
@@ -143,17 +148,31 @@ async fn admit(
 ) -> Result<Registration, (u16, &'static str)> {
     let cfg = &state.config.signaling;
     let internal = |_| (CLOSE_POLICY, "internal error");
-    let room = store::load_room(&state.db, room_id).await.map_err(internal)?;
-    let member = store::membership(&state.db, room_id, user.id).await.map_err(internal)?;
+    let room = store::load_room(&state.db, room_id)
+        .await
+        .map_err(internal)?;
+    let member = store::membership(&state.db, room_id, user.id)
+        .await
+        .map_err(internal)?;
     let (room, role) = match (room, member) {
         (Some(r), Some(m)) if !r.ended && m.status == MemberStatus::Joined => (r, m.role),
         _ => {
-            let _ = send_error(socket, ErrorCode::Forbidden, "not a member of this open room").await;
+            let _ = send_error(
+                socket,
+                ErrorCode::Forbidden,
+                "not a member of this open room",
+            )
+            .await;
             return Err((CLOSE_FORBIDDEN, "not a member"));
         }
     };
     let Some(key) = key else {
-        let _ = send_error(socket, ErrorCode::BadRequest, "auth must carry the session key").await;
+        let _ = send_error(
+            socket,
+            ErrorCode::BadRequest,
+            "auth must carry the session key",
+        )
+        .await;
         return Err((CLOSE_POLICY, "auth without key"));
     };
     let (epoch, host_registered) = if role == Role::Host {
@@ -175,7 +194,13 @@ async fn admit(
     let cert = certs::issue(state, &subject).map_err(internal)?;
     let reg = state
         .hub
-        .register(room_id.as_str(), user.id, user.session_id, cert.clone(), cfg)
+        .register(
+            room_id.as_str(),
+            user.id,
+            user.session_id,
+            cert.clone(),
+            cfg,
+        )
         .map_err(|r| match r {
             Refusal::PerRoom => (CLOSE_POLICY, "room connection limit"),
             _ => (CLOSE_POLICY, "connection limit"),
@@ -190,12 +215,19 @@ async fn admit(
     // The host's certificate from the persisted key when the host has not
     // connected since the server started.
     if role != Role::Host
-        && state.hub.cert(room_id.as_str(), room.host_user_id).is_none()
-        && let Some(k) = room.host_public_key.as_deref().and_then(|k| PublicKey::from_slice(k).ok())
-        && let Ok(Some((name,))) = sqlx::query_as::<_, (String,)>("SELECT display_name FROM users WHERE id = ?1")
-            .bind(room.host_user_id)
-            .fetch_optional(&state.db)
-            .await
+        && state
+            .hub
+            .cert(room_id.as_str(), room.host_user_id)
+            .is_none()
+        && let Some(k) = room
+            .host_public_key
+            .as_deref()
+            .and_then(|k| PublicKey::from_slice(k).ok())
+        && let Ok(Some((name,))) =
+            sqlx::query_as::<_, (String,)>("SELECT display_name FROM users WHERE id = ?1")
+                .bind(room.host_user_id)
+                .fetch_optional(&state.db)
+                .await
         && let Ok(c) = certs::issue(
             state,
             &Subject {
@@ -220,7 +252,9 @@ async fn admit(
             online: true,
         },
     };
-    state.hub.broadcast(room_id.as_str(), &joined, Some(user.id));
+    state
+        .hub
+        .broadcast(room_id.as_str(), &joined, Some(user.id));
     if host_registered {
         state.hub.broadcast(
             room_id.as_str(),
@@ -409,7 +443,13 @@ async fn handle(
     let relay = |to: watchparty_peer::ids::UserId, out: ServerMessage, kind: &'static str| {
         let to_id = i64::try_from(to.get()).unwrap_or(-1);
         if to == me {
-            queue_error(state, room, user.id, ErrorCode::BadRequest, "cannot address yourself");
+            queue_error(
+                state,
+                room,
+                user.id,
+                ErrorCode::BadRequest,
+                "cannot address yourself",
+            );
             return Step::Strike;
         }
         if state.hub.send_to(r, to_id, &out) {
@@ -417,16 +457,39 @@ async fn handle(
             Step::Continue
         } else {
             tracing::debug!(kind, size, from = user.id, to = to_id, room_id = %room, "relay refused: not connected");
-            queue_error(state, room, user.id, ErrorCode::NotFound, "that member is not connected to this room");
+            queue_error(
+                state,
+                room,
+                user.id,
+                ErrorCode::NotFound,
+                "that member is not connected to this room",
+            );
             Step::Continue
         }
     };
     match msg {
-        ClientMessage::Offer { to, sdp } => relay(to, ServerMessage::Offer { from: me, sdp }, "offer"),
-        ClientMessage::Answer { to, sdp } => relay(to, ServerMessage::Answer { from: me, sdp }, "answer"),
-        ClientMessage::Ice { to, candidate } => relay(to, ServerMessage::Ice { from: me, candidate }, "ice"),
+        ClientMessage::Offer { to, sdp } => {
+            relay(to, ServerMessage::Offer { from: me, sdp }, "offer")
+        }
+        ClientMessage::Answer { to, sdp } => {
+            relay(to, ServerMessage::Answer { from: me, sdp }, "answer")
+        }
+        ClientMessage::Ice { to, candidate } => relay(
+            to,
+            ServerMessage::Ice {
+                from: me,
+                candidate,
+            },
+            "ice",
+        ),
         ClientMessage::Auth { .. } => {
-            queue_error(state, room, user.id, ErrorCode::BadRequest, "already authenticated");
+            queue_error(
+                state,
+                room,
+                user.id,
+                ErrorCode::BadRequest,
+                "already authenticated",
+            );
             Step::Strike
         }
         ClientMessage::RegisterHostKey { key } => {
@@ -447,22 +510,40 @@ async fn handle(
                         Ok(c) => {
                             state.hub.set_cert(r, user.id, c.clone());
                             tracing::info!(user_id = user.id, room_id = %room, epoch, "host key registered");
-                            state.hub.broadcast(r, &ServerMessage::HostChanged { certificate: c }, None);
+                            state.hub.broadcast(
+                                r,
+                                &ServerMessage::HostChanged { certificate: c },
+                                None,
+                            );
                             Step::Continue
                         }
                         Err(_) => {
-                            queue_error(state, room, user.id, ErrorCode::Internal, "internal error");
+                            queue_error(
+                                state,
+                                room,
+                                user.id,
+                                ErrorCode::Internal,
+                                "internal error",
+                            );
                             Step::Continue
                         }
                     }
                 }
                 Err(_) => {
-                    queue_error(state, room, user.id, ErrorCode::Forbidden, "only the host may register the room key");
+                    queue_error(
+                        state,
+                        room,
+                        user.id,
+                        ErrorCode::Forbidden,
+                        "only the host may register the room key",
+                    );
                     Step::Strike
                 }
             }
         }
-        ClientMessage::SetRole { .. } | ClientMessage::Kick { .. } | ClientMessage::Handoff { .. } => {
+        ClientMessage::SetRole { .. }
+        | ClientMessage::Kick { .. }
+        | ClientMessage::Handoff { .. } => {
             let is_host = matches!(
                 store::membership(&state.db, room, user.id).await,
                 Ok(Some(m)) if m.role == Role::Host
@@ -477,7 +558,13 @@ async fn handle(
                 );
                 Step::Continue
             } else {
-                queue_error(state, room, user.id, ErrorCode::Forbidden, "only the host may do this");
+                queue_error(
+                    state,
+                    room,
+                    user.id,
+                    ErrorCode::Forbidden,
+                    "only the host may do this",
+                );
                 Step::Strike
             }
         }
@@ -506,7 +593,10 @@ async fn still_valid(state: &AppState, room: &RoomId, user: &AuthUser) -> bool {
 }
 
 fn queue_error(state: &AppState, room: &RoomId, user: i64, code: ErrorCode, text: &str) {
-    let mut clean: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let mut clean: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
     while clean.len() > watchparty_peer::signaling::MAX_ERROR_MESSAGE_LEN {
         clean.pop();
     }
@@ -519,7 +609,12 @@ fn queue_error(state: &AppState, room: &RoomId, user: i64, code: ErrorCode, text
 
 async fn send_error(socket: &mut WebSocket, code: ErrorCode, text: &str) -> Result<(), ()> {
     let message = ErrorMessage::new(text).map_err(|_| ())?;
-    send(socket, &ServerMessage::Error { code, message }, Duration::from_secs(1)).await
+    send(
+        socket,
+        &ServerMessage::Error { code, message },
+        Duration::from_secs(1),
+    )
+    .await
 }
 
 async fn send(socket: &mut WebSocket, msg: &ServerMessage, limit: Duration) -> Result<(), ()> {
@@ -540,7 +635,11 @@ async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
         code,
         reason: Utf8Bytes::from_static(reason),
     };
-    let _ = timeout(Duration::from_secs(1), socket.send(Message::Close(Some(frame)))).await;
+    let _ = timeout(
+        Duration::from_secs(1),
+        socket.send(Message::Close(Some(frame))),
+    )
+    .await;
 }
 
 fn is_too_big(e: axum::Error) -> bool {
@@ -549,4 +648,3 @@ fn is_too_big(e: axum::Error) -> bool {
         Ok(tungstenite::Error::Capacity(_))
     )
 }
-

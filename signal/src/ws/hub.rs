@@ -63,7 +63,10 @@ impl Conn {
         match self.tx.try_send(text.clone()) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
-                tracing::info!(conn = self.id, "signaling send queue full; closing slow reader");
+                tracing::info!(
+                    conn = self.id,
+                    "signaling send queue full; closing slow reader"
+                );
                 self.close(CloseCmd {
                     code: CLOSE_POLICY,
                     reason: "slow reader",
@@ -190,7 +193,10 @@ impl Hub {
         cfg: &SignalingConfig,
     ) -> Result<Registration, Refusal> {
         let mut g = self.lock();
-        let replacing = g.rooms.get(room).is_some_and(|r| r.conns.contains_key(&user));
+        let replacing = g
+            .rooms
+            .get(room)
+            .is_some_and(|r| r.conns.contains_key(&user));
         let mine = g.per_user.get(&user).copied().unwrap_or(0);
         if !replacing && mine >= cfg.max_per_user {
             return Err(Refusal::PerUser);
@@ -234,7 +240,11 @@ impl Hub {
     /// Stores a member's (re-issued) certificate.
     pub fn set_cert(&self, room: &str, user: i64, cert: SignedCertificate) {
         let mut g = self.lock();
-        g.rooms.entry(room.to_owned()).or_default().certs.insert(user, cert);
+        g.rooms
+            .entry(room.to_owned())
+            .or_default()
+            .certs
+            .insert(user, cert);
     }
 
     /// The latest certificate of `user` in `room`.
@@ -298,7 +308,13 @@ impl Hub {
 
     /// Closes `user`'s socket in `room` (after queueing `last`, if any) and
     /// forgets its certificate.
-    pub fn remove_member(&self, room: &str, user: i64, last: Option<&ServerMessage>, cmd: CloseCmd) {
+    pub fn remove_member(
+        &self,
+        room: &str,
+        user: i64,
+        last: Option<&ServerMessage>,
+        cmd: CloseCmd,
+    ) {
         let text: Option<Arc<str>> = last.and_then(|m| m.to_json().ok()).map(Into::into);
         let mut g = self.lock();
         if let Some(r) = g.rooms.get_mut(room) {

@@ -67,7 +67,9 @@ pub async fn signal(
         Err(r) => {
             tracing::info!(%ip, refusal = ?r, "signaling socket refused");
             return match r {
-                Refusal::Unauthenticated => ApiError::RateLimited { retry_after_secs: 1 },
+                Refusal::Unauthenticated => ApiError::RateLimited {
+                    retry_after_secs: 1,
+                },
                 _ => ApiError::Busy,
             }
             .into_response();
@@ -193,9 +195,11 @@ pub async fn on_role_changed(state: &AppState, room: &RoomId, user: i64, role: R
     match certs::issue(state, &subject) {
         Ok(c) => {
             state.hub.set_cert(room.as_str(), user, c.clone());
-            state
-                .hub
-                .broadcast(room.as_str(), &ServerMessage::RoleChanged { certificate: c }, None);
+            state.hub.broadcast(
+                room.as_str(),
+                &ServerMessage::RoleChanged { certificate: c },
+                None,
+            );
         }
         Err(e) => tracing::error!(error = %e, "certificate re-issue failed"),
     }

@@ -26,9 +26,9 @@ impl Origin {
             .strip_prefix("https://")
             .or_else(|| s.strip_prefix("http://"))?;
         let ok = !rest.is_empty()
-            && rest
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'));
+            && rest.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']')
+            });
         (ok && s == s.to_ascii_lowercase()).then(|| Origin(s.to_owned()))
     }
 
@@ -114,8 +114,14 @@ mod tests {
         }
         assert_eq!(check(&HeaderMap::new(), &allowed), OriginCheck::Absent);
         let mut two = HeaderMap::new();
-        two.append(ORIGIN, HeaderValue::from_static("https://party.example.org"));
-        two.append(ORIGIN, HeaderValue::from_static("https://party.example.org"));
+        two.append(
+            ORIGIN,
+            HeaderValue::from_static("https://party.example.org"),
+        );
+        two.append(
+            ORIGIN,
+            HeaderValue::from_static("https://party.example.org"),
+        );
         assert_eq!(check(&two, &allowed), OriginCheck::Refused);
         assert!(allowlist(&[], None).is_empty());
         assert!(Origin::parse("https://*.example").is_none());

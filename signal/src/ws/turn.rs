@@ -87,6 +87,10 @@ mod tests {
         assert_eq!(user, "1600:7");
         let (_, expected) = turn_credential(&TurnSecret::new("s"), 1600, 7);
         assert_eq!(list[1].credential.as_ref().unwrap().as_str(), expected);
-        assert!(ice_servers(&SignalingConfig::default(), 7, 0).as_slice().is_empty());
+        assert!(
+            ice_servers(&SignalingConfig::default(), 7, 0)
+                .as_slice()
+                .is_empty()
+        );
     }
 }

@@ -70,7 +70,12 @@ pub async fn world(guests: &[&str], tweak: impl FnOnce(&mut SignalingConfig)) ->
     for g in guests {
         let t = s.login(g).await;
         let r = s
-            .call(Method::POST, &format!("/api/v1/invites/{room}/accept"), &t, None)
+            .call(
+                Method::POST,
+                &format!("/api/v1/invites/{room}/accept"),
+                &t,
+                None,
+            )
             .await;
         assert_eq!(r.status(), 200, "{g} accepts");
     }
@@ -98,7 +103,9 @@ impl World {
         if let Some(o) = origin {
             req.headers_mut().insert("origin", o.parse().unwrap());
         }
-        tokio_tungstenite::connect_async(req).await.map(|(ws, _)| ws)
+        tokio_tungstenite::connect_async(req)
+            .await
+            .map(|(ws, _)| ws)
     }
 
     /// Opens, authenticates as `name` with session key seed `seed`, returns the socket and `hello`.
@@ -163,7 +170,9 @@ pub async fn maybe_recv(ws: &mut Ws, d: Duration) -> Option<ServerMessage> {
     loop {
         match tokio::time::timeout(d, ws.next()).await {
             Err(_) => return None,
-            Ok(Some(Ok(Message::Text(t)))) => return Some(ServerMessage::from_json(t.as_str()).unwrap()),
+            Ok(Some(Ok(Message::Text(t)))) => {
+                return Some(ServerMessage::from_json(t.as_str()).unwrap());
+            }
             Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => {}
             Ok(other) => panic!("unexpected {other:?}"),
         }
