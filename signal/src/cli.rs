@@ -13,7 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use sqlx::SqlitePool;
 
 use crate::config::{self, Config, FileConfig, IpNet};
-use crate::password::PasswordHasherPool;
+use crate::password::{HashQueueLimits, PasswordHasherPool};
 use crate::validate::{DisplayName, LibraryName, NewPassword, Username};
 
 /// watchparty signaling server.
@@ -252,7 +252,10 @@ async fn library_id(db: &SqlitePool, name: &str) -> Result<i64, String> {
 }
 
 async fn admin(cmd: &Command, config: &Config, db: &SqlitePool) -> Result<(), String> {
-    let hasher = || PasswordHasherPool::new(config.argon2, 1).map_err(|e| e.to_string());
+    let hasher = || {
+        PasswordHasherPool::new(config.argon2, HashQueueLimits::from_config(config))
+            .map_err(|e| e.to_string())
+    };
     let now = crate::db::now_secs();
     match cmd {
         Command::Serve(_) => Ok(()),
@@ -377,7 +380,7 @@ async fn admin(cmd: &Command, config: &Config, db: &SqlitePool) -> Result<(), St
         }
         Command::Media(MediaCommand::Scan { library }) => {
             let id = library_id(db, library).await?;
-            let r = crate::media::scan::scan_library(db, id)
+            let r = crate::media::scan::scan_library_limited(db, id, config.scan_max_entries)
                 .await
                 .map_err(|e| e.to_string())?;
             println!(

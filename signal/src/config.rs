@@ -36,6 +36,24 @@ pub const DEFAULT_ENDED_ROOM_RETENTION: Duration = Duration::from_secs(7 * 24 * 
 pub const DEFAULT_CLEANUP_INTERVAL: Duration = Duration::from_secs(60);
 /// Default number of password hashes computed at once (each takes ~19 MiB).
 pub const DEFAULT_HASH_CONCURRENCY: usize = 2;
+/// Default longest wait for a password-hashing slot before answering 503 `busy`: 10 s.
+pub const DEFAULT_HASH_QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default most requests waiting for a hashing slot at once; beyond it requests
+/// get 503 `busy` at once, so a login flood cannot pile up waiting requests.
+pub const DEFAULT_HASH_QUEUE_MAX_WAITERS: usize = 64;
+/// Upper bound for `hash_queue_max_waiters`.
+pub const HASH_QUEUE_MAX_WAITERS_LIMIT: usize = 10_000;
+/// Longest `hash_queue_timeout` the server accepts: 60 s.
+pub const MAX_HASH_QUEUE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default most directory entries examined by one `media scan`.
+pub const DEFAULT_SCAN_MAX_ENTRIES: usize = 200_000;
+/// Upper bound for `scan_max_entries`.
+pub const SCAN_MAX_ENTRIES_LIMIT: usize = 10_000_000;
+/// Default most rows returned by `GET /api/v1/rooms` and `GET /api/v1/invites`
+/// (newest first; the rest are cut off and `X-Truncated: true` is set).
+pub const DEFAULT_LIST_MAX_ROWS: u32 = 200;
+/// Upper bound for `list_max_rows`.
+pub const LIST_MAX_ROWS_LIMIT: u32 = 1000;
 
 /// Argon2id cost parameters.
 ///
@@ -169,8 +187,17 @@ pub struct Config {
     pub cleanup_interval: Duration,
     /// Argon2id cost (default: OWASP parameters).
     pub argon2: Argon2Cost,
-    /// Concurrent password hashes.
+    /// Concurrent password hashes (1..=64).
     pub hash_concurrency: usize,
+    /// Longest wait for a hashing slot before 503 `busy` (positive, ≤ 60 s).
+    pub hash_queue_timeout: Duration,
+    /// Most requests waiting for a hashing slot (1..=[`HASH_QUEUE_MAX_WAITERS_LIMIT`]).
+    pub hash_queue_max_waiters: usize,
+    /// Most directory entries one library scan examines
+    /// (1..=[`SCAN_MAX_ENTRIES_LIMIT`]); a bigger tree fails the scan unchanged.
+    pub scan_max_entries: usize,
+    /// Most rows in the room list and the invitation inbox (1..=[`LIST_MAX_ROWS_LIMIT`]).
+    pub list_max_rows: u32,
     /// The signaling WebSocket (`[signaling]` table; see [`crate::ws::config`]).
     pub signaling: crate::ws::SignalingConfig,
 }
@@ -196,6 +223,10 @@ impl Config {
             cleanup_interval: DEFAULT_CLEANUP_INTERVAL,
             argon2: Argon2Cost::default(),
             hash_concurrency: DEFAULT_HASH_CONCURRENCY,
+            hash_queue_timeout: DEFAULT_HASH_QUEUE_TIMEOUT,
+            hash_queue_max_waiters: DEFAULT_HASH_QUEUE_MAX_WAITERS,
+            scan_max_entries: DEFAULT_SCAN_MAX_ENTRIES,
+            list_max_rows: DEFAULT_LIST_MAX_ROWS,
             signaling: crate::ws::SignalingConfig::default(),
         }
     }
@@ -224,6 +255,25 @@ impl Config {
         }
         if self.hash_concurrency == 0 || self.hash_concurrency > 64 {
             return Err("hash_concurrency must be 1..=64".into());
+        }
+        if self.hash_queue_timeout.is_zero() || self.hash_queue_timeout > MAX_HASH_QUEUE_TIMEOUT {
+            return Err(format!(
+                "hash_queue_timeout_ms must be 1..={}",
+                MAX_HASH_QUEUE_TIMEOUT.as_millis()
+            ));
+        }
+        if !(1..=HASH_QUEUE_MAX_WAITERS_LIMIT).contains(&self.hash_queue_max_waiters) {
+            return Err(format!(
+                "hash_queue_max_waiters must be 1..={HASH_QUEUE_MAX_WAITERS_LIMIT}"
+            ));
+        }
+        if !(1..=SCAN_MAX_ENTRIES_LIMIT).contains(&self.scan_max_entries) {
+            return Err(format!(
+                "scan_max_entries must be 1..={SCAN_MAX_ENTRIES_LIMIT}"
+            ));
+        }
+        if !(1..=LIST_MAX_ROWS_LIMIT).contains(&self.list_max_rows) {
+            return Err(format!("list_max_rows must be 1..={LIST_MAX_ROWS_LIMIT}"));
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err("tls_cert and tls_key must be given together".into());
@@ -299,6 +349,14 @@ pub struct FileConfig {
     pub argon2: Option<Argon2Cost>,
     /// See [`Config::hash_concurrency`].
     pub hash_concurrency: Option<usize>,
+    /// Milliseconds; see [`Config::hash_queue_timeout`].
+    pub hash_queue_timeout_ms: Option<u64>,
+    /// See [`Config::hash_queue_max_waiters`].
+    pub hash_queue_max_waiters: Option<usize>,
+    /// See [`Config::scan_max_entries`].
+    pub scan_max_entries: Option<usize>,
+    /// See [`Config::list_max_rows`].
+    pub list_max_rows: Option<u32>,
     /// See [`Config::signaling`].
     pub signaling: Option<crate::ws::SignalingConfig>,
 }
@@ -370,6 +428,18 @@ pub fn resolve(over: FileConfig, file: FileConfig) -> Result<Config, String> {
     if let Some(v) = file.signaling {
         c.signaling = v;
     }
+    if let Some(v) = file.hash_queue_timeout_ms {
+        c.hash_queue_timeout = Duration::from_millis(v);
+    }
+    if let Some(v) = file.hash_queue_max_waiters {
+        c.hash_queue_max_waiters = v;
+    }
+    if let Some(v) = file.scan_max_entries {
+        c.scan_max_entries = v;
+    }
+    if let Some(v) = file.list_max_rows {
+        c.list_max_rows = v;
+    }
     if let Some(url) = &c.public_url
         && !(url.starts_with("http://") || url.starts_with("https://"))
     {
@@ -410,6 +480,31 @@ mod tests {
         assert!(resolve(FileConfig::default(), file).is_err());
         let file: FileConfig = toml::from_str("room_max_members = 65").unwrap();
         assert!(resolve(FileConfig::default(), file).is_err());
+        for bad in [
+            "hash_queue_timeout_ms = 0",
+            "hash_queue_timeout_ms = 60001",
+            "hash_queue_max_waiters = 0",
+            "scan_max_entries = 0",
+            "list_max_rows = 0",
+            "list_max_rows = 1001",
+        ] {
+            let file: FileConfig = toml::from_str(bad).unwrap();
+            assert!(resolve(FileConfig::default(), file).is_err(), "{bad}");
+        }
+        let file: FileConfig = toml::from_str(
+            "hash_queue_timeout_ms = 250\nhash_queue_max_waiters = 3\nscan_max_entries = 7\nlist_max_rows = 5",
+        )
+        .unwrap();
+        let c = resolve(FileConfig::default(), file).unwrap();
+        assert_eq!(c.hash_queue_timeout, Duration::from_millis(250));
+        assert_eq!(
+            (
+                c.hash_queue_max_waiters,
+                c.scan_max_entries,
+                c.list_max_rows
+            ),
+            (3, 7, 5)
+        );
         let file: FileConfig = toml::from_str("cors_origins = [\"*\"]").unwrap();
         assert!(resolve(FileConfig::default(), file).is_err());
         assert!(toml::from_str::<FileConfig>("bnid = \"x\"").is_err());

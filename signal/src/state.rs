@@ -7,7 +7,7 @@ use sqlx::SqlitePool;
 
 use crate::config::Config;
 use crate::keys::{KeyError, ServerKeys};
-use crate::password::{HashSetupError, PasswordHasherPool};
+use crate::password::{HashQueueLimits, HashSetupError, PasswordHasherPool};
 use crate::throttle::{
     AUTH_IP_BURST, AUTH_IP_REFILL, FailureThrottle, LOGIN_BASE_LOCK, LOGIN_FREE_FAILURES,
     LOGIN_MAX_LOCK, ROOM_BASE_LOCK, ROOM_CREATE_BURST, ROOM_CREATE_REFILL, ROOM_FREE_FAILURES,
@@ -145,7 +145,7 @@ impl AppState {
         ensure_data_dir(&config.data_dir)?;
         let keys = ServerKeys::load_or_create(&config.data_dir)?;
         let db = crate::db::open(&config.database_path()).await?;
-        let hasher = PasswordHasherPool::new(config.argon2, config.hash_concurrency)?;
+        let hasher = PasswordHasherPool::new(config.argon2, HashQueueLimits::from_config(&config))?;
         Ok(AppState {
             access_tokens: Arc::new(AccessTokens::new(&keys.jwt)),
             stream_tokens: Arc::new(StreamTokens::new(&keys.stream)),

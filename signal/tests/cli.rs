@@ -262,6 +262,35 @@ async fn admin_commands_then_serve_and_graceful_shutdown() {
     assert!(!err.contains(secret));
 }
 
+/// `scan_max_entries` from the config file: over it `media scan` fails with a
+/// clear message and indexes nothing; at it the scan succeeds.
+#[test]
+fn media_scan_over_the_configured_entry_cap_fails_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    // 6 directory entries (see `media_tree`).
+    let lib_dir = media_tree(&dir.path().join("lib"));
+    let data = dir.path().join("data");
+    let config = write_config(dir.path(), "scan_max_entries = 5");
+    let (ok, _, err) = admin(
+        &data,
+        &config,
+        &["library", "add", "films", lib_dir.to_str().unwrap()],
+        None,
+    );
+    assert!(ok, "{err}");
+    let (ok, _, err) = admin(&data, &config, &["media", "scan", "films"], None);
+    assert!(!ok, "over the cap the scan fails");
+    assert!(
+        err.contains("more than 5 directory entries") && err.contains("index left unchanged"),
+        "{err}"
+    );
+    let (_, out, _) = admin(&data, &config, &["library", "list"], None);
+    assert!(out.contains("0 items"), "nothing indexed: {out}");
+    let config = write_config(dir.path(), "scan_max_entries = 6");
+    let (ok, out, err) = admin(&data, &config, &["media", "scan", "films"], None);
+    assert!(ok && out.contains("2 added"), "{out} {err}");
+}
+
 #[tokio::test]
 async fn tls_serving() {
     let dir = tempfile::tempdir().unwrap();

@@ -10,7 +10,7 @@
 use std::time::Instant;
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderName, HeaderValue, StatusCode};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
@@ -33,8 +33,23 @@ use crate::validate::{NewPassword, PresentedPassword, RoomName, Username};
 pub const MAX_QUEUE_LEN: usize = 100;
 /// Most open rooms one user may host at once.
 pub const MAX_OPEN_ROOMS_PER_HOST: i64 = 20;
-/// Most rooms listed by `GET /api/v1/rooms` and invitations by `GET /api/v1/invites`.
-pub const MAX_LISTED: i64 = 200;
+/// Response header of the capped listings (`GET /api/v1/rooms`,
+/// `GET /api/v1/invites`): `true` when rows beyond the cap (config
+/// `list_max_rows`, default [`crate::config::DEFAULT_LIST_MAX_ROWS`]) were cut
+/// off, else `false`. The listing keeps the newest rows; there is no paging.
+pub const TRUNCATED_HEADER: &str = "x-truncated";
+
+/// Cuts `rows` (fetched with `LIMIT cap + 1`) to `cap`; returns the header
+/// saying whether anything was cut.
+fn truncate_listing<T>(rows: &mut Vec<T>, cap: u32) -> [(HeaderName, HeaderValue); 1] {
+    let cap = usize::try_from(cap).unwrap_or(usize::MAX);
+    let truncated = rows.len() > cap;
+    rows.truncate(cap);
+    [(
+        HeaderName::from_static(TRUNCATED_HEADER),
+        HeaderValue::from_static(if truncated { "true" } else { "false" }),
+    )]
+}
 
 /// Routes of this module.
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -570,28 +585,33 @@ async fn create_room(
     ))
 }
 
-/// Rooms the caller has joined (including hosted ones), newest first.
+/// Rooms the caller has joined (including hosted ones), newest first, at most
+/// `list_max_rows` of them (`X-Truncated` says whether older ones were cut off).
 #[utoipa::path(get, path = "/api/v1/rooms", tag = "rooms",
-    responses((status = 200, body = Vec<RoomView>), (status = 401, body = ErrorBody)),
+    responses((status = 200, body = Vec<RoomView>,
+               headers(("x-truncated" = String, description = "`true` when older rooms beyond `list_max_rows` were left out"))),
+              (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn list_rooms(
     State(state): State<AppState>,
     user: AuthUser,
-) -> ApiResult<ApiJson<Vec<RoomView>>> {
-    let ids: Vec<String> = sqlx::query_scalar(
+) -> ApiResult<([(HeaderName, HeaderValue); 1], ApiJson<Vec<RoomView>>)> {
+    let cap = state.config.list_max_rows;
+    let mut ids: Vec<String> = sqlx::query_scalar(
         "SELECT r.id FROM rooms r JOIN room_members m ON m.room_id = r.id
           WHERE m.user_id = ?1 AND m.status = 'joined'
           ORDER BY r.created_at DESC, r.id LIMIT ?2",
     )
     .bind(user.id)
-    .bind(MAX_LISTED)
+    .bind(i64::from(cap) + 1)
     .fetch_all(&state.db)
     .await?;
+    let truncated = truncate_listing(&mut ids, cap);
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
         out.push(reload_view(&state, &RoomId::parse(&id)?, user.id).await?);
     }
-    Ok(ApiJson(out))
+    Ok((truncated, ApiJson(out)))
 }
 
 /// One room: members and invitees only (404 for everyone else, admins included).
@@ -1040,26 +1060,31 @@ async fn handoff(
     Ok(ApiJson(reload_view(&state, &room_id, user.id).await?))
 }
 
-/// Pending invitations to open rooms.
+/// Pending invitations to open rooms, newest first, at most `list_max_rows`
+/// of them (`X-Truncated` says whether older ones were cut off).
 #[utoipa::path(get, path = "/api/v1/invites", tag = "invites",
-    responses((status = 200, body = Vec<InviteView>), (status = 401, body = ErrorBody)),
+    responses((status = 200, body = Vec<InviteView>,
+               headers(("x-truncated" = String, description = "`true` when older invitations beyond `list_max_rows` were left out"))),
+              (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn list_invites(
     State(state): State<AppState>,
     user: AuthUser,
-) -> ApiResult<ApiJson<Vec<InviteView>>> {
-    let rows: Vec<(String, String, String, String, String, i64)> = sqlx::query_as(
+) -> ApiResult<([(HeaderName, HeaderValue); 1], ApiJson<Vec<InviteView>>)> {
+    let cap = state.config.list_max_rows;
+    let mut rows: Vec<(String, String, String, String, String, i64)> = sqlx::query_as(
         "SELECT r.id, r.name, h.username, h.display_name, m.role, m.updated_at
            FROM room_members m
            JOIN rooms r ON r.id = m.room_id
            JOIN users h ON h.id = r.host_user_id
           WHERE m.user_id = ?1 AND m.status = 'invited' AND r.status = 'open'
-          ORDER BY m.updated_at DESC LIMIT ?2",
+          ORDER BY m.updated_at DESC, r.id LIMIT ?2",
     )
     .bind(user.id)
-    .bind(MAX_LISTED)
+    .bind(i64::from(cap) + 1)
     .fetch_all(&state.db)
     .await?;
+    let truncated = truncate_listing(&mut rows, cap);
     rows.into_iter()
         .map(
             |(room_id, room_name, host_username, host_display_name, role, invited_at)| {
@@ -1074,7 +1099,7 @@ async fn list_invites(
             },
         )
         .collect::<ApiResult<Vec<_>>>()
-        .map(ApiJson)
+        .map(|v| (truncated, ApiJson(v)))
 }
 
 /// Accept an invitation: joins the room with the offered role (no password needed).

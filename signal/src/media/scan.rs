@@ -1,7 +1,10 @@
 //! Library scan: index video/audio files and sidecar subtitles, idempotently.
 //!
 //! The walk never follows symlinks, skips hidden entries, and is bounded by
-//! [`MAX_SCAN_DEPTH`] and [`MAX_SCAN_ENTRIES`]. A file is indexed when its
+//! [`MAX_SCAN_DEPTH`] and an entry cap (config `scan_max_entries`, default
+//! [`DEFAULT_SCAN_MAX_ENTRIES`]). A tree with more entries fails the scan with
+//! [`ScanError::TooManyEntries`] **before** the database is touched, so the
+//! index stays exactly as the previous scan left it. A file is indexed when its
 //! extension is known **and** its first bytes match ([`super::kinds`]). Files
 //! whose size and mtime are unchanged since the last scan are not re-hashed.
 //! Items and subtitles no longer found are marked absent (`present = 0`), not
@@ -17,12 +20,11 @@ use sqlx::SqlitePool;
 
 use super::kinds::{self, MAGIC_LEN, MediaKind};
 use super::subtitles::MAX_SUBTITLE_BYTES;
+pub use crate::config::DEFAULT_SCAN_MAX_ENTRIES;
 use crate::db::{begin_immediate, now_secs};
 
 /// Deepest directory nesting walked below the root.
 pub const MAX_SCAN_DEPTH: usize = 32;
-/// Most directory entries examined in one scan.
-pub const MAX_SCAN_ENTRIES: usize = 200_000;
 /// Longest relative path indexed (bytes).
 pub const MAX_REL_PATH_LEN: usize = 1024;
 
@@ -35,9 +37,16 @@ pub enum ScanError {
     /// The root is not a readable directory.
     #[error("library root {0}: {1}")]
     Root(PathBuf, std::io::Error),
-    /// Too many entries.
-    #[error("library has more than {MAX_SCAN_ENTRIES} entries")]
-    TooManyEntries,
+    /// The tree has more directory entries (hidden ones and non-media files
+    /// included) than the cap; nothing was changed.
+    #[error(
+        "library has more than {limit} directory entries (scan_max_entries); the scan was \
+         abandoned and the index left unchanged"
+    )]
+    TooManyEntries {
+        /// The cap that was crossed.
+        limit: usize,
+    },
     /// Database failure.
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
@@ -138,7 +147,11 @@ fn valid_language(s: &str) -> bool {
 }
 
 /// Walks `root` (blocking). `known` maps rel_path → (size, mtime) from the database.
-fn walk(root: &Path, known: &HashMap<String, (i64, i64)>) -> Result<Walk, ScanError> {
+fn walk(
+    root: &Path,
+    known: &HashMap<String, (i64, i64)>,
+    max_entries: usize,
+) -> Result<Walk, ScanError> {
     let mut out = Walk::default();
     let mut entries = 0usize;
     // (directory, its relative path, depth)
@@ -151,8 +164,8 @@ fn walk(root: &Path, known: &HashMap<String, (i64, i64)>) -> Result<Walk, ScanEr
         let mut subs_here: Vec<(String, String, &'static str)> = Vec::new(); // (file name, rel, fmt)
         for entry in read.flatten() {
             entries += 1;
-            if entries > MAX_SCAN_ENTRIES {
-                return Err(ScanError::TooManyEntries);
+            if entries > max_entries {
+                return Err(ScanError::TooManyEntries { limit: max_entries });
             }
             let Ok(name) = entry.file_name().into_string() else {
                 continue; // non-UTF-8 names are not indexed
@@ -252,8 +265,20 @@ fn walk(root: &Path, known: &HashMap<String, (i64, i64)>) -> Result<Walk, ScanEr
     Ok(out)
 }
 
-/// Scans library `library_id` and updates the database.
+/// Scans library `library_id` with the default entry cap
+/// ([`DEFAULT_SCAN_MAX_ENTRIES`]) and updates the database.
 pub async fn scan_library(db: &SqlitePool, library_id: i64) -> Result<ScanReport, ScanError> {
+    scan_library_limited(db, library_id, DEFAULT_SCAN_MAX_ENTRIES).await
+}
+
+/// Scans library `library_id`, examining at most `max_entries` directory
+/// entries, and updates the database in one transaction. Over the cap the scan
+/// fails with [`ScanError::TooManyEntries`] and the database is not written.
+pub async fn scan_library_limited(
+    db: &SqlitePool,
+    library_id: i64,
+    max_entries: usize,
+) -> Result<ScanReport, ScanError> {
     let root: Option<(String,)> = sqlx::query_as("SELECT root_path FROM libraries WHERE id = ?1")
         .bind(library_id)
         .fetch_optional(db)
@@ -270,9 +295,18 @@ pub async fn scan_library(db: &SqlitePool, library_id: i64) -> Result<ScanReport
         .map(|(r, s, m)| (r, (s, m)))
         .collect();
     let walk_root = root.clone();
-    let found = tokio::task::spawn_blocking(move || walk(&walk_root, &known))
+    let found = tokio::task::spawn_blocking(move || walk(&walk_root, &known, max_entries))
         .await
-        .map_err(|_| ScanError::Task)??;
+        .map_err(|_| ScanError::Task)?
+        .inspect_err(|e| {
+            if let ScanError::TooManyEntries { limit } = e {
+                tracing::warn!(
+                    library_id,
+                    limit,
+                    "library scan abandoned: entry cap crossed"
+                );
+            }
+        })?;
 
     let now = now_secs();
     let mut report = ScanReport {
