@@ -5,11 +5,19 @@
 //! - [`candidates`]: which local addresses are announced as host candidates.
 //! - [`fingerprint`]: DTLS fingerprints for the signed-SDP binding.
 //! - [`player`]: player backends (virtual, mpv) for the driver.
+//! - [`driver`]: the tokio task around the room `Session` (signaling, WebRTC,
+//!   player, user commands, timers); [`signal_client`], [`api_client`],
+//!   [`backoff`], [`config_store`] are its parts.
 
+pub mod api_client;
+pub mod backoff;
 pub mod candidates;
+pub mod config_store;
+pub mod driver;
 pub mod fingerprint;
 pub mod player;
 pub mod rtc;
+pub mod signal_client;
 pub mod udp;
 
 #[cfg(test)]

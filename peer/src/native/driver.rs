@@ -1,0 +1,1279 @@
+//! The native driver: one tokio task, a thin loop around the sans-I/O room
+//! [`Session`].
+//!
+//! ```text
+//! loop {
+//!     select! {
+//!         signaling event  → session.handle_signal / WebRTC negotiation
+//!         transport event  → session.channel_open / handle_frame / peer_disconnected
+//!         player event     → session.handle_player
+//!         user command     → session.command (or a status snapshot)
+//!         media resolved   → backend.load + session.media_loaded
+//!         timer            → session.handle_timeout + peer retries
+//!     }
+//!     drain session.poll_output():
+//!         SendFrame → UdpRtc::send      Signal → WebSocket
+//!         Player    → backend.apply     Disconnect → close_peer
+//!         Event     → DriverEvent stream (+ media loading)
+//! }
+//! ```
+//!
+//! Negotiation: the server's offerer rule is `joiner` — on `hello` we offer to
+//! every online member we have no connection with; members who come online
+//! later offer to us. Failures are retried with backoff and jitter
+//! ([`Backoff::peer`]): an ICE restart after `Disconnected`, a fresh offer
+//! after the connection closed. When both sides offer at once (retries after
+//! a server restart), the peer with the **lower user id ignores** the
+//! incoming offer and the higher one accepts it, so exactly one offer wins.
+//!
+//! Bounded everywhere: user commands and events are bounded channels (events
+//! are dropped and counted when the consumer lags, never block the loop),
+//! candidates that arrive before their offer are buffered up to
+//! [`MAX_PENDING_CANDIDATES`] per peer, the transport bounds its send queues
+//! and drops stalled peers. Nothing the network sends can panic the loop.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::api_client::{ApiClient, TokenSource};
+use super::backoff::Backoff;
+use super::candidates::HostAddrs;
+use super::player::{BackendEvent, PlayerBackend, PlayerClock, PlayerError};
+use super::rtc::{CloseReason, PeerState, SendError, TransportConfig, TransportEvent};
+use super::signal_client::{SignalClient, SignalConfig, SignalEvent};
+use super::udp::{BindError, UdpRtc};
+use crate::acceptance::DropReason;
+use crate::channels::{self, ChannelId};
+use crate::crypto::{PublicKey, SigningKey};
+use crate::ids::{ContentHash, RoomId, UnixSeconds, UserId};
+use crate::message::{Fingerprint, MediaItem};
+use crate::player::PlayerObservation;
+use crate::session::{
+    ChannelOpen, CommandError, Event, Output, Session, SessionConfig, SessionError, UserCommand,
+};
+use crate::signaling::{ClientMessage, ServerMessage};
+use crate::time::{LocalTime, TimeDelta};
+
+/// Capacity of the user-command queue.
+pub const COMMAND_QUEUE: usize = 64;
+/// Capacity of the event queue; events beyond it are dropped and counted.
+pub const EVENT_QUEUE: usize = 1024;
+/// Remote ICE candidates buffered per peer before its offer arrives.
+pub const MAX_PENDING_CANDIDATES: usize = 32;
+/// Media resolutions in flight (a new `LoadMedia` supersedes older ones).
+pub const LOAD_QUEUE: usize = 4;
+
+/// Why the driver stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    /// The UDP socket or transport could not be set up.
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    /// The session configuration is invalid.
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    /// The signaling client gave up.
+    #[error("signaling: {0}")]
+    Signaling(String),
+    /// The player failed.
+    #[error(transparent)]
+    Player(#[from] PlayerError),
+}
+
+/// Settings of one driver.
+#[derive(Debug)]
+pub struct DriverConfig {
+    /// Session settings (holds the room).
+    pub session: SessionConfig,
+    /// `ws(s)://…/api/v1/rooms/{id}/signal`.
+    pub signal_url: String,
+    /// Our signing key (followers: a fresh session key; host: the room key).
+    pub identity: SigningKey,
+    /// The server's certificate key, if known; `None` trusts the key of the
+    /// first `hello` (reported as [`DriverEvent::ServerKeyLearned`]).
+    pub server_key: Option<PublicKey>,
+    /// Host key pinned by the invite link.
+    pub pinned_host: Option<PublicKey>,
+    /// UDP bind address (`0.0.0.0:0` announces every interface; a concrete
+    /// address is the only candidate).
+    pub bind: SocketAddr,
+    /// Transport limits.
+    pub transport: TransportConfig,
+    /// TLS for `wss://`.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// Jitter seed (signaling reconnects and peer retries).
+    pub jitter_seed: u64,
+}
+
+impl DriverConfig {
+    /// Defaults for `room` at `signal_url` with `identity`.
+    #[must_use]
+    pub fn new(room: RoomId, signal_url: String, identity: SigningKey) -> Self {
+        Self {
+            session: SessionConfig::new(room),
+            signal_url,
+            identity,
+            server_key: None,
+            pinned_host: None,
+            bind: SocketAddr::from(([0, 0, 0, 0], 0)),
+            transport: TransportConfig::default(),
+            tls: None,
+            jitter_seed: super::backoff::random_seed(),
+        }
+    }
+}
+
+/// Finds the bytes for a media item: a local file whose content hash matches,
+/// else a stream URL. Returns the source for the player and the hash of what
+/// it will play.
+pub trait MediaResolver: Send + Sync + 'static {
+    /// Resolves `item`.
+    fn resolve(
+        &self,
+        item: MediaItem,
+    ) -> impl std::future::Future<Output = Result<(String, ContentHash), String>> + Send;
+}
+
+/// For the virtual player: nothing to fetch, the "file" is the item itself.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct VirtualMedia;
+
+impl MediaResolver for VirtualMedia {
+    async fn resolve(&self, item: MediaItem) -> Result<(String, ContentHash), String> {
+        Ok((format!("virtual:{}", item.media.as_str()), item.hash))
+    }
+}
+
+/// Real media: a file under `local_dir` whose SHA-256 matches the item's
+/// hash, else the server's signed stream URL (whose bytes the server hashed).
+#[derive(Debug, Clone)]
+pub struct ServerMedia {
+    /// The REST client.
+    pub api: ApiClient,
+    /// Directory searched for local copies (not recursive).
+    pub local_dir: Option<std::path::PathBuf>,
+}
+
+/// Largest number of files hashed in the local media directory per lookup.
+pub const MAX_LOCAL_FILES: usize = 256;
+
+fn hash_file(path: &std::path::Path) -> std::io::Result<[u8; 32]> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(buf.get(..n).unwrap_or_default());
+    }
+    Ok(h.finalize().into())
+}
+
+impl MediaResolver for ServerMedia {
+    async fn resolve(&self, item: MediaItem) -> Result<(String, ContentHash), String> {
+        if let Some(dir) = self.local_dir.clone() {
+            let want = item.hash;
+            let found = tokio::task::spawn_blocking(move || {
+                let entries = std::fs::read_dir(&dir).ok()?;
+                for entry in entries.flatten().take(MAX_LOCAL_FILES) {
+                    let path = entry.path();
+                    if path.is_file() && hash_file(&path).ok() == Some(want.0) {
+                        return Some(path);
+                    }
+                }
+                None
+            })
+            .await
+            .ok()
+            .flatten();
+            if let Some(path) = found {
+                return Ok((path.to_string_lossy().into_owned(), item.hash));
+            }
+        }
+        let id: i64 = item
+            .media
+            .as_str()
+            .parse()
+            .map_err(|_| "media id is not a server id".to_owned())?;
+        let s = self.api.stream_url(id).await.map_err(|e| e.to_string())?;
+        Ok((s.url, item.hash))
+    }
+}
+
+/// What the user (CLI, tests) asks the driver.
+#[derive(Debug)]
+pub enum DriverCommand {
+    /// A room command; the result comes back on the sender when given.
+    User(
+        UserCommand,
+        Option<oneshot::Sender<Result<(), CommandError>>>,
+    ),
+    /// A status snapshot.
+    Status(oneshot::Sender<StatusSnapshot>),
+    /// Stop the driver (connections are closed).
+    Quit,
+}
+
+/// Playback as the room sees it.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct PlaybackView {
+    /// Paused.
+    pub paused: bool,
+    /// Room position now, ms.
+    pub position_ms: f64,
+    /// Rate.
+    pub rate: f64,
+}
+
+/// One neighbour in a status snapshot.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PeerView {
+    /// User id.
+    pub user: u64,
+    /// `connecting`, `connected`, `disconnected` or `none`.
+    pub state: &'static str,
+    /// Data channels open.
+    pub channels_open: usize,
+    /// Announced online by the server.
+    pub online: bool,
+    /// Bytes waiting in the send queue.
+    pub queued_bytes: usize,
+    /// Retries so far.
+    pub attempts: u32,
+}
+
+/// A status snapshot (`status` command, `--json`).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StatusSnapshot {
+    /// Our user id.
+    pub you: Option<u64>,
+    /// The host.
+    pub host: Option<u64>,
+    /// We are the host.
+    pub is_host: bool,
+    /// Epoch.
+    pub epoch: u64,
+    /// The signaling connection is up.
+    pub signaling: bool,
+    /// Local time of the snapshot, µs since the driver's origin.
+    pub local_us: i64,
+    /// Room time at that instant, ms (once the clock is known).
+    pub room_ms: Option<f64>,
+    /// The room's playback.
+    pub playback: Option<PlaybackView>,
+    /// Our player's position extrapolated to the snapshot instant, ms.
+    pub player_position_ms: Option<f64>,
+    /// Clock offset room − local, ms.
+    pub clock_offset_ms: Option<f64>,
+    /// Bound on the offset error, ms.
+    pub clock_uncertainty_ms: Option<f64>,
+    /// Filtered position error (player − room), ms.
+    pub position_error_ms: Option<f64>,
+    /// A rate correction is running.
+    pub correcting: bool,
+    /// Current rate offset, ppm.
+    pub rate_offset_ppm: i64,
+    /// Neighbours.
+    pub peers: Vec<PeerView>,
+    /// Rejected frames by reason.
+    pub drops: BTreeMap<&'static str, u64>,
+    /// Host commands applied.
+    pub commands_applied: u64,
+    /// Frames accepted.
+    pub accepted: u64,
+    /// Driver counters.
+    pub counters: DriverCounters,
+}
+
+/// Driver-level counters.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct DriverCounters {
+    /// Frames the transport refused because the peer's queue was full.
+    pub send_queue_full: u64,
+    /// Frames for a peer without a connection.
+    pub send_no_peer: u64,
+    /// Other send failures (size, channel).
+    pub send_other: u64,
+    /// Signaling messages dropped (queue full or disconnected).
+    pub signal_dropped: u64,
+    /// Events dropped because the consumer lagged.
+    pub events_dropped: u64,
+    /// Player actions the backend refused.
+    pub player_errors: u64,
+    /// Negotiation failures (bad SDP, candidates).
+    pub negotiation_errors: u64,
+    /// Remote candidates dropped (buffer full).
+    pub candidates_dropped: u64,
+}
+
+/// What the driver reports (one JSON object per line in `--json`).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum DriverEvent {
+    /// The signaling connection is up (auth sent).
+    SignalingConnected,
+    /// The signaling connection is down; retrying.
+    SignalingDisconnected {
+        /// Why.
+        reason: String,
+        /// Retry delay, ms.
+        retry_ms: u64,
+    },
+    /// First `hello` with an unknown server key: trusted from now on.
+    ServerKeyLearned {
+        /// base64url.
+        key: String,
+    },
+    /// Joined the room.
+    Joined {
+        /// Our user id.
+        you: u64,
+        /// Our role.
+        role: String,
+        /// The host.
+        host: Option<u64>,
+        /// Epoch.
+        epoch: u64,
+    },
+    /// All data channels to a peer are open.
+    PeerConnected {
+        /// The peer.
+        peer: u64,
+    },
+    /// ICE lost a peer (may come back).
+    PeerInterrupted {
+        /// The peer.
+        peer: u64,
+    },
+    /// A peer connection closed.
+    PeerClosed {
+        /// The peer.
+        peer: u64,
+        /// Why.
+        reason: String,
+    },
+    /// A host command was applied (count since start).
+    CommandApplied {
+        /// Commands applied so far.
+        total: u64,
+        /// The room's playback afterwards.
+        playback: Option<PlaybackView>,
+    },
+    /// A frame was rejected.
+    Dropped {
+        /// From whom.
+        from: u64,
+        /// The rule (`docs/protocol.md` §7 labels).
+        reason: &'static str,
+    },
+    /// Media was loaded into the player.
+    MediaLoaded {
+        /// The item.
+        media: String,
+        /// Local file or stream.
+        local: bool,
+    },
+    /// Media could not be loaded.
+    MediaFailed {
+        /// The item.
+        media: String,
+        /// Why.
+        error: String,
+    },
+    /// A chat message.
+    Chat {
+        /// The sender.
+        from: u64,
+        /// The text.
+        text: String,
+    },
+    /// Something else the session reported.
+    Session {
+        /// Debug rendering of the session event.
+        detail: String,
+    },
+    /// A status snapshot.
+    Status(Box<StatusSnapshot>),
+    /// The driver stopped.
+    Stopped {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The caller's side of a running driver.
+#[derive(Debug)]
+pub struct DriverHandle {
+    /// Commands (bounded).
+    pub commands: mpsc::Sender<DriverCommand>,
+    /// Events (bounded; lagging consumers lose events, counted).
+    pub events: mpsc::Receiver<DriverEvent>,
+    /// The driver task.
+    pub task: JoinHandle<Result<(), DriverError>>,
+    /// The UDP address the transport bound.
+    pub local_addr: SocketAddr,
+}
+
+impl DriverHandle {
+    /// Sends a command and waits for its result.
+    ///
+    /// # Errors
+    /// The session's refusal; [`CommandError::NotJoined`] when the driver
+    /// has stopped.
+    pub async fn command(&self, cmd: UserCommand) -> Result<(), CommandError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(DriverCommand::User(cmd, Some(tx)))
+            .await
+            .map_err(|_| CommandError::NotJoined)?;
+        rx.await.unwrap_or(Err(CommandError::NotJoined))
+    }
+
+    /// A status snapshot (`None` when the driver has stopped).
+    pub async fn status(&self) -> Option<StatusSnapshot> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(DriverCommand::Status(tx)).await.ok()?;
+        rx.await.ok()
+    }
+}
+
+/// Negotiation state with one member.
+#[derive(Debug)]
+struct PeerLink {
+    online: bool,
+    /// We sent an offer that is not answered yet.
+    offer_pending: bool,
+    open: BTreeSet<ChannelId>,
+    /// `channel_open` was reported to the session.
+    notified: bool,
+    backoff: Backoff,
+    retry_at: Option<Instant>,
+    /// The retry is an ICE restart (else a fresh offer).
+    retry_restart: bool,
+    pending_candidates: Vec<String>,
+}
+
+impl PeerLink {
+    fn new(seed: u64) -> Self {
+        Self {
+            online: false,
+            offer_pending: false,
+            open: BTreeSet::new(),
+            notified: false,
+            backoff: Backoff::peer(seed),
+            retry_at: None,
+            retry_restart: false,
+            pending_candidates: Vec::new(),
+        }
+    }
+}
+
+/// Converts the transport's fingerprint to the protocol's.
+fn to_wire(fp: &super::fingerprint::Fingerprint) -> Option<Fingerprint> {
+    Fingerprint::new(fp.hash_func(), fp.bytes()).ok()
+}
+
+fn playback_view(session: &Session, now: LocalTime) -> Option<PlaybackView> {
+    let s = session.playback()?;
+    let room = session.sync().room_time(now)?;
+    let pos = s.position_at(room);
+    Some(PlaybackView {
+        paused: s.paused,
+        position_ms: pos.as_micros() as f64 / 1000.0,
+        rate: s.rate.as_f64(),
+    })
+}
+
+fn unix_now() -> UnixSeconds {
+    UnixSeconds(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    )
+}
+
+fn ms(d: TimeDelta) -> f64 {
+    d.as_micros() as f64 / 1000.0
+}
+
+/// The driver task's state.
+struct Driver<B, R> {
+    cfg_session: SessionConfig,
+    identity: Option<SigningKey>,
+    server_key: Option<PublicKey>,
+    pinned_host: Option<PublicKey>,
+    clock: PlayerClock,
+    session: Option<Session>,
+    rtc: UdpRtc<UserId>,
+    backend: B,
+    resolver: Arc<R>,
+    signal: SignalClient,
+    signal_up: bool,
+    events: mpsc::Sender<DriverEvent>,
+    links: BTreeMap<UserId, PeerLink>,
+    seed: u64,
+    counters: DriverCounters,
+    commands_applied: u64,
+    last_obs: Option<PlayerObservation>,
+    load_tx: mpsc::Sender<(MediaItem, Result<(String, ContentHash), String>)>,
+    /// The item whose resolution is awaited (older results are stale).
+    loading: Option<MediaItem>,
+    joined_once: bool,
+    stop: Option<String>,
+}
+
+impl DriverHandle {
+    /// Binds the socket, starts signaling and spawns the driver task.
+    ///
+    /// `clock` must be the clock `backend` stamps its readings with.
+    ///
+    /// # Errors
+    /// [`DriverError::Bind`] when the UDP socket or transport cannot be set
+    /// up.
+    pub async fn spawn<B, T, R>(
+        config: DriverConfig,
+        clock: PlayerClock,
+        backend: B,
+        tokens: T,
+        resolver: R,
+    ) -> Result<Self, DriverError>
+    where
+        B: PlayerBackend + Send + 'static,
+        T: TokenSource,
+        R: MediaResolver,
+    {
+        let hosts = HostAddrs::gather().map_err(|e| DriverError::Bind(BindError::Io(e)))?;
+        let rtc = UdpRtc::<UserId>::bind(config.bind, hosts, config.transport.clone()).await?;
+        let local_addr = rtc.local_addr();
+        let public_key = config.identity.public_key();
+        let signal = SignalClient::spawn(
+            SignalConfig {
+                url: config.signal_url.clone(),
+                session_key: public_key,
+                tls: config.tls.clone(),
+                jitter_seed: config.jitter_seed,
+            },
+            tokens,
+        );
+        let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
+        let (ev_tx, ev_rx) = mpsc::channel(EVENT_QUEUE);
+        let (load_tx, load_rx) = mpsc::channel(LOAD_QUEUE);
+        let driver = Driver {
+            cfg_session: config.session,
+            identity: Some(config.identity),
+            server_key: config.server_key,
+            pinned_host: config.pinned_host,
+            clock,
+            session: None,
+            rtc,
+            backend,
+            resolver: Arc::new(resolver),
+            signal,
+            signal_up: false,
+            events: ev_tx,
+            links: BTreeMap::new(),
+            seed: config.jitter_seed,
+            counters: DriverCounters::default(),
+            commands_applied: 0,
+            last_obs: None,
+            load_tx,
+            loading: None,
+            joined_once: false,
+            stop: None,
+        };
+        let task = tokio::spawn(driver.run(cmd_rx, load_rx));
+        Ok(Self {
+            commands: cmd_tx,
+            events: ev_rx,
+            task,
+            local_addr,
+        })
+    }
+}
+
+impl<B, R> Driver<B, R>
+where
+    B: PlayerBackend + Send + 'static,
+    R: MediaResolver,
+{
+    fn now(&self) -> LocalTime {
+        self.clock.now()
+    }
+
+    fn emit(&mut self, e: DriverEvent) {
+        if self.events.try_send(e).is_err() {
+            self.counters.events_dropped = self.counters.events_dropped.saturating_add(1);
+        }
+    }
+
+    fn me(&self) -> Option<UserId> {
+        self.session.as_ref().and_then(Session::user)
+    }
+
+    fn link(&mut self, peer: UserId) -> &mut PeerLink {
+        let seed = self.seed ^ peer.get();
+        self.links
+            .entry(peer)
+            .or_insert_with(|| PeerLink::new(seed))
+    }
+
+    async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<DriverCommand>,
+        mut loads: mpsc::Receiver<(MediaItem, Result<(String, ContentHash), String>)>,
+    ) -> Result<(), DriverError> {
+        let result = loop {
+            let wake = self.next_wake();
+            tokio::select! {
+                ev = self.signal.incoming.recv() => match ev {
+                    Some(ev) => self.on_signal(ev),
+                    None => break Err(DriverError::Signaling("client stopped".into())),
+                },
+                ev = self.rtc.next_event() => self.on_transport(ev),
+                ev = self.backend.next_event() => match ev {
+                    Ok(ev) => self.on_backend(ev),
+                    Err(e) => break Err(DriverError::Player(e)),
+                },
+                c = commands.recv() => match c {
+                    None | Some(DriverCommand::Quit) => break Ok(()),
+                    Some(c) => self.on_command(c),
+                },
+                Some((item, r)) = loads.recv() => self.on_loaded(item, r),
+                () = tokio::time::sleep_until(wake) => self.on_timer(),
+            }
+            self.drain();
+            if let Some(reason) = self.stop.take() {
+                break Err(DriverError::Signaling(reason));
+            }
+            if self.session.as_ref().is_some_and(Session::is_ended) {
+                break Ok(());
+            }
+        };
+        let _ = self.rtc.shutdown();
+        let reason = match &result {
+            Ok(()) => "stopped".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        self.emit(DriverEvent::Stopped { reason });
+        result
+    }
+
+    fn next_wake(&self) -> Instant {
+        let far = Instant::now() + Duration::from_secs(3600);
+        let session = self
+            .session
+            .as_ref()
+            .and_then(Session::poll_timeout)
+            .map(|t| self.clock.instant(t));
+        let retries = self.links.values().filter_map(|l| l.retry_at).min();
+        [session, retries]
+            .into_iter()
+            .flatten()
+            .fold(far, Instant::min)
+    }
+
+    // ------------------------------------------------------------ signaling
+
+    fn on_signal(&mut self, ev: SignalEvent) {
+        match ev {
+            SignalEvent::Connected => {
+                self.signal_up = true;
+                self.emit(DriverEvent::SignalingConnected);
+            }
+            SignalEvent::Disconnected { reason, retry_in } => {
+                self.signal_up = false;
+                self.emit(DriverEvent::SignalingDisconnected {
+                    reason,
+                    retry_ms: u64::try_from(retry_in.as_millis()).unwrap_or(u64::MAX),
+                });
+            }
+            SignalEvent::Fatal(reason) => {
+                self.signal_up = false;
+                // Without a session yet there is nothing to keep running.
+                if self.session.is_none() {
+                    self.stop = Some(reason);
+                } else {
+                    self.emit(DriverEvent::SignalingDisconnected {
+                        reason,
+                        retry_ms: u64::MAX,
+                    });
+                }
+            }
+            SignalEvent::Message(msg) => self.on_server_message(msg),
+        }
+    }
+
+    fn ensure_session(&mut self, hello_key: PublicKey) -> bool {
+        if self.session.is_some() {
+            return true;
+        }
+        let Some(identity) = self.identity.take() else {
+            return false;
+        };
+        let server_key = match self.server_key {
+            Some(k) => k,
+            None => {
+                self.server_key = Some(hello_key);
+                self.emit(DriverEvent::ServerKeyLearned {
+                    key: hello_key.to_base64url(),
+                });
+                hello_key
+            }
+        };
+        match Session::new(
+            self.cfg_session.clone(),
+            identity,
+            server_key,
+            self.pinned_host,
+            self.now(),
+            unix_now(),
+        ) {
+            Ok(s) => {
+                self.session = Some(s);
+                true
+            }
+            Err(e) => {
+                self.stop = Some(e.to_string());
+                false
+            }
+        }
+    }
+
+    fn on_server_message(&mut self, msg: ServerMessage) {
+        let now = self.now();
+        match msg {
+            ServerMessage::Hello {
+                server_key,
+                you,
+                epoch,
+                ref members,
+                ..
+            } => {
+                if !self.ensure_session(server_key) {
+                    return;
+                }
+                let online: Vec<UserId> = members
+                    .as_slice()
+                    .iter()
+                    .filter(|m| m.online)
+                    .map(|m| m.certificate.claimed().user)
+                    .filter(|u| *u != you)
+                    .collect();
+                let Some(session) = self.session.as_mut() else {
+                    return;
+                };
+                let rejoin =
+                    self.joined_once && session.user() == Some(you) && session.epoch() == epoch;
+                if rejoin {
+                    // A reconnect: re-feeding `hello` would restart the host
+                    // term; only refresh the roster.
+                    for m in members.as_slice() {
+                        session
+                            .handle_signal(ServerMessage::MemberJoined { member: m.clone() }, now);
+                    }
+                } else {
+                    session.handle_signal(msg.clone(), now);
+                }
+                if session.user().is_some() {
+                    self.joined_once = true;
+                }
+                for l in self.links.values_mut() {
+                    l.online = false;
+                }
+                let connected: BTreeSet<UserId> = self.rtc.transport().peers().collect();
+                for peer in online {
+                    self.link(peer).online = true;
+                    if !connected.contains(&peer) {
+                        self.offer(peer);
+                    }
+                }
+            }
+            ServerMessage::MemberJoined { ref member } => {
+                let user = member.certificate.claimed().user;
+                let online = member.online;
+                if Some(user) != self.me() {
+                    self.link(user).online = online;
+                }
+                if let Some(s) = self.session.as_mut() {
+                    s.handle_signal(msg, now);
+                }
+            }
+            ServerMessage::MemberLeft { user } => {
+                // Offline at the server; a live P2P connection stays.
+                if let Some(l) = self.links.get_mut(&user) {
+                    l.online = false;
+                    l.retry_at = None;
+                }
+                if let Some(s) = self.session.as_mut() {
+                    s.handle_signal(msg, now);
+                }
+            }
+            ServerMessage::Offer { from, sdp } => self.on_offer(from, sdp.as_str()),
+            ServerMessage::Answer { from, sdp } => {
+                let r = self.rtc.accept_answer(from, sdp.as_str());
+                match r {
+                    Ok(()) => {
+                        let l = self.link(from);
+                        l.offer_pending = false;
+                        self.flush_candidates(from);
+                    }
+                    Err(e) => {
+                        self.counters.negotiation_errors += 1;
+                        tracing::debug!(peer = from.get(), error = %e, "answer refused");
+                    }
+                }
+            }
+            ServerMessage::Ice { from, candidate } => {
+                let line = candidate.candidate.as_str().to_owned();
+                if line.is_empty() {
+                    return;
+                }
+                if self.rtc.transport().peers().any(|p| p == from) {
+                    if self.rtc.add_remote_candidate(from, &line).is_err() {
+                        self.counters.negotiation_errors += 1;
+                    }
+                } else {
+                    let l = self.link(from);
+                    if l.pending_candidates.len() < MAX_PENDING_CANDIDATES {
+                        l.pending_candidates.push(line);
+                    } else {
+                        self.counters.candidates_dropped += 1;
+                    }
+                }
+            }
+            other => {
+                if let Some(s) = self.session.as_mut() {
+                    s.handle_signal(other, now);
+                }
+            }
+        }
+    }
+
+    fn send_signal(&mut self, msg: ClientMessage) {
+        if self.signal.outgoing.try_send(msg).is_err() {
+            self.counters.signal_dropped += 1;
+        }
+    }
+
+    fn offer(&mut self, peer: UserId) {
+        if Some(peer) == self.me() {
+            return;
+        }
+        match self.rtc.create_offer(peer) {
+            Ok(sdp) => self.send_sdp(peer, &sdp, true),
+            Err(e) => {
+                self.counters.negotiation_errors += 1;
+                tracing::debug!(peer = peer.get(), error = %e, "create_offer failed");
+                self.schedule_retry(peer, false);
+            }
+        }
+    }
+
+    fn send_sdp(&mut self, peer: UserId, sdp: &str, offer: bool) {
+        let Ok(sdp) = crate::signaling::Sdp::new(sdp) else {
+            self.counters.negotiation_errors += 1;
+            return;
+        };
+        let msg = if offer {
+            self.link(peer).offer_pending = true;
+            ClientMessage::Offer { to: peer, sdp }
+        } else {
+            ClientMessage::Answer { to: peer, sdp }
+        };
+        self.send_signal(msg);
+    }
+
+    fn on_offer(&mut self, from: UserId, sdp: &str) {
+        let me = self.me();
+        let glare =
+            self.links.get(&from).is_some_and(|l| l.offer_pending) && me.is_some_and(|m| m < from);
+        if glare {
+            // Our offer wins (lower id); the other side accepts it.
+            return;
+        }
+        match self.rtc.accept_offer(from, sdp) {
+            Ok(answer) => {
+                let l = self.link(from);
+                l.offer_pending = false;
+                l.retry_at = None;
+                self.send_sdp(from, &answer, false);
+                self.flush_candidates(from);
+            }
+            Err(e) => {
+                self.counters.negotiation_errors += 1;
+                tracing::debug!(peer = from.get(), error = %e, "offer refused");
+            }
+        }
+    }
+
+    fn flush_candidates(&mut self, peer: UserId) {
+        let pending = std::mem::take(&mut self.link(peer).pending_candidates);
+        for c in pending {
+            if self.rtc.add_remote_candidate(peer, &c).is_err() {
+                self.counters.negotiation_errors += 1;
+            }
+        }
+    }
+
+    fn schedule_retry(&mut self, peer: UserId, restart: bool) {
+        let l = self.link(peer);
+        if !l.online && !restart {
+            return;
+        }
+        let delay = l.backoff.next_delay();
+        l.retry_at = Some(Instant::now() + delay);
+        l.retry_restart = restart;
+    }
+
+    // ------------------------------------------------------------ transport
+
+    fn on_transport(&mut self, ev: TransportEvent<UserId>) {
+        let now = self.now();
+        match ev {
+            TransportEvent::Connected(_) => {}
+            TransportEvent::ChannelOpen(peer, ch) => {
+                let l = self.link(peer);
+                l.open.insert(ch);
+                if l.open.len() >= channels::ALL.len() && !l.notified {
+                    l.notified = true;
+                    l.backoff.reset();
+                    l.retry_at = None;
+                    let open = ChannelOpen {
+                        peer,
+                        local_fingerprint: to_wire(self.rtc.local_fingerprint()),
+                        remote_fingerprint: self
+                            .rtc
+                            .transport()
+                            .remote_fingerprint(peer)
+                            .and_then(to_wire),
+                    };
+                    if let Some(s) = self.session.as_mut() {
+                        s.channel_open(open, now);
+                    }
+                    self.emit(DriverEvent::PeerConnected { peer: peer.get() });
+                }
+            }
+            TransportEvent::Data {
+                peer,
+                channel,
+                data,
+            } => {
+                if let Some(s) = self.session.as_mut() {
+                    s.handle_frame(peer, channel, &data, now);
+                }
+            }
+            TransportEvent::ChannelClosed(peer, ch) => {
+                self.link(peer).open.remove(&ch);
+            }
+            TransportEvent::Disconnected(peer) => {
+                self.emit(DriverEvent::PeerInterrupted { peer: peer.get() });
+                // The lower id restarts ICE (one side only: no glare).
+                if self.me().is_some_and(|m| m < peer) {
+                    self.schedule_retry(peer, true);
+                }
+            }
+            TransportEvent::Reconnected(peer) => {
+                let l = self.link(peer);
+                l.retry_at = None;
+                l.backoff.reset();
+            }
+            TransportEvent::PeerClosed { peer, reason } => {
+                let l = self.link(peer);
+                let was_open = l.notified;
+                l.notified = false;
+                l.open.clear();
+                l.offer_pending = false;
+                l.retry_at = None;
+                if was_open && let Some(s) = self.session.as_mut() {
+                    s.peer_disconnected(peer, now);
+                }
+                self.emit(DriverEvent::PeerClosed {
+                    peer: peer.get(),
+                    reason: format!("{reason:?}"),
+                });
+                // A replaced connection is already being renegotiated; a
+                // local close was our decision (kick, binding mismatch).
+                if !matches!(reason, CloseReason::Local | CloseReason::Replaced) {
+                    self.schedule_retry(peer, false);
+                }
+            }
+        }
+    }
+
+    fn on_timer(&mut self) {
+        let now = self.now();
+        if let Some(s) = self.session.as_mut() {
+            s.handle_timeout(now);
+        }
+        let t = Instant::now();
+        let due: Vec<(UserId, bool)> = self
+            .links
+            .iter()
+            .filter(|(_, l)| l.retry_at.is_some_and(|r| r <= t))
+            .map(|(p, l)| (*p, l.retry_restart))
+            .collect();
+        for (peer, restart) in due {
+            self.link(peer).retry_at = None;
+            let exists = self.rtc.transport().peers().any(|p| p == peer);
+            if restart && exists {
+                match self.rtc.restart_ice(peer) {
+                    Ok(sdp) => self.send_sdp(peer, &sdp, true),
+                    Err(_) => self.counters.negotiation_errors += 1,
+                }
+                // Try again later if it does not come back.
+                self.schedule_retry(peer, true);
+            } else if !exists && self.links.get(&peer).is_some_and(|l| l.online) {
+                self.offer(peer);
+            }
+        }
+    }
+
+    // --------------------------------------------------------------- player
+
+    fn on_backend(&mut self, ev: BackendEvent) {
+        match ev {
+            BackendEvent::Observation(o) => {
+                self.last_obs = Some(o);
+                let now = self.now();
+                if let Some(s) = self.session.as_mut() {
+                    s.handle_player(o, now);
+                }
+            }
+            // The session takes the duration from the signed media item.
+            BackendEvent::Duration(_) => {}
+            BackendEvent::CommandFailed { command, reason } => {
+                self.counters.player_errors += 1;
+                self.emit(DriverEvent::Session {
+                    detail: format!("player refused {command}: {reason}"),
+                });
+            }
+        }
+    }
+
+    fn on_loaded(&mut self, item: MediaItem, r: Result<(String, ContentHash), String>) {
+        if self.loading.as_ref() != Some(&item) {
+            return; // superseded
+        }
+        self.loading = None;
+        let now = self.now();
+        match r {
+            Ok((source, hash)) => {
+                let local = !source.contains("://") && !source.starts_with("virtual:");
+                match self.backend.load(&source) {
+                    Ok(()) => {
+                        if let Some(s) = self.session.as_mut() {
+                            s.media_loaded(Some(hash), now);
+                        }
+                        self.emit(DriverEvent::MediaLoaded {
+                            media: item.media.as_str().to_owned(),
+                            local,
+                        });
+                    }
+                    Err(e) => self.media_failed(&item, e.to_string()),
+                }
+            }
+            Err(e) => self.media_failed(&item, e),
+        }
+    }
+
+    fn media_failed(&mut self, item: &MediaItem, error: String) {
+        let now = self.now();
+        if let Some(s) = self.session.as_mut() {
+            s.media_loaded(None, now);
+        }
+        self.emit(DriverEvent::MediaFailed {
+            media: item.media.as_str().to_owned(),
+            error,
+        });
+    }
+
+    fn start_load(&mut self, item: MediaItem) {
+        self.loading = Some(item.clone());
+        let resolver = Arc::clone(&self.resolver);
+        let tx = self.load_tx.clone();
+        tokio::spawn(async move {
+            let r = resolver.resolve(item.clone()).await;
+            let _ = tx.send((item, r)).await;
+        });
+    }
+
+    // ------------------------------------------------------------- commands
+
+    fn on_command(&mut self, c: DriverCommand) {
+        let now = self.now();
+        match c {
+            DriverCommand::User(cmd, reply) => {
+                let r = match self.session.as_mut() {
+                    Some(s) => s.command(cmd, now),
+                    None => Err(CommandError::NotJoined),
+                };
+                if let Some(tx) = reply {
+                    let _ = tx.send(r);
+                }
+            }
+            DriverCommand::Status(tx) => {
+                let _ = tx.send(self.snapshot());
+            }
+            DriverCommand::Quit => {}
+        }
+    }
+
+    fn snapshot(&self) -> StatusSnapshot {
+        let now = self.now();
+        let s = self.session.as_ref();
+        let sync = s.map(|s| s.sync_status(now));
+        let mut peers: Vec<PeerView> = self
+            .links
+            .iter()
+            .map(|(p, l)| {
+                let st = self.rtc.transport().peer_stats(*p);
+                PeerView {
+                    user: p.get(),
+                    state: match st.as_ref().map(|s| s.state) {
+                        Some(PeerState::Connecting) => "connecting",
+                        Some(PeerState::Connected) => "connected",
+                        Some(PeerState::Disconnected) => "disconnected",
+                        None => "none",
+                    },
+                    channels_open: l.open.len(),
+                    online: l.online,
+                    queued_bytes: st.map_or(0, |s| s.queued_bytes),
+                    attempts: l.backoff.attempts(),
+                }
+            })
+            .collect();
+        peers.sort_by_key(|p| p.user);
+        let drops = s.map_or_else(BTreeMap::new, |s| {
+            DropReason::ALL
+                .iter()
+                .map(|r| (r.label(), s.drops().get(*r)))
+                .filter(|(_, n)| *n > 0)
+                .collect()
+        });
+        let player_position_ms = self.last_obs.map(|o| {
+            let pos = if o.paused || o.buffering || o.ended {
+                o.position
+            } else {
+                o.position + o.rate.advance(now.since(o.at))
+            };
+            pos.as_micros() as f64 / 1000.0
+        });
+        StatusSnapshot {
+            you: s.and_then(Session::user).map(UserId::get),
+            host: s.and_then(Session::host).map(UserId::get),
+            is_host: s.is_some_and(Session::is_host),
+            epoch: s.map_or(0, |s| s.epoch().0),
+            signaling: self.signal_up,
+            local_us: now.as_micros(),
+            room_ms: s
+                .and_then(|s| s.sync().room_time(now))
+                .map(|r| r.as_micros() as f64 / 1000.0),
+            playback: s.and_then(|s| playback_view(s, now)),
+            player_position_ms,
+            clock_offset_ms: sync.as_ref().and_then(|x| x.offset).map(ms),
+            clock_uncertainty_ms: sync.as_ref().and_then(|x| x.uncertainty).map(ms),
+            position_error_ms: sync.as_ref().and_then(|x| x.error).map(ms),
+            correcting: sync.as_ref().is_some_and(|x| x.correcting),
+            rate_offset_ppm: sync.as_ref().map_or(0, |x| x.rate_offset_ppm),
+            peers,
+            drops,
+            commands_applied: s.map_or(0, |s| s.stats().commands_applied),
+            accepted: s.map_or(0, |s| s.stats().accepted),
+            counters: DriverCounters {
+                signal_dropped: self
+                    .counters
+                    .signal_dropped
+                    .saturating_add(self.signal.stats.outgoing_dropped.load(Ordering::Relaxed)),
+                ..self.counters
+            },
+        }
+    }
+
+    // --------------------------------------------------------------- output
+
+    fn drain(&mut self) {
+        loop {
+            let Some(out) = self.session.as_mut().and_then(Session::poll_output) else {
+                break;
+            };
+            match out {
+                Output::SendFrame { to, channel, bytes } => {
+                    match self.rtc.send(to, channel, &bytes) {
+                        Ok(_) => {}
+                        Err(SendError::QueueFull) => self.counters.send_queue_full += 1,
+                        Err(SendError::UnknownPeer) => self.counters.send_no_peer += 1,
+                        Err(_) => self.counters.send_other += 1,
+                    }
+                }
+                Output::Signal(msg) => self.send_signal(msg),
+                Output::Player(action) => {
+                    if self.backend.apply(action).is_err() {
+                        self.counters.player_errors += 1;
+                    }
+                }
+                Output::Disconnect { peer, reason } => {
+                    self.rtc.close_peer(peer);
+                    self.emit(DriverEvent::Session {
+                        detail: format!("disconnect {}: {reason:?}", peer.get()),
+                    });
+                }
+                Output::Event(e) => self.on_session_event(e),
+            }
+        }
+        let applied = self
+            .session
+            .as_ref()
+            .map_or(0, |s| s.stats().commands_applied);
+        if applied != self.commands_applied {
+            self.commands_applied = applied;
+            let playback = self
+                .session
+                .as_ref()
+                .and_then(|s| playback_view(s, self.clock.now()));
+            self.emit(DriverEvent::CommandApplied {
+                total: applied,
+                playback,
+            });
+        }
+    }
+
+    fn on_session_event(&mut self, e: Event) {
+        match e {
+            Event::Joined {
+                you,
+                role,
+                host,
+                epoch,
+            } => self.emit(DriverEvent::Joined {
+                you: you.get(),
+                role: format!("{role:?}").to_ascii_lowercase(),
+                host: host.map(UserId::get),
+                epoch: epoch.0,
+            }),
+            Event::Dropped { from, reason } => self.emit(DriverEvent::Dropped {
+                from: from.get(),
+                reason: reason.label(),
+            }),
+            Event::LoadMedia(item) => self.start_load(item),
+            Event::Chat { from, text } => self.emit(DriverEvent::Chat {
+                from: from.get(),
+                text: text.as_str().to_owned(),
+            }),
+            other => self.emit(DriverEvent::Session {
+                detail: format!("{other:?}"),
+            }),
+        }
+    }
+}
