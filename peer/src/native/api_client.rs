@@ -178,12 +178,15 @@ struct ErrorBody {
     message: String,
 }
 
+/// Called with the new pair after every login/refresh (e.g. to save it).
+pub type OnTokens = Box<dyn Fn(&TokenPair) + Send + Sync>;
+
 struct TokenState {
     pair: Option<TokenPair>,
     /// When the access token was obtained.
     obtained: Instant,
     /// Called with the new pair after every login/refresh (persistence).
-    on_update: Option<Box<dyn Fn(&TokenPair) + Send + Sync>>,
+    on_update: Option<OnTokens>,
 }
 
 /// The REST client. Cheap to clone; clones share the tokens.
@@ -260,11 +263,7 @@ impl ApiClient {
 
     /// Uses saved tokens; `on_update` is called after each refresh (to save
     /// the rotated pair). Saved tokens are treated as possibly expired.
-    pub async fn set_tokens(
-        &self,
-        pair: TokenPair,
-        on_update: Option<Box<dyn Fn(&TokenPair) + Send + Sync>>,
-    ) {
+    pub async fn set_tokens(&self, pair: TokenPair, on_update: Option<OnTokens>) {
         let mut t = self.tokens.lock().await;
         t.pair = Some(pair);
         // Unknown age: refresh before first use.

@@ -480,6 +480,9 @@ impl PeerLink {
     }
 }
 
+/// A finished media resolution: the item and its source + hash, or why not.
+type Resolved = (MediaItem, Result<(String, ContentHash), String>);
+
 /// Converts the transport's fingerprint to the protocol's.
 fn to_wire(fp: &super::fingerprint::Fingerprint) -> Option<Fingerprint> {
     Fingerprint::new(fp.hash_func(), fp.bytes()).ok()
@@ -527,7 +530,7 @@ struct Driver<B, R> {
     counters: DriverCounters,
     commands_applied: u64,
     last_obs: Option<PlayerObservation>,
-    load_tx: mpsc::Sender<(MediaItem, Result<(String, ContentHash), String>)>,
+    load_tx: mpsc::Sender<Resolved>,
     /// The item whose resolution is awaited (older results are stale).
     loading: Option<MediaItem>,
     joined_once: bool,
@@ -632,7 +635,7 @@ where
     async fn run(
         mut self,
         mut commands: mpsc::Receiver<DriverCommand>,
-        mut loads: mpsc::Receiver<(MediaItem, Result<(String, ContentHash), String>)>,
+        mut loads: mpsc::Receiver<Resolved>,
     ) -> Result<(), DriverError> {
         let result = loop {
             let wake = self.next_wake();
@@ -711,7 +714,7 @@ where
                     });
                 }
             }
-            SignalEvent::Message(msg) => self.on_server_message(msg),
+            SignalEvent::Message(msg) => self.on_server_message(*msg),
         }
     }
 
@@ -774,11 +777,25 @@ where
                 let Some(session) = self.session.as_mut() else {
                     return;
                 };
-                let rejoin =
-                    self.joined_once && session.user() == Some(you) && session.epoch() == epoch;
+                let rejoin = self.joined_once && session.user() == Some(you);
                 if rejoin {
                     // A reconnect: re-feeding `hello` would restart the host
-                    // term; only refresh the roster.
+                    // term (and reset playback); a new epoch (the host
+                    // re-registered) arrives as `host_changed`, then the
+                    // roster is refreshed.
+                    if session.epoch() != epoch
+                        && let Some(h) = members.as_slice().iter().find(|m| {
+                            let c = m.certificate.claimed();
+                            c.role == crate::ids::Role::Host && c.epoch == epoch
+                        })
+                    {
+                        session.handle_signal(
+                            ServerMessage::HostChanged {
+                                certificate: h.certificate.clone(),
+                            },
+                            now,
+                        );
+                    }
                     for m in members.as_slice() {
                         session
                             .handle_signal(ServerMessage::MemberJoined { member: m.clone() }, now);
@@ -1204,10 +1221,7 @@ where
     // --------------------------------------------------------------- output
 
     fn drain(&mut self) {
-        loop {
-            let Some(out) = self.session.as_mut().and_then(Session::poll_output) else {
-                break;
-            };
+        while let Some(out) = self.session.as_mut().and_then(Session::poll_output) {
             match out {
                 Output::SendFrame { to, channel, bytes } => {
                     match self.rtc.send(to, channel, &bytes) {

@@ -63,7 +63,7 @@ pub enum SignalEvent {
     /// or an error).
     Connected,
     /// A server message.
-    Message(ServerMessage),
+    Message(Box<ServerMessage>),
     /// The connection is gone; the client retries after `retry_in`.
     Disconnected {
         /// Why (never contains tokens or message bodies).
@@ -377,7 +377,7 @@ async fn connect_once<T: TokenSource>(
                                     backoff.reset();
                                 }
                                 let unauthorized = matches!(&msg, ServerMessage::Error { code: crate::signaling::ErrorCode::Unauthorized, .. });
-                                if in_tx.send(SignalEvent::Message(msg)).await.is_err() {
+                                if in_tx.send(SignalEvent::Message(Box::new(msg))).await.is_err() {
                                     return Ended::DriverGone;
                                 }
                                 if unauthorized && !got_hello {
