@@ -128,12 +128,14 @@ async fn host_and_two_followers_sync_over_real_server_and_webrtc() {
     let mut apis = Vec::new();
     for n in names {
         let id = add_user(&state, n).await;
-        sqlx::query("INSERT INTO library_grants (user_id, library_id, created_at) VALUES (?1, ?2, 0)")
-            .bind(id)
-            .bind(lib_id)
-            .execute(&state.db)
-            .await
-            .unwrap();
+        sqlx::query(
+            "INSERT INTO library_grants (user_id, library_id, created_at) VALUES (?1, ?2, 0)",
+        )
+        .bind(id)
+        .bind(lib_id)
+        .execute(&state.db)
+        .await
+        .unwrap();
         let api = ApiClient::new(&base, None).unwrap();
         api.login(n, PASSWORD).await.unwrap();
         apis.push(api);
@@ -164,15 +166,24 @@ async fn host_and_two_followers_sync_over_real_server_and_webrtc() {
     }
     let pin = host_key.public_key();
     let mut host = spawn_driver(&apis[0], room_id, host_key, None).await;
-    wait_for(&mut host, "host joined", |e| matches!(e, DriverEvent::Joined { .. })).await;
+    wait_for(&mut host, "host joined", |e| {
+        matches!(e, DriverEvent::Joined { .. })
+    })
+    .await;
     let mut followers = Vec::new();
     for api in &apis[1..] {
         let mut f = spawn_driver(api, room_id, new_signing_key().unwrap(), Some(pin)).await;
-        wait_for(&mut f, "follower joined", |e| matches!(e, DriverEvent::Joined { .. })).await;
+        wait_for(&mut f, "follower joined", |e| {
+            matches!(e, DriverEvent::Joined { .. })
+        })
+        .await;
         followers.push(f);
     }
     for f in &mut followers {
-        wait_for(f, "channels open", |e| matches!(e, DriverEvent::PeerConnected { .. })).await;
+        wait_for(f, "channels open", |e| {
+            matches!(e, DriverEvent::PeerConnected { .. })
+        })
+        .await;
     }
     let mut hash = [0u8; 32];
     hex::decode_to_slice(&info.content_hash, &mut hash).unwrap();
@@ -183,7 +194,10 @@ async fn host_and_two_followers_sync_over_real_server_and_webrtc() {
     };
     host.command(UserCommand::Load(item)).await.unwrap();
     for f in &mut followers {
-        wait_for(f, "media loaded", |e| matches!(e, DriverEvent::MediaLoaded { .. })).await;
+        wait_for(f, "media loaded", |e| {
+            matches!(e, DriverEvent::MediaLoaded { .. })
+        })
+        .await;
     }
     host.command(UserCommand::Seek(MediaPos::from_millis(30_000)))
         .await
