@@ -101,7 +101,7 @@ async fn host_and_two_followers_sync_over_real_server_and_webrtc() {
     let mut movie = vec![7u8; 10_000];
     movie[..12].copy_from_slice(b"\0\0\0\x18ftypisom");
     std::fs::write(lib.join("movie.mp4"), &movie).unwrap();
-    let mut config = Config::new(&dir.path().join("data"));
+    let mut config = Config::new(dir.path().join("data"));
     config.argon2 = Argon2Cost {
         memory_kib: 64,
         iterations: 1,
