@@ -252,10 +252,10 @@ impl Pair {
             }
             tokio::select! {
                 ev = self.ours.next_event() => {
-                    if let TransportEvent::Data { peer, channel, data } = &ev {
-                        if data == HELLO {
-                            self.ours.send(*peer, *channel, ACK).unwrap();
-                        }
+                    if let TransportEvent::Data { peer, channel, data } = &ev
+                        && data == HELLO
+                    {
+                        self.ours.send(*peer, *channel, ACK).unwrap();
                     }
                     self.oe.push(ev);
                 }
