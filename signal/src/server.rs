@@ -37,6 +37,10 @@ pub async fn serve_tls(
     key: &std::path::Path,
     handle: axum_server::Handle<SocketAddr>,
 ) -> Result<(), StartupError> {
+    // Choose the crypto provider explicitly: when both rustls backends are
+    // compiled in (feature unification), rustls cannot pick one by itself.
+    // An `Err` only means a provider was already installed, which is fine.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
         .await
         .map_err(|e| StartupError::Tls(e.to_string()))?;
