@@ -4,37 +4,14 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use common::*;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn secrets_never_reach_the_logs() {
-    let capture = Capture::default();
-    let sink = capture.clone();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(
-            "watchparty_signal=trace,tower_http=trace,axum=trace,sqlx=debug",
-        ))
-        .with_writer(move || sink.clone())
-        .with_ansi(false)
-        .init();
+    let capture =
+        LogCapture::install("watchparty_signal=trace,tower_http=trace,axum=trace,sqlx=debug");
 
     let dir = tempfile::tempdir().unwrap();
     let lib_dir = media_tree(&dir.path().join("lib"));
@@ -197,7 +174,7 @@ async fn secrets_never_reach_the_logs() {
     );
     s.stop().await;
 
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = capture.text();
     // The capture works and carries request ids and events.
     assert!(logs.contains("login succeeded"), "{logs}");
     assert!(logs.contains("login failed"));

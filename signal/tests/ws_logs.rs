@@ -4,37 +4,14 @@
 mod common;
 mod ws_common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
+use common::LogCapture;
 use serde_json::json;
 use watchparty_peer::signaling::ServerMessage;
 use ws_common::*;
 
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn signaling_logs_hold_no_secrets_or_bodies() {
-    let capture = Capture::default();
-    let sink = capture.clone();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(
-            "watchparty_signal=trace,tower_http=trace,axum=trace",
-        ))
-        .with_writer(move || sink.clone())
-        .with_ansi(false)
-        .init();
+    let capture = LogCapture::install("watchparty_signal=trace,tower_http=trace,axum=trace");
     let w = world(&["guest"], |c| {
         c.turn_urls = vec!["turn:turn.party.test:3478".into()];
         c.turn_secret = Some(watchparty_signal::ws::config::TurnSecret::new(
@@ -73,7 +50,7 @@ async fn signaling_logs_hold_no_secrets_or_bodies() {
     .await;
     let _ = recv(&mut guest).await;
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    let text = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let text = capture.text();
     assert!(
         text.contains("signaling connected"),
         "connect events are logged"

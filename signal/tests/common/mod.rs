@@ -233,3 +233,38 @@ pub fn media_tree(root: &Path) -> PathBuf {
 pub async fn json(r: Response) -> Value {
     r.json().await.unwrap()
 }
+
+/// Everything the process logs, captured by a global `tracing` subscriber so a
+/// test can grep it for secrets. Install once per test binary.
+#[derive(Clone, Default)]
+pub struct LogCapture(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogCapture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl LogCapture {
+    /// Installs the global subscriber with `filter` (an `EnvFilter` directive)
+    /// and returns the capture.
+    pub fn install(filter: &str) -> LogCapture {
+        let capture = LogCapture::default();
+        let sink = capture.clone();
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(move || sink.clone())
+            .with_ansi(false)
+            .init();
+        capture
+    }
+
+    /// Everything logged so far, as text.
+    pub fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
