@@ -141,6 +141,9 @@ pub struct ClockStats {
     pub pings_lost: u64,
     /// Clock jumps detected.
     pub jumps: u64,
+    /// Round trip of the last accepted pong (network time to the host,
+    /// without the host's hold time).
+    pub last_round_trip: Option<TimeDelta>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -588,6 +591,7 @@ impl ClockSync {
         match r {
             Ok(o) => {
                 self.stats.pongs_accepted += 1;
+                self.stats.last_round_trip = Some(o.round_trip);
                 if o.jumped {
                     self.stats.jumps += 1;
                 }
@@ -727,6 +731,7 @@ mod tests {
         assert!(c.to_room_time(LocalTime::ZERO).is_none());
         let out = link.exchange(&mut c, 1_000_000, 30_000, 30_000);
         assert_eq!(out.map(|o| o.round_trip), Ok(TimeDelta::from_millis(60)));
+        assert_eq!(c.stats().last_round_trip, Some(TimeDelta::from_millis(60)));
         let e = c.estimate(LocalTime::from_micros(1_060_000));
         let e = e.map(|e| (e.offset.as_micros(), e.uncertainty.as_micros()));
         // Interval [offset − 30 ms − slack, offset + 30 ms + slack].

@@ -50,14 +50,15 @@ use super::player::{BackendEvent, PlayerBackend, PlayerClock, PlayerError};
 use super::rtc::{CloseReason, PeerState, SendError, TransportConfig, TransportEvent};
 use super::signal_client::{SignalClient, SignalConfig, SignalEvent};
 use super::udp::{BindError, UdpRtc};
-use crate::acceptance::DropReason;
+use crate::acceptance::{DropCounts, DropReason};
 use crate::channels::{self, ChannelId};
 use crate::crypto::{PublicKey, SigningKey};
 use crate::ids::{ContentHash, RoomId, UnixSeconds, UserId};
-use crate::message::{Fingerprint, MediaItem};
+use crate::message::{Fingerprint, MediaItem, Readiness};
 use crate::player::PlayerObservation;
 use crate::session::{
-    ChannelOpen, CommandError, Event, Output, Session, SessionConfig, SessionError, UserCommand,
+    ChannelOpen, CommandError, Event, Output, PeerInfo, Session, SessionConfig, SessionError,
+    UserCommand,
 };
 use crate::signaling::{ClientMessage, ServerMessage};
 use crate::time::{LocalTime, TimeDelta};
@@ -252,6 +253,33 @@ pub struct PeerView {
     pub queued_bytes: usize,
     /// Retries so far.
     pub attempts: u32,
+    /// The current host.
+    pub is_host: bool,
+    /// Round trip of the last ICE check on the selected candidate pair, ms
+    /// (refreshed every second).
+    pub rtt_ms: Option<f64>,
+    /// Follower, host row: the host's (room) clock minus ours, ms.
+    pub clock_offset_ms: Option<f64>,
+    /// Follower, host row: hard bound on that offset's error, ms.
+    pub clock_uncertainty_ms: Option<f64>,
+    /// Follower, host row: round trip of the last clock exchange, ms.
+    pub clock_rtt_ms: Option<f64>,
+    /// Host, member rows: the member's last reported position minus the
+    /// room's at the same room time, ms (positive = ahead).
+    pub position_error_ms: Option<f64>,
+    /// Host, member rows: the member's last reported player readiness.
+    pub readiness: Option<&'static str>,
+    /// Frames accepted from this neighbour (direct or forwarded).
+    pub accepted: u64,
+    /// Exact copies of accepted frames from it, dropped silently.
+    pub duplicates: u64,
+    /// Frames from it rejected by the session, by reason.
+    pub drops: BTreeMap<&'static str, u64>,
+    /// Messages from it above the transport's frame limit, dropped before
+    /// the session saw them.
+    pub oversized_dropped: u64,
+    /// Messages or channels from it with an id that is not ours.
+    pub unknown_channel_dropped: u64,
 }
 
 /// A status snapshot (`status` command, `--json`).
@@ -505,6 +533,25 @@ fn unix_now() -> UnixSeconds {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
     )
+}
+
+/// Non-zero drop counters by label.
+fn labelled(drops: &DropCounts) -> BTreeMap<&'static str, u64> {
+    DropReason::ALL
+        .iter()
+        .map(|r| (r.label(), drops.get(*r)))
+        .filter(|(_, n)| *n > 0)
+        .collect()
+}
+
+fn readiness_label(r: Readiness) -> &'static str {
+    match r {
+        Readiness::Ready => "ready",
+        Readiness::Loading => "loading",
+        Readiness::Buffering => "buffering",
+        Readiness::Failed => "failed",
+        Readiness::Ended => "ended",
+    }
 }
 
 fn ms(d: TimeDelta) -> f64 {
@@ -1147,38 +1194,57 @@ where
         }
     }
 
+    fn peer_view(&self, p: UserId, info: Option<&PeerInfo>) -> PeerView {
+        let st = self.rtc.transport().peer_stats(p);
+        let l = self.links.get(&p);
+        let report = info.and_then(|i| i.report);
+        let clock = info.and_then(|i| i.clock);
+        PeerView {
+            user: p.get(),
+            state: match st.as_ref().map(|s| s.state) {
+                Some(PeerState::Connecting) => "connecting",
+                Some(PeerState::Connected) => "connected",
+                Some(PeerState::Disconnected) => "disconnected",
+                None => "none",
+            },
+            channels_open: l.map_or(0, |l| l.open.len()),
+            online: l.is_some_and(|l| l.online),
+            queued_bytes: st.as_ref().map_or(0, |s| s.queued_bytes),
+            attempts: l.map_or(0, |l| l.backoff.attempts()),
+            is_host: info.is_some_and(|i| i.is_host),
+            rtt_ms: st
+                .as_ref()
+                .and_then(|s| s.rtt)
+                .map(|d| d.as_secs_f64() * 1000.0),
+            clock_offset_ms: clock.map(|c| ms(c.offset)),
+            clock_uncertainty_ms: clock.map(|c| ms(c.uncertainty)),
+            clock_rtt_ms: info.and_then(|i| i.clock_round_trip).map(ms),
+            position_error_ms: report.and_then(|r| r.position_error).map(ms),
+            readiness: report.map(|r| readiness_label(r.readiness)),
+            accepted: info.map_or(0, |i| i.counters.accepted),
+            duplicates: info.map_or(0, |i| i.counters.duplicates),
+            drops: info.map_or_else(BTreeMap::new, |i| labelled(&i.counters.drops)),
+            oversized_dropped: st.as_ref().map_or(0, |s| s.oversized_dropped),
+            unknown_channel_dropped: st.as_ref().map_or(0, |s| s.unknown_channel_dropped),
+        }
+    }
+
     fn snapshot(&self) -> StatusSnapshot {
         let now = self.now();
         let s = self.session.as_ref();
         let sync = s.map(|s| s.sync_status(now));
-        let mut peers: Vec<PeerView> = self
-            .links
-            .iter()
-            .map(|(p, l)| {
-                let st = self.rtc.transport().peer_stats(*p);
-                PeerView {
-                    user: p.get(),
-                    state: match st.as_ref().map(|s| s.state) {
-                        Some(PeerState::Connecting) => "connecting",
-                        Some(PeerState::Connected) => "connected",
-                        Some(PeerState::Disconnected) => "disconnected",
-                        None => "none",
-                    },
-                    channels_open: l.open.len(),
-                    online: l.online,
-                    queued_bytes: st.map_or(0, |s| s.queued_bytes),
-                    attempts: l.backoff.attempts(),
-                }
-            })
+        let infos: BTreeMap<UserId, PeerInfo> = s
+            .map(|s| s.peers(now))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|i| (i.user, i))
             .collect();
-        peers.sort_by_key(|p| p.user);
-        let drops = s.map_or_else(BTreeMap::new, |s| {
-            DropReason::ALL
-                .iter()
-                .map(|r| (r.label(), s.drops().get(*r)))
-                .filter(|(_, n)| *n > 0)
-                .collect()
-        });
+        let users: BTreeSet<UserId> = self.links.keys().chain(infos.keys()).copied().collect();
+        let peers: Vec<PeerView> = users
+            .into_iter()
+            .map(|p| self.peer_view(p, infos.get(&p)))
+            .collect();
+        let drops = s.map_or_else(BTreeMap::new, |s| labelled(s.drops()));
         let player_position_ms = self.last_obs.map(|o| {
             let pos = if o.paused || o.buffering || o.ended {
                 o.position

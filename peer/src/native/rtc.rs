@@ -57,6 +57,10 @@ pub const MAX_FRAME_SIZE: usize = 16 * 1024;
 /// the SCTP association.
 pub const SCTP_MAX_MESSAGE_SIZE: u32 = 64 * 1024;
 
+/// How often str0m reports a connection's statistics (the ICE round trip
+/// shown per peer in `status`).
+pub const STATS_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Default number of peer connections one transport serves (a room has at
 /// most 16 members; the margin covers reconnects racing old connections).
 pub const DEFAULT_MAX_PEERS: usize = 32;
@@ -295,6 +299,9 @@ pub struct PeerStats {
     pub oversized_dropped: u64,
     /// Incoming messages or channels with an id that is not ours.
     pub unknown_channel_dropped: u64,
+    /// Round trip of the last ICE connectivity check on the selected
+    /// candidate pair (refreshed every [`STATS_INTERVAL`]).
+    pub rtt: Option<Duration>,
 }
 
 /// Transport-wide counters.
@@ -330,6 +337,7 @@ struct PeerConn {
     rtc_timeout: Instant,
     oversized_dropped: u64,
     unknown_channel_dropped: u64,
+    rtt: Option<Duration>,
     remote_fingerprint: Option<Fingerprint>,
 }
 
@@ -447,6 +455,7 @@ impl<P: Copy + Ord + fmt::Debug> RtcTransport<P> {
             queued_bytes: c.queued_bytes,
             oversized_dropped: c.oversized_dropped,
             unknown_channel_dropped: c.unknown_channel_dropped,
+            rtt: c.rtt,
         })
     }
 
@@ -460,7 +469,8 @@ impl<P: Copy + Ord + fmt::Debug> RtcTransport<P> {
         let mut cfg = RtcConfig::new()
             .set_crypto_provider(Arc::clone(&self.crypto))
             .set_dtls_cert(self.cert.clone())
-            .set_sctp_max_message_size(SCTP_MAX_MESSAGE_SIZE);
+            .set_sctp_max_message_size(SCTP_MAX_MESSAGE_SIZE)
+            .set_stats_interval(Some(STATS_INTERVAL));
         cfg.set_initial_stun_rto(self.config.ice.initial_rto);
         cfg.set_max_stun_rto(self.config.ice.max_rto);
         cfg.set_max_stun_retransmits(self.config.ice.max_retransmits);
@@ -490,6 +500,7 @@ impl<P: Copy + Ord + fmt::Debug> RtcTransport<P> {
             rtc_timeout: now,
             oversized_dropped: 0,
             unknown_channel_dropped: 0,
+            rtt: None,
             remote_fingerprint: None,
         })
     }
@@ -1046,6 +1057,14 @@ impl<P: Copy + Ord + fmt::Debug> RtcTransport<P> {
                 }
             }
             Event::Closed => return Some(CloseReason::RemoteClosed),
+            Event::PeerStats(st) => {
+                if let Some(rtt) = st
+                    .selected_candidate_pair
+                    .and_then(|p| p.current_round_trip_time)
+                {
+                    conn.rtt = Some(rtt);
+                }
+            }
             _ => {}
         }
         None

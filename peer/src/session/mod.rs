@@ -17,12 +17,14 @@
 
 mod limits;
 mod mesh;
+mod observe;
 mod types;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 pub use limits::{DEFAULT_CHAT_LIMIT, DEFAULT_REACTION_LIMIT, DEFAULT_REQUEST_LIMIT, RateLimit};
 pub use mesh::{MAX_DEDUPE_ENTRIES, MAX_PING_ROUTES};
+pub use observe::{MAX_PEER_RECORDS, MemberReport, PeerCounters, PeerInfo};
 pub use types::{
     ChannelOpen, CommandError, DEFAULT_POLICY, DisconnectReason, Event, MAX_QUEUED_OUTPUTS, Output,
     SessionConfig, SessionError, SessionStats, UserCommand,
@@ -50,6 +52,7 @@ use crate::timeline::PlaybackState;
 
 use limits::{Limits, MemberBuckets};
 use mesh::{Dedupe, FrameKey, PingRoutes, digest};
+use observe::PeerRecords;
 
 /// A verified member.
 #[derive(Debug, Clone)]
@@ -86,6 +89,10 @@ struct Link {
 struct MemberStatus {
     readiness: Readiness,
     detached: bool,
+    /// The reported player position and the room time it was taken at.
+    position: MediaPos,
+    at: RoomTime,
+    received: LocalTime,
 }
 
 /// Who signed a frame.
@@ -127,6 +134,7 @@ pub struct Session {
     links: BTreeMap<UserId, Link>,
     dedupe: Dedupe,
     ping_routes: PingRoutes,
+    peer_records: PeerRecords,
     pending_handoff: Option<Handoff>,
     /// A host certificate refused by the pin, kept until a signed handoff.
     pending_host_cert: Option<SignedCertificate>,
@@ -215,6 +223,7 @@ impl Session {
             links: BTreeMap::new(),
             dedupe: Dedupe::default(),
             ping_routes: PingRoutes::default(),
+            peer_records: PeerRecords::default(),
             pending_handoff: None,
             pending_host_cert: None,
             last_state_frame: None,
@@ -326,6 +335,64 @@ impl Session {
     #[must_use]
     pub fn stats(&self) -> SessionStats {
         self.stats
+    }
+
+    /// Every neighbour this session knows something about at `now`: linked
+    /// ones, ones that sent frames (bounded, see [`MAX_PEER_RECORDS`]),
+    /// the host (follower) and members that reported a `Status` (host),
+    /// sorted by user id.
+    #[must_use]
+    pub fn peers(&self, now: LocalTime) -> Vec<PeerInfo> {
+        let mut users: BTreeSet<UserId> = self.links.keys().copied().collect();
+        users.extend(self.peer_records.users());
+        users.extend(self.statuses.keys().copied());
+        users.extend(self.host());
+        if let Some(me) = self.me {
+            users.remove(&me);
+        }
+        let host = self.host();
+        users
+            .into_iter()
+            .map(|user| {
+                let is_host = Some(user) == host;
+                let follower_of = is_host && !self.is_host;
+                PeerInfo {
+                    user,
+                    linked: self.links.contains_key(&user),
+                    is_host,
+                    counters: self.peer_records.get(user).cloned().unwrap_or_default(),
+                    clock: follower_of
+                        .then(|| self.engine.clock().estimate(now))
+                        .flatten(),
+                    clock_round_trip: follower_of
+                        .then(|| self.engine.clock().stats().last_round_trip)
+                        .flatten(),
+                    report: self.statuses.get(&user).map(|s| MemberReport {
+                        readiness: s.readiness,
+                        detached: s.detached,
+                        position_error: self.engine.timeline().and_then(|t| {
+                            let room = t.latest();
+                            (s.at >= room.at).then(|| s.position - room.position_at(s.at))
+                        }),
+                        received: s.received,
+                    }),
+                }
+            })
+            .collect()
+    }
+
+    /// The latest host-signed `State` frame this follower holds (what it
+    /// hands a neighbour without a path to the host).
+    #[must_use]
+    pub fn last_state_frame(&self) -> Option<&[u8]> {
+        self.last_state_frame.as_deref()
+    }
+
+    /// Frames not attributed to a neighbour in [`Session::peers`] (the
+    /// per-peer table was full).
+    #[must_use]
+    pub fn unattributed_frames(&self) -> u64 {
+        self.peer_records.unattributed()
     }
 
     /// Neighbours with open channels.
@@ -941,11 +1008,18 @@ impl Session {
             return;
         }
         self.expire_certificates(now);
-        match self.receive(from, channel, bytes, now) {
-            Ok(()) => {}
-            Err(Rx::Duplicate) => self.stats.duplicates = self.stats.duplicates.saturating_add(1),
+        let r = self.receive(from, channel, bytes, now);
+        let links = &self.links;
+        let linked = |u: UserId| links.contains_key(&u);
+        match r {
+            Ok(()) => self.peer_records.accepted(from, linked),
+            Err(Rx::Duplicate) => {
+                self.stats.duplicates = self.stats.duplicates.saturating_add(1);
+                self.peer_records.duplicate(from, linked);
+            }
             Err(Rx::Drop(reason)) => {
                 self.drops.record(reason);
+                self.peer_records.dropped(from, reason, linked);
                 self.event(Event::Dropped { from, reason });
             }
         }
@@ -1195,6 +1269,9 @@ impl Session {
                         MemberStatus {
                             readiness: s.readiness,
                             detached: s.detached,
+                            position: s.position.to_media_pos(),
+                            at: s.at.to_room_time(),
+                            received: now,
                         },
                     );
                     if s.readiness == Readiness::Ready {
