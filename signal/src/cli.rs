@@ -93,6 +93,12 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub cors_origins: Option<Vec<String>>,
+    /// Web app directory served at `/` (default ./web).
+    #[arg(long, env = "WATCHPARTY_WEB_DIR")]
+    pub web_dir: Option<PathBuf>,
+    /// Wasm bundle directory served under `/pkg/` (default <web-dir>/pkg).
+    #[arg(long, env = "WATCHPARTY_WEB_PKG_DIR")]
+    pub web_pkg_dir: Option<PathBuf>,
 }
 
 /// `user …`.
@@ -198,6 +204,8 @@ fn resolve_config(cli: &Cli, serve: Option<&ServeArgs>) -> Result<Config, String
         over.tls_key = s.tls_key.clone();
         over.trusted_proxies = s.trusted_proxies.clone();
         over.cors_origins = s.cors_origins.clone();
+        over.web_dir = s.web_dir.clone();
+        over.web_pkg_dir = s.web_pkg_dir.clone();
     }
     config::resolve(over, file)
 }

@@ -14,6 +14,8 @@ use serde::Deserialize;
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
 /// Default data directory (`--data-dir`, `WATCHPARTY_DATA_DIR`).
 pub const DEFAULT_DATA_DIR: &str = "./data";
+/// Default web app directory (`--web-dir`, `WATCHPARTY_WEB_DIR`), served at `/`.
+pub const DEFAULT_WEB_DIR: &str = "./web";
 /// Default access-token lifetime: 10 minutes.
 pub const DEFAULT_ACCESS_TTL: Duration = Duration::from_secs(10 * 60);
 /// Longest access-token lifetime the server accepts in configuration: 15 minutes.
@@ -200,6 +202,10 @@ pub struct Config {
     pub list_max_rows: u32,
     /// The signaling WebSocket (`[signaling]` table; see [`crate::ws::config`]).
     pub signaling: crate::ws::SignalingConfig,
+    /// Static web app served at `/` (see [`crate::web`]); default [`DEFAULT_WEB_DIR`].
+    pub web_dir: PathBuf,
+    /// The wasm bundle served under `/pkg/`; default `<web_dir>/pkg`.
+    pub web_pkg_dir: Option<PathBuf>,
 }
 
 impl Config {
@@ -228,7 +234,16 @@ impl Config {
             scan_max_entries: DEFAULT_SCAN_MAX_ENTRIES,
             list_max_rows: DEFAULT_LIST_MAX_ROWS,
             signaling: crate::ws::SignalingConfig::default(),
+            web_dir: PathBuf::from(DEFAULT_WEB_DIR),
+            web_pkg_dir: None,
         }
+    }
+
+    /// Directory served under `/pkg/`: `web_pkg_dir`, else `<web_dir>/pkg`.
+    pub fn web_pkg_dir(&self) -> PathBuf {
+        self.web_pkg_dir
+            .clone()
+            .unwrap_or_else(|| self.web_dir.join("pkg"))
     }
 
     /// Checks the cross-field rules and bounds; returns a message naming the bad field.
@@ -359,6 +374,10 @@ pub struct FileConfig {
     pub list_max_rows: Option<u32>,
     /// See [`Config::signaling`].
     pub signaling: Option<crate::ws::SignalingConfig>,
+    /// See [`Config::web_dir`].
+    pub web_dir: Option<PathBuf>,
+    /// See [`Config::web_pkg_dir`].
+    pub web_pkg_dir: Option<PathBuf>,
 }
 
 impl FileConfig {
@@ -382,6 +401,8 @@ pub fn resolve(over: FileConfig, file: FileConfig) -> Result<Config, String> {
         tls_key: over.tls_key.or(file.tls_key),
         trusted_proxies: over.trusted_proxies.or(file.trusted_proxies),
         cors_origins: over.cors_origins.or(file.cors_origins),
+        web_dir: over.web_dir.or(file.web_dir),
+        web_pkg_dir: over.web_pkg_dir.or(file.web_pkg_dir),
         ..file
     };
     let mut c = Config::new(
@@ -397,6 +418,10 @@ pub fn resolve(over: FileConfig, file: FileConfig) -> Result<Config, String> {
     c.tls_key = file.tls_key;
     c.trusted_proxies = file.trusted_proxies.unwrap_or_default();
     c.cors_origins = file.cors_origins.unwrap_or_default();
+    if let Some(dir) = file.web_dir {
+        c.web_dir = dir;
+    }
+    c.web_pkg_dir = file.web_pkg_dir;
     let secs = Duration::from_secs;
     if let Some(v) = file.access_token_ttl_secs {
         c.access_token_ttl = secs(v);

@@ -27,6 +27,7 @@ pub mod state;
 pub mod throttle;
 pub mod tokens;
 pub mod validate;
+pub mod web;
 pub mod ws;
 
 pub use api::app;

@@ -35,6 +35,59 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(stream_url))
         .routes(routes!(stream))
         .routes(routes!(subtitle))
+        .routes(routes!(audience))
+}
+
+/// A user who may watch an item (the room-creation page offers only these as invitees).
+#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+pub struct AudienceMember {
+    /// User id.
+    pub id: i64,
+    /// Username.
+    pub username: String,
+    /// Display name.
+    pub display_name: String,
+}
+
+/// Other enabled users who may access this item (admins and holders of a
+/// grant on its library), by username, at most `list_max_rows`
+/// (`X-Truncated: true` when more exist). 404 when the caller may not see it.
+#[utoipa::path(get, path = "/api/v1/media/{id}/audience", tag = "media",
+    params(("id" = i64, Path, description = "media item id")),
+    responses((status = 200, body = Vec<AudienceMember>), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn audience(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<(
+    [(header::HeaderName, HeaderValue); 1],
+    ApiJson<Vec<AudienceMember>>,
+)> {
+    let item = media::accessible_item(&state.db, user.id, id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let cap = state.config.list_max_rows;
+    let mut rows: Vec<AudienceMember> = sqlx::query_as(
+        "SELECT u.id, u.username, u.display_name FROM users u
+          WHERE u.disabled = 0 AND u.id <> ?2
+            AND (u.is_admin = 1 OR EXISTS (
+                 SELECT 1 FROM library_grants g
+                  WHERE g.library_id = ?1 AND g.user_id = u.id))
+          ORDER BY u.username LIMIT ?3",
+    )
+    .bind(item.library_id)
+    .bind(user.id)
+    .bind(i64::from(cap) + 1)
+    .fetch_all(&state.db)
+    .await?;
+    let truncated = rows.len() > cap as usize;
+    rows.truncate(cap as usize);
+    let flag = HeaderValue::from_static(if truncated { "true" } else { "false" });
+    Ok((
+        [(header::HeaderName::from_static("x-truncated"), flag)],
+        ApiJson(rows),
+    ))
 }
 
 /// Libraries the caller may see (admins: all).

@@ -22,7 +22,6 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Largest accepted request body (bytes).
@@ -94,10 +93,6 @@ pub fn openapi_json() -> String {
     doc.to_json().unwrap_or_else(|_| "{}".into())
 }
 
-async fn fallback() -> ApiError {
-    ApiError::NotFound
-}
-
 /// The complete application: routes, state and middleware.
 ///
 /// Serve it with `into_make_service_with_connect_info::<SocketAddr>()` (the
@@ -123,7 +118,7 @@ pub fn app(state: AppState) -> Router {
             crate::ws::SIGNAL_PATH,
             axum::routing::get(crate::ws::signal),
         )
-        .fallback(fallback)
+        .fallback(crate::web::fallback)
         .layer(Extension(health::OpenApiDoc(doc_json)))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state);
