@@ -1,0 +1,627 @@
+// The room page: joins over REST, then hands the <video> to the wasm RoomClient
+// (see /work/js-api.md) and renders its events. All user text is set with
+// textContent (via dom.js); chat can never become markup.
+import { api, ApiError, describeError, accessToken, onToken } from './api.js';
+import { h, mount, field, messageBox, showMessage, fmtTime } from './dom.js';
+
+/** Longest chat message (characters), as the protocol allows. */
+export const CHAT_MAX_CHARS = 500;
+/** Chat lines kept on screen; older ones are removed. */
+const CHAT_MAX_LINES = 300;
+/** How often the clock, seek bar and sync figures are redrawn (ms). */
+const TICK_MS = 250;
+const REACTIONS = ['👍', '😂', '😮', '❤️', '👏', '🍿'];
+const BUNDLE = '/pkg/watchparty_wasm_peer.js';
+
+let bundle = null;
+async function loadBundle() {
+  if (!bundle) {
+    bundle = import(BUNDLE).then(async (mod) => { await mod.default(); return mod; });
+    bundle.catch(() => { bundle = null; });
+  }
+  return bundle;
+}
+
+function hostKeyFromFragment() {
+  const params = new URLSearchParams(location.hash.slice(1));
+  const k = params.get('k');
+  return k && /^[A-Za-z0-9_-]{16,128}$/.test(k) ? k : undefined;
+}
+
+function signalUrl(roomId) {
+  const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  return `${scheme}//${location.host}/api/v1/rooms/${roomId}/signal`;
+}
+
+const ERROR_TEXT = {
+  host_left: 'The host left. Playback waits until they come back or hand the room over.',
+  retrying: 'Connection lost — reconnecting…',
+  closed: 'Disconnected from the room.',
+};
+
+export function roomPage(main, { roomId, me, setBanner, navigate }) {
+  const ctx = {
+    roomId, me, room: null, role: null, policy: null, client: null,
+    closed: false, roster: [], you: String(me.id), queue: { items: [], index: 0 }, titles: new Map(),
+    media: [], dragging: false, timers: [], unsubs: [],
+  };
+  const msg = messageBox('room-message');
+  mount(main, h('h1', { id: 'room-title' }, 'Joining room…'), msg);
+  enter(ctx, main, msg, setBanner, navigate).catch((e) => showMessage(msg, describeError(e)));
+  return () => {
+    ctx.closed = true;
+    for (const t of ctx.timers) clearInterval(t);
+    for (const u of ctx.unsubs) u();
+    if (ctx.client) { try { ctx.client.leave(); } catch (_) { /* already closed */ } }
+    ctx.client = null;
+    if (window.__watchparty_room) delete window.__watchparty_room;
+    setBanner('');
+  };
+}
+
+// ------------------------------------------------------------------ joining
+
+async function enter(ctx, main, msg, setBanner, navigate) {
+  const room = await joinOverRest(ctx, main, msg);
+  if (!room || ctx.closed) return;
+  ctx.room = room;
+  ctx.role = room.my_role;
+  ctx.policy = room.policy;
+  try {
+    ctx.media = await api('GET', '/api/v1/media?limit=500');
+    for (const m of ctx.media) ctx.titles.set(String(m.id), m.title);
+  } catch (_) { /* titles are cosmetic */ }
+  const ui = render(ctx, main, setBanner, navigate);
+  if (room.status === 'ended') {
+    showMessage(ui.msg, 'This room has ended.');
+    setEnabled(ctx, ui, false);
+    return;
+  }
+  let mod;
+  try {
+    mod = await loadBundle();
+  } catch (e) {
+    showMessage(ui.msg, 'The browser peer (WebAssembly bundle) could not be loaded: ' + describeError(e) +
+      '. The server operator must build it (cargo xtask demo builds it).');
+    return;
+  }
+  if (ctx.closed) return;
+  try {
+    ctx.client = mod.RoomClient.join({
+      signalUrl: signalUrl(ctx.roomId),
+      apiBase: location.origin,
+      token: accessToken(),
+      roomId: ctx.roomId,
+      hostKey: hostKeyFromFragment(),
+      video: ui.video,
+    });
+  } catch (e) {
+    showMessage(ui.msg, 'Could not start the room connection: ' + describeError(e));
+    return;
+  }
+  window.__watchparty_room = ctx.client;
+  ctx.unsubs.push(onToken((t) => { if (t && ctx.client) ctx.client.setToken(t); }));
+  ctx.client.onEvent((ev) => { if (!ctx.closed) onEvent(ctx, ui, ev, setBanner); });
+  ctx.timers.push(setInterval(() => tick(ctx, ui), TICK_MS));
+  setEnabled(ctx, ui, true);
+}
+
+/** Makes sure we are a joined member; asks for the password when needed. */
+async function joinOverRest(ctx, main, msg) {
+  let room = null;
+  try {
+    room = await api('GET', `/api/v1/rooms/${ctx.roomId}`);
+  } catch (e) {
+    if (!(e instanceof ApiError && e.status === 404)) throw e;
+  }
+  if (room && room.my_status === 'joined') return room;
+  if (room && room.status === 'ended') { showMessage(msg, 'This room has ended.'); return null; }
+  if (room && room.my_status === 'invited') {
+    await api('POST', `/api/v1/invites/${ctx.roomId}/accept`).catch((e) => { throw e; });
+    return api('GET', `/api/v1/rooms/${ctx.roomId}`);
+  }
+  try {
+    await api('POST', `/api/v1/rooms/${ctx.roomId}/join`, {});
+    return api('GET', `/api/v1/rooms/${ctx.roomId}`);
+  } catch (e) {
+    if (e instanceof ApiError && e.code === 'invalid_room_password') {
+      return passwordPrompt(ctx, main, msg);
+    }
+    if (e instanceof ApiError && e.status === 404) {
+      showMessage(msg, 'This room does not exist, or it is invite-only and you are not invited (no access).');
+      return null;
+    }
+    if (e instanceof ApiError && e.status === 403 && e.code === 'forbidden') {
+      showMessage(msg, 'You cannot join this room (no access): you were removed, or the video is not shared with you.');
+      return null;
+    }
+    throw e;
+  }
+}
+
+function passwordPrompt(ctx, main, msg) {
+  return new Promise((resolve) => {
+    const input = h('input', { id: 'room-password', type: 'password', autocomplete: 'off', required: true, maxlength: 128 });
+    const pmsg = messageBox('room-password-message');
+    const form = h('form', { id: 'room-password-form', class: 'card narrow' },
+      h('h1', null, 'This room has a password'),
+      field('Room password', input),
+      h('button', { type: 'submit', class: 'primary', id: 'room-password-submit' }, 'Join'),
+      pmsg);
+    form.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      showMessage(pmsg, '');
+      try {
+        await api('POST', `/api/v1/rooms/${ctx.roomId}/join`, { password: input.value });
+        resolve(await api('GET', `/api/v1/rooms/${ctx.roomId}`));
+      } catch (e) {
+        showMessage(pmsg, describeError(e));
+        input.select();
+      }
+    });
+    mount(main, form, msg);
+    input.focus();
+  });
+}
+
+// ------------------------------------------------------------------ rendering
+
+function can(ctx, action) {
+  if (ctx.role === 'host') return true;
+  if (ctx.role === 'controller') return !!(ctx.policy && ctx.policy.controllers && ctx.policy.controllers[action]);
+  return false;
+}
+function canChat(ctx) { return ctx.role !== 'viewer' || !!(ctx.policy && ctx.policy.viewers_can_chat); }
+function canEditQueue(ctx) { return can(ctx, 'load'); }
+
+function render(ctx, main, setBanner, navigate) {
+  const ui = {};
+  ui.msg = messageBox('room-message');
+  ui.video = h('video', { id: 'video', playsinline: true, preload: 'auto', 'aria-label': 'Room video' });
+  ui.autoplay = h('div', { id: 'autoplay-prompt', class: 'overlay', hidden: true },
+    h('button', { id: 'autoplay-button', class: 'primary big' }, 'Click to join playback'));
+  ui.autoplay.firstChild.addEventListener('click', () => {
+    if (ctx.client) ctx.client.unlockPlayback();
+    ui.autoplay.hidden = true;
+  });
+  ui.mediaTitle = h('p', { id: 'media-title', class: 'muted' }, '');
+  ui.conn = h('span', { id: 'conn-status', class: 'pill' }, 'connecting');
+  ui.roleLabel = h('span', { id: 'my-role', class: 'pill' }, ctx.role);
+
+  // Transport controls.
+  const cmd = (c) => send(ctx, ui, c);
+  ui.play = h('button', { id: 'btn-play', type: 'button', onclick: () => cmd({ type: 'play' }) }, '▶ Play');
+  ui.pause = h('button', { id: 'btn-pause', type: 'button', onclick: () => cmd({ type: 'pause' }) }, '⏸ Pause');
+  ui.back = h('button', { id: 'btn-back', type: 'button', 'aria-label': 'Back 10 seconds', onclick: () => seekBy(ctx, ui, -10000) }, '−10 s');
+  ui.fwd = h('button', { id: 'btn-fwd', type: 'button', 'aria-label': 'Forward 10 seconds', onclick: () => seekBy(ctx, ui, 10000) }, '+10 s');
+  ui.seek = h('input', { id: 'seek', type: 'range', min: 0, max: 1000, step: 1, value: 0, 'aria-label': 'Position' });
+  ui.seek.addEventListener('input', () => { ctx.dragging = true; });
+  ui.seek.addEventListener('change', () => {
+    ctx.dragging = false;
+    const dur = ui.video.duration;
+    if (Number.isFinite(dur) && dur > 0) cmd({ type: 'seek', position_ms: Math.round(Number(ui.seek.value) / 1000 * dur * 1000) });
+  });
+  ui.clock = h('span', { id: 'clock', class: 'clock', 'aria-live': 'off' }, '0:00 / 0:00');
+  ui.rate = h('select', { id: 'rate', 'aria-label': 'Playback speed' },
+    ['0.5', '0.75', '1', '1.25', '1.5', '2'].map((r) => h('option', { value: r, selected: r === '1' }, r + '×')));
+  ui.rate.addEventListener('change', () => cmd({ type: 'rate', rate: Number(ui.rate.value) }));
+  // Personal controls: never shared with the room.
+  ui.volume = h('input', { id: 'volume', type: 'range', min: 0, max: 1, step: 0.05, value: 1, 'aria-label': 'Volume (only for you)' });
+  ui.volume.addEventListener('input', () => { ui.video.volume = Number(ui.volume.value); ui.video.muted = false; });
+  ui.subs = h('select', { id: 'subtitles', 'aria-label': 'Subtitles (only for you)' }, h('option', { value: '' }, 'Subtitles off'));
+  ui.subs.addEventListener('change', () => {
+    const tracks = ui.video.textTracks;
+    for (let i = 0; i < tracks.length; i++) tracks[i].mode = String(i) === ui.subs.value ? 'showing' : 'disabled';
+  });
+  ui.video.textTracks.addEventListener('addtrack', () => refreshSubtitleChoices(ui));
+  ui.full = h('button', { id: 'btn-fullscreen', type: 'button', onclick: () => ui.stage.requestFullscreen && ui.stage.requestFullscreen().catch(() => {}) }, 'Full screen');
+  ui.freeWatch = h('input', { id: 'free-watch', type: 'checkbox' });
+  ui.freeWatch.addEventListener('change', () => cmd({ type: 'free_watch' }));
+  ui.resync = h('button', { id: 'btn-resync', type: 'button', onclick: () => { if (ui.freeWatch.checked) ui.freeWatch.checked = false; cmd({ type: 'resync' }); } }, 'Re-sync');
+
+  ui.stage = h('div', { class: 'stage' }, ui.video, ui.autoplay);
+  const controls = h('div', { class: 'controls', role: 'group', 'aria-label': 'Playback controls' },
+    h('div', { class: 'row' }, ui.play, ui.pause, ui.back, ui.fwd, ui.clock),
+    h('div', { class: 'row' }, ui.seek),
+    h('div', { class: 'row wrap' },
+      h('label', { for: 'rate' }, 'Speed '), ui.rate,
+      h('label', { for: 'volume' }, 'Volume '), ui.volume,
+      ui.subs, ui.full,
+      h('label', { class: 'check', for: 'free-watch' }, ui.freeWatch, ' Free watch'), ui.resync));
+
+  // Members.
+  ui.members = h('ul', { id: 'members', class: 'plain members', 'aria-label': 'Members' });
+  // Queue.
+  ui.queue = h('ol', { id: 'queue', class: 'queue', 'aria-label': 'Queue' });
+  ui.queueAddSel = h('select', { id: 'queue-add-select', 'aria-label': 'Video to add' },
+    ctx.media.map((m) => h('option', { value: m.id }, m.title)));
+  ui.queueAdd = h('button', { id: 'queue-add', type: 'button', onclick: () => {
+    const ids = currentQueueIds(ctx);
+    ids.push(Number(ui.queueAddSel.value));
+    cmd({ type: 'queue', media_ids: ids });
+  } }, 'Add to queue');
+  ui.prev = h('button', { id: 'queue-prev', type: 'button', onclick: () => cmd({ type: 'previous' }) }, '⏮ Previous');
+  ui.next = h('button', { id: 'queue-next', type: 'button', onclick: () => cmd({ type: 'next' }) }, 'Skip ⏭');
+  // Chat.
+  ui.chatLog = h('ul', { id: 'chat-log', class: 'chat-log', 'aria-live': 'polite', 'aria-label': 'Chat messages' });
+  ui.chatInput = h('input', { id: 'chat-input', type: 'text', maxlength: CHAT_MAX_CHARS, autocomplete: 'off', 'aria-describedby': 'chat-count' });
+  ui.chatCount = h('small', { id: 'chat-count', class: 'muted' }, `0/${CHAT_MAX_CHARS}`);
+  ui.chatInput.addEventListener('input', () => {
+    const n = [...ui.chatInput.value].length;
+    ui.chatCount.textContent = `${n}/${CHAT_MAX_CHARS}`;
+    ui.chatCount.classList.toggle('warn', n > CHAT_MAX_CHARS - 50);
+  });
+  ui.chatSend = h('button', { id: 'chat-send', type: 'submit' }, 'Send');
+  const chatForm = h('form', { id: 'chat-form', class: 'chat-form' },
+    h('label', { for: 'chat-input', class: 'sr-only' }, 'Chat message'), ui.chatInput, ui.chatSend, ui.chatCount);
+  chatForm.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const text = ui.chatInput.value;
+    if (!text.trim()) return;
+    if ([...text].length > CHAT_MAX_CHARS) { showMessage(ui.msg, `Chat messages are limited to ${CHAT_MAX_CHARS} characters.`); return; }
+    send(ctx, ui, { type: 'chat', text }).then((ok) => {
+      if (ok) { ui.chatInput.value = ''; ui.chatCount.textContent = `0/${CHAT_MAX_CHARS}`; }
+    });
+  });
+  ui.reactions = h('div', { class: 'reactions', role: 'group', 'aria-label': 'Quick reactions' },
+    REACTIONS.map((e) => h('button', { type: 'button', class: 'reaction', 'aria-label': `React ${e}`, onclick: () => cmd({ type: 'reaction', emoji: e }) }, e)));
+
+  // Host tools.
+  ui.invite = h('input', { id: 'invite-link', readonly: true, value: inviteLink(ctx), 'aria-label': 'Invite link' });
+  ui.copy = h('button', { id: 'copy-invite', type: 'button' }, 'Copy invite link');
+  ui.copy.addEventListener('click', async () => {
+    try { await navigator.clipboard.writeText(ui.invite.value); ui.copy.textContent = 'Copied'; } catch (_) {
+      ui.invite.select(); ui.copy.textContent = 'Press Ctrl+C';
+    }
+    setTimeout(() => { ui.copy.textContent = 'Copy invite link'; }, 2000);
+  });
+  ui.waitAll = h('input', { id: 'host-wait', type: 'checkbox', checked: !!(ctx.policy && ctx.policy.wait_for_everyone) });
+  ui.waitMs = h('input', { id: 'host-wait-s', type: 'number', min: 0, max: 120, value: Math.round(((ctx.policy && ctx.policy.buffer_wait_ms) || 10000) / 1000) });
+  ui.applyPolicy = h('button', { id: 'host-policy', type: 'button', onclick: () => {
+    const policy = Object.assign({}, ctx.policy, { wait_for_everyone: ui.waitAll.checked, buffer_wait_ms: Math.round(Number(ui.waitMs.value || 0) * 1000) });
+    send(ctx, ui, Object.assign({ type: 'policy' }, policy)).then((ok) => { if (ok) ctx.policy = policy; });
+  } }, 'Apply');
+  ui.end = h('button', { id: 'host-end', type: 'button', class: 'danger', onclick: async () => {
+    if (!confirm('End the room for everyone?')) return;
+    try { await api('POST', `/api/v1/rooms/${ctx.roomId}/end`); } catch (e) { showMessage(ui.msg, describeError(e)); }
+  } }, 'End room');
+  ui.hostTools = h('section', { id: 'host-tools', class: 'card', 'aria-label': 'Host tools' },
+    h('h2', null, 'Host'),
+    h('label', { class: 'check' }, ui.waitAll, ' Wait for everyone who is buffering'),
+    field('Longest wait (s)', ui.waitMs), ui.applyPolicy, ' ', ui.end);
+  ui.leave = h('button', { id: 'room-leave', type: 'button', onclick: async () => {
+    try {
+      if (ctx.role !== 'host') await api('POST', `/api/v1/rooms/${ctx.roomId}/leave`);
+      navigate('/rooms');
+    } catch (e) { showMessage(ui.msg, describeError(e)); }
+  } }, 'Leave room');
+
+  mount(main,
+    h('div', { class: 'room-head' },
+      h('h1', { id: 'room-title' }, ctx.room.name), ui.roleLabel, ui.conn, ui.leave),
+    ui.msg,
+    h('div', { class: 'room' },
+      h('section', { class: 'player', 'aria-label': 'Player' }, ui.stage, ui.mediaTitle, controls),
+      h('aside', { class: 'side' },
+        h('section', { class: 'card', 'aria-labelledby': 'members-h' }, h('h2', { id: 'members-h' }, 'Members'), ui.members),
+        h('section', { class: 'card', 'aria-labelledby': 'chat-h' }, h('h2', { id: 'chat-h' }, 'Chat'), ui.chatLog, ui.reactions, chatForm),
+        h('section', { class: 'card', 'aria-labelledby': 'queue-h' }, h('h2', { id: 'queue-h' }, 'Queue'), ui.queue,
+          h('div', { class: 'row wrap', id: 'queue-tools' }, ui.prev, ui.next, ui.queueAddSel, ui.queueAdd)),
+        h('section', { class: 'card', 'aria-labelledby': 'invite-h' }, h('h2', { id: 'invite-h' }, 'Invite'), h('div', { class: 'row' }, ui.invite, ui.copy)),
+        ui.hostTools)));
+  document.addEventListener('keydown', (ev) => keyboard(ctx, ui, ev));
+  renderMembersFromRest(ctx, ui);
+  setEnabled(ctx, ui, false);
+  return ui;
+}
+
+function inviteLink(ctx) {
+  const key = ctx.room.host_public_key || hostKeyFromFragment();
+  return `${location.origin}/room/${ctx.roomId}` + (key ? `#k=${key}` : '');
+}
+
+function keyboard(ctx, ui, ev) {
+  if (ctx.closed || !ctx.client) return;
+  const t = ev.target;
+  if (t && (t.closest('input, textarea, select, button, a') || t.isContentEditable)) return;
+  if (ev.key === ' ' || ev.key === 'k') {
+    ev.preventDefault();
+    const playing = !ui.video.paused;
+    if (can(ctx, playing ? 'pause' : 'play')) send(ctx, ui, { type: playing ? 'pause' : 'play' });
+  } else if (ev.key === 'j' || ev.key === 'ArrowLeft') {
+    if (can(ctx, 'seek')) seekBy(ctx, ui, -10000);
+  } else if (ev.key === 'l' || ev.key === 'ArrowRight') {
+    if (can(ctx, 'seek')) seekBy(ctx, ui, 10000);
+  }
+}
+
+function seekBy(ctx, ui, deltaMs) {
+  const pos = Math.max(0, Math.round(ui.video.currentTime * 1000) + deltaMs);
+  send(ctx, ui, { type: 'seek', position_ms: pos });
+}
+
+/** Sends a command; shows the refusal. Resolves to true on success. */
+async function send(ctx, ui, cmd) {
+  if (!ctx.client) { showMessage(ui.msg, 'Not connected to the room yet.'); return false; }
+  try {
+    await ctx.client.command(cmd);
+    showMessage(ui.msg, '');
+    return true;
+  } catch (e) {
+    showMessage(ui.msg, 'Refused: ' + describeError(e));
+    return false;
+  }
+}
+
+function setEnabled(ctx, ui, connected) {
+  const on = (el, yes, why) => {
+    el.disabled = !yes;
+    if (!yes && why) el.title = why; else el.removeAttribute('title');
+  };
+  const role = ctx.role;
+  const why = role === 'viewer' ? 'Viewers cannot control playback' : 'Not allowed by the room policy';
+  on(ui.play, connected && can(ctx, 'play'), why);
+  on(ui.pause, connected && can(ctx, 'pause'), why);
+  on(ui.seek, connected && can(ctx, 'seek'), why);
+  on(ui.back, connected && can(ctx, 'seek'), why);
+  on(ui.fwd, connected && can(ctx, 'seek'), why);
+  on(ui.rate, connected && can(ctx, 'rate'), why);
+  const q = connected && canEditQueue(ctx);
+  for (const el of [ui.prev, ui.next, ui.queueAdd, ui.queueAddSel]) on(el, q, why);
+  on(ui.chatInput, connected && canChat(ctx), 'Viewers may not chat in this room');
+  on(ui.chatSend, connected && canChat(ctx));
+  for (const b of ui.reactions.querySelectorAll('button')) on(b, connected);
+  on(ui.freeWatch, connected);
+  on(ui.resync, connected);
+  ui.hostTools.hidden = role !== 'host';
+  ui.leave.hidden = role === 'host';
+  ui.roleLabel.textContent = `you: ${role}`;
+  renderQueue(ctx, ui);
+  renderMembers(ctx, ui);
+}
+
+// ------------------------------------------------------------------ events
+
+function onEvent(ctx, ui, ev, setBanner) {
+  switch (ev.type) {
+    case 'connection': {
+      ui.conn.textContent = ev.state;
+      ui.conn.dataset.state = ev.state;
+      if (ev.state === 'open') setBanner('');
+      else if (ev.state === 'retrying') setBanner(ERROR_TEXT.retrying + (ev.detail ? ` (${ev.detail})` : ''), 'warn');
+      else if (ev.state === 'closed') { setBanner(ERROR_TEXT.closed + (ev.detail ? ` ${ev.detail}` : ''), 'error'); setEnabled(ctx, ui, false); }
+      break;
+    }
+    case 'joined':
+      ctx.role = ev.role || ctx.role;
+      ctx.you = String(ev.you);
+      ctx.host = String(ev.host);
+      setEnabled(ctx, ui, true);
+      break;
+    case 'roster':
+      ctx.roster = ev.members || [];
+      renderMembers(ctx, ui);
+      break;
+    case 'member_joined':
+    case 'member_left':
+      refreshRoom(ctx, ui);
+      break;
+    case 'host_left':
+      setBanner(ERROR_TEXT.host_left, 'warn');
+      break;
+    case 'host_changed':
+      ctx.host = String(ev.host);
+      if (ev.us) ctx.role = 'host';
+      else if (ctx.role === 'host') ctx.role = 'controller';
+      setBanner(ev.us ? 'You are now the host.' : 'The room has a new host.', 'info');
+      refreshRoom(ctx, ui);
+      break;
+    case 'role_changed':
+      if (String(ev.member) === ctx.you) ctx.role = ev.role;
+      refreshRoom(ctx, ui);
+      break;
+    case 'kicked':
+      if (ev.us) {
+        showMessage(ui.msg, 'You were removed from the room by the host.');
+        setEnabled(ctx, ui, false);
+      } else {
+        refreshRoom(ctx, ui);
+      }
+      break;
+    case 'chat':
+      addChat(ctx, ui, ev.from, ev.name, ev.text, ev.at_ms);
+      break;
+    case 'reaction':
+      addChat(ctx, ui, ev.from, null, ev.emoji, null, true);
+      break;
+    case 'playback':
+      ui.video.dataset.playing = ev.playing ? '1' : '0';
+      if (ev.rate) ui.rate.value = String(ev.rate);
+      break;
+    case 'media':
+      if (ev.state === 'failed') showMessage(ui.msg, 'The video could not be loaded: ' + (ev.error || 'unknown error'));
+      ui.mediaTitle.textContent = (ev.title || ctx.titles.get(String(ev.media_id)) || '') + (ev.state === 'loading' ? ' (loading…)' : '');
+      if (ev.state === 'ready') ensureSubtitles(ctx, ui, ev.media_id);
+      break;
+    case 'queue':
+      ctx.queue = { items: ev.items || [], index: ev.index || 0 };
+      renderQueue(ctx, ui);
+      break;
+    case 'autoplay_blocked':
+      ui.autoplay.hidden = false;
+      ui.autoplay.querySelector('button').focus();
+      break;
+    case 'dropped':
+      ctx.dropped = (ctx.dropped || 0) + 1;
+      break;
+    case 'error':
+      showMessage(ui.msg, friendlyError(ev));
+      break;
+    case 'room_ended':
+      showMessage(ui.msg, 'The room has ended' + (ev.reason ? ` (${ev.reason})` : '') + '.');
+      setBanner('');
+      setEnabled(ctx, ui, false);
+      break;
+    default:
+      break;
+  }
+}
+
+function friendlyError(ev) {
+  switch (ev.code) {
+    case 'auth': case 'unauthorized': return 'Your session expired; sign in again.';
+    case 'not_member': return 'You are no longer a member of this room (no access).';
+    case 'room_full': return 'The room is full.';
+    case 'host_gone': return 'The host is gone.';
+    default: return ev.message || ev.code || 'error';
+  }
+}
+
+async function refreshRoom(ctx, ui) {
+  try {
+    const room = await api('GET', `/api/v1/rooms/${ctx.roomId}`);
+    ctx.room = room;
+    ctx.policy = room.policy;
+    if (room.my_role) ctx.role = room.my_role;
+    setEnabled(ctx, ui, !!ctx.client);
+  } catch (_) { /* shown through events */ }
+}
+
+async function ensureSubtitles(ctx, ui, mediaId) {
+  // The player adapter may already have added tracks; add them only if not.
+  if (ui.video.querySelector('track')) { refreshSubtitleChoices(ui); return; }
+  try {
+    const s = await api('POST', `/api/v1/media/${mediaId}/stream-url`);
+    for (const sub of s.subtitles || []) {
+      ui.video.appendChild(h('track', { kind: 'subtitles', src: sub.url, srclang: sub.language || 'und', label: sub.language || `Subtitles ${sub.id}` }));
+    }
+  } catch (_) { /* no subtitles */ }
+  refreshSubtitleChoices(ui);
+}
+
+function refreshSubtitleChoices(ui) {
+  const current = ui.subs.value;
+  const tracks = ui.video.textTracks;
+  const opts = [h('option', { value: '' }, 'Subtitles off')];
+  for (let i = 0; i < tracks.length; i++) {
+    opts.push(h('option', { value: String(i) }, tracks[i].label || tracks[i].language || `Track ${i + 1}`));
+  }
+  mount(ui.subs, opts);
+  ui.subs.value = current;
+}
+
+function nameOf(ctx, id) {
+  const key = String(id);
+  const r = ctx.roster.find((m) => String(m.user_id) === key);
+  if (r && r.name) return r.name;
+  const m = ctx.room && ctx.room.members.find((x) => String(x.user_id) === key);
+  return m ? m.display_name : `user ${key}`;
+}
+
+function addChat(ctx, ui, from, name, text, atMs, isReaction) {
+  const who = name || nameOf(ctx, from);
+  const time = new Date(atMs || Date.now()).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+  const li = h('li', { class: isReaction ? 'reaction-line' : 'chat-line' },
+    h('time', { class: 'muted' }, time), ' ', h('strong', null, who), ' ');
+  const body = h('span', { class: 'chat-text' });
+  body.textContent = String(text); // literal text, never markup
+  li.appendChild(body);
+  ui.chatLog.appendChild(li);
+  while (ui.chatLog.children.length > CHAT_MAX_LINES) ui.chatLog.firstChild.remove();
+  ui.chatLog.scrollTop = ui.chatLog.scrollHeight;
+}
+
+// ------------------------------------------------------------------ members
+
+function renderMembersFromRest(ctx, ui) {
+  ctx.roster = ctx.room.members.filter((m) => m.status === 'joined').map((m) => ({
+    user_id: m.user_id, name: m.display_name, role: m.role, online: false, connection: 'offline',
+  }));
+  renderMembers(ctx, ui);
+}
+
+function fmtMs(v) { return Number.isFinite(v) ? `${Math.round(v)} ms` : '–'; }
+
+function syncText(offset, error, rtt, buffering) {
+  let t = `offset ${fmtMs(offset)} · error ${fmtMs(error)}`;
+  if (Number.isFinite(rtt)) t += ` · rtt ${fmtMs(rtt)}`;
+  if (buffering) t += ' · buffering…';
+  return t;
+}
+
+function renderMembers(ctx, ui, force) {
+  if (!ui.members) return;
+  // Do not rebuild under the keyboard focus (host actions live in this list).
+  if (!force && ui.members.contains(document.activeElement)) return;
+  const status = ctx.client ? safeStatus(ctx) : null;
+  const peers = new Map(((status && status.peers) || []).map((p) => [String(p.user_id), p]));
+  const items = ctx.roster.map((m) => {
+    const id = String(m.user_id);
+    const p = peers.get(id) || {};
+    const you = id === ctx.you;
+    const offset = m.offset_ms ?? p.offset_ms;
+    const error = m.error_ms ?? p.error_ms;
+    const buffering = m.buffering ?? p.buffering;
+    const li = h('li', { class: 'member', 'data-user': id },
+      h('span', { class: 'name' }, nameOf(ctx, id) + (you ? ' (you)' : '')),
+      h('span', { class: 'pill role' }, m.role),
+      h('span', { class: 'pill conn', 'data-state': m.connection || (m.online ? 'online' : 'offline') }, m.connection || (m.online ? 'online' : 'offline')),
+      h('small', { class: 'sync muted' }, syncText(offset, error, m.rtt_ms ?? p.rtt_ms, buffering)));
+    if (ctx.role === 'host' && !you && m.role !== 'host') {
+      const role = h('select', { 'aria-label': `Role of ${nameOf(ctx, id)}` },
+        h('option', { value: 'viewer', selected: m.role === 'viewer' }, 'viewer'),
+        h('option', { value: 'controller', selected: m.role === 'controller' }, 'controller'));
+      role.addEventListener('change', () => send(ctx, ui, { type: 'set_role', member: id, role: role.value }));
+      li.appendChild(h('span', { class: 'actions' }, role,
+        h('button', { type: 'button', 'aria-label': `Make ${nameOf(ctx, id)} the host`, onclick: () => { if (confirm('Hand the room over?')) send(ctx, ui, { type: 'handoff', member: id }); } }, 'Make host'),
+        h('button', { type: 'button', class: 'danger', 'aria-label': `Remove ${nameOf(ctx, id)}`, onclick: () => { if (confirm('Remove this member?')) send(ctx, ui, { type: 'kick', member: id }); } }, 'Remove')));
+    }
+    return li;
+  });
+  mount(ui.members, items.length ? items : h('li', { class: 'muted' }, 'Nobody here yet.'));
+}
+
+function safeStatus(ctx) {
+  try { return ctx.client.status(); } catch (_) { return null; }
+}
+
+// ------------------------------------------------------------------ queue
+
+function currentQueueIds(ctx) {
+  return (ctx.queue.items || []).map((it) => Number(typeof it === 'object' ? it.media_id : it));
+}
+
+function renderQueue(ctx, ui) {
+  if (!ui.queue) return;
+  const ids = currentQueueIds(ctx);
+  const edit = !!ctx.client && canEditQueue(ctx);
+  const rows = ids.map((id, i) => {
+    const title = ctx.titles.get(String(id)) || `video ${id}`;
+    const li = h('li', { class: i === ctx.queue.index ? 'current' : '', 'aria-current': i === ctx.queue.index ? 'true' : null }, h('span', null, title));
+    if (edit) {
+      const move = (to) => { const next = ids.slice(); const [x] = next.splice(i, 1); next.splice(to, 0, x); send(ctx, ui, { type: 'queue', media_ids: next }); };
+      li.appendChild(h('span', { class: 'actions' },
+        h('button', { type: 'button', 'aria-label': `Play ${title} now`, onclick: () => send(ctx, ui, { type: 'jump', index: i }) }, 'Play'),
+        h('button', { type: 'button', 'aria-label': `Move ${title} up`, disabled: i === 0, onclick: () => move(i - 1) }, '↑'),
+        h('button', { type: 'button', 'aria-label': `Move ${title} down`, disabled: i === ids.length - 1, onclick: () => move(i + 1) }, '↓'),
+        h('button', { type: 'button', 'aria-label': `Remove ${title} from the queue`, onclick: () => { const next = ids.slice(); next.splice(i, 1); send(ctx, ui, { type: 'queue', media_ids: next }); } }, '✕')));
+    }
+    return li;
+  });
+  mount(ui.queue, rows.length ? rows : h('li', { class: 'muted' }, 'The queue is empty.'));
+}
+
+// ------------------------------------------------------------------ tick
+
+function tick(ctx, ui) {
+  const v = ui.video;
+  const dur = Number.isFinite(v.duration) ? v.duration : 0;
+  ui.clock.textContent = `${fmtTime(v.currentTime * 1000)} / ${fmtTime(dur * 1000)}`;
+  if (!ctx.dragging && dur > 0) ui.seek.value = String(Math.round(v.currentTime / dur * 1000));
+  const st = safeStatus(ctx);
+  if (st) {
+    if (typeof st.free_watch === 'boolean' && document.activeElement !== ui.freeWatch) ui.freeWatch.checked = st.free_watch;
+    ctx.ticks = (ctx.ticks || 0) + 1;
+    if (ctx.ticks % 4 === 0) renderMembers(ctx, ui);
+  }
+}
