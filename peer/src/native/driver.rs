@@ -364,6 +364,15 @@ pub enum DriverEvent {
         /// base64url.
         key: String,
     },
+    /// Re-registered after a signaling reconnect (playback untouched).
+    Rejoined {
+        /// Our user id.
+        you: u64,
+        /// The host.
+        host: Option<u64>,
+        /// Epoch.
+        epoch: u64,
+    },
     /// Joined the room.
     Joined {
         /// Our user id.
@@ -580,7 +589,6 @@ struct Driver<B, R> {
     load_tx: mpsc::Sender<Resolved>,
     /// The item whose resolution is awaited (older results are stale).
     loading: Option<MediaItem>,
-    joined_once: bool,
     stop: Option<String>,
 }
 
@@ -640,7 +648,6 @@ impl DriverHandle {
             last_obs: None,
             load_tx,
             loading: None,
-            joined_once: false,
             stop: None,
         };
         let task = tokio::spawn(driver.run(cmd_rx, load_rx));
@@ -807,7 +814,6 @@ where
             ServerMessage::Hello {
                 server_key,
                 you,
-                epoch,
                 ref members,
                 ..
             } => {
@@ -824,35 +830,10 @@ where
                 let Some(session) = self.session.as_mut() else {
                     return;
                 };
-                let rejoin = self.joined_once && session.user() == Some(you);
-                if rejoin {
-                    // A reconnect: re-feeding `hello` would restart the host
-                    // term (and reset playback); a new epoch (the host
-                    // re-registered) arrives as `host_changed`, then the
-                    // roster is refreshed.
-                    if session.epoch() != epoch
-                        && let Some(h) = members.as_slice().iter().find(|m| {
-                            let c = m.certificate.claimed();
-                            c.role == crate::ids::Role::Host && c.epoch == epoch
-                        })
-                    {
-                        session.handle_signal(
-                            ServerMessage::HostChanged {
-                                certificate: h.certificate.clone(),
-                            },
-                            now,
-                        );
-                    }
-                    for m in members.as_slice() {
-                        session
-                            .handle_signal(ServerMessage::MemberJoined { member: m.clone() }, now);
-                    }
-                } else {
-                    session.handle_signal(msg.clone(), now);
-                }
-                if session.user().is_some() {
-                    self.joined_once = true;
-                }
+                // A repeated `hello` (reconnect, server restart) is the
+                // session's business: it refreshes certificates and roster
+                // without touching playback (docs/protocol.md §7.1).
+                session.handle_signal(msg.clone(), now);
                 for l in self.links.values_mut() {
                     l.online = false;
                 }
@@ -1339,6 +1320,13 @@ where
             } => self.emit(DriverEvent::Joined {
                 you: you.get(),
                 role: format!("{role:?}").to_ascii_lowercase(),
+                host: host.map(UserId::get),
+                epoch: epoch.0,
+            }),
+            Event::Rejoined {
+                you, host, epoch, ..
+            } => self.emit(DriverEvent::Rejoined {
+                you: you.get(),
                 host: host.map(UserId::get),
                 epoch: epoch.0,
             }),

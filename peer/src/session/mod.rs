@@ -27,7 +27,7 @@ pub use mesh::{MAX_DEDUPE_ENTRIES, MAX_PING_ROUTES};
 pub use observe::{MAX_PEER_RECORDS, MemberReport, PeerCounters, PeerInfo};
 pub use types::{
     ChannelOpen, CommandError, DEFAULT_POLICY, DisconnectReason, Event, MAX_QUEUED_OUTPUTS, Output,
-    SessionConfig, SessionError, SessionStats, UserCommand,
+    RejoinError, SessionConfig, SessionError, SessionStats, UserCommand,
 };
 
 use crate::acceptance::{DropCounts, DropReason, ReplayTable, check_skew};
@@ -715,6 +715,10 @@ impl Session {
             });
             return;
         }
+        if let Some(me) = self.me {
+            self.on_rehello(me, epoch, certificate, &mine, members, now);
+            return;
+        }
         self.me = Some(you);
         self.epoch = epoch;
         self.insert_member(&mine);
@@ -730,6 +734,74 @@ impl Session {
         let role = self.role().unwrap_or(Role::Viewer);
         self.event(Event::Joined {
             you,
+            role,
+            host: self.host(),
+            epoch: self.epoch,
+        });
+    }
+
+    /// A `hello` after we joined: the signaling connection came back (or the
+    /// server restarted) and we re-registered. Playback and the mesh are not
+    /// touched; certificates and the roster are refreshed. A newer epoch is
+    /// accepted only as `host_changed` would accept it (valid host
+    /// certificate of that epoch, pin and handoff rules); an older one is
+    /// refused. Members missing from the roster have left.
+    fn on_rehello(
+        &mut self,
+        me: UserId,
+        epoch: Epoch,
+        certificate: &SignedCertificate,
+        mine: &VerifiedCertificate,
+        members: &[RosterEntry],
+        now: LocalTime,
+    ) {
+        if mine.body().user != me {
+            self.event(Event::RejoinRefused(RejoinError::OtherUser));
+            return;
+        }
+        if epoch < self.epoch {
+            self.event(Event::RejoinRefused(RejoinError::StaleEpoch));
+            return;
+        }
+        if epoch > self.epoch {
+            let host_cert = std::iter::once(certificate)
+                .chain(members.iter().map(|m| &m.certificate))
+                .find(|c| {
+                    let b = c.claimed();
+                    b.role == Role::Host && b.epoch == epoch
+                })
+                .cloned();
+            let Some(host_cert) = host_cert else {
+                self.event(Event::RejoinRefused(RejoinError::NoHostCertificate));
+                return;
+            };
+            self.on_host_changed(&host_cert, now);
+            if self.epoch != epoch {
+                return; // refused (reported by on_host_changed)
+            }
+        }
+        // Same epoch from here on: refresh our own certificate and the
+        // roster (a host certificate of this epoch refreshes the host term).
+        if mine.body().role != Role::Host || mine.body().epoch == self.epoch {
+            self.insert_member(mine);
+        }
+        let mut listed = BTreeSet::from([me]);
+        for entry in members {
+            listed.insert(entry.certificate.claimed().user);
+            let _ = self.add_member(&entry.certificate, now);
+        }
+        let gone: Vec<UserId> = self
+            .members
+            .iter()
+            .filter(|(u, m)| m.current && !listed.contains(u))
+            .map(|(u, _)| *u)
+            .collect();
+        for user in gone {
+            self.on_member_left(user, now);
+        }
+        let role = self.role().unwrap_or(Role::Viewer);
+        self.event(Event::Rejoined {
+            you: me,
             role,
             host: self.host(),
             epoch: self.epoch,

@@ -261,6 +261,21 @@ pub enum Event {
     },
     /// The server presented a different server key than the one we know.
     ServerKeyMismatch,
+    /// A repeated `hello` (re-registration after a signaling reconnect) was
+    /// accepted: certificates and roster refreshed, playback untouched.
+    Rejoined {
+        /// Our user id.
+        you: UserId,
+        /// Our role.
+        role: Role,
+        /// The current host.
+        host: Option<UserId>,
+        /// The current epoch (a new one only through a valid host
+        /// certificate, as with `host_changed`).
+        epoch: Epoch,
+    },
+    /// A repeated `hello` was refused; the session keeps its state.
+    RejoinRefused(RejoinError),
     /// A member joined.
     MemberJoined(UserId),
     /// A member left.
@@ -340,6 +355,22 @@ pub enum Event {
     ServerError(ErrorCode),
     /// The room ended.
     RoomEnded(EndReason),
+}
+
+/// Why a repeated `hello` was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RejoinError {
+    /// The server now calls us by another user id.
+    #[error("the server names another user for this session")]
+    OtherUser,
+    /// The server's epoch is older than the one we follow (a server
+    /// restored from an older state): its certificates are not trusted to
+    /// roll the room back.
+    #[error("the server's epoch is older than ours")]
+    StaleEpoch,
+    /// A newer epoch without a valid host certificate for it in the roster.
+    #[error("new epoch without a host certificate")]
+    NoHostCertificate,
 }
 
 /// Counters.
