@@ -14,7 +14,8 @@ commands:
       --only STEP[,..]  run only these steps (setup still runs first)
       --skip STEP[,..]  run all steps but these
       --list            list the steps and exit
-  demo                  planned: arrives with the signaling server and web app
+  demo                  setup, build the browser bundle and the server, create demo
+                        users and clips under target/demo, serve on 127.0.0.1:8080
   help                  this text
 
 steps: fmt, clippy, clippy-wasm, native, wasm, e2e
