@@ -7,8 +7,14 @@
 //! watchparty join LINK [--password]
 //! ```
 //! `host` and `join` then read commands on stdin: `play`, `pause`,
-//! `seek SECS`, `rate X`, `load ID`, `chat TEXT`, `roster`, `status`, `quit`.
-//! `--json` prints one event per line (for scripts and tests).
+//! `seek SECS`, `rate X`, `load ID`, `queue ID…`, `next`, `prev`,
+//! `chat TEXT`, `roster`, `status [TAG]`, and for the host `kick USER`,
+//! `role USER controller|viewer`, `handoff USER` (USER: user id or
+//! username; these go through the server's REST routes, then the signed
+//! frame tells the peers), `quit`.
+//! `--json` prints one event per line (for scripts and tests); a status
+//! line carries `wall_us` (Unix µs of the snapshot instant) and the `TAG`
+//! given to `status`.
 #![forbid(unsafe_code)]
 #![cfg_attr(
     not(test),
@@ -24,8 +30,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio::io::AsyncBufReadExt;
 use watchparty_peer::crypto::PublicKey;
-use watchparty_peer::ids::{ContentHash, MediaId, PositionMs, RoomId};
-use watchparty_peer::message::MediaItem;
+use watchparty_peer::ids::{ContentHash, MediaId, PositionMs, Role, RoomId, UserId};
+use watchparty_peer::message::{MAX_QUEUE_ITEMS, MediaItem};
 use watchparty_peer::native::api_client::{ApiClient, CreateRoom, Invite, MediaInfo};
 use watchparty_peer::native::config_store::{
     ConfigStore, InviteLink, SavedSession, new_signing_key,
@@ -44,6 +50,13 @@ use watchparty_peer::virtual_player::VirtualPlayerConfig;
 const JSON_STATUS_INTERVAL: Duration = Duration::from_secs(1);
 /// Longest password read from stdin (bytes).
 const MAX_PASSWORD_LEN: usize = 1024;
+/// Duration used for an item whose duration the server does not know (its
+/// scanner does not probe media): 24 h, so positions are not clamped to 0.
+/// The protocol needs a duration; the player's own end-of-file still ends
+/// playback.
+const UNKNOWN_DURATION_MS: u64 = 24 * 3600 * 1000;
+/// Longest tag accepted by `status TAG` (bytes).
+const MAX_STATUS_TAG: usize = 64;
 
 #[derive(Debug, Parser)]
 #[command(name = "watchparty", about = "watch together, in sync (native peer)")]
@@ -180,7 +193,10 @@ async fn api_from_saved(store: &ConfigStore) -> Result<(ApiClient, SavedSession)
 fn media_item(info: &MediaInfo) -> Result<MediaItem, AnyError> {
     let mut hash = [0u8; 32];
     hex::decode_to_slice(&info.content_hash, &mut hash).map_err(|_| "bad content hash")?;
-    let duration = u64::try_from(info.duration_ms.unwrap_or(0)).unwrap_or(0);
+    let duration = match info.duration_ms.map(u64::try_from) {
+        Some(Ok(ms)) if ms > 0 => ms,
+        _ => UNKNOWN_DURATION_MS,
+    };
     Ok(MediaItem {
         media: MediaId::new(&info.id.to_string())?,
         hash: ContentHash(hash),
@@ -211,9 +227,43 @@ fn parse_command(line: &str) -> Result<Option<LineCmd>, String> {
             LineCmd::User(UserCommand::Rate(Rate::from_f64_clamped(r)))
         }
         "load" => LineCmd::Load(rest.parse().map_err(|_| "load ID")?),
+        "queue" => {
+            let ids = rest
+                .split_whitespace()
+                .map(str::parse)
+                .collect::<Result<Vec<i64>, _>>()
+                .map_err(|_| "queue ID [ID…]")?;
+            if ids.len() > MAX_QUEUE_ITEMS {
+                return Err(format!("queue: at most {MAX_QUEUE_ITEMS} items"));
+            }
+            LineCmd::Queue(ids)
+        }
+        "next" => LineCmd::User(UserCommand::Next),
+        "prev" | "previous" => LineCmd::User(UserCommand::Previous),
         "chat" => LineCmd::User(UserCommand::Chat(rest.to_owned())),
-        "roster" => LineCmd::Roster,
-        "status" => LineCmd::Status,
+        "roster" => LineCmd::Status(None),
+        "status" => {
+            if rest.len() > MAX_STATUS_TAG || rest.chars().any(char::is_control) {
+                return Err(format!(
+                    "status [TAG] (TAG: at most {MAX_STATUS_TAG} bytes)"
+                ));
+            }
+            LineCmd::Status((!rest.is_empty()).then(|| rest.to_owned()))
+        }
+        "kick" => LineCmd::Kick(UserRef::parse(rest).ok_or("kick USER")?),
+        "handoff" => LineCmd::Handoff(UserRef::parse(rest).ok_or("handoff USER")?),
+        "role" => {
+            let (user, role) = rest.split_once(' ').ok_or("role USER controller|viewer")?;
+            let role = match role.trim() {
+                "controller" => Role::Controller,
+                "viewer" => Role::Viewer,
+                _ => return Err("role USER controller|viewer".into()),
+            };
+            LineCmd::Role(
+                UserRef::parse(user).ok_or("role USER controller|viewer")?,
+                role,
+            )
+        }
         "quit" | "exit" => LineCmd::Quit,
         other => return Err(format!("unknown command `{other}`")),
     }))
@@ -222,9 +272,50 @@ fn parse_command(line: &str) -> Result<Option<LineCmd>, String> {
 enum LineCmd {
     User(UserCommand),
     Load(i64),
-    Roster,
-    Status,
+    Queue(Vec<i64>),
+    /// A status snapshot, with the caller's tag.
+    Status(Option<String>),
+    Kick(UserRef),
+    Handoff(UserRef),
+    Role(UserRef, Role),
     Quit,
+}
+
+/// A member named on the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum UserRef {
+    Id(u64),
+    Name(String),
+}
+
+impl UserRef {
+    fn parse(s: &str) -> Option<Self> {
+        let s = s.trim();
+        if s.is_empty() || s.contains(char::is_whitespace) {
+            return None;
+        }
+        Some(match s.parse::<u64>() {
+            Ok(id) => Self::Id(id),
+            Err(_) => Self::Name(s.to_owned()),
+        })
+    }
+
+    /// The user id (a username is looked up among the room's members).
+    async fn resolve(&self, api: &ApiClient, room: &str) -> Result<UserId, AnyError> {
+        let id = match self {
+            Self::Id(id) => *id,
+            Self::Name(name) => {
+                let info = api.room(room).await?;
+                let m = info
+                    .members
+                    .iter()
+                    .find(|m| &m.username == name)
+                    .ok_or_else(|| format!("no member named {name}"))?;
+                u64::try_from(m.user_id).map_err(|_| "bad user id")?
+            }
+        };
+        Ok(UserId::new(id)?)
+    }
 }
 
 fn print_event(json: bool, e: &DriverEvent) {
@@ -318,6 +409,7 @@ async fn run_peer(
     let mut stdin_open = true;
     let mut tick = tokio::time::interval(JSON_STATUS_INTERVAL);
     let mut pending_load = initial_load;
+    let room_text = room.to_string();
     loop {
         tokio::select! {
             ev = handle.events.recv() => {
@@ -349,10 +441,23 @@ async fn run_peer(
                         }
                     }
                     Ok(Some(LineCmd::Load(id))) => load(&api, &handle, id, json).await,
-                    Ok(Some(LineCmd::Status | LineCmd::Roster)) => {
+                    Ok(Some(LineCmd::Queue(ids))) => queue(&api, &handle, &ids, json).await,
+                    Ok(Some(LineCmd::Status(tag))) => {
                         if let Some(s) = handle.status().await {
-                            print_event(json, &DriverEvent::Status(Box::new(s)));
+                            print_status_event(json, &clock, s, tag.as_deref());
                         }
+                    }
+                    Ok(Some(LineCmd::Kick(who))) => {
+                        let r = host_action(&api, &handle, &room_text, &who, HostAction::Kick).await;
+                        host_result(json, "kick", r);
+                    }
+                    Ok(Some(LineCmd::Handoff(who))) => {
+                        let r = host_action(&api, &handle, &room_text, &who, HostAction::Handoff).await;
+                        host_result(json, "handoff", r);
+                    }
+                    Ok(Some(LineCmd::Role(who, role))) => {
+                        let r = host_action(&api, &handle, &room_text, &who, HostAction::Role(role)).await;
+                        host_result(json, "role", r);
                     }
                     Err(e) => report(json, &e),
                 },
@@ -361,7 +466,7 @@ async fn run_peer(
             },
             _ = tick.tick(), if json => {
                 if let Some(s) = handle.status().await {
-                    print_event(json, &DriverEvent::Status(Box::new(s)));
+                    print_status_event(json, &clock, s, None);
                 }
             }
         }
@@ -373,6 +478,98 @@ async fn run_peer(
     }
 }
 
+/// Prints a status snapshot; in `--json` mode with `wall_us`, the Unix time
+/// (µs) of the snapshot instant, so scripts can compare peers (processes
+/// with different local clocks) at one shared instant, and the caller's tag.
+fn print_status_event(
+    json: bool,
+    clock: &PlayerClock,
+    s: watchparty_peer::native::driver::StatusSnapshot,
+    tag: Option<&str>,
+) {
+    if !json {
+        print_status(&s);
+        return;
+    }
+    // Read both clocks back to back; the snapshot was taken `age` ago on
+    // the driver's clock.
+    let local_now = clock.now().as_micros();
+    let wall_now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+    let age = local_now.saturating_sub(s.local_us);
+    let Ok(mut v) = serde_json::to_value(DriverEvent::Status(Box::new(s))) else {
+        return;
+    };
+    if let Some(o) = v.as_object_mut() {
+        o.insert("wall_us".into(), wall_now.saturating_sub(age).into());
+        if let Some(tag) = tag {
+            o.insert("tag".into(), tag.into());
+        }
+    }
+    println!("{v}");
+}
+
+/// A host-only room change executed by the server.
+#[derive(Debug, Clone, Copy)]
+enum HostAction {
+    Kick,
+    Handoff,
+    Role(Role),
+}
+
+/// The server's REST route first (it is the authority and pushes the change
+/// to every signaling socket), then the signed frame so peers act at once
+/// (and, for a handoff, so pinned followers accept the new host key).
+async fn host_action(
+    api: &ApiClient,
+    handle: &DriverHandle,
+    room: &str,
+    who: &UserRef,
+    action: HostAction,
+) -> Result<UserId, AnyError> {
+    let status = handle.status().await.ok_or("the peer has stopped")?;
+    if !status.is_host {
+        return Err("only the host can do that".into());
+    }
+    let user = who.resolve(api, room).await?;
+    let cmd = match action {
+        HostAction::Kick => {
+            api.kick_member(room, user.get()).await?;
+            UserCommand::Kick(user)
+        }
+        HostAction::Handoff => {
+            api.handoff(room, user.get()).await?;
+            UserCommand::Handoff(user)
+        }
+        HostAction::Role(role) => {
+            let name = if role == Role::Controller {
+                "controller"
+            } else {
+                "viewer"
+            };
+            api.set_member_role(room, user.get(), name).await?;
+            UserCommand::SetRole { member: user, role }
+        }
+    };
+    handle
+        .command(cmd)
+        .await
+        .map_err(|e| format!("the server accepted, but the signed frame was refused: {e}"))?;
+    Ok(user)
+}
+
+fn host_result(json: bool, what: &str, r: Result<UserId, AnyError>) {
+    match r {
+        Ok(user) if json => println!(
+            "{}",
+            serde_json::json!({ "event": "done", "command": what, "user": user.get() })
+        ),
+        Ok(user) => println!("{what} {}: done", user.get()),
+        Err(e) => report(json, &format!("{what}: {e}")),
+    }
+}
+
 fn report(json: bool, msg: &str) {
     if json {
         println!(
@@ -381,6 +578,22 @@ fn report(json: bool, msg: &str) {
         );
     } else {
         eprintln!("{msg}");
+    }
+}
+
+async fn queue(api: &ApiClient, handle: &DriverHandle, ids: &[i64], json: bool) {
+    let mut items = Vec::with_capacity(ids.len());
+    for id in ids {
+        match api.media_item(*id).await {
+            Ok(info) => match media_item(&info) {
+                Ok(item) => items.push(item),
+                Err(e) => return report(json, &format!("queue: {e}")),
+            },
+            Err(e) => return report(json, &format!("queue: {e}")),
+        }
+    }
+    if let Err(e) = handle.command(UserCommand::Queue(items)).await {
+        report(json, &format!("queue refused: {e}"));
     }
 }
 
@@ -560,7 +773,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run(cli)) {
+    let result = rt.block_on(run(cli));
+    // The stdin reader sits in a blocking read on a runtime thread; waiting
+    // for it would keep a stopped peer (kicked, room ended) alive until the
+    // user types something.
+    rt.shutdown_background();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -588,8 +806,51 @@ mod tests {
             Ok(Some(LineCmd::Load(7)))
         ));
         assert!(matches!(parse_command("  "), Ok(None)));
+        assert!(matches!(
+            parse_command("kick 7"),
+            Ok(Some(LineCmd::Kick(UserRef::Id(7))))
+        ));
+        assert!(matches!(
+            parse_command("handoff alice"),
+            Ok(Some(LineCmd::Handoff(UserRef::Name(n)))) if n == "alice"
+        ));
+        assert!(matches!(
+            parse_command("role bob viewer"),
+            Ok(Some(LineCmd::Role(UserRef::Name(n), Role::Viewer))) if n == "bob"
+        ));
+        assert!(matches!(
+            parse_command("queue 1 2 3"),
+            Ok(Some(LineCmd::Queue(ids))) if ids == [1, 2, 3]
+        ));
+        assert!(matches!(
+            parse_command("status t1"),
+            Ok(Some(LineCmd::Status(Some(t)))) if t == "t1"
+        ));
+        assert!(matches!(
+            parse_command("status"),
+            Ok(Some(LineCmd::Status(None)))
+        ));
+        assert!(matches!(
+            parse_command("next"),
+            Ok(Some(LineCmd::User(UserCommand::Next)))
+        ));
+        let too_many = format!("queue {}", vec!["1"; MAX_QUEUE_ITEMS + 1].join(" "));
+        let long_tag = format!("status {}", "t".repeat(MAX_STATUS_TAG + 1));
         for bad in [
-            "seek", "seek -1", "seek NaN", "rate 0", "rate x", "load x", "dance",
+            "seek",
+            "seek -1",
+            "seek NaN",
+            "rate 0",
+            "rate x",
+            "load x",
+            "dance",
+            "kick",
+            "handoff",
+            "role bob",
+            "role bob host",
+            "queue x",
+            &too_many,
+            &long_tag,
         ] {
             assert!(parse_command(bad).is_err(), "{bad}");
         }

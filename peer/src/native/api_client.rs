@@ -479,6 +479,79 @@ impl ApiClient {
         Ok(s)
     }
 
+    /// `GET /api/v1/rooms/{id}`.
+    ///
+    /// # Errors
+    /// [`ApiError`].
+    pub async fn room(&self, room: &str) -> Result<RoomInfo, ApiError> {
+        let r = self
+            .authed(reqwest::Method::GET, &format!("/api/v1/rooms/{room}"), None)
+            .await?;
+        Self::read_json(r).await
+    }
+
+    /// Host only: `DELETE /api/v1/rooms/{id}/members/{user_id}` (kick a
+    /// member or withdraw an invitation; the server pushes `kicked`).
+    ///
+    /// # Errors
+    /// [`ApiError`].
+    pub async fn kick_member(&self, room: &str, user: u64) -> Result<(), ApiError> {
+        let r = self
+            .authed(
+                reqwest::Method::DELETE,
+                &format!("/api/v1/rooms/{room}/members/{user}"),
+                None,
+            )
+            .await?;
+        Self::read_empty(r).await
+    }
+
+    /// Host only: `PATCH /api/v1/rooms/{id}/members/{user_id}` with
+    /// `role` = `controller` or `viewer` (the server pushes `role_changed`).
+    ///
+    /// # Errors
+    /// [`ApiError`].
+    pub async fn set_member_role(
+        &self,
+        room: &str,
+        user: u64,
+        role: &str,
+    ) -> Result<RoomInfo, ApiError> {
+        let r = self
+            .authed(
+                reqwest::Method::PATCH,
+                &format!("/api/v1/rooms/{room}/members/{user}"),
+                Some(serde_json::json!({ "role": role })),
+            )
+            .await?;
+        Self::read_json(r).await
+    }
+
+    /// Host only: `POST /api/v1/rooms/{id}/handoff` — `user` (a joined
+    /// member) becomes host; the epoch is bumped and the room key cleared
+    /// until the new host registers its own.
+    ///
+    /// # Errors
+    /// [`ApiError`].
+    pub async fn handoff(&self, room: &str, user: u64) -> Result<RoomInfo, ApiError> {
+        let r = self
+            .authed(
+                reqwest::Method::POST,
+                &format!("/api/v1/rooms/{room}/handoff"),
+                Some(serde_json::json!({ "user_id": user })),
+            )
+            .await?;
+        Self::read_json(r).await
+    }
+
+    /// A success status without a body (`204`), else the server's error.
+    async fn read_empty(resp: reqwest::Response) -> Result<(), ApiError> {
+        if resp.status().is_success() {
+            return Ok(());
+        }
+        Self::read_json::<serde_json::Value>(resp).await.map(|_| ())
+    }
+
     /// The signaling WebSocket URL of `room` (`ws(s)://…/api/v1/rooms/{id}/signal`).
     ///
     /// # Errors

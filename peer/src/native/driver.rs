@@ -907,6 +907,17 @@ where
     }
 
     fn send_signal(&mut self, msg: ClientMessage) {
+        // The server executes role changes, kicks and handoffs only through
+        // its REST routes (the caller's business, e.g. the CLI); over the
+        // socket they would only earn an error.
+        if matches!(
+            msg,
+            ClientMessage::SetRole { .. }
+                | ClientMessage::Kick { .. }
+                | ClientMessage::Handoff { .. }
+        ) {
+            return;
+        }
         if self.signal.outgoing.try_send(msg).is_err() {
             self.counters.signal_dropped += 1;
         }
@@ -1335,6 +1346,17 @@ where
                 reason: reason.label(),
             }),
             Event::LoadMedia(item) => self.start_load(item),
+            // The old host signed a handoff to us (after the server's REST
+            // handoff): register our key, the server then announces our
+            // host certificate (`host_changed`) in the same epoch.
+            Event::HandoffAnnounced { new_host } if Some(new_host) == self.me() => {
+                if let Some(key) = self.session.as_ref().map(Session::public_key) {
+                    self.send_signal(ClientMessage::RegisterHostKey { key });
+                }
+                self.emit(DriverEvent::Session {
+                    detail: format!("{e:?}"),
+                });
+            }
             Event::Chat { from, text } => self.emit(DriverEvent::Chat {
                 from: from.get(),
                 text: text.as_str().to_owned(),

@@ -82,6 +82,13 @@ pub fn issue(state: &AppState, s: &Subject<'_>) -> Result<SignedCertificate, Api
 /// Registers `key` as the room key of host `user`: bumps and persists the
 /// epoch. Returns the new epoch, or `Forbidden` if `user` is not the host of
 /// the open room.
+///
+/// Right after a REST handoff the room has no key and an epoch above 0 (a
+/// room created without a key is at epoch 0, no term yet): the handoff already
+/// opened the new epoch (the one the old host signed in its `Handoff`
+/// frame), so the new host's first registration fills that epoch instead of
+/// bumping again — otherwise its certificate would name another epoch than
+/// the signed handoff and pinned followers would refuse it.
 pub async fn register_host_key(
     state: &AppState,
     room: &RoomId,
@@ -89,7 +96,8 @@ pub async fn register_host_key(
     key: &PublicKey,
 ) -> Result<i64, ApiError> {
     let epoch: Option<i64> = sqlx::query_scalar(
-        "UPDATE rooms SET epoch = epoch + 1, host_public_key = ?3, last_activity_at = ?4
+        "UPDATE rooms SET epoch = CASE WHEN host_public_key IS NULL AND epoch > 0 THEN epoch ELSE epoch + 1 END,
+                host_public_key = ?3, last_activity_at = ?4
           WHERE id = ?1 AND host_user_id = ?2 AND status = 'open'
           RETURNING epoch",
     )

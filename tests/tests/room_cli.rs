@@ -1,0 +1,120 @@
+//! Whole system with real processes: the `watchparty-signal` binary (real
+//! SQLite file, HTTP/WebSocket on 127.0.0.1) and four `watchparty` CLI peers
+//! (`--json`, virtual players, real WebRTC over loopback UDP), driven
+//! through stdin like a user or a script would.
+//!
+//! Sync is checked at one shared instant: every peer is asked for a status
+//! at once; each reply carries the player position at its snapshot instant
+//! and that instant in Unix µs (`wall_us`). The positions are moved to the
+//! latest of those instants (a few ms) with the room rate, then compared
+//! with the host's (see `support::procs::position_at`).
+
+mod support;
+
+use std::time::Duration;
+
+use support::procs::{applied, first_media, step, wait_in_sync};
+use support::room::{Room, SETTLE, SYNC_TOLERANCE_MS, connected, host_burst};
+
+#[test]
+fn host_and_three_followers_stay_in_sync_through_storms_and_a_late_joiner() {
+    let mut room = Room::start(&["alice", "bob", "carol"], &["dave"]);
+
+    // Start playing somewhere in the middle.
+    host_burst(&mut room, &["seek 30".into(), "play".into()]);
+    wait_in_sync(&mut room.all(), SYNC_TOLERANCE_MS, SETTLE);
+
+    // Storms: play / pause / seek / rate, back to back, no waiting.
+    let mut storm = Vec::new();
+    for i in 0..6 {
+        storm.push("pause".to_owned());
+        storm.push(format!("seek {}", 40.0 + f64::from(i) * 7.25));
+        storm.push(format!("rate {}", [1.5, 0.75, 2.0][i as usize % 3]));
+        storm.push("play".to_owned());
+        storm.push(format!("seek {}", 120.0 - f64::from(i) * 3.5));
+    }
+    storm.push("rate 1.25".to_owned());
+    host_burst(&mut room, &storm);
+    let snaps = wait_in_sync(&mut room.all(), SYNC_TOLERANCE_MS, SETTLE);
+    for s in &snaps {
+        assert_eq!(s["playback"]["paused"], false, "{s}");
+        assert_eq!(s["playback"]["rate"], 1.25, "{s}");
+        assert!(s["drops"].as_object().is_some_and(|d| d.is_empty()), "{s}");
+    }
+
+    // Paused: everyone holds the same frame.
+    host_burst(&mut room, &["pause".into(), "seek 75.5".into()]);
+    let snaps = wait_in_sync(&mut room.all(), SYNC_TOLERANCE_MS, SETTLE);
+    for s in &snaps {
+        let pos = s["player_position_ms"].as_f64().unwrap();
+        assert!((pos - 75_500.0).abs() <= SYNC_TOLERANCE_MS, "{s}");
+    }
+
+    // A late joiner lands in sync with a playing room.
+    host_burst(&mut room, &["rate 1".into(), "play".into()]);
+    step("dave joins late");
+    room.add_follower("dave");
+    room.wait_mesh();
+    let snaps = wait_in_sync(&mut room.all(), SYNC_TOLERANCE_MS, SETTLE);
+    let dave = snaps.last().unwrap();
+    assert_eq!(dave["playback"]["paused"], false, "{dave}");
+    assert_eq!(dave["host"], snaps[0]["you"], "{dave}");
+}
+
+#[test]
+fn host_changes_roles_kicks_and_queues_through_the_cli() {
+    let mut room = Room::start(&["alice", "bob"], &[]);
+    let bob_id = room.followers[1].status()["you"].as_u64().unwrap();
+
+    // A viewer's command is refused locally.
+    let mark = room.followers[0].mark();
+    room.followers[0].send("play");
+    let e = room.followers[0].wait_after(mark, "refusal", |v| v["event"] == "error");
+    assert!(e["message"].as_str().unwrap().contains("refused"), "{e}");
+
+    // Promote alice (by username) to controller: her play now reaches the
+    // host, which executes it for everyone.
+    step("role change");
+    room.host.send("role alice controller");
+    let done = room.host.wait_for("role done", |v| {
+        v["event"] == "done" || v["event"] == "error"
+    });
+    assert_eq!(done["command"], "role", "{done}");
+    let base = applied(&room.followers[1].status());
+    std::thread::sleep(Duration::from_millis(300));
+    room.followers[0].send("play");
+    room.followers[1].status_until("alice's play applied", Duration::from_secs(15), |s| {
+        applied(s) > base && s["playback"]["paused"] == false
+    });
+    wait_in_sync(&mut room.all(), SYNC_TOLERANCE_MS, SETTLE);
+
+    // The host manages the queue.
+    let media = first_media(&room.dir.path().join("host"));
+    host_burst(
+        &mut room,
+        &[format!("queue {media} {media}"), "next".into()],
+    );
+
+    // Only the host may kick; the kicked peer stops, the rest plays on.
+    let mark = room.followers[0].mark();
+    room.followers[0].send(&format!("kick {bob_id}"));
+    let e = room.followers[0].wait_after(mark, "refusal", |v| v["event"] == "error");
+    assert!(
+        e["message"].as_str().unwrap().contains("only the host"),
+        "{e}"
+    );
+    step("kick");
+    room.host.send(&format!("kick {bob_id}"));
+    let done = room.host.wait_for("kick done", |v| {
+        v["event"] == "done" || v["event"] == "error"
+    });
+    assert_eq!(done["command"], "kick", "{done}");
+    assert_eq!(done["user"], bob_id, "{done}");
+    room.followers[1].wait_event("stopped");
+    let mut bob = room.followers.pop().unwrap();
+    bob.wait_exit(Duration::from_secs(10));
+    room.host
+        .status_until("bob gone", Duration::from_secs(15), |s| connected(s) == 1);
+    host_burst(&mut room, &["seek 12".into(), "play".into()]);
+    wait_in_sync(&mut room.all(), SYNC_TOLERANCE_MS, SETTLE);
+}

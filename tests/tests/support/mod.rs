@@ -1,0 +1,3 @@
+//! Helpers shared by the whole-system tests.
+pub mod procs;
+pub mod room;
