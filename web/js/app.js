@@ -2,7 +2,7 @@
 import * as session from './api.js';
 import { api, ApiError, describeError } from './api.js';
 import { h, mount, field, messageBox, showMessage, fmtTime } from './dom.js';
-import { roomPage } from './room.js';
+import { roomPage, newHostKey, saveHostSeed } from './room.js';
 
 const main = document.getElementById('main');
 let me = null;
@@ -336,7 +336,12 @@ async function createPage() {
     if (password.value) body.password = password.value;
     submit.disabled = true;
     try {
+      // The room's host key: its public half goes to the server (and into
+      // invite links as #k=…), the seed stays in this browser.
+      const key = await newHostKey();
+      if (key) body.host_public_key = key.publicKey;
       const room = await api('POST', '/api/v1/rooms', body);
+      if (key) saveHostSeed(room.id, key.seed);
       navigate(`/room/${room.id}`);
     } catch (e) {
       showMessage(msg, describeError(e));

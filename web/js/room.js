@@ -22,6 +22,27 @@ async function loadBundle() {
   return bundle;
 }
 
+/** A fresh host key `{seed, publicKey}` from the bundle, or null without it. */
+export async function newHostKey() {
+  try {
+    const mod = await loadBundle();
+    return mod.generateHostKey ? mod.generateHostKey() : null;
+  } catch (_) {
+    return null;
+  }
+}
+
+const SEED_PREFIX = 'watchparty.hostkey.';
+
+/** Keeps the host key's seed for this room in this browser (not the session token). */
+export function saveHostSeed(roomId, seed) {
+  try { localStorage.setItem(SEED_PREFIX + roomId, seed); } catch (_) { /* storage off: the key lives for this page only */ }
+}
+
+function hostSeed(roomId) {
+  try { return localStorage.getItem(SEED_PREFIX + roomId) || undefined; } catch (_) { return undefined; }
+}
+
 function hostKeyFromFragment() {
   const params = new URLSearchParams(location.hash.slice(1));
   const k = params.get('k');
@@ -93,6 +114,7 @@ async function enter(ctx, main, msg, setBanner, navigate) {
       token: accessToken(),
       roomId: ctx.roomId,
       hostKey: hostKeyFromFragment(),
+      identitySeed: ctx.role === 'host' ? hostSeed(ctx.roomId) : undefined,
       video: ui.video,
     });
   } catch (e) {
@@ -166,10 +188,17 @@ function passwordPrompt(ctx, main, msg) {
 
 // ------------------------------------------------------------------ rendering
 
+/** Controller permission bits of the session's policy (protocol §message). */
+const PERM_BITS = { play: 0x01, pause: 0x01, seek: 0x02, rate: 0x04, load: 0x08 };
+
 function can(ctx, action) {
   if (ctx.role === 'host') return true;
-  if (ctx.role === 'controller') return !!(ctx.policy && ctx.policy.controllers && ctx.policy.controllers[action]);
-  return false;
+  const policy = ctx.sessionPolicy || ctx.policy;
+  if (ctx.role !== 'controller' || !policy) return false;
+  const c = policy.controllers;
+  // The REST policy has named flags; the session's policy event has bits.
+  if (typeof c === 'number') return (c & PERM_BITS[action]) !== 0;
+  return !!(c && c[action]);
 }
 function canChat(ctx) { return ctx.role !== 'viewer' || !!(ctx.policy && ctx.policy.viewers_can_chat); }
 function canEditQueue(ctx) { return can(ctx, 'load'); }
@@ -277,9 +306,14 @@ function render(ctx, main, setBanner, navigate) {
   });
   ui.waitAll = h('input', { id: 'host-wait', type: 'checkbox', checked: !!(ctx.policy && ctx.policy.wait_for_everyone) });
   ui.waitMs = h('input', { id: 'host-wait-s', type: 'number', min: 0, max: 120, value: Math.round(((ctx.policy && ctx.policy.buffer_wait_ms) || 10000) / 1000) });
-  ui.applyPolicy = h('button', { id: 'host-policy', type: 'button', onclick: () => {
-    const policy = Object.assign({}, ctx.policy, { wait_for_everyone: ui.waitAll.checked, buffer_wait_ms: Math.round(Number(ui.waitMs.value || 0) * 1000) });
-    send(ctx, ui, Object.assign({ type: 'policy' }, policy)).then((ok) => { if (ok) ctx.policy = policy; });
+  ui.applyPolicy = h('button', { id: 'host-policy', type: 'button', onclick: async () => {
+    const waitMs = Math.round(Number(ui.waitMs.value || 0) * 1000);
+    // Stored on the server (for members joining later) and announced, signed, to the peers.
+    try {
+      const base = ctx.room.policy || {};
+      await api('PATCH', `/api/v1/rooms/${ctx.roomId}`, { policy: Object.assign({}, base, { wait_for_everyone: ui.waitAll.checked, buffer_wait_ms: waitMs }) });
+    } catch (e) { showMessage(ui.msg, describeError(e)); return; }
+    send(ctx, ui, { type: 'policy', buffering: ui.waitAll.checked ? 'wait_for_everyone' : 'laggards_catch_up', wait_timeout_ms: waitMs });
   } }, 'Apply');
   ui.end = h('button', { id: 'host-end', type: 'button', class: 'danger', onclick: async () => {
     if (!confirm('End the room for everyone?')) return;
@@ -397,6 +431,11 @@ function onEvent(ctx, ui, ev, setBanner) {
       ctx.you = String(ev.you);
       ctx.host = String(ev.host);
       setEnabled(ctx, ui, true);
+      // The host starts the room on its video if nothing is loaded yet.
+      if (ctx.role === 'host') {
+        const st = safeStatus(ctx);
+        if (st && !st.loaded && ctx.room && ctx.room.media_id) send(ctx, ui, { type: 'load', media_id: String(ctx.room.media_id) });
+      }
       break;
     case 'roster':
       ctx.roster = ev.members || [];
@@ -442,6 +481,9 @@ function onEvent(ctx, ui, ev, setBanner) {
       if (ev.state === 'failed') showMessage(ui.msg, 'The video could not be loaded: ' + (ev.error || 'unknown error'));
       ui.mediaTitle.textContent = (ev.title || ctx.titles.get(String(ev.media_id)) || '') + (ev.state === 'loading' ? ' (loading…)' : '');
       if (ev.state === 'ready') ensureSubtitles(ctx, ui, ev.media_id);
+      break;
+    case 'policy':
+      if (ev.policy) { ctx.sessionPolicy = ev.policy; setEnabled(ctx, ui, true); }
       break;
     case 'queue':
       ctx.queue = { items: ev.items || [], index: ev.index || 0 };
