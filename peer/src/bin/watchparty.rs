@@ -539,6 +539,20 @@ async fn host_action(
             UserCommand::Kick(user)
         }
         HostAction::Handoff => {
+            // The signed Handoff reaches only peers with open channels; the
+            // new host must get it, or pinned peers would refuse it.
+            let reachable = status.peers.iter().any(|p| {
+                p.user == user.get()
+                    && p.state == "connected"
+                    && p.channels_open >= watchparty_peer::channels::ALL.len()
+            });
+            if !reachable {
+                return Err(format!(
+                    "user {} is not connected to us yet; try again in a moment",
+                    user.get()
+                )
+                .into());
+            }
             api.handoff(room, user.get()).await?;
             UserCommand::Handoff(user)
         }

@@ -1640,6 +1640,12 @@ impl Session {
                     new_epoch,
                 };
                 self.issue(&Message::Handoff(h), now)?;
+                // As every receiver of our signed Handoff does: a pinned
+                // host key moves to the new host's (else our own pin, e.g.
+                // from the invite link, would refuse its certificate).
+                if self.verifier.pinned_host().is_some() {
+                    self.verifier.pin_host(key);
+                }
                 self.pending_handoff = Some(h);
                 self.push(Output::Signal(ClientMessage::Handoff { to: member }));
                 Ok(())

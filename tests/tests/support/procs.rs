@@ -415,10 +415,18 @@ impl Peer {
 
     /// The last events and the stderr log, for failure messages.
     pub fn diag(&self) -> String {
-        let last: Vec<String> = self.seen[self.seen.len().saturating_sub(15)..]
+        // The last 25 events other than status snapshots, then the last
+        // snapshot.
+        let mut last: Vec<String> = self
+            .seen
             .iter()
+            .filter(|v| v["event"] != "status")
             .map(Value::to_string)
             .collect();
+        last.drain(..last.len().saturating_sub(25));
+        if let Some(s) = self.seen.iter().rev().find(|v| v["event"] == "status") {
+            last.push(s.to_string());
+        }
         format!(
             "--- {} last events:\n{}\n--- {} log:\n{}",
             self.name,
@@ -602,10 +610,16 @@ pub fn spread(snaps: &[Value]) -> (f64, Vec<f64>) {
 /// Rounds of measurement after the room settled; each must pass.
 pub const SYNC_ROUNDS: usize = 3;
 
-/// Whether every peer settled: its player agrees with its own view of the
-/// room (within `tolerance_ms`, no rate correction running) and that view
+/// Consecutive polls (250 ms apart) the room must look settled before the
+/// measurement rounds.
+pub const SETTLED_POLLS: usize = 4;
+
+/// Whether every peer looks settled: its player agrees with its own view of
+/// the room within half the tolerance (both right now and in the core's
+/// filtered position error), no correction is running, and that view
 /// (paused, rate) is the host's.
 fn settled(snaps: &[Value], tolerance_ms: f64) -> bool {
+    let half = tolerance_ms / 2.0;
     let host = &snaps[0]["playback"];
     snaps.iter().all(|s| {
         let (Some(player), Some(room)) = (
@@ -614,23 +628,32 @@ fn settled(snaps: &[Value], tolerance_ms: f64) -> bool {
         ) else {
             return false;
         };
-        (player - room).abs() <= tolerance_ms
+        (player - room).abs() <= half
+            && s["position_error_ms"]
+                .as_f64()
+                .is_none_or(|e| e.abs() <= half)
             && s["correcting"] == false
             && s["playback"]["paused"] == host["paused"]
             && s["playback"]["rate"] == host["rate"]
     })
 }
 
-/// Waits (polling every 250 ms up to `timeout`) until the room settled (see
-/// [`settled`]), then takes [`SYNC_ROUNDS`] measurements 200 ms apart: in
+/// Waits (polling every 250 ms up to `timeout`) until the room looked
+/// settled in [`SETTLED_POLLS`] consecutive polls (see [`settled`]), then takes [`SYNC_ROUNDS`] measurements 200 ms apart: in
 /// each, every follower's player must be within `tolerance_ms` of the
 /// host's player at one common instant. Returns the last round; panics with
 /// the positions otherwise. `peers[0]` is the host.
 pub fn wait_in_sync(peers: &mut [&mut Peer], tolerance_ms: f64, timeout: Duration) -> Vec<Value> {
     let deadline = Instant::now() + timeout;
+    let mut calm = 0;
     loop {
         let snaps = statuses(peers);
-        if settled(&snaps, tolerance_ms) {
+        calm = if settled(&snaps, tolerance_ms) {
+            calm + 1
+        } else {
+            0
+        };
+        if calm >= SETTLED_POLLS {
             break;
         }
         if Instant::now() >= deadline {
@@ -657,4 +680,62 @@ pub fn wait_in_sync(peers: &mut [&mut Peer], tolerance_ms: f64, timeout: Duratio
         last = snaps;
     }
     last
+}
+
+/// The room position a peer's status shows (its view of the host's
+/// timeline, not its player), moved to Unix time `at_us` like
+/// [`position_at`].
+pub fn room_position_at(s: &Value, at_us: i64) -> f64 {
+    let pos = s["playback"]["position_ms"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no room playback in {s}"));
+    let paused = s["playback"]["paused"].as_bool().unwrap_or(true);
+    let rate = s["playback"]["rate"].as_f64().unwrap_or(1.0);
+    let wall = s["wall_us"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no wall_us in {s}"));
+    if paused {
+        pos
+    } else {
+        pos + rate * (at_us - wall) as f64 / 1000.0
+    }
+}
+
+/// Waits (every 250 ms up to `timeout`) until every peer's view of the room
+/// timeline agrees with `peers[0]`'s within `tolerance_ms` at one common
+/// instant; returns those snapshots, panics with the differences otherwise.
+pub fn wait_rooms_agree(
+    peers: &mut [&mut Peer],
+    tolerance_ms: f64,
+    timeout: Duration,
+) -> Vec<Value> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let snaps = statuses(peers);
+        if snaps
+            .iter()
+            .all(|s| s["playback"]["position_ms"].is_number())
+        {
+            let at = snaps
+                .iter()
+                .filter_map(|s| s["wall_us"].as_i64())
+                .max()
+                .unwrap_or(0);
+            let first = room_position_at(&snaps[0], at);
+            let diffs: Vec<f64> = snaps[1..]
+                .iter()
+                .map(|s| room_position_at(s, at) - first)
+                .collect();
+            if diffs.iter().all(|d| d.abs() <= tolerance_ms) {
+                step(&format!("room views agree: {diffs:.2?} ms"));
+                return snaps;
+            }
+            if Instant::now() >= deadline {
+                panic!("room views differ: {diffs:?} ms\n{snaps:?}");
+            }
+        } else if Instant::now() >= deadline {
+            panic!("no room playback: {snaps:?}");
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }
