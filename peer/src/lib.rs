@@ -10,6 +10,7 @@
 )]
 
 pub mod acceptance;
+pub mod backoff;
 pub mod cert;
 pub mod channels;
 pub mod clock;
@@ -21,8 +22,10 @@ pub mod ids;
 pub mod message;
 #[cfg(feature = "native")]
 pub mod native;
+pub mod negotiation;
 pub mod player;
 pub mod prng;
+pub mod sdp;
 pub mod session;
 pub mod signaling;
 pub mod sim;
