@@ -513,7 +513,13 @@ impl SyncEngine {
             return;
         }
         if !exp.playing {
-            // Paused, or waiting for a scheduled start.
+            // Paused, or waiting for a scheduled start. A rate-correction
+            // episode begun while the room still played (e.g. before a
+            // scheduled pause took effect) ends here: nothing is corrected
+            // while paused, and `correcting` must not stay set.
+            if self.corrector.correcting() {
+                self.corrector.reset();
+            }
             let start_local = starts_soon.and_then(|at| self.clock.to_local_time(at));
             let start_due = start_local.is_some_and(|l| now >= l - startup);
             if start_due {

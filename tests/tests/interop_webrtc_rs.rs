@@ -13,23 +13,22 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::{BTreeSet, HashMap};
+#[path = "support/webrtc_peer.rs"]
+mod webrtc_peer;
+
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::sync::mpsc;
-use tokio::time::{Instant, sleep_until, timeout};
+use tokio::time::{Instant, sleep_until};
 use watchparty_peer::channels::{self, ChannelId, ChannelSpec};
 use watchparty_peer::native::candidates::HostAddrs;
 use watchparty_peer::native::fingerprint::fingerprint_of_sdp;
 use watchparty_peer::native::rtc::{MAX_FRAME_SIZE, TransportConfig, TransportEvent};
 use watchparty_peer::native::udp::UdpRtc;
-use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelInit};
-use webrtc::peer_connection::{
-    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceGatheringState,
-    RTCSessionDescription,
-};
+use webrtc::data_channel::DataChannel;
+use webrtc_peer::{AutoReply, WEvent, WebrtcPeer};
 
 /// Our id for the webrtc-rs peer.
 const W: u64 = 7;
@@ -39,140 +38,11 @@ const ACK: &[u8] = b"ack";
 const HELLO_TRIES: usize = 25;
 const HELLO_INTERVAL: Duration = Duration::from_millis(200);
 const STEP_TIMEOUT: Duration = Duration::from_secs(15);
+/// The webrtc-rs side acks hellos itself.
+const ACK_HELLO: AutoReply = Some((HELLO, ACK));
 
-/// What the webrtc-rs side reports to the test.
-#[derive(Debug, PartialEq)]
-enum WEvent {
-    Open(u16),
-    Message(u16, Vec<u8>),
-}
-
-struct GatherHandler {
-    gathered: mpsc::Sender<()>,
-}
-
-#[async_trait::async_trait]
-impl PeerConnectionEventHandler for GatherHandler {
-    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
-        if state == RTCIceGatheringState::Complete {
-            let _ = self.gathered.try_send(());
-        }
-    }
-}
-
-struct WebrtcPeer {
-    pc: Box<dyn ClosablePc>,
-    channels: HashMap<u16, Arc<dyn DataChannel>>,
-    events: mpsc::Receiver<WEvent>,
-}
-
-/// Erases the builder's `impl PeerConnection` type.
-#[async_trait::async_trait]
-trait ClosablePc: Send + Sync {
-    async fn close(&self);
-    async fn set_remote_answer(&self, sdp: String);
-}
-
-#[async_trait::async_trait]
-impl<T: PeerConnection> ClosablePc for T {
-    async fn close(&self) {
-        let _ = PeerConnection::close(self).await;
-    }
-
-    async fn set_remote_answer(&self, sdp: String) {
-        self.set_remote_description(RTCSessionDescription::answer(sdp).unwrap())
-            .await
-            .unwrap();
-    }
-}
-
-fn init(spec: ChannelSpec) -> RTCDataChannelInit {
-    RTCDataChannelInit {
-        ordered: spec.delivery.ordered(),
-        max_retransmits: spec.delivery.max_retransmits(),
-        negotiated: Some(spec.id.get()),
-        ..Default::default()
-    }
-}
-
-/// Creates the three negotiated channels and a task per channel that acks
-/// hellos and reports everything else.
-async fn open_channels(
-    pc: &impl PeerConnection,
-    tx: &mpsc::Sender<WEvent>,
-) -> HashMap<u16, Arc<dyn DataChannel>> {
-    let mut out = HashMap::new();
-    for spec in channels::ALL {
-        let dc = pc
-            .create_data_channel(spec.label, Some(init(spec)))
-            .await
-            .unwrap();
-        let id = spec.id.get();
-        let (dc2, tx) = (Arc::clone(&dc), tx.clone());
-        tokio::spawn(async move {
-            while let Some(ev) = dc2.poll().await {
-                match ev {
-                    DataChannelEvent::OnOpen => {
-                        let _ = tx.send(WEvent::Open(id)).await;
-                    }
-                    DataChannelEvent::OnMessage(m) => {
-                        assert!(!m.is_string, "str0m side sends binary");
-                        if &m.data[..] == HELLO {
-                            let _ = dc2.send(BytesMut::from(ACK)).await;
-                        } else {
-                            let _ = tx.send(WEvent::Message(id, m.data.to_vec())).await;
-                        }
-                    }
-                    DataChannelEvent::OnClose => break,
-                    _ => {}
-                }
-            }
-        });
-        out.insert(id, dc);
-    }
-    out
-}
-
-/// Runs the webrtc-rs side's SDP step: with `remote_offer` it answers,
-/// otherwise it offers. Returns the local SDP after ICE gathering completed
-/// (webrtc-rs then lists its 127.0.0.1 candidate).
 async fn webrtc_side(remote_offer: Option<String>) -> (WebrtcPeer, String) {
-    let (gtx, mut grx) = mpsc::channel(1);
-    let pc = PeerConnectionBuilder::new()
-        .with_handler(Arc::new(GatherHandler { gathered: gtx }))
-        // A wildcard address would skip loopback; bind it explicitly.
-        .with_udp_addrs(vec!["127.0.0.1:0"])
-        .build()
-        .await
-        .unwrap();
-    let (etx, erx) = mpsc::channel(1024);
-    let channels = match remote_offer {
-        Some(offer) => {
-            pc.set_remote_description(RTCSessionDescription::offer(offer).unwrap())
-                .await
-                .unwrap();
-            let channels = open_channels(&pc, &etx).await;
-            let answer = pc.create_answer(None).await.unwrap();
-            pc.set_local_description(answer).await.unwrap();
-            channels
-        }
-        None => {
-            let channels = open_channels(&pc, &etx).await;
-            let offer = pc.create_offer(None).await.unwrap();
-            pc.set_local_description(offer).await.unwrap();
-            channels
-        }
-    };
-    timeout(STEP_TIMEOUT, grx.recv()).await.unwrap();
-    let sdp = pc.local_description().await.unwrap().sdp;
-    (
-        WebrtcPeer {
-            pc: Box::new(pc),
-            channels,
-            events: erx,
-        },
-        sdp,
-    )
+    webrtc_peer::webrtc_side(remote_offer, ACK_HELLO).await
 }
 
 async fn our_side() -> UdpRtc<u64> {
@@ -268,7 +138,7 @@ impl Pair {
     }
 
     fn dc(&self, ch: ChannelId) -> Arc<dyn DataChannel> {
-        Arc::clone(&self.w.channels[&ch.get()])
+        self.w.dc(channels::by_id(ch).unwrap())
     }
 
     /// Repeats a hello on `spec` until the other side's ack arrives;
