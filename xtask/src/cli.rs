@@ -14,6 +14,9 @@ commands:
       --only STEP[,..]  run only these steps (setup still runs first)
       --skip STEP[,..]  run all steps but these
       --list            list the steps and exit
+  soak [--minutes N]    long hardening run in a private netns: 50 kill -9 cycles,
+                        load (200 rooms x 8 + 50 hostile) for N minutes (default 10),
+                        sync under the full loss/delay grid and a partition
   demo                  setup, build the browser bundle and the server, create demo
                         users and clips under target/demo, serve on 127.0.0.1:8080
   help                  this text
@@ -34,6 +37,10 @@ pub enum Command {
     InNetns(Selection),
     /// `cargo xtask demo`.
     Demo,
+    /// `cargo xtask soak --minutes N`.
+    Soak(u32),
+    /// Internal: the soak inside the namespace.
+    InNetnsSoak(u32),
 }
 
 /// Name of the internal subcommand `netns::outer` re-executes us with.
@@ -50,6 +57,12 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         "demo" => no_more(rest).map(|()| Command::Demo),
         "test" => parse_test(rest).map(Command::Test),
         IN_NETNS => parse_test(rest).map(Command::InNetns),
+        "soak" => crate::soak::parse_minutes(rest).map(Command::Soak),
+        crate::soak::IN_NETNS_SOAK => rest
+            .first()
+            .and_then(|m| m.parse().ok())
+            .map(Command::InNetnsSoak)
+            .ok_or_else(|| "internal soak command needs minutes".to_owned()),
         other => Err(format!("unknown command `{other}`")),
     }
 }

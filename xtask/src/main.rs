@@ -4,6 +4,7 @@
 //!   is missing (see [`setup`]).
 //! * `cargo xtask test` — every check, in order, stopping at the first
 //!   failure (see [`test`]).
+//! * `cargo xtask soak --minutes N` — long hardening run (see [`soak`]).
 //! * `cargo xtask demo` — build everything and serve a demo on
 //!   127.0.0.1:8080 with demo users and clips (see [`demo`]).
 //!
@@ -19,6 +20,7 @@ mod demo;
 mod netns;
 mod run;
 mod setup;
+mod soak;
 mod test;
 mod web;
 
@@ -43,6 +45,8 @@ fn main() -> ExitCode {
         Command::Setup => setup::run().map(drop),
         Command::Test(selection) => test::run(&selection),
         Command::InNetns(selection) => netns::inner(&selection),
+        Command::Soak(minutes) => soak::run(minutes),
+        Command::InNetnsSoak(minutes) => soak::inner(minutes),
         Command::Demo => demo::run(),
     };
     match result {

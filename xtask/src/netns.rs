@@ -26,7 +26,7 @@ const VETH: (&str, &str) = ("wp0", "wp1");
 /// Environment of every command run inside the namespace. Tests that need
 /// isolation can check `WATCHPARTY_TEST_NETNS`; `CARGO_NET_OFFLINE` keeps any
 /// nested cargo call from trying the (unreachable) network.
-const NETNS_ENV: [(&str, &str); 3] = [
+pub const NETNS_ENV: [(&str, &str); 3] = [
     ("WATCHPARTY_TEST_NETNS", "1"),
     ("WATCHPARTY_TEST_ADDR", TEST_ADDR),
     ("CARGO_NET_OFFLINE", "true"),
@@ -34,6 +34,14 @@ const NETNS_ENV: [(&str, &str); 3] = [
 
 /// Runs `selection` inside a new private network namespace.
 pub fn outer(selection: &Selection) -> Result<(), Failure> {
+    let mut args = vec![IN_NETNS.to_owned()];
+    args.extend(selection.to_args());
+    reexec(&args)
+}
+
+/// Re-runs this xtask binary with `args` inside a new private network
+/// namespace (the first argument names the internal subcommand).
+pub fn reexec(args: &[String]) -> Result<(), Failure> {
     let exe = std::env::current_exe()
         .map_err(|e| Failure::new(format!("cannot find the xtask binary to re-run: {e}")))?;
     let unshare = find_program("unshare").ok_or_else(|| {
@@ -69,20 +77,24 @@ pub fn outer(selection: &Selection) -> Result<(), Failure> {
         .args(flags)
         .args(["--"])
         .args([exe.as_os_str()])
-        .args([IN_NETNS])
-        .args(selection.to_args())
+        .args(args)
         .time_limit(COMMAND_TIME_LIMIT.saturating_mul(3))
         .run()
 }
 
 /// Inside the namespace: check it, configure it, run the steps.
 pub fn inner(selection: &Selection) -> Result<(), Failure> {
-    ensure_fresh_namespace()?;
-    configure()?;
+    enter()?;
     for step in selection.steps() {
         step.run(&NETNS_ENV)?;
     }
     Ok(())
+}
+
+/// Inside a new namespace: check that it is fresh, then configure it.
+pub fn enter() -> Result<(), Failure> {
+    ensure_fresh_namespace()?;
+    configure()
 }
 
 fn ip() -> Result<Cmd, Failure> {
