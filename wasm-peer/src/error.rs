@@ -63,13 +63,32 @@ pub enum RtcError {
 impl RtcError {
     /// Wraps a thrown JS value or a rejected promise's reason.
     pub(crate) fn js(op: &'static str, value: &JsValue) -> Self {
-        let message = if let Some(err) = value.dyn_ref::<js_sys::Error>() {
-            String::from(err.message())
-        } else if let Some(text) = value.as_string() {
-            text
-        } else {
-            format!("{value:?}")
-        };
-        Self::Js { op, message }
+        Self::Js {
+            op,
+            message: js_message(value),
+        }
     }
 }
+
+/// The message of a thrown JS value (an `Error`'s message, a string, or a
+/// debug rendering), at most [`MAX_JS_MESSAGE_CHARS`] characters.
+pub(crate) fn js_message(value: &JsValue) -> String {
+    let text = if let Some(err) = value.dyn_ref::<js_sys::Error>() {
+        String::from(err.message())
+    } else if let Some(text) = value.as_string() {
+        text
+    } else {
+        format!("{value:?}")
+    };
+    text.chars().take(MAX_JS_MESSAGE_CHARS).collect()
+}
+
+/// The name of a thrown `DOMException`/`Error` (e.g. `NotAllowedError`).
+pub(crate) fn js_error_name(value: &JsValue) -> Option<String> {
+    value
+        .dyn_ref::<js_sys::Error>()
+        .map(|e| String::from(e.name()))
+}
+
+/// Longest browser error message kept (they are shown to the user).
+pub const MAX_JS_MESSAGE_CHARS: usize = 256;

@@ -42,6 +42,9 @@ struct Inbox {
     frames: RefCell<VecDeque<Vec<u8>>>,
     /// `resolve`/`reject` of the promise a waiting `recv` awaits.
     waiter: RefCell<Option<(Function, Function)>>,
+    /// `reject` of the promise a waiting `opened` awaits (a close before
+    /// open ends the wait).
+    open_waiter: RefCell<Option<Function>>,
     closed: Cell<bool>,
     dropped: Cell<DropCounts>,
 }
@@ -78,6 +81,10 @@ impl Inbox {
 
     fn on_close(&self) {
         self.closed.set(true);
+        if let Some(reject) = self.open_waiter.take() {
+            // Calling a promise's `reject` does not throw.
+            let _ = reject.call0(&wasm_bindgen::JsValue::NULL);
+        }
         self.wake();
     }
 
@@ -143,12 +150,18 @@ impl DataChannel {
     }
 
     /// Waits until the channel is open (both peers created it and the
-    /// connection is up). Combine with [`crate::timer::timeout`].
+    /// connection is up). A close before that ends the wait with
+    /// [`RtcError::ChannelClosed`]. Combine with [`crate::timer::timeout`].
     ///
     /// # Errors
     /// [`RtcError::ChannelClosed`] if it is closing or closed;
     /// [`RtcError::Js`] if the browser reports a channel error.
     pub async fn opened(&self) -> Result<(), RtcError> {
+        if self.inbox.closed.get() {
+            return Err(RtcError::ChannelClosed {
+                label: self.spec.label,
+            });
+        }
         match self.dc.ready_state() {
             RtcDataChannelState::Open => return Ok(()),
             RtcDataChannelState::Closing | RtcDataChannelState::Closed => {
@@ -162,10 +175,17 @@ impl DataChannel {
         let promise = Promise::new(&mut |resolve, reject| {
             self.dc.set_onopen(Some(&resolve));
             self.dc.set_onerror(Some(&reject));
+            self.inbox.open_waiter.replace(Some(reject));
         });
         let result = JsFuture::from(promise).await;
+        self.inbox.open_waiter.take();
         self.dc.set_onopen(None);
         self.dc.set_onerror(None);
+        if self.inbox.closed.get() {
+            return Err(RtcError::ChannelClosed {
+                label: self.spec.label,
+            });
+        }
         result
             .map(drop)
             .map_err(|e| RtcError::js("RTCDataChannel open", &e))
@@ -236,6 +256,13 @@ impl DataChannel {
     #[must_use]
     pub fn dropped(&self) -> DropCounts {
         self.inbox.dropped.get()
+    }
+
+    /// Closes the channel now and ends a waiting [`Self::recv`] (also done
+    /// on drop; call it when a receive task may keep the value alive).
+    pub fn close(&self) {
+        self.dc.close();
+        self.inbox.on_close();
     }
 
     /// The underlying browser object, for tests and diagnostics that need to

@@ -10,5 +10,6 @@ mod peer_connection;
 
 pub use data_channel::{DataChannel, DropCounts, MAX_FRAME_BYTES, MAX_INBOX_FRAMES};
 pub use peer_connection::{
-    IceCandidate, MAX_PENDING_REMOTE_CANDIDATES, PeerConnection, SdpKind, SessionDescription,
+    ConnectionState, IceCandidate, IceServer, MAX_ICE_SERVERS, MAX_PENDING_REMOTE_CANDIDATES,
+    PeerConnection, SdpKind, SessionDescription,
 };

@@ -2,8 +2,8 @@
 
 use std::cell::{Cell, RefCell};
 
-use wasm_bindgen::JsCast;
 use wasm_bindgen::closure::Closure;
+use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use watchparty_peer::channels::ChannelSpec;
 use web_sys::{
@@ -60,6 +60,52 @@ pub struct IceCandidate {
 }
 
 type IceHandler = Closure<dyn FnMut(RtcPeerConnectionIceEvent)>;
+type StateHandler = Closure<dyn FnMut(web_sys::Event)>;
+
+/// Most STUN/TURN servers handed to one connection.
+pub const MAX_ICE_SERVERS: usize = 8;
+
+/// One STUN/TURN server (`urls` plus optional TURN credentials).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IceServer {
+    /// `stun:` / `turn:` / `turns:` URLs.
+    pub urls: Vec<String>,
+    /// TURN username.
+    pub username: Option<String>,
+    /// TURN credential.
+    pub credential: Option<String>,
+}
+
+/// The connection state the browser reports (`connectionState`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionState {
+    /// Not started or gathering.
+    New,
+    /// ICE/DTLS in progress.
+    Connecting,
+    /// Up.
+    Connected,
+    /// ICE lost the path (may come back).
+    Disconnected,
+    /// ICE or DTLS failed for good.
+    Failed,
+    /// Closed.
+    Closed,
+}
+
+impl ConnectionState {
+    fn from_browser(s: web_sys::RtcPeerConnectionState) -> Self {
+        use web_sys::RtcPeerConnectionState as S;
+        match s {
+            S::Connecting => Self::Connecting,
+            S::Connected => Self::Connected,
+            S::Disconnected => Self::Disconnected,
+            S::Failed => Self::Failed,
+            S::Closed => Self::Closed,
+            _ => Self::New,
+        }
+    }
+}
 
 /// An `RTCPeerConnection` with no ICE servers (host candidates only, for now).
 ///
@@ -70,6 +116,7 @@ type IceHandler = Closure<dyn FnMut(RtcPeerConnectionIceEvent)>;
 pub struct PeerConnection {
     pc: RtcPeerConnection,
     on_ice_candidate: RefCell<Option<IceHandler>>,
+    on_state: RefCell<Option<StateHandler>>,
     pending_remote: RefCell<Vec<IceCandidate>>,
     remote_description_set: Cell<bool>,
 }
@@ -80,13 +127,36 @@ impl PeerConnection {
     /// # Errors
     /// [`RtcError::Js`] if the browser refuses to create it.
     pub fn new() -> Result<Self, RtcError> {
+        Self::with_ice_servers(&[])
+    }
+
+    /// Creates a connection using these STUN/TURN servers (at most
+    /// [`MAX_ICE_SERVERS`]; more are ignored).
+    ///
+    /// # Errors
+    /// [`RtcError::Js`] if the browser refuses to create it (e.g. a bad URL).
+    pub fn with_ice_servers(servers: &[IceServer]) -> Result<Self, RtcError> {
         let config = RtcConfiguration::new();
-        config.set_ice_servers(&js_sys::Array::new());
+        let list = js_sys::Array::new();
+        for s in servers.iter().take(MAX_ICE_SERVERS) {
+            let server = web_sys::RtcIceServer::new();
+            let urls: js_sys::Array = s.urls.iter().map(|u| JsValue::from_str(u)).collect();
+            server.set_urls(&urls);
+            if let Some(u) = &s.username {
+                server.set_username(u);
+            }
+            if let Some(c) = &s.credential {
+                server.set_credential(c);
+            }
+            list.push(&server);
+        }
+        config.set_ice_servers(&list);
         let pc = RtcPeerConnection::new_with_configuration(&config)
             .map_err(|e| RtcError::js("new RTCPeerConnection", &e))?;
         Ok(Self {
             pc,
             on_ice_candidate: RefCell::new(None),
+            on_state: RefCell::new(None),
             pending_remote: RefCell::new(Vec::new()),
             remote_description_set: Cell::new(false),
         })
@@ -106,6 +176,38 @@ impl PeerConnection {
             .set_onicecandidate(Some(closure.as_ref().unchecked_ref()));
         // The old closure (if any) is no longer referenced by the browser.
         self.on_ice_candidate.replace(Some(closure));
+    }
+
+    /// Calls `handler` with every change of the connection state. Replaces
+    /// any previous handler.
+    pub fn on_connection_state(&self, mut handler: impl FnMut(ConnectionState) + 'static) {
+        let pc = self.pc.clone();
+        let closure = StateHandler::new(move |_: web_sys::Event| {
+            handler(ConnectionState::from_browser(pc.connection_state()));
+        });
+        self.pc
+            .set_onconnectionstatechange(Some(closure.as_ref().unchecked_ref()));
+        self.on_state.replace(Some(closure));
+    }
+
+    /// The current connection state.
+    #[must_use]
+    pub fn connection_state(&self) -> ConnectionState {
+        ConnectionState::from_browser(self.pc.connection_state())
+    }
+
+    /// Whether a remote description has been applied.
+    #[must_use]
+    pub fn has_remote_description(&self) -> bool {
+        self.remote_description_set.get()
+    }
+
+    /// Detaches the handlers and closes the connection now (also done on
+    /// drop; call it when other owners may keep the value alive a while).
+    pub fn close(&self) {
+        self.pc.set_onicecandidate(None);
+        self.pc.set_onconnectionstatechange(None);
+        self.pc.close();
     }
 
     /// Creates the pre-negotiated data channel `spec` (same id on both peers).
@@ -236,7 +338,6 @@ impl PeerConnection {
 impl Drop for PeerConnection {
     fn drop(&mut self) {
         // Detach first, so the browser never calls a freed closure.
-        self.pc.set_onicecandidate(None);
-        self.pc.close();
+        self.close();
     }
 }

@@ -1,0 +1,239 @@
+//! The JSON shapes the page sees: events (`onEvent`) and the status
+//! snapshot (`status()`), documented in `/work/js-api.md` (kept with the
+//! repo as docs/js-api.md when published). User ids are JSON numbers,
+//! media ids strings.
+
+use serde_json::{Value, json};
+use watchparty_peer::acceptance::DropReason;
+use watchparty_peer::ids::{Role, UserId};
+use watchparty_peer::message::{Buffering, Policy, Readiness};
+use watchparty_peer::session::{Event, Session};
+use watchparty_peer::signaling::{EndReason, ErrorCode};
+use watchparty_peer::sync::SyncEvent;
+use watchparty_peer::time::{LocalTime, TimeDelta};
+
+/// `host`, `controller` or `viewer`.
+#[must_use]
+pub fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Host => "host",
+        Role::Controller => "controller",
+        Role::Viewer => "viewer",
+    }
+}
+
+/// Milliseconds as a float.
+#[must_use]
+pub fn ms(d: TimeDelta) -> f64 {
+    d.as_micros() as f64 / 1000.0
+}
+
+/// snake_case name of a serde-serialized unit enum value.
+fn serde_name<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| "other".to_owned())
+}
+
+/// The code of a server error, as in signaling (`room_full`, …).
+#[must_use]
+pub fn error_code(code: ErrorCode) -> String {
+    serde_name(&code)
+}
+
+/// The room's playback now: `{playing, position_ms, rate}`.
+#[must_use]
+pub fn playback(session: &Session, now: LocalTime) -> Option<Value> {
+    let s = session.playback()?;
+    let room = session.sync().room_time(now)?;
+    Some(json!({
+        "playing": !s.paused,
+        "position_ms": s.position_at(room).as_micros() as f64 / 1000.0,
+        "rate": s.rate.as_f64(),
+    }))
+}
+
+/// The policy as an object.
+#[must_use]
+pub fn policy(p: Policy) -> Value {
+    json!({
+        "buffering": match p.buffering {
+            Buffering::WaitForEveryone => "wait_for_everyone",
+            Buffering::LaggardsCatchUp => "laggards_catch_up",
+        },
+        "wait_timeout_ms": p.wait_timeout_ms,
+        "controllers": p.controllers.bits(),
+    })
+}
+
+/// The queue event: `{type: "queue", items: [media ids], index}`.
+#[must_use]
+pub fn queue(session: &Session) -> Value {
+    let q = session.queue();
+    let items: Vec<&str> = q.items().iter().map(|i| i.media.as_str()).collect();
+    json!({ "type": "queue", "items": items, "index": q.current() })
+}
+
+fn readiness(r: Readiness) -> &'static str {
+    match r {
+        Readiness::Loading => "loading",
+        Readiness::Ready => "ready",
+        Readiness::Buffering => "buffering",
+        Readiness::Ended => "ended",
+        Readiness::Failed => "failed",
+    }
+}
+
+/// A session event as the page sees it; `None` for events that are only
+/// driver business (`LoadMedia`) or reported otherwise.
+#[must_use]
+pub fn event(e: &Event, session: Option<&Session>, wall_ms: f64) -> Option<Value> {
+    let me = session.and_then(Session::user);
+    Some(match e {
+        Event::Joined {
+            you,
+            role,
+            host,
+            epoch,
+        } => json!({
+            "type": "joined", "you": you.get(), "role": role_name(*role),
+            "host": host.map(UserId::get), "epoch": epoch.0,
+        }),
+        Event::Dropped { from, reason } => {
+            json!({ "type": "dropped", "from": from.get(), "reason": reason.label() })
+        }
+        Event::CertificateRefused { user, error } => json!({
+            "type": "error", "code": "certificate_refused",
+            "message": format!("a member certificate was refused ({error})"),
+            "user": user.map(UserId::get),
+        }),
+        Event::ServerKeyMismatch => json!({
+            "type": "error", "code": "server_key_mismatch",
+            "message": "the server presented a different signing key",
+        }),
+        Event::MemberJoined(u) => json!({ "type": "member_joined", "user_id": u.get() }),
+        Event::MemberLeft(u) => json!({ "type": "member_left", "user_id": u.get() }),
+        Event::HostLeft(u) => json!({ "type": "host_left", "host": u.get() }),
+        Event::HandoffAnnounced { new_host } => {
+            json!({ "type": "handoff_announced", "host": new_host.get() })
+        }
+        Event::HostChanged { host, epoch, us } => {
+            json!({ "type": "host_changed", "host": host.get(), "epoch": epoch.0, "us": us })
+        }
+        Event::RoleChanged { member, role } => json!({
+            "type": "role_changed", "member": member.get(), "role": role_name(*role),
+        }),
+        Event::Kicked(u) => {
+            json!({ "type": "kicked", "member": u.get(), "us": Some(*u) == me })
+        }
+        Event::CertificateExpired(u) => json!({
+            "type": "error", "code": "certificate_expired",
+            "message": "a member certificate expired", "user": u.get(),
+        }),
+        Event::LoadMedia(_) => return None,
+        Event::QueueChanged => queue(session?),
+        Event::PolicyChanged(p) => json!({ "type": "policy", "policy": policy(*p) }),
+        Event::Chat { from, text } => json!({
+            "type": "chat", "from": from.get(), "text": text.as_str(), "at_ms": wall_ms,
+        }),
+        Event::Reaction { from, emoji } => {
+            json!({ "type": "reaction", "from": from.get(), "emoji": emoji.as_str() })
+        }
+        Event::RequestRefused { reason } => json!({
+            "type": "error", "code": "refused",
+            "message": format!("the host refused the request ({reason:?})"),
+        }),
+        Event::BindingVerified(h) => json!({ "type": "binding_verified", "host": h.get() }),
+        Event::BindingMismatch { host, pinned } => json!({
+            "type": "error", "code": "binding_mismatch", "host": host.get(), "pinned": pinned,
+            "message": "the connection to the host is not the one the host signed; closed",
+        }),
+        Event::Waiting(users) => json!({
+            "type": "waiting", "members": users.iter().map(|u| u.get()).collect::<Vec<_>>(),
+        }),
+        Event::WatchdogExpired(users) => json!({
+            "type": "watchdog_expired",
+            "members": users.iter().map(|u| u.get()).collect::<Vec<_>>(),
+        }),
+        Event::Sync(s) => match s {
+            SyncEvent::UserIntent { attached, .. } => {
+                json!({ "type": "user_intent", "attached": attached })
+            }
+            SyncEvent::Buffering(b) => json!({ "type": "buffering", "buffering": b }),
+            SyncEvent::Ended => json!({ "type": "ended" }),
+            SyncEvent::ClockJump => json!({ "type": "clock", "state": "jump" }),
+            SyncEvent::ClockReady => json!({ "type": "clock", "state": "ready" }),
+        },
+        Event::ServerError(code) => json!({
+            "type": "error", "code": error_code(*code),
+            "message": server_error_text(*code),
+        }),
+        Event::RoomEnded(reason) => json!({ "type": "room_ended", "reason": end_reason(*reason) }),
+        #[allow(unreachable_patterns)]
+        other => json!({ "type": "session", "detail": format!("{other:?}") }),
+    })
+}
+
+/// `closed`, `expired`, `kicked` or `other`.
+#[must_use]
+pub fn end_reason(r: EndReason) -> String {
+    serde_name(&r)
+}
+
+/// A short text for a server error code.
+#[must_use]
+pub fn server_error_text(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::Unauthorized => "not signed in or the session expired",
+        ErrorCode::Forbidden => "not allowed",
+        ErrorCode::BadRequest => "the server refused a malformed message",
+        ErrorCode::UnsupportedProtocol => "this page is too old for the server; reload",
+        ErrorCode::NotFound => "no such room or member",
+        ErrorCode::RoomFull => "the room is full",
+        ErrorCode::RateLimited => "too many messages; slow down",
+        ErrorCode::Internal => "server error",
+        ErrorCode::Other => "error",
+    }
+}
+
+/// Drop counters by reason label (non-zero only).
+#[must_use]
+pub fn drops(session: &Session) -> Value {
+    let mut map = serde_json::Map::new();
+    for r in DropReason::ALL {
+        let n = session.drops().get(*r);
+        if n > 0 {
+            map.insert(r.label().to_owned(), json!(n));
+        }
+    }
+    Value::Object(map)
+}
+
+/// The per-peer sync facts the session knows: `(rtt_ms, offset_ms,
+/// offset_uncertainty_ms, error_ms, readiness)` by user.
+#[must_use]
+pub fn peer_sync(session: &Session, now: LocalTime) -> Vec<(UserId, Value)> {
+    session
+        .peers(now)
+        .into_iter()
+        .map(|p| {
+            let report = p.report.as_ref();
+            (
+                p.user,
+                json!({
+                    "linked": p.linked,
+                    "is_host": p.is_host,
+                    "rtt_ms": p.clock_round_trip.map(ms),
+                    "offset_ms": p.clock.map(|c| ms(c.offset)),
+                    "offset_uncertainty_ms": p.clock.map(|c| ms(c.uncertainty)),
+                    "error_ms": report.and_then(|r| r.position_error).map(ms),
+                    "readiness": report.map(|r| readiness(r.readiness)),
+                    "buffering": report.is_some_and(|r| r.readiness == Readiness::Buffering),
+                    "detached": report.is_some_and(|r| r.detached),
+                    "accepted": p.counters.accepted,
+                }),
+            )
+        })
+        .collect()
+}
