@@ -19,6 +19,11 @@ commands:
                         sync under the full loss/delay grid and a partition
   demo                  setup, build the browser bundle and the server, create demo
                         users and clips under target/demo, serve on 127.0.0.1:8080
+  bench [--quick]       benchmarks (release): control latency, connect time, sync,
+                        micro, server capacity vs matchbox_server, accounts;
+                        writes target/bench/results.json and docs/benchmarks.md
+                        (--quick: under 3 min, report in target/bench/)
+      --only S[,..]     sections: rooms, micro, capacity, accounts
   help                  this text
 
 steps: fmt, clippy, clippy-wasm, native, wasm, e2e

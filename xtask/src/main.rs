@@ -5,6 +5,8 @@
 //! * `cargo xtask test` — every check, in order, stopping at the first
 //!   failure (see [`test`]).
 //! * `cargo xtask soak --minutes N` — long hardening run (see [`soak`]).
+//! * `cargo xtask bench [--quick]` — benchmarks, report in
+//!   `docs/benchmarks.md` (see [`bench`]).
 //! * `cargo xtask demo` — build everything and serve a demo on
 //!   127.0.0.1:8080 with demo users and clips (see [`demo`]).
 //!
@@ -15,6 +17,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+mod bench;
 mod cli;
 mod demo;
 mod netns;
@@ -30,6 +33,18 @@ use cli::Command;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|a| a == "bench") {
+        let result = bench::parse(&args[1..])
+            .map_err(run::Failure::new)
+            .and_then(|o| bench::run(&o));
+        return match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(failure) => {
+                eprintln!("\nxtask: {failure}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let command = match cli::parse(&args) {
         Ok(command) => command,
         Err(message) => {

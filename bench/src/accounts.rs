@@ -1,0 +1,159 @@
+//! Accounts: login throughput and latency with [`CLIENTS`] concurrent
+//! clients against the release server process with the production argon2
+//! parameters; the server's peak RSS against the bound its hashing
+//! semaphore sets (`hash_concurrency × memory`).
+//!
+//! The per-IP login limit would stop 50 clients sharing 127.0.0.1 after a
+//! few requests, so the server trusts 127.0.0.1 as a proxy and each client
+//! presents its own `X-Forwarded-For` address (a header value only; all
+//! traffic is on loopback). Each client has its own account.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use watchparty_signal::AppState;
+use watchparty_signal::config::{Argon2Cost, Config, DEFAULT_HASH_CONCURRENCY};
+
+use crate::stats::Figure;
+use crate::{Error, Options, procfs};
+
+/// Concurrent clients.
+pub const CLIENTS: usize = 50;
+
+/// Longest single request.
+const REQUEST_LIMIT: Duration = Duration::from_secs(30);
+
+const PASSWORD: &str = "bench-password-123";
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn prepare(dir: &Path) -> Result<(), Error> {
+    let mut config = Config::new(dir.join("data"));
+    config.argon2 = Argon2Cost::default();
+    let state = AppState::new(config).await.map_err(Error::msg)?;
+    let hash = state
+        .hasher
+        .hash(PASSWORD.as_bytes())
+        .await
+        .map_err(Error::msg)?;
+    for i in 0..CLIENTS {
+        sqlx::query(
+            "INSERT INTO users (username, display_name, password_hash, created_at) VALUES (?1, ?1, ?2, 0)",
+        )
+        .bind(format!("login{i:02}"))
+        .bind(&hash)
+        .execute(&state.db)
+        .await
+        .map_err(Error::msg)?;
+    }
+    state.db.close().await;
+    std::fs::write(
+        dir.join("signal.toml"),
+        "trusted_proxies = [\"127.0.0.1/32\"]\n",
+    )?;
+    Ok(())
+}
+
+/// Runs the accounts figures.
+pub async fn run(opts: &Options, out: &mut Vec<Figure>, _notes: &mut Vec<String>) -> Result<(), Error> {
+    let Some(bin) = &opts.signal_bin else {
+        return Err(Error::msg("no --signal-bin given"));
+    };
+    let span = Duration::from_secs(if opts.quick { 8 } else { 20 });
+    let dir = tempfile::tempdir()?;
+    prepare(dir.path()).await?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let child = Command::new(bin)
+        .arg("--config")
+        .arg(dir.path().join("signal.toml"))
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("serve")
+        .arg("--bind")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--web-dir")
+        .arg(dir.path())
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let server = Proc(child);
+    let pid = server.0.id();
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(REQUEST_LIMIT)
+        .pool_max_idle_per_host(CLIENTS)
+        .build()
+        .map_err(Error::msg)?;
+    let url = format!("http://127.0.0.1:{port}/api/v1/auth/login");
+    let end = Instant::now() + Duration::from_secs(30);
+    loop {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            break;
+        }
+        if Instant::now() > end {
+            return Err(Error::msg("server did not listen in time"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let base_rss = procfs::rss_kib(pid).unwrap_or(0) as f64 / 1024.0;
+    let t0 = Instant::now();
+    let stop = t0 + span;
+    let mut tasks = Vec::new();
+    for i in 0..CLIENTS {
+        let client = client.clone();
+        let url = url.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut errors = 0u32;
+            let body = json!({"username": format!("login{i:02}"), "password": PASSWORD});
+            while Instant::now() < stop {
+                let t = Instant::now();
+                let r = client
+                    .post(&url)
+                    .header("x-forwarded-for", format!("10.77.{}.{}", i / 200, i % 200 + 1))
+                    .json(&body)
+                    .send()
+                    .await;
+                match r {
+                    Ok(r) if r.status().is_success() => {
+                        let _ = r.bytes().await;
+                        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                    }
+                    _ => errors += 1,
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let mut lat = Vec::new();
+    let mut errors = 0;
+    let mut peak = base_rss;
+    for t in tasks {
+        let (l, e) = t.await.map_err(Error::msg)?;
+        lat.extend(l);
+        errors += e;
+    }
+    let elapsed = t0.elapsed().as_secs_f64();
+    peak = peak.max(procfs::peak_rss_kib(pid).unwrap_or(0) as f64 / 1024.0);
+    let cost = Argon2Cost::default();
+    let bound = base_rss + (DEFAULT_HASH_CONCURRENCY as f64) * f64::from(cost.memory_kib) / 1024.0;
+    let params = json!({"clients": CLIENTS, "span_s": span.as_secs(), "argon2": format!("m={} KiB, t={}, p={}", cost.memory_kib, cost.iterations, cost.parallelism),
+                        "hash_concurrency": DEFAULT_HASH_CONCURRENCY, "errors": errors});
+    out.extend(Figure::single("accounts", "login_throughput", "logins/s", lat.len() as f64 / elapsed, params.clone(), None));
+    out.extend(Figure::new("accounts", "login_latency", "ms", &lat, params.clone(), None));
+    out.extend(Figure::single("accounts", "login_peak_rss", "MiB", peak, json!({"baseline_mib": base_rss, "semaphore_bound_mib": bound,
+        "bounded": peak <= bound + 16.0, "bound": "baseline + hash_concurrency × argon2 memory (+16 MiB slack for 50 in-flight requests)"}), None));
+    eprintln!("bench: accounts {} logins in {elapsed:.1} s, peak rss {peak:.1} MiB (bound {bound:.1})", lat.len());
+    Ok(())
+}
