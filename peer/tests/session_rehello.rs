@@ -343,3 +343,55 @@ fn rehello_refreshes_our_certificate_expiry() {
     let ev = support::session::events(&support::session::drain(&mut s));
     assert!(!ev.contains(&Event::CertificateExpired(u(2))), "{ev:?}");
 }
+
+#[test]
+fn host_reregistering_in_a_new_epoch_keeps_hosting_without_a_reset() {
+    // The server opens a new epoch whenever the host registers its key
+    // again (reconnect): the host's own hello carries its host certificate
+    // of that epoch, the followers get `host_changed`.
+    let mut room = playing_room(45);
+    let before = room.peers[0].session.playback().unwrap();
+    room.epoch = Epoch(2);
+    let mark = room.peers[0].events.len();
+    let h = hello(&room, 0, Epoch(2), &[]);
+    room.signal(0, h);
+    let ev = events_since(&room, 0, mark);
+    let s = &room.peers[0].session;
+    assert!(s.is_host() && s.epoch() == Epoch(2), "{ev:?}");
+    assert!(
+        ev.iter().any(|e| matches!(
+            e,
+            Event::HostChanged {
+                epoch: Epoch(2),
+                us: true,
+                ..
+            }
+        )),
+        "{ev:?}"
+    );
+    let after = s.playback().unwrap();
+    assert_eq!((after.paused, after.rate), (before.paused, before.rate));
+    assert_eq!(after.position_at(after.at), before.position_at(after.at));
+    let cert = room.cert(0, Role::Host, Epoch(2));
+    for i in 1..3 {
+        room.signal(
+            i,
+            ServerMessage::HostChanged {
+                certificate: cert.clone(),
+            },
+        );
+        assert_eq!(room.peers[i].session.epoch(), Epoch(2));
+    }
+    room.command(0, UserCommand::Seek(MediaPos::from_millis(200_000)))
+        .unwrap();
+    room.run_for_ms(6_000);
+    for i in 1..3 {
+        assert_eq!(
+            room.peers[i].session.playback(),
+            room.peers[0].session.playback(),
+            "peer {i}"
+        );
+        let e = room.error_now(i).unwrap().abs();
+        assert!(e <= 15_000, "peer {i}: {e} µs");
+    }
+}
