@@ -210,7 +210,13 @@ async fn host_and_two_followers_sync_over_real_server_and_webrtc() {
         assert!(room_pos >= 30_000.0, "{s:?}");
         assert!(s.commands_applied >= 3, "{s:?}");
         assert_eq!(s.host, h.you);
-        assert!(s.drops.is_empty(), "{:?}", s.drops);
+        // The only drops an honest room causes: a forwarded copy of a host
+        // command that arrived after a newer one (docs/protocol.md §7.1).
+        assert!(
+            s.drops.keys().all(|k| *k == "old_sequence"),
+            "{:?}",
+            s.drops
+        );
     }
     host.command(UserCommand::Pause).await.unwrap();
     for f in &followers {
