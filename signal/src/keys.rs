@@ -56,6 +56,12 @@ pub enum KeyError {
 pub struct SymmetricKey([u8; SYMMETRIC_KEY_LEN]);
 
 impl SymmetricKey {
+    /// A key with these bytes (tests and fuzzing use a fixed key; the server
+    /// loads its keys with [`ServerKeys::load_or_create`]).
+    pub fn from_bytes(bytes: [u8; SYMMETRIC_KEY_LEN]) -> Self {
+        SymmetricKey(bytes)
+    }
+
     /// The raw key bytes.
     pub fn as_bytes(&self) -> &[u8; SYMMETRIC_KEY_LEN] {
         &self.0

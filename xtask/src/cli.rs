@@ -17,6 +17,10 @@ commands:
   soak [--minutes N]    long hardening run in a private netns: 50 kill -9 cycles,
                         load (200 rooms x 8 + 50 hostile) for N minutes (default 10),
                         sync under the full loss/delay grid and a partition
+  fuzz [options]        every cargo-fuzz target (nightly), then execs/coverage/crashes
+      --seconds N       per target (default 60); a crash fails and is kept as a
+                        regression input under <crate>/fuzz/regressions/
+      --only T[,..]     only these targets
   demo                  setup, build the browser bundle and the server, create demo
                         users and clips under target/demo, serve on 127.0.0.1:8080
   bench [--quick]       benchmarks (release): control latency, connect time, sync,
@@ -26,7 +30,7 @@ commands:
       --only S[,..]     sections: rooms, micro, capacity, accounts
   help                  this text
 
-steps: fmt, clippy, clippy-wasm, native, wasm, e2e
+steps: fmt, clippy, clippy-wasm, deny, native, wasm, e2e
        (native, wasm and e2e run inside a private network namespace)";
 
 /// What to do.
@@ -42,6 +46,8 @@ pub enum Command {
     InNetns(Selection),
     /// `cargo xtask demo`.
     Demo,
+    /// `cargo xtask fuzz`.
+    Fuzz(crate::fuzz::FuzzArgs),
     /// `cargo xtask soak --minutes N`.
     Soak(u32),
     /// Internal: the soak inside the namespace.
@@ -61,6 +67,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         "setup" => no_more(rest).map(|()| Command::Setup),
         "demo" => no_more(rest).map(|()| Command::Demo),
         "test" => parse_test(rest).map(Command::Test),
+        "fuzz" => crate::fuzz::parse_args(rest).map(Command::Fuzz),
         IN_NETNS => parse_test(rest).map(Command::InNetns),
         "soak" => crate::soak::parse_minutes(rest).map(Command::Soak),
         crate::soak::IN_NETNS_SOAK => rest
@@ -168,7 +175,13 @@ mod tests {
         };
         assert_eq!(
             sel.steps(),
-            vec![Step::Fmt, Step::ClippyWasm, Step::Native, Step::Wasm]
+            vec![
+                Step::Fmt,
+                Step::ClippyWasm,
+                Step::Deny,
+                Step::Native,
+                Step::Wasm
+            ]
         );
     }
 

@@ -5,6 +5,8 @@
 //! * `cargo xtask test` — every check, in order, stopping at the first
 //!   failure (see [`test`]).
 //! * `cargo xtask soak --minutes N` — long hardening run (see [`soak`]).
+//! * `cargo xtask fuzz --seconds N` — every fuzz target for N seconds (see
+//!   [`fuzz`]).
 //! * `cargo xtask bench [--quick]` — benchmarks, report in
 //!   `docs/benchmarks.md` (see [`bench`]).
 //! * `cargo xtask demo` — build everything and serve a demo on
@@ -20,6 +22,8 @@
 mod bench;
 mod cli;
 mod demo;
+mod fuzz;
+mod hygiene;
 mod netns;
 mod run;
 mod setup;
@@ -59,6 +63,7 @@ fn main() -> ExitCode {
         }
         Command::Setup => setup::run().map(drop),
         Command::Test(selection) => test::run(&selection),
+        Command::Fuzz(args) => fuzz::run(&args),
         Command::InNetns(selection) => netns::inner(&selection),
         Command::Soak(minutes) => soak::run(minutes),
         Command::InNetnsSoak(minutes) => soak::inner(minutes),

@@ -97,6 +97,7 @@ pub fn run() -> Result<(), Failure> {
     installed_something |= rust_components()?;
     installed_something |= system_packages()?;
     installed_something |= wasm_bindgen_cli()?;
+    installed_something |= crate::hygiene::install_tools()?;
     let secs = started.elapsed().as_secs_f32();
     if installed_something {
         println!("setup: done, missing pieces installed ({secs:.1} s)");

@@ -5,12 +5,14 @@
 //! 3. `clippy` — host target, whole workspace, all targets, `-D warnings`
 //! 4. `clippy-wasm` — `wasm32-unknown-unknown`: the protocol core without
 //!    default features, and the browser peer with its tests
-//! 5. `native` — `cargo test` for the workspace (without the e2e crate)
-//! 6. `wasm` — the browser tests of `wasm-peer` in headless Chromium via
+//! 5. `deny` — `cargo deny check bans licenses sources` (offline), plus
+//!    `cargo audit` when a local advisory DB is given (see [`crate::hygiene`])
+//! 6. `native` — `cargo test` for the workspace (without the e2e crate)
+//! 7. `wasm` — the browser tests of `wasm-peer` in headless Chromium via
 //!    `wasm-bindgen-test-runner`
-//! 7. `e2e` — the whole-system tests of the `tests/` crate
+//! 8. `e2e` — the whole-system tests of the `tests/` crate
 //!
-//! Steps 5–7 run inside a private network namespace (see [`crate::netns`]):
+//! Steps 6–8 run inside a private network namespace (see [`crate::netns`]):
 //! dependencies are fetched first (`cargo fetch`), then those steps run with
 //! `--offline` where no packet can leave the machine.
 
@@ -33,6 +35,8 @@ pub enum Step {
     Clippy,
     /// Clippy for `wasm32-unknown-unknown`.
     ClippyWasm,
+    /// Dependency hygiene: cargo-deny (and cargo-audit when configured).
+    Deny,
     /// Native `cargo test`.
     Native,
     /// Browser tests in headless Chromium.
@@ -43,10 +47,11 @@ pub enum Step {
 
 impl Step {
     /// Every step, in pipeline order.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::Fmt,
         Self::Clippy,
         Self::ClippyWasm,
+        Self::Deny,
         Self::Native,
         Self::Wasm,
         Self::E2e,
@@ -58,6 +63,7 @@ impl Step {
             Self::Fmt => "fmt",
             Self::Clippy => "clippy",
             Self::ClippyWasm => "clippy-wasm",
+            Self::Deny => "deny",
             Self::Native => "native",
             Self::Wasm => "wasm",
             Self::E2e => "e2e",
@@ -70,6 +76,7 @@ impl Step {
             Self::Fmt => "cargo fmt --all --check",
             Self::Clippy => "clippy, host target, whole workspace, -D warnings",
             Self::ClippyWasm => "clippy, wasm32: watchparty-peer (no default features), wasm-peer",
+            Self::Deny => "cargo deny check bans licenses sources (+ cargo audit if configured)",
             Self::Native => "cargo test, workspace without e2e (private netns)",
             Self::Wasm => "wasm-peer browser tests in headless Chromium (private netns)",
             Self::E2e => "whole-system tests of tests/ (private netns)",
@@ -105,6 +112,7 @@ impl Step {
                     .args(["--target", WASM_TARGET])
                     .args(deny_warnings),
             ],
+            Self::Deny => crate::hygiene::commands(),
             Self::Native => vec![
                 Cmd::cargo()
                     .args(["test", "--offline", "--workspace"])
