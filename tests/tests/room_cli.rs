@@ -117,4 +117,39 @@ fn host_changes_roles_kicks_and_queues_through_the_cli() {
         .status_until("bob gone", Duration::from_secs(15), |s| connected(s) == 1);
     host_burst(&mut room, &["seek 12".into(), "play".into()]);
     wait_in_sync(&mut room.all(), SYNC_TOLERANCE_MS, SETTLE);
+
+    // A live handoff (REST + signed Handoff): alice hosts the next epoch
+    // with her own key, the old host (pinned nothing, it was the host) and
+    // she keep playing in sync, and her commands are applied.
+    step("handoff");
+    let before = room.host.status();
+    let alice_id = room.followers[0].status()["you"].as_u64().unwrap();
+    room.host.send("handoff alice");
+    let done = room.host.wait_for("handoff done", |v| {
+        v["event"] == "done" || v["event"] == "error"
+    });
+    assert_eq!(done["command"], "handoff", "{done}");
+    let a = room.followers[0].status_until("alice hosts", Duration::from_secs(20), |s| {
+        s["is_host"] == true
+    });
+    assert_eq!(
+        a["epoch"].as_u64(),
+        before["epoch"].as_u64().map(|e| e + 1),
+        "{a}"
+    );
+    let old = room
+        .host
+        .status_until("alice's term", Duration::from_secs(20), |s| {
+            s["host"] == alice_id && s["epoch"] == a["epoch"]
+        });
+    assert_eq!(old["is_host"], false, "{old}");
+    let base = applied(&old);
+    room.followers[0].send("seek 33");
+    room.followers[0].send("rate 1.5");
+    room.host
+        .status_until("alice's commands applied", Duration::from_secs(20), |s| {
+            applied(s) >= base + 2 && s["playback"]["rate"] == 1.5
+        });
+    let mut alice = room.followers.remove(0);
+    wait_in_sync(&mut [&mut alice, &mut room.host], SYNC_TOLERANCE_MS, SETTLE);
 }
