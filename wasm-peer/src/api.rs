@@ -349,6 +349,31 @@ impl RoomClient {
         js_sys::JSON::parse(&v.to_string())
     }
 
+    /// Test diagnostics: sends a `play`/`pause` control frame signed with
+    /// this member's own key to every connected peer, bypassing the local
+    /// role check (what a tampered page could do). Resolves to the number of
+    /// peers it was sent to; they must refuse it (`status().dropped`).
+    ///
+    /// # Errors
+    /// Not joined, bad arguments.
+    #[wasm_bindgen(js_name = forgeControl)]
+    pub fn forge_control(&self, kind: &str, position_ms: f64) -> Result<u32, JsValue> {
+        let paused = match kind {
+            "play" => false,
+            "pause" => true,
+            _ => return Err(err("kind must be `play` or `pause`")),
+        };
+        if !position_ms.is_finite() || position_ms < 0.0 {
+            return Err(err("position_ms must be a finite number >= 0"));
+        }
+        let n = self
+            .shared
+            .with_driver(|d| d.forge_control(paused, position_ms as u64))
+            .map_err(err)?
+            .map_err(err)?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
     /// Call from a click handler after an `autoplay_blocked` event.
     #[wasm_bindgen(js_name = unlockPlayback)]
     pub fn unlock_playback(&self) -> Result<(), JsValue> {

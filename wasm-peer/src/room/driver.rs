@@ -78,6 +78,8 @@ pub struct Driver {
     opts: Options,
     clock: Clock,
     identity: Option<SigningKey>,
+    /// A copy of our key for [`Self::forge_control`] (test diagnostics).
+    forge_key: Option<SigningKey>,
     public_key: PublicKey,
     server_key: Option<PublicKey>,
     session: Option<Session>,
@@ -145,6 +147,7 @@ impl Driver {
         Self {
             weak: weak.clone(),
             server_key: opts.server_key,
+            forge_key: SigningKey::from_seed(identity.expose_seed()).ok(),
             identity: Some(identity),
             public_key,
             session: None,
@@ -1047,7 +1050,13 @@ impl Driver {
             _ => {}
         }
         let ev = view::event(&e, self.session.as_ref(), wall_ms());
-        if let Some(ev) = ev {
+        if let Some(mut ev) = ev {
+            // Display names from the roster (the certificates' names).
+            if let Event::Chat { from, .. } | Event::Reaction { from, .. } = &e
+                && let Some(r) = self.roster.get(from)
+            {
+                ev["name"] = json!(r.name);
+            }
             self.emit(ev);
         }
         if matches!(
@@ -1223,6 +1232,52 @@ impl Driver {
         if self.stopped.is_none() && self.auth_failures > 0 && self.socket.is_none() {
             self.reconnect_at = Some(self.now());
         }
+    }
+
+    /// Diagnostics for tests: signs a `Play`/`Pause` control frame with our
+    /// own key, bypassing the local role check, and sends it to every
+    /// connected peer on the control channel — what a viewer tampering with
+    /// the page could do. Every other peer must refuse it (only the host's
+    /// key may sign control frames). Returns the number of peers sent to.
+    ///
+    /// # Errors
+    /// Not joined yet, or the frame could not be encoded.
+    pub fn forge_control(&mut self, paused: bool, position_ms: u64) -> Result<usize, String> {
+        use watchparty_peer::frame::{self, Header};
+        use watchparty_peer::ids::{PositionMs, RoomMs, Seq};
+        use watchparty_peer::message::Message;
+        let now = self.now();
+        let s = self.session.as_ref().ok_or("not in a room")?;
+        let key = self.forge_key.as_ref().ok_or("no key")?;
+        let at = s
+            .sync()
+            .room_time(now)
+            .map_or(RoomMs(now.as_millis_floor()), RoomMs::from_room_time);
+        let position = PositionMs::new(position_ms).map_err(|e| e.to_string())?;
+        let msg = if paused {
+            Message::Pause { position, at }
+        } else {
+            Message::Play { position, at }
+        };
+        let header = Header {
+            room: self.opts.room,
+            epoch: s.epoch(),
+            // Far above our own sequence numbers (never reached in a term).
+            seq: Seq::new(1 << 40).map_err(|e| e.to_string())?,
+            issued_at: at,
+        };
+        let bytes = frame::encode(key, &header, &msg).map_err(|e| e.to_string())?;
+        let mut sent = 0;
+        for (peer, conn) in &self.conns {
+            if self.links.get(*peer).is_some_and(|l| l.connected())
+                && conn
+                    .send(watchparty_peer::channels::CONTROL.id, &bytes)
+                    .is_ok()
+            {
+                sent += 1;
+            }
+        }
+        Ok(sent)
     }
 
     /// Lets playback start after an autoplay refusal (call in a click).
