@@ -263,7 +263,9 @@ fn spawn_matchbox(bin: &Path, dir: &Path) -> Result<Proc, Error> {
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::from(std::fs::File::create(dir.join("matchbox.log"))?))
+        .stderr(Stdio::from(std::fs::File::create(
+            dir.join("matchbox.log"),
+        )?))
         .spawn()?;
     Ok(Proc { child, port })
 }
@@ -291,17 +293,26 @@ async fn connect(url: &str) -> Result<Ws, Error> {
 
 /// Opens and authenticates one of our connections; returns it after `hello`.
 async fn open_ours(port: u16, c: &Cred, seed: u64) -> Result<Ws, Error> {
-    let mut ws = connect(&format!("ws://127.0.0.1:{port}/api/v1/rooms/{}/signal", c.room)).await?;
+    let mut ws = connect(&format!(
+        "ws://127.0.0.1:{port}/api/v1/rooms/{}/signal",
+        c.room
+    ))
+    .await?;
     let mut s = [0u8; 32];
     s[..8].copy_from_slice(&seed.to_be_bytes());
     s[31] = 1;
     let key = SigningKey::from_seed(&s).map_err(Error::msg)?;
     let auth = json!({"type": "auth", "token": c.token, "key": key.public_key().to_base64url()});
-    ws.send(Message::text(auth.to_string())).await.map_err(Error::msg)?;
+    ws.send(Message::text(auth.to_string()))
+        .await
+        .map_err(Error::msg)?;
     let first = next_text(&mut ws).await?;
     match ServerMessage::from_json(&first) {
         Ok(ServerMessage::Hello { .. }) => Ok(ws),
-        _ => Err(Error::msg(format!("expected hello, got {}", first.chars().take(120).collect::<String>()))),
+        _ => Err(Error::msg(format!(
+            "expected hello, got {}",
+            first.chars().take(120).collect::<String>()
+        ))),
     }
 }
 
@@ -350,7 +361,9 @@ async fn open_idle(
         let batch = (i..end).map(|k| async move {
             match flavor {
                 Flavor::Ours => open_ours(port, &creds[k], k as u64).await,
-                Flavor::Matchbox => open_matchbox(port, &format!("idle{}", k / IDLE_ROOM)).await.map(|x| x.0),
+                Flavor::Matchbox => open_matchbox(port, &format!("idle{}", k / IDLE_ROOM))
+                    .await
+                    .map(|x| x.0),
             }
         });
         for r in futures_util::future::join_all(batch).await {
@@ -394,16 +407,42 @@ async fn idle(
         let c0 = procfs::cpu_seconds(p.pid()).unwrap_or(0.0);
         let w0 = Instant::now();
         tokio::time::sleep(cpu_window).await;
-        let cpu = 100.0 * (procfs::cpu_seconds(p.pid()).unwrap_or(0.0) - c0) / w0.elapsed().as_secs_f64();
+        let cpu =
+            100.0 * (procfs::cpu_seconds(p.pid()).unwrap_or(0.0) - c0) / w0.elapsed().as_secs_f64();
         let params = json!({"server": flavor.name(), "connections": have, "requested": k, "open_seconds": open_s,
                             "baseline_rss_mib": base / 1024.0, "auth": flavor == Flavor::Ours});
         let target = (flavor == Flavor::Ours && k == 10_000)
             .then(|| Target::at_most(Stat::Median, 300.0, "< 300 MiB at 10k"));
-        out.extend(Figure::single("capacity", &format!("{}_idle_rss_{k}", flavor.name()), "MiB", rss / 1024.0, params.clone(), target));
+        out.extend(Figure::single(
+            "capacity",
+            &format!("{}_idle_rss_{k}", flavor.name()),
+            "MiB",
+            rss / 1024.0,
+            params.clone(),
+            target,
+        ));
         let pc = (rss - base) / have.max(1) as f64;
-        out.extend(Figure::single("capacity", &format!("{}_idle_rss_per_conn_{k}", flavor.name()), "KiB", pc, params.clone(), None));
-        out.extend(Figure::single("capacity", &format!("{}_idle_cpu_{k}", flavor.name()), "% of one core", cpu, json!({"server": flavor.name(), "connections": have, "window_s": cpu_window.as_secs()}), None));
-        eprintln!("bench: {} idle {have}: rss {:.1} MiB ({pc:.1} KiB/conn), cpu {cpu:.2} %", flavor.name(), rss / 1024.0);
+        out.extend(Figure::single(
+            "capacity",
+            &format!("{}_idle_rss_per_conn_{k}", flavor.name()),
+            "KiB",
+            pc,
+            params.clone(),
+            None,
+        ));
+        out.extend(Figure::single(
+            "capacity",
+            &format!("{}_idle_cpu_{k}", flavor.name()),
+            "% of one core",
+            cpu,
+            json!({"server": flavor.name(), "connections": have, "window_s": cpu_window.as_secs()}),
+            None,
+        ));
+        eprintln!(
+            "bench: {} idle {have}: rss {:.1} MiB ({pc:.1} KiB/conn), cpu {cpu:.2} %",
+            flavor.name(),
+            rss / 1024.0
+        );
         per_conn.push((k, pc));
     }
     let _ = stop_tx.send(true);
@@ -441,7 +480,11 @@ impl End {
                 m.to_json().map_err(Error::msg)
             }
             Flavor::Matchbox => {
-                let data = if offer { json!({"Offer": body}) } else { json!({"Answer": body}) };
+                let data = if offer {
+                    json!({"Offer": body})
+                } else {
+                    json!({"Answer": body})
+                };
                 Ok(json!({"Signal": {"receiver": self.peer, "data": data}}).to_string())
             }
         }
@@ -555,7 +598,12 @@ async fn side_b(mut b: End, t0: Instant, stop_at: Instant) -> Result<Tally, Erro
     Ok(tally)
 }
 
-async fn pairs_open(flavor: Flavor, port: u16, creds: &[(Cred, Cred)], round: usize) -> Result<Vec<(End, End)>, Error> {
+async fn pairs_open(
+    flavor: Flavor,
+    port: u16,
+    creds: &[(Cred, Cred)],
+    round: usize,
+) -> Result<Vec<(End, End)>, Error> {
     let mut v = Vec::new();
     for (i, (ca, cb)) in creds.iter().enumerate() {
         match flavor {
@@ -563,15 +611,34 @@ async fn pairs_open(flavor: Flavor, port: u16, creds: &[(Cred, Cred)], round: us
                 let a = open_ours(port, ca, 1_000_000 + i as u64).await?;
                 let b = open_ours(port, cb, 2_000_000 + i as u64).await?;
                 v.push((
-                    End { ws: a, flavor, peer: cb.user.to_string() },
-                    End { ws: b, flavor, peer: ca.user.to_string() },
+                    End {
+                        ws: a,
+                        flavor,
+                        peer: cb.user.to_string(),
+                    },
+                    End {
+                        ws: b,
+                        flavor,
+                        peer: ca.user.to_string(),
+                    },
                 ));
             }
             Flavor::Matchbox => {
                 let room = format!("pair{round}x{i}");
                 let (a, ida) = open_matchbox(port, &room).await?;
                 let (b, idb) = open_matchbox(port, &room).await?;
-                v.push((End { ws: a, flavor, peer: idb }, End { ws: b, flavor, peer: ida }));
+                v.push((
+                    End {
+                        ws: a,
+                        flavor,
+                        peer: idb,
+                    },
+                    End {
+                        ws: b,
+                        flavor,
+                        peer: ida,
+                    },
+                ));
             }
         }
     }
@@ -581,7 +648,14 @@ async fn pairs_open(flavor: Flavor, port: u16, creds: &[(Cred, Cred)], round: us
 }
 
 /// One relay run; returns (messages/s, latency samples ms).
-async fn relay_run(flavor: Flavor, port: u16, creds: &[(Cred, Cred)], mode: Mode, span: Duration, round: usize) -> Result<(f64, Vec<f64>), Error> {
+async fn relay_run(
+    flavor: Flavor,
+    port: u16,
+    creds: &[(Cred, Cred)],
+    mode: Mode,
+    span: Duration,
+    round: usize,
+) -> Result<(f64, Vec<f64>), Error> {
     let ends = pairs_open(flavor, port, creds, round).await?;
     let t0 = Instant::now();
     let stop_at = t0 + span;
@@ -601,37 +675,83 @@ async fn relay_run(flavor: Flavor, port: u16, creds: &[(Cred, Cred)], mode: Mode
 }
 
 /// Relay figures for one server; returns (max msgs/s, p99 at 50 %, p99 at 90 %).
-async fn relay(flavor: Flavor, p: &Proc, creds: &[(Cred, Cred)], span: Duration, base: &mut usize, out: &mut Vec<Figure>) -> Result<(f64, f64, f64), Error> {
+async fn relay(
+    flavor: Flavor,
+    p: &Proc,
+    creds: &[(Cred, Cred)],
+    span: Duration,
+    base: &mut usize,
+    out: &mut Vec<Figure>,
+) -> Result<(f64, f64, f64), Error> {
     let (max, lat_max) = relay_run(flavor, p.port, creds, Mode::Closed, span, *base).await?;
     *base += 1;
     let params = json!({"server": flavor.name(), "pairs": creds.len(), "in_flight_per_pair": WINDOW, "span_s": span.as_secs(), "sdp_bytes": SDP_PAD, "auth": flavor == Flavor::Ours});
-    out.extend(Figure::single("relay", &format!("{}_relay_max_throughput", flavor.name()), "msgs/s", max, params.clone(), None));
-    out.extend(Figure::new("relay", &format!("{}_relay_latency_at_max", flavor.name()), "ms", &lat_max, params, None));
+    out.extend(Figure::single(
+        "relay",
+        &format!("{}_relay_max_throughput", flavor.name()),
+        "msgs/s",
+        max,
+        params.clone(),
+        None,
+    ));
+    out.extend(Figure::new(
+        "relay",
+        &format!("{}_relay_latency_at_max", flavor.name()),
+        "ms",
+        &lat_max,
+        params,
+        None,
+    ));
     eprintln!("bench: {} relay max {max:.0} msgs/s", flavor.name());
     let mut p99s = Vec::new();
     for frac in [0.5, 0.9] {
         // Each offer yields two relayed messages (offer + answer).
         let per_pair = max * frac / 2.0 / creds.len() as f64;
         let interval = Duration::from_secs_f64(1.0 / per_pair.max(0.1));
-        let (rate, lat) = relay_run(flavor, p.port, creds, Mode::Open(interval), span, *base).await?;
+        let (rate, lat) =
+            relay_run(flavor, p.port, creds, Mode::Open(interval), span, *base).await?;
         *base += 1;
         let pct = (frac * 100.0) as u32;
         let params = json!({"server": flavor.name(), "pairs": creds.len(), "offered_msgs_per_s": max * frac, "achieved_msgs_per_s": rate, "span_s": span.as_secs()});
-        if let Some(f) = Figure::new("relay", &format!("{}_relay_latency_at_{pct}pct", flavor.name()), "ms", &lat, params, None) {
-            eprintln!("bench: {} relay at {pct}%: {rate:.0} msgs/s, p50 {:.3} p99 {:.3} ms", flavor.name(), f.median, f.p99);
+        if let Some(f) = Figure::new(
+            "relay",
+            &format!("{}_relay_latency_at_{pct}pct", flavor.name()),
+            "ms",
+            &lat,
+            params,
+            None,
+        ) {
+            eprintln!(
+                "bench: {} relay at {pct}%: {rate:.0} msgs/s, p50 {:.3} p99 {:.3} ms",
+                flavor.name(),
+                f.median,
+                f.p99
+            );
             p99s.push(f.p99);
             out.push(f);
         }
     }
-    Ok((max, p99s.first().copied().unwrap_or(f64::NAN), p99s.get(1).copied().unwrap_or(f64::NAN)))
+    Ok((
+        max,
+        p99s.first().copied().unwrap_or(f64::NAN),
+        p99s.get(1).copied().unwrap_or(f64::NAN),
+    ))
 }
 
 /// Runs the capacity and relay figures.
-pub async fn run(opts: &Options, out: &mut Vec<Figure>, notes: &mut Vec<String>) -> Result<(), Error> {
+pub async fn run(
+    opts: &Options,
+    out: &mut Vec<Figure>,
+    notes: &mut Vec<String>,
+) -> Result<(), Error> {
     let Some(bin) = &opts.signal_bin else {
         return Err(Error::msg("no --signal-bin given"));
     };
-    let sizes: &[usize] = if opts.quick { &[1000] } else { &[1000, 5000, 10_000] };
+    let sizes: &[usize] = if opts.quick {
+        &[1000]
+    } else {
+        &[1000, 5000, 10_000]
+    };
     let mb_sizes: &[usize] = if opts.quick { &[1000] } else { &[1000, 5000] };
     let cpu_window = Duration::from_secs(if opts.quick { 3 } else { 10 });
     let span = Duration::from_secs(if opts.quick { 3 } else { 8 });
@@ -639,7 +759,11 @@ pub async fn run(opts: &Options, out: &mut Vec<Figure>, notes: &mut Vec<String>)
     let dir = tempfile::tempdir()?;
     let t = Instant::now();
     let (idle_creds, pair_creds) = prepare(dir.path(), max).await?;
-    eprintln!("bench: capacity fixture {} members in {:.1} s", idle_creds.len(), t.elapsed().as_secs_f64());
+    eprintln!(
+        "bench: capacity fixture {} members in {:.1} s",
+        idle_creds.len(),
+        t.elapsed().as_secs_f64()
+    );
     let mut ours = spawn_ours(bin, dir.path())?;
     wait_listening(&mut ours).await?;
     let ours_idle = idle(Flavor::Ours, &ours, &idle_creds, sizes, cpu_window, out).await?;
@@ -659,7 +783,15 @@ pub async fn run(opts: &Options, out: &mut Vec<Figure>, notes: &mut Vec<String>)
     };
     let mut mb = spawn_matchbox(mbin, dir.path())?;
     wait_listening(&mut mb).await?;
-    let mb_idle = idle(Flavor::Matchbox, &mb, &idle_creds, mb_sizes, cpu_window, out).await?;
+    let mb_idle = idle(
+        Flavor::Matchbox,
+        &mb,
+        &idle_creds,
+        mb_sizes,
+        cpu_window,
+        out,
+    )
+    .await?;
     let mb_relay = relay(Flavor::Matchbox, &mb, &pair_creds, span, &mut round, out).await;
     drop(mb);
     let mb_relay = match mb_relay {
@@ -671,16 +803,49 @@ pub async fn run(opts: &Options, out: &mut Vec<Figure>, notes: &mut Vec<String>)
     };
     let rp = json!({"meaning": "ours / matchbox_server, same workload, same run; ours authenticates and checks room membership, matchbox does not"});
     if let (Some(o), Some(m)) = (ours_relay, mb_relay) {
-        out.extend(Figure::single("relay", "ratio_relay_throughput", "×", o.0 / m.0, rp.clone(),
-            Some(Target::at_least(Stat::Median, 1.0, "≥ 1 (ours ≥ matchbox)"))));
-        out.extend(Figure::single("relay", "ratio_relay_p99_at_50pct", "×", o.1 / m.1, rp.clone(),
-            Some(Target::at_most(Stat::Median, 1.0, "≤ 1 (equal or better p99)"))));
-        out.extend(Figure::single("relay", "ratio_relay_p99_at_90pct", "×", o.2 / m.2, rp.clone(),
-            Some(Target::at_most(Stat::Median, 1.0, "≤ 1 (equal or better p99)"))));
+        out.extend(Figure::single(
+            "relay",
+            "ratio_relay_throughput",
+            "×",
+            o.0 / m.0,
+            rp.clone(),
+            Some(Target::at_least(Stat::Median, 1.0, "≥ 1 (ours ≥ matchbox)")),
+        ));
+        out.extend(Figure::single(
+            "relay",
+            "ratio_relay_p99_at_50pct",
+            "×",
+            o.1 / m.1,
+            rp.clone(),
+            Some(Target::at_most(
+                Stat::Median,
+                1.0,
+                "≤ 1 (equal or better p99)",
+            )),
+        ));
+        out.extend(Figure::single(
+            "relay",
+            "ratio_relay_p99_at_90pct",
+            "×",
+            o.2 / m.2,
+            rp.clone(),
+            Some(Target::at_most(
+                Stat::Median,
+                1.0,
+                "≤ 1 (equal or better p99)",
+            )),
+        ));
     }
     for (k, m) in &mb_idle {
         if let Some((_, o)) = ours_idle.iter().find(|(ko, _)| ko == k) {
-            out.extend(Figure::single("relay", &format!("ratio_rss_per_conn_{k}"), "×", o / m, rp.clone(), None));
+            out.extend(Figure::single(
+                "relay",
+                &format!("ratio_rss_per_conn_{k}"),
+                "×",
+                o / m,
+                rp.clone(),
+                None,
+            ));
         }
     }
     Ok(())

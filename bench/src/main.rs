@@ -76,19 +76,25 @@ pub struct Options {
     pub only: Vec<String>,
     /// Git commit measured.
     pub commit: String,
+    /// Hand-written analysis appended to the report, if the file exists.
+    pub analysis: Option<PathBuf>,
     /// Load averages when the run started.
     pub load_start: String,
 }
 
 const USAGE: &str = "usage: watchparty-bench [--quick] --json FILE --markdown FILE \
-[--signal-bin FILE] [--matchbox-bin FILE] [--wasm FILE]... [--only SECTION,...] [--commit SHA]
+[--signal-bin FILE] [--matchbox-bin FILE] [--wasm FILE]... [--only SECTION,...] [--commit SHA] [--analysis FILE]
 sections: rooms, micro, capacity, accounts";
 
 fn parse(args: &[String]) -> Result<Options, String> {
     let mut o = Options::default();
     let mut it = args.iter();
     while let Some(a) = it.next() {
-        let mut value = || it.next().cloned().ok_or_else(|| format!("{a} needs a value"));
+        let mut value = || {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{a} needs a value"))
+        };
         match a.as_str() {
             "--quick" => o.quick = true,
             "--json" => o.json = value()?.into(),
@@ -98,6 +104,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--wasm" => o.wasm.push(value()?.into()),
             "--only" => o.only = value()?.split(',').map(str::to_owned).collect(),
             "--commit" => o.commit = value()?,
+            "--analysis" => o.analysis = Some(value()?.into()),
             other => return Err(format!("unknown argument `{other}`")),
         }
     }
@@ -178,36 +185,40 @@ async fn run_all(opts: &Options) -> Run {
         } else {
             room_bench::Plan {
                 connect_runs: 5,
-                commands: 60,
-                sync_sizes: &[4, 8, 16],
-                spread_window: Duration::from_secs(15),
-                steady_window: Duration::from_secs(60),
+                commands: 45,
+                sync_sizes: &[8, 16],
+                spread_window: Duration::from_secs(10),
+                steady_window: Duration::from_secs(30),
             }
         };
         let t = Instant::now();
         if let Err(e) = room_bench::run(plan, &mut run.figures, &mut run.notes).await {
             run.notes.push(format!("rooms: not measured: {e}"));
         }
-        run.timings.push(("rooms".into(), t.elapsed().as_secs_f64()));
+        run.timings
+            .push(("rooms".into(), t.elapsed().as_secs_f64()));
     }
     if wanted(opts, "micro") {
         let t = Instant::now();
         micro::run(opts, &mut run.figures, &mut run.notes);
-        run.timings.push(("micro".into(), t.elapsed().as_secs_f64()));
+        run.timings
+            .push(("micro".into(), t.elapsed().as_secs_f64()));
     }
     if wanted(opts, "capacity") {
         let t = Instant::now();
         if let Err(e) = capacity::run(opts, &mut run.figures, &mut run.notes).await {
             run.notes.push(format!("capacity: not measured: {e}"));
         }
-        run.timings.push(("capacity".into(), t.elapsed().as_secs_f64()));
+        run.timings
+            .push(("capacity".into(), t.elapsed().as_secs_f64()));
     }
     if wanted(opts, "accounts") {
         let t = Instant::now();
         if let Err(e) = accounts::run(opts, &mut run.figures, &mut run.notes).await {
             run.notes.push(format!("accounts: not measured: {e}"));
         }
-        run.timings.push(("accounts".into(), t.elapsed().as_secs_f64()));
+        run.timings
+            .push(("accounts".into(), t.elapsed().as_secs_f64()));
     }
     run
 }
@@ -218,10 +229,18 @@ mod tests {
 
     #[test]
     fn parses_options() {
-        let a: Vec<String> = ["--quick", "--json", "a.json", "--markdown", "b.md", "--only", "micro,rooms"]
-            .iter()
-            .map(|s| (*s).to_owned())
-            .collect();
+        let a: Vec<String> = [
+            "--quick",
+            "--json",
+            "a.json",
+            "--markdown",
+            "b.md",
+            "--only",
+            "micro,rooms",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
         let o = parse(&a).unwrap();
         assert!(o.quick);
         assert_eq!(o.only, ["micro", "rooms"]);

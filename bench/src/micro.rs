@@ -175,8 +175,11 @@ fn handle_frame(batches: usize) -> Result<Vec<Figure>, Error> {
     let mut now = start;
     for i in 0..total {
         now = LocalTime::from_micros(start.as_micros() + (i as i64 + 1) * 1000);
-        host.command(UserCommand::Seek(MediaPos::from_millis(1000 + i as u64)), now)
-            .map_err(Error::msg)?;
+        host.command(
+            UserCommand::Seek(MediaPos::from_millis(1000 + i as u64)),
+            now,
+        )
+        .map_err(Error::msg)?;
         while let Some(o) = host.poll_output() {
             if let Output::SendFrame { channel, bytes, .. } = o {
                 frames.push((channel, bytes));
@@ -184,7 +187,10 @@ fn handle_frame(batches: usize) -> Result<Vec<Figure>, Error> {
         }
     }
     if frames.len() < total {
-        return Err(Error::msg(format!("host produced {} frames for {total} commands", frames.len())));
+        return Err(Error::msg(format!(
+            "host produced {} frames for {total} commands",
+            frames.len()
+        )));
     }
     let before = follower.stats();
     let mut per_frame_us = Vec::new();
@@ -237,8 +243,22 @@ fn wasm_size(path: &std::path::Path) -> Result<Vec<Figure>, Error> {
         .map_or_else(|| "bundle".into(), |n| n.to_string_lossy().into_owned());
     let p = json!({"file": path.display().to_string(), "gzip": "gzip -9"});
     Ok([
-        Figure::single("micro", &format!("size_raw {name}"), "KiB", raw as f64 / 1024.0, p.clone(), None),
-        Figure::single("micro", &format!("size_gzip {name}"), "KiB", gz as f64 / 1024.0, p, None),
+        Figure::single(
+            "micro",
+            &format!("size_raw {name}"),
+            "KiB",
+            raw as f64 / 1024.0,
+            p.clone(),
+            None,
+        ),
+        Figure::single(
+            "micro",
+            &format!("size_gzip {name}"),
+            "KiB",
+            gz as f64 / 1024.0,
+            p,
+            None,
+        ),
     ]
     .into_iter()
     .flatten()

@@ -84,14 +84,35 @@ fn verdict(f: &Figure) -> String {
 }
 
 const SECTIONS: &[(&str, &str)] = &[
-    ("control", "Control latency: host command → follower's player (native peers, real WebRTC on loopback)"),
-    ("connect", "Connect time: followers join → every data channel open"),
-    ("sync", "Sync accuracy: spread of true positions across all peers at one instant"),
-    ("correction", "Correction quality in steady state (per follower)"),
+    (
+        "control",
+        "Control latency: host command → follower's player (native peers, real WebRTC on loopback)",
+    ),
+    (
+        "connect",
+        "Connect time: followers join → every data channel open",
+    ),
+    (
+        "sync",
+        "Sync accuracy: spread of true positions across all peers at one instant",
+    ),
+    (
+        "correction",
+        "Correction quality in steady state (per follower)",
+    ),
     ("micro", "Micro benchmarks"),
-    ("capacity", "Signaling server capacity (server as a separate release process)"),
-    ("relay", "Relay: offers/answers between pairs, ours vs matchbox_server"),
-    ("accounts", "Accounts: login with the production argon2 parameters"),
+    (
+        "capacity",
+        "Signaling server capacity (server as a separate release process)",
+    ),
+    (
+        "relay",
+        "Relay: offers/answers between pairs, ours vs matchbox_server",
+    ),
+    (
+        "accounts",
+        "Accounts: login with the production argon2 parameters",
+    ),
 ];
 
 /// Writes both files.
@@ -109,7 +130,10 @@ pub fn write(opts: &Options, run: &Run) -> Result<(), Error> {
         "notes": run.notes,
         "section_seconds": run.timings,
     });
-    write_file(&opts.json, &serde_json::to_string_pretty(&json_doc).map_err(Error::msg)?)?;
+    write_file(
+        &opts.json,
+        &serde_json::to_string_pretty(&json_doc).map_err(Error::msg)?,
+    )?;
     let mut md = String::new();
     let _ = writeln!(md, "# Benchmarks\n");
     let _ = writeln!(
@@ -121,8 +145,17 @@ pub fn write(opts: &Options, run: &Run) -> Result<(), Error> {
     let _ = writeln!(md, "| Machine | {machine} |");
     let _ = writeln!(md, "| Date | {date} |");
     let _ = writeln!(md, "| Commit | `{}` |", opts.commit);
-    let _ = writeln!(md, "| Mode | {} |", if opts.quick { "quick" } else { "full" });
-    let _ = writeln!(md, "| Load average at start / end | {} / {} |", opts.load_start, loadavg());
+    let _ = writeln!(
+        md,
+        "| Mode | {} |",
+        if opts.quick { "quick" } else { "full" }
+    );
+    let _ = writeln!(
+        md,
+        "| Load average at start / end | {} / {} |",
+        opts.load_start,
+        loadavg()
+    );
     let total: f64 = run.timings.iter().map(|t| t.1).sum();
     let _ = writeln!(md, "| Run time | {total:.0} s |\n");
     let _ = writeln!(
@@ -132,7 +165,10 @@ pub fn write(opts: &Options, run: &Run) -> Result<(), Error> {
          they are goals, not test assertions.\n"
     );
     let _ = writeln!(md, "## Summary against targets\n");
-    let _ = writeln!(md, "| Figure | Target | Measured | Verdict |\n|---|---|---|---|");
+    let _ = writeln!(
+        md,
+        "| Figure | Target | Measured | Verdict |\n|---|---|---|---|"
+    );
     for f in run.figures.iter().filter(|f| f.target.is_some()) {
         if let Some(t) = &f.target {
             let v = match t.stat {
@@ -180,6 +216,13 @@ pub fn write(opts: &Options, run: &Run) -> Result<(), Error> {
         }
         let _ = writeln!(md);
     }
+    if let Some(text) = opts
+        .analysis
+        .as_ref()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+    {
+        let _ = writeln!(md, "{}\n", text.trim_end());
+    }
     let _ = writeln!(md, "## Notes, failures and figures not yet measured\n");
     for n in &run.notes {
         let _ = writeln!(md, "- {n}");
@@ -188,7 +231,15 @@ pub fn write(opts: &Options, run: &Run) -> Result<(), Error> {
         let _ = writeln!(md, "- Not yet measured: {n}.");
     }
     let _ = writeln!(md);
-    let _ = writeln!(md, "Time per section: {}", run.timings.iter().map(|(s, t)| format!("{s} {t:.0} s")).collect::<Vec<_>>().join(", "));
+    let _ = writeln!(
+        md,
+        "Time per section: {}",
+        run.timings
+            .iter()
+            .map(|(s, t)| format!("{s} {t:.0} s"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     write_file(&opts.markdown, &md)
 }
 

@@ -210,7 +210,13 @@ impl World {
             api.join_room(&info.id, None).await.map_err(Error::msg)?;
         }
         let pin = host_key.public_key();
-        let d = |i| if distort { distortion(i, n) } else { Distortion::default() };
+        let d = |i| {
+            if distort {
+                distortion(i, n)
+            } else {
+                Distortion::default()
+            }
+        };
         let (host, mut joined) = spawn(host_api, room, host_key, None, n, d(0)).await?;
         wait_until(&mut joined, |j| *j, "host joined").await?;
         let t0 = Instant::now();
@@ -266,7 +272,10 @@ async fn spawn(
         .checked_sub(back)
         .ok_or_else(|| Error::msg("machine uptime below 15 s"))?;
     let clock = PlayerClock::new(origin);
-    let url = api.signal_url(&room.to_string()).map_err(Error::msg)?.to_string();
+    let url = api
+        .signal_url(&room.to_string())
+        .map_err(Error::msg)?
+        .to_string();
     let mut cfg = DriverConfig::new(room, url, identity);
     cfg.bind = SocketAddr::from(([127, 0, 0, 1], 0));
     cfg.pinned_host = pin;

@@ -150,6 +150,8 @@ pub fn run(opts: &BenchOptions) -> Result<(), Failure> {
         .args([bench_dir.join("results.json")])
         .args(["--markdown"])
         .args([&markdown])
+        .args(["--analysis"])
+        .args([root().join("bench").join("analysis.md")])
         .args(["--signal-bin"])
         .args([release.join("watchparty-signal")])
         .args([
