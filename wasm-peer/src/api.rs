@@ -21,7 +21,7 @@ use watchparty_peer::session::UserCommand;
 use crate::clock::Clock;
 use crate::http::Api;
 use crate::player::MediaPlayer;
-use crate::room::{Driver, Input, JsCommand, Options, Shared, deliver, parse_command};
+use crate::room::{Driver, Input, JsCommand, Options, Shared, SignalMode, deliver, parse_command};
 use crate::rtc::IceServer;
 
 /// Longest option string accepted (URLs, keys, ids), in bytes.
@@ -225,7 +225,7 @@ fn build_options(o: &JsOptions) -> Result<(Options, SigningKey), JsValue> {
     seed.copy_from_slice(seed_bytes.get(..8).unwrap_or(&[0; 8]));
     Ok((
         Options {
-            signal_url: o.signal_url.clone(),
+            signal: SignalMode::WebSocket(o.signal_url.clone()),
             api: Api {
                 base: o.api_base.trim_end_matches('/').to_owned(),
                 token: o.token.clone(),

@@ -31,11 +31,31 @@ use crate::signal::{
     CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED, MAX_AUTH_FAILURES, SignalInput, SignalSocket,
 };
 
+/// How the driver reaches the signaling server.
+#[derive(Clone)]
+pub enum SignalMode {
+    /// A WebSocket to this `ws(s)://…/api/v1/rooms/{id}/signal` URL.
+    WebSocket(String),
+    /// In-page signaling: outgoing messages go to this function, server
+    /// messages come in through [`super::inject_server_message`]. For tests
+    /// that wire peers in one page without a server.
+    InPage(Rc<dyn Fn(ClientMessage)>),
+}
+
+impl std::fmt::Debug for SignalMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::WebSocket(u) => f.debug_tuple("WebSocket").field(u).finish(),
+            Self::InPage(_) => f.write_str("InPage"),
+        }
+    }
+}
+
 /// What the page passed to `RoomClient.join`, parsed.
 #[derive(Debug)]
 pub struct Options {
-    /// `ws(s)://…/api/v1/rooms/{id}/signal`.
-    pub signal_url: String,
+    /// The signaling path.
+    pub signal: SignalMode,
     /// REST base and token.
     pub api: Api,
     /// The room.
@@ -267,6 +287,14 @@ impl Driver {
         }
         self.socket = None;
         self.socket_gen += 1;
+        let url = match &self.opts.signal {
+            SignalMode::WebSocket(url) => url.clone(),
+            SignalMode::InPage(_) => {
+                self.signal_up = true;
+                self.emit(json!({ "type": "connection", "state": "open" }));
+                return;
+            }
+        };
         let token = match Token::new(self.opts.api.token.clone()) {
             Ok(t) => t,
             Err(_) => {
@@ -277,13 +305,7 @@ impl Driver {
         let weak = self.weak.clone();
         let deliver_fn: Rc<dyn Fn(SignalInput)> =
             Rc::new(move |i| deliver(&weak, Input::Signal(i)));
-        match SignalSocket::connect(
-            &self.opts.signal_url,
-            token,
-            self.public_key,
-            self.socket_gen,
-            deliver_fn,
-        ) {
+        match SignalSocket::connect(&url, token, self.public_key, self.socket_gen, deliver_fn) {
             Ok(s) => {
                 self.socket = Some(s);
                 self.emit(json!({ "type": "connection", "state": "connecting" }));
@@ -361,6 +383,12 @@ impl Driver {
     }
 
     fn send_signal(&mut self, msg: &ClientMessage) {
+        if let SignalMode::InPage(f) = &self.opts.signal {
+            if self.stopped.is_none() {
+                f(msg.clone());
+            }
+            return;
+        }
         let sent = self.socket.as_ref().is_some_and(|s| s.send(msg).is_ok());
         if !sent {
             self.counters.signal_dropped += 1;
@@ -873,6 +901,11 @@ impl Driver {
         let now = self.now();
         match input {
             Input::Signal(s) => self.on_signal(s),
+            Input::ServerMessage(m) => {
+                if matches!(self.opts.signal, SignalMode::InPage(_)) && self.stopped.is_none() {
+                    self.on_server_message(*m);
+                }
+            }
             Input::LocalDescription {
                 peer,
                 conn_gen,

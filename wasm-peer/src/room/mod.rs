@@ -35,7 +35,7 @@ use watchparty_peer::channels::ChannelId;
 use watchparty_peer::ids::UserId;
 
 pub use command::{JsCommand, parse as parse_command};
-pub use driver::{Driver, Options};
+pub use driver::{Driver, Options, SignalMode};
 
 use crate::player::PlayerInput;
 use crate::rtc::{ConnectionState, IceCandidate, SessionDescription};
@@ -134,8 +134,16 @@ pub enum Input {
         /// Why.
         message: String,
     },
+    /// A server message from in-page signaling ([`SignalMode::InPage`]).
+    ServerMessage(Box<watchparty_peer::signaling::ServerMessage>),
     /// The timer fired.
     Timer,
+}
+
+/// Hands a server message to a driver using [`SignalMode::InPage`]
+/// (ignored by WebSocket drivers).
+pub fn inject_server_message(shared: &Rc<Shared>, msg: watchparty_peer::signaling::ServerMessage) {
+    deliver(&Rc::downgrade(shared), Input::ServerMessage(Box::new(msg)));
 }
 
 /// The driver and what its callbacks share.
