@@ -73,6 +73,7 @@ export function roomPage(main, { roomId, me, setBanner, navigate }) {
     ctx.closed = true;
     for (const t of ctx.timers) clearInterval(t);
     for (const u of ctx.unsubs) u();
+    if (ctx.onKey) document.removeEventListener('keydown', ctx.onKey);
     if (ctx.client) { try { ctx.client.leave(); } catch (_) { /* already closed */ } }
     ctx.client = null;
     if (window.__watchparty_room) delete window.__watchparty_room;
@@ -343,7 +344,8 @@ function render(ctx, main, setBanner, navigate) {
           h('div', { class: 'row wrap', id: 'queue-tools' }, ui.prev, ui.next, ui.queueAddSel, ui.queueAdd)),
         h('section', { class: 'card', 'aria-labelledby': 'invite-h' }, h('h2', { id: 'invite-h' }, 'Invite'), h('div', { class: 'row' }, ui.invite, ui.copy)),
         ui.hostTools)));
-  document.addEventListener('keydown', (ev) => keyboard(ctx, ui, ev));
+  ctx.onKey = (ev) => keyboard(ctx, ui, ev);
+  document.addEventListener('keydown', ctx.onKey);
   renderMembersFromRest(ctx, ui);
   setEnabled(ctx, ui, false);
   return ui;
@@ -480,7 +482,7 @@ function onEvent(ctx, ui, ev, setBanner) {
     case 'media':
       if (ev.state === 'failed') showMessage(ui.msg, 'The video could not be loaded: ' + (ev.error || 'unknown error'));
       ui.mediaTitle.textContent = (ev.title || ctx.titles.get(String(ev.media_id)) || '') + (ev.state === 'loading' ? ' (loading…)' : '');
-      if (ev.state === 'ready') ensureSubtitles(ctx, ui, ev.media_id);
+      if (ev.state === 'ready') ensureSubtitles(ctx, ui);
       break;
     case 'policy':
       if (ev.policy) { ctx.sessionPolicy = ev.policy; setEnabled(ctx, ui, true); }
@@ -529,15 +531,8 @@ async function refreshRoom(ctx, ui) {
   } catch (_) { /* shown through events */ }
 }
 
-async function ensureSubtitles(ctx, ui, mediaId) {
-  // The player adapter may already have added tracks; add them only if not.
-  if (ui.video.querySelector('track')) { refreshSubtitleChoices(ui); return; }
-  try {
-    const s = await api('POST', `/api/v1/media/${mediaId}/stream-url`);
-    for (const sub of s.subtitles || []) {
-      ui.video.appendChild(h('track', { kind: 'subtitles', src: sub.url, srclang: sub.language || 'und', label: sub.language || `Subtitles ${sub.id}` }));
-    }
-  } catch (_) { /* no subtitles */ }
+function ensureSubtitles(ctx, ui) {
+  // The player adapter adds the item's subtitles as <track>s; each viewer picks their own.
   refreshSubtitleChoices(ui);
 }
 

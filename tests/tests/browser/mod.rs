@@ -1,0 +1,330 @@
+//! Harness for the web-app tests: the real signaling server in-process
+//! (real SQLite file, HTTP/WebSocket on 127.0.0.1, serving `web/` and the
+//! wasm bundle), a real WebM clip made with ffmpeg, and headless Chromium
+//! driven over WebDriver.
+//!
+//! Chromium never gathers 127.0.0.1 ICE candidates; the page is loaded from
+//! 127.0.0.1 (a secure context), and WebRTC runs over the machine's other
+//! address — in `cargo xtask test` the private namespace's 192.0.2.77.
+#![allow(dead_code)]
+
+pub mod webdriver;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use watchparty_signal::AppState;
+use watchparty_signal::config::{Argon2Cost, Config};
+use watchparty_signal::validate::{DisplayName, Username};
+pub use webdriver::Browser;
+
+/// Password of every test user.
+pub const PASSWORD: &str = "correct-horse-battery";
+/// The bundle's JS module inside the pkg directory.
+pub const BUNDLE_JS: &str = "watchparty_wasm_peer.js";
+/// Length of the generated clip (s).
+pub const CLIP_SECS: u32 = 120;
+/// Sync tolerance between two pages measured at one instant (ms).
+pub const SYNC_TOLERANCE_MS: f64 = 50.0;
+/// Longest wait for a room to settle after a command.
+pub const SETTLE: Duration = Duration::from_secs(40);
+
+/// Whether the browser tests can run here; prints why not.
+pub fn browser_available() -> bool {
+    match webdriver::chromedriver_path() {
+        Some(p) if p.is_file() => true,
+        _ => {
+            eprintln!(
+                "SKIPPED: $CHROMEDRIVER is not set (the e2e step of `cargo xtask test` sets it)"
+            );
+            false
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// `$WATCHPARTY_WEB_DIR` or `<workspace>/web`.
+pub fn web_dir() -> PathBuf {
+    std::env::var_os("WATCHPARTY_WEB_DIR")
+        .map_or_else(|| workspace_root().join("web"), PathBuf::from)
+}
+
+/// `$WATCHPARTY_WEB_PKG_DIR` or `<web_dir>/pkg`.
+pub fn pkg_dir() -> PathBuf {
+    std::env::var_os("WATCHPARTY_WEB_PKG_DIR").map_or_else(|| web_dir().join("pkg"), PathBuf::from)
+}
+
+/// Panics unless the bundle is built and exports `RoomClient`.
+pub fn require_room_client() {
+    let dir = pkg_dir();
+    assert!(
+        dir.join(BUNDLE_JS).is_file(),
+        "the browser bundle is missing in {} (the e2e step of `cargo xtask test` and \
+         `cargo xtask demo` build it)",
+        dir.display()
+    );
+    let js = std::fs::read_to_string(dir.join(BUNDLE_JS)).unwrap();
+    assert!(
+        js.contains("class RoomClient"),
+        "the browser bundle in {} does not export RoomClient yet",
+        dir.display()
+    );
+}
+
+/// A WebM (VP8 + Opus) test clip, made once per target dir with ffmpeg.
+pub fn clip() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let out = dir.join(format!("watchparty-e2e-clip-{CLIP_SECS}s.webm"));
+    if out.is_file() {
+        return out;
+    }
+    let tmp = dir.join(format!("watchparty-e2e-clip-{}.webm", std::process::id()));
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc2=size=320x180:rate=25:duration={CLIP_SECS}"))
+        .args(["-f", "lavfi", "-i"])
+        .arg(format!("sine=frequency=440:sample_rate=48000:duration={CLIP_SECS}"))
+        .args(["-c:v", "libvpx", "-b:v", "150k", "-deadline", "realtime", "-cpu-used", "8"])
+        .args(["-g", "25", "-c:a", "libopus", "-b:a", "32k", "-shortest"])
+        .arg(&tmp)
+        .status()
+        .expect("ffmpeg runs (cargo xtask setup installs it)");
+    assert!(status.success(), "ffmpeg failed: {status}");
+    std::fs::rename(&tmp, &out).unwrap();
+    out
+}
+
+/// The server with a library `films` holding the clip, and users.
+pub struct Site {
+    pub base: String,
+    pub state: AppState,
+    pub lib: i64,
+    pub media_id: i64,
+    _dir: tempfile::TempDir,
+}
+
+impl Site {
+    /// Starts the server; every user in `users` gets access to the library.
+    pub async fn start(users: &[&str]) -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        let lib = dir.path().join("lib");
+        std::fs::create_dir_all(&lib).unwrap();
+        std::fs::copy(clip(), lib.join("clip.webm")).unwrap();
+        std::fs::write(
+            lib.join("clip.en.vtt"),
+            "WEBVTT\n\n00:00.000 --> 00:05.000\nhello\n",
+        )
+        .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let mut config = Config::new(dir.path().join("data"));
+        config.argon2 = Argon2Cost {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        };
+        config.public_url = Some(base.clone());
+        config.web_dir = web_dir();
+        config.web_pkg_dir = Some(pkg_dir());
+        let state = AppState::new(config).await.unwrap();
+        let st = state.clone();
+        tokio::spawn(async move {
+            watchparty_signal::server::serve(st, listener, std::future::pending()).await
+        });
+        let lib_id: i64 = sqlx::query_scalar(
+            "INSERT INTO libraries (name, root_path, created_at) VALUES ('films', ?1, 0) RETURNING id",
+        )
+        .bind(std::fs::canonicalize(&lib).unwrap().to_str().unwrap())
+        .fetch_one(&state.db)
+        .await
+        .unwrap();
+        watchparty_signal::media::scan::scan_library(&state.db, lib_id)
+            .await
+            .unwrap();
+        let media_id: i64 =
+            sqlx::query_scalar("SELECT id FROM media_items WHERE library_id = ?1")
+                .bind(lib_id)
+                .fetch_one(&state.db)
+                .await
+                .unwrap();
+        let site = Site {
+            base,
+            state,
+            lib: lib_id,
+            media_id,
+            _dir: dir,
+        };
+        for u in users {
+            site.add_user(u).await;
+        }
+        site
+    }
+
+    /// A user with access to the library.
+    pub async fn add_user(&self, name: &str) -> i64 {
+        let id = self.add_user_without_access(name).await;
+        sqlx::query(
+            "INSERT INTO library_grants (user_id, library_id, created_at) VALUES (?1, ?2, 0)",
+        )
+        .bind(id)
+        .bind(self.lib)
+        .execute(&self.state.db)
+        .await
+        .unwrap();
+        id
+    }
+
+    /// A user without any library.
+    pub async fn add_user_without_access(&self, name: &str) -> i64 {
+        let hash = self.state.hasher.hash(PASSWORD.as_bytes()).await.unwrap();
+        watchparty_signal::accounts::create_user(
+            &self.state.db,
+            &Username::parse(name).unwrap(),
+            &DisplayName::parse(name).unwrap(),
+            &hash,
+            false,
+        )
+        .await
+        .unwrap()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+/// Signs `user` in through the sign-in form and waits for the media page.
+pub async fn sign_in(b: &Browser, site: &Site, user: &str) {
+    b.goto(&site.url("/login")).await;
+    let u = b.find("#login-username").await;
+    b.type_into(&u, user).await;
+    let p = b.find("#login-password").await;
+    b.type_into(&p, PASSWORD).await;
+    let submit = b.find("#login-submit").await;
+    b.click(&submit).await;
+    b.wait_until(
+        "signed in",
+        "return !document.getElementById('nav').hidden",
+        Duration::from_secs(20),
+    )
+    .await;
+}
+
+/// Creates a room through the create form, inviting `invites` (username,
+/// role); returns the room id.
+pub async fn create_room(b: &Browser, site: &Site, invites: &[(&str, &str)]) -> String {
+    b.goto(&site.url("/create")).await;
+    b.find("#create-form").await;
+    for (user, role) in invites {
+        let cb = b.find(&format!("#inv-{user}")).await;
+        b.click(&cb).await;
+        b.exec(
+            "document.getElementById('inv-role-' + arguments[0]).value = arguments[1]",
+            json!([user, role]),
+        )
+        .await;
+    }
+    let submit = b.find("#create-submit").await;
+    b.click(&submit).await;
+    let path = b
+        .wait_until(
+            "the room page",
+            "return /^\\/room\\/[0-9a-f]{32}$/.test(location.pathname) && location.pathname",
+            Duration::from_secs(20),
+        )
+        .await;
+    path.as_str().unwrap().trim_start_matches("/room/").to_owned()
+}
+
+/// Waits until the page's RoomClient reports a connected peer mesh with
+/// `peers` neighbours and loaded media.
+pub async fn wait_connected(b: &Browser, peers: usize) {
+    b.wait_until(
+        "the room client with its peers",
+        &format!(
+            "const r = window.__watchparty_room; if (!r) return false; \
+             const s = r.status(); \
+             const open = (s.peers || []).filter(p => p.state === 'connected' || p.state === 'open').length; \
+             const v = document.getElementById('video'); \
+             return open >= {peers} && v && v.readyState >= 1"
+        ),
+        SETTLE,
+    )
+    .await;
+}
+
+/// Snapshot of a page's player: `(position ms, wall ms, paused, rate)`.
+pub const SAMPLE_JS: &str = "const v = document.getElementById('video'); \
+     return {pos: v.currentTime * 1000, wall: performance.timeOrigin + performance.now(), \
+     paused: v.paused, rate: v.playbackRate, seeking: v.seeking, ready: v.readyState};";
+
+/// One page's sample, moved to wall instant `t` (ms).
+pub fn position_at(s: &Value, t: f64) -> f64 {
+    let pos = s["pos"].as_f64().unwrap();
+    if s["paused"].as_bool().unwrap_or(true) {
+        return pos;
+    }
+    pos + (t - s["wall"].as_f64().unwrap()) * s["rate"].as_f64().unwrap_or(1.0)
+}
+
+/// Samples every page at once; returns the samples and the spread of the
+/// positions (ms) at the latest sampling instant.
+pub async fn sample_all(pages: &[&Browser]) -> (Vec<Value>, f64) {
+    let futs = pages.iter().map(|b| b.exec(SAMPLE_JS, json!([])));
+    let samples = futures_util::future::join_all(futs).await;
+    let t = samples
+        .iter()
+        .map(|s| s["wall"].as_f64().unwrap())
+        .fold(f64::MIN, f64::max);
+    let pos: Vec<f64> = samples.iter().map(|s| position_at(s, t)).collect();
+    let spread = pos.iter().cloned().fold(f64::MIN, f64::max)
+        - pos.iter().cloned().fold(f64::MAX, f64::min);
+    (samples, spread)
+}
+
+/// Waits until every page is within [`SYNC_TOLERANCE_MS`] of the others,
+/// `paused` as given, for three samples in a row; returns the last samples.
+pub async fn wait_in_sync(pages: &[&Browser], paused: bool) -> Vec<Value> {
+    let started = Instant::now();
+    let mut good = 0;
+    let mut last = (Vec::new(), f64::MAX);
+    while started.elapsed() < SETTLE {
+        last = sample_all(pages).await;
+        let states_ok = last
+            .0
+            .iter()
+            .all(|s| s["paused"].as_bool() == Some(paused) && s["seeking"] == false);
+        if states_ok && last.1 <= SYNC_TOLERANCE_MS {
+            good += 1;
+            if good >= 3 {
+                return last.0;
+            }
+        } else {
+            good = 0;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    panic!(
+        "pages not in sync within {SETTLE:?}: spread {:.1} ms, samples {:?}",
+        last.1, last.0
+    );
+}
+
+/// Saves a screenshot under `target/screenshots/<name>.png`; returns the path.
+pub async fn save_screenshot(b: &Browser, name: &str) -> PathBuf {
+    let dir = workspace_root().join("target").join("screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{name}.png"));
+    let png = b.screenshot().await;
+    assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
+    std::fs::write(&path, png).unwrap();
+    println!("screenshot: {}", path.display());
+    path
+}
