@@ -277,7 +277,9 @@ async fn create(sh: &Shared, w: &mut Writer) -> bool {
 }
 
 async fn end_room(sh: &Shared, w: &mut Writer, id: &str) -> bool {
-    w.pending = Some(Pending::End { room: id.to_owned() });
+    w.pending = Some(Pending::End {
+        room: id.to_owned(),
+    });
     match call(
         sh,
         Method::POST,
@@ -365,10 +367,19 @@ fn verify(writers: &mut [Writer], db: &[DbRoom]) -> usize {
     for r in db {
         let hosts: Vec<_> = r.members.iter().filter(|(_, m)| m.0 == "host").collect();
         assert_eq!(hosts.len(), 1, "room {} has {} hosts", r.id, hosts.len());
-        assert_eq!(*hosts[0].0, r.host, "room {}: host row is not the room's host", r.id);
+        assert_eq!(
+            *hosts[0].0, r.host,
+            "room {}: host row is not the room's host",
+            r.id
+        );
         assert_eq!(hosts[0].1.1, "joined", "room {}: host not seated", r.id);
         let seated = r.members.values().filter(|m| m.1 == "joined").count() as i64;
-        assert!(seated <= r.max_members, "room {}: {seated} seated > {}", r.id, r.max_members);
+        assert!(
+            seated <= r.max_members,
+            "room {}: {seated} seated > {}",
+            r.id,
+            r.max_members
+        );
         assert_eq!(r.queue, 1, "room {}: queue rows {}", r.id, r.queue);
         if !r.ended {
             *open_per_host.entry(r.host).or_default() += 1;
@@ -402,9 +413,11 @@ fn verify(writers: &mut [Writer], db: &[DbRoom]) -> usize {
                     .get(user)
                     .unwrap_or_else(|| panic!("member {user} of {} lost", room.id));
                 let alt = match &w.pending {
-                    Some(Pending::Member { room: r, user: u, to }) if *r == room.id && u == user => {
-                        Some(to)
-                    }
+                    Some(Pending::Member {
+                        room: r,
+                        user: u,
+                        to,
+                    }) if *r == room.id && u == user => Some(to),
                     _ => None,
                 };
                 assert!(
@@ -413,7 +426,12 @@ fn verify(writers: &mut [Writer], db: &[DbRoom]) -> usize {
                     room.id
                 );
             }
-            assert_eq!(got.members.len(), room.members.len(), "room {}: extra member rows", room.id);
+            assert_eq!(
+                got.members.len(),
+                room.members.len(),
+                "room {}: extra member rows",
+                room.id
+            );
             room.members = got.members.clone();
         }
         // An unanswered creation: absent, or present and complete.

@@ -13,7 +13,10 @@
 //!
 //! Scale comes from the environment (`cargo xtask soak` sets it; the default
 //! test run uses the small defaults): `WATCHPARTY_SOAK_SECS`,
-//! `WATCHPARTY_SOAK_ROOMS`, `WATCHPARTY_SOAK_MEMBERS`, `WATCHPARTY_SOAK_HOSTILE`.
+//! `WATCHPARTY_SOAK_ROOMS`, `WATCHPARTY_SOAK_MEMBERS`, `WATCHPARTY_SOAK_HOSTILE`,
+//! `WATCHPARTY_SOAK_STAY_MS` (how long a guest stays per session). The server
+//! runs with default limits except `max_connections` (raised: 200 × 8 members
+//! exceed the default 1024 sockets).
 //!
 //! Per-IP limits key on the client address, so every legitimate member
 //! connects from its own loopback address (127.10.x.y) and the hostile
@@ -58,10 +61,18 @@ const FD_SLACK: usize = 16;
 const FD_SETTLE: Duration = Duration::from_secs(20);
 /// Slowloris sockets per hostile slowloris client.
 const SLOWLORIS_SOCKETS: usize = 10;
+/// A legitimate client refused with 429/503 at the WebSocket upgrade (the
+/// global or per-IP cap on unauthenticated sockets, which hostile sockets
+/// fill) retries after this long, as the native driver does with backoff...
+const THROTTLED_RETRY: Duration = Duration::from_millis(250);
+/// ...for at most this long before it counts an error.
+const THROTTLED_GIVE_UP: Duration = Duration::from_secs(30);
 
 #[derive(Clone, Copy, Debug)]
 struct Params {
     secs: u64,
+    /// A guest stays connected `stay_ms .. 2 × stay_ms` per session.
+    stay_ms: u64,
     rooms: usize,
     members: usize,
     hostile: usize,
@@ -78,6 +89,7 @@ impl Params {
     fn from_env() -> Params {
         Params {
             secs: env_or("WATCHPARTY_SOAK_SECS", 8),
+            stay_ms: env_or("WATCHPARTY_SOAK_STAY_MS", 1000),
             rooms: env_or("WATCHPARTY_SOAK_ROOMS", 6),
             members: env_or("WATCHPARTY_SOAK_MEMBERS", 4),
             hostile: env_or("WATCHPARTY_SOAK_HOSTILE", 10),
@@ -89,6 +101,7 @@ impl Params {
 #[derive(Default)]
 struct Stats {
     join_us: Mutex<Vec<u64>>,
+    throttled_retries: AtomicU64,
     relay_us: Mutex<Vec<u64>>,
     rejoin_us: Mutex<Vec<u64>>,
     errors: Mutex<Vec<String>>,
@@ -195,7 +208,21 @@ async fn ws_join(
     token: &str,
     key: &SigningKey,
 ) -> Result<(Ws, u64), String> {
-    let mut ws = ws_open(ctx, room, from).await?;
+    let t0 = Instant::now();
+    let mut ws = loop {
+        match ws_open(ctx, room, from).await {
+            Ok(ws) => break ws,
+            Err(e)
+                if (e.contains("429") || e.contains("503"))
+                    && t0.elapsed() < THROTTLED_GIVE_UP
+                    && !ctx.stopped() =>
+            {
+                ctx.stats.throttled_retries.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(THROTTLED_RETRY).await;
+            }
+            Err(e) => return Err(e),
+        }
+    };
     ws_send(
         &mut ws,
         json!({"type": "auth", "token": token, "key": key.public_key().to_base64url()}),
@@ -399,7 +426,14 @@ async fn guest_session(
     Ok(())
 }
 
-async fn guest_task(ctx: Arc<Ctx>, room: String, mut m: Member, host: u64, seed: u64) {
+async fn guest_task(
+    ctx: Arc<Ctx>,
+    room: String,
+    mut m: Member,
+    host: u64,
+    seed: u64,
+    stay_ms: u64,
+) {
     let mut rng = seed | 1;
     let mut rand = move |n: u64| {
         rng ^= rng << 13;
@@ -408,7 +442,7 @@ async fn guest_task(ctx: Arc<Ctx>, room: String, mut m: Member, host: u64, seed:
         rng % n
     };
     while !ctx.stopped() {
-        let stay = Duration::from_millis(500 + rand(2000));
+        let stay = Duration::from_millis(stay_ms + rand(stay_ms));
         if let Err(e) = guest_session(&ctx, &room, &mut m, host, stay).await {
             if !ctx.stopped() {
                 ctx.stats.error(format!("guest: {e}"));
@@ -418,7 +452,7 @@ async fn guest_task(ctx: Arc<Ctx>, room: String, mut m: Member, host: u64, seed:
             break;
         }
         // Now and then leave the room for real and join it again (REST).
-        if rand(4) == 0 {
+        if rand(6) == 0 {
             let t0 = Instant::now();
             let left = m
                 .post(&ctx, &format!("/api/v1/rooms/{room}/leave"), Value::Null)
@@ -665,10 +699,7 @@ async fn load_and_hostile_clients() {
     assert!(p.members >= 2 && p.members <= 16 && p.rooms > 0);
     println!("soak: {p:?}");
     let tmp = tempfile::tempdir().unwrap();
-    let dir = DataDir::new(
-        tmp.path(),
-        "[signaling]\nmax_connections = 8192\nmax_unauthenticated = 512\n",
-    );
+    let dir = DataDir::new(tmp.path(), "[signaling]\nmax_connections = 8192\n");
     let victims = 5;
     let mut names: Vec<String> = (0..p.rooms)
         .flat_map(|r| (0..p.members).map(move |m| username(r, m)))
@@ -751,6 +782,7 @@ async fn load_and_hostile_clients() {
                 member,
                 host_ids[r],
                 i as u64 * 7919,
+                p.stay_ms,
             )));
         }
     }
@@ -793,7 +825,8 @@ async fn load_and_hostile_clients() {
     let peak_fds = samples.iter().map(|s| s.2).max().unwrap_or(base_fds);
     let errors = ctx.stats.errors.lock().unwrap().clone();
     let report = json!({
-        "params": {"secs": p.secs, "rooms": p.rooms, "members": p.members, "hostile": p.hostile},
+        "throttled_upgrade_retries": ctx.stats.throttled_retries.load(Ordering::Relaxed),
+        "params": {"secs": p.secs, "stay_ms": p.stay_ms, "rooms": p.rooms, "members": p.members, "hostile": p.hostile},
         "setup_secs": setup_secs,
         "legit_ops": ctx.stats.legit_ops.load(Ordering::Relaxed),
         "legit_errors": errors.len(),
@@ -819,13 +852,14 @@ async fn load_and_hostile_clients() {
     std::fs::write(out.join(format!("soak-{stamp}.json")), &text).unwrap();
     std::fs::write(out.join("soak-latest.json"), &text).unwrap();
     println!(
-        "soak summary: {} rooms × {} members, {} hostile clients, {} s\n  legit ops {}, errors {}\n  join {}\n  relay {}\n  rejoin {}\n  hostile ops {}, refused/closed {}, unexpected 5xx {}, slowloris sockets cut {}\n  RSS KiB: baseline {base_rss}, after warm-up {warm_rss}, max after warm-up {max_rss_after}, end {end_rss}\n  fds: baseline {base_fds}, peak {peak_fds}, end {end_fds}\n  written to {}",
+        "soak summary: {} rooms × {} members, {} hostile clients, {} s\n  legit ops {}, errors {}, upgrade retries after 429/503 {}\n  join {}\n  relay {}\n  rejoin {}\n  hostile ops {}, refused/closed {}, unexpected 5xx {}, slowloris sockets cut {}\n  RSS KiB: baseline {base_rss}, after warm-up {warm_rss}, max after warm-up {max_rss_after}, end {end_rss}\n  fds: baseline {base_fds}, peak {peak_fds}, end {end_fds}\n  written to {}",
         p.rooms,
         p.members,
         p.hostile,
         p.secs,
         report["legit_ops"],
         errors.len(),
+        report["throttled_upgrade_retries"],
         report["join"],
         report["relay"],
         report["rejoin"],
@@ -835,10 +869,21 @@ async fn load_and_hostile_clients() {
         report["slowloris_sockets_cut"],
         out.display()
     );
-    assert!(errors.is_empty(), "legitimate errors: {:?}", &errors[..errors.len().min(10)]);
-    assert!(ctx.stats.legit_ops.load(Ordering::Relaxed) > 0, "no legitimate traffic ran");
+    assert!(
+        errors.is_empty(),
+        "legitimate errors: {:?}",
+        &errors[..errors.len().min(10)]
+    );
+    assert!(
+        ctx.stats.legit_ops.load(Ordering::Relaxed) > 0,
+        "no legitimate traffic ran"
+    );
     assert!(ctx.stats.hostile_ops.load(Ordering::Relaxed) > 0 || p.hostile == 0);
-    assert_eq!(ctx.stats.hostile_5xx.load(Ordering::Relaxed), 0, "hostile input caused a server error");
+    assert_eq!(
+        ctx.stats.hostile_5xx.load(Ordering::Relaxed),
+        0,
+        "hostile input caused a server error"
+    );
     assert!(
         end_fds <= base_fds + FD_SLACK,
         "open fds {end_fds} did not return to the baseline {base_fds} (+{FD_SLACK})"

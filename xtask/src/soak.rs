@@ -49,7 +49,14 @@ pub fn inner(minutes: u32) -> Result<(), Failure> {
     };
     println!("\n==> soak 1/3: crash safety, {CRASH_CYCLES} kill -9 cycles");
     env(Cmd::cargo())
-        .args(["test", "--offline", "-p", "watchparty-signal", "--test", "crash"])
+        .args([
+            "test",
+            "--offline",
+            "-p",
+            "watchparty-signal",
+            "--test",
+            "crash",
+        ])
         .args(["--", "--nocapture"])
         .env("WATCHPARTY_CRASH_CYCLES", CRASH_CYCLES.to_string())
         .run()?;
@@ -58,9 +65,19 @@ pub fn inner(minutes: u32) -> Result<(), Failure> {
          {SOAK_HOSTILE} hostile clients for {minutes} min"
     );
     env(Cmd::cargo())
-        .args(["test", "--offline", "-p", "watchparty-signal", "--test", "soak"])
+        .args([
+            "test",
+            "--offline",
+            "-p",
+            "watchparty-signal",
+            "--test",
+            "soak",
+        ])
         .args(["--", "--nocapture"])
-        .env("WATCHPARTY_SOAK_SECS", (u64::from(minutes) * 60).to_string())
+        .env(
+            "WATCHPARTY_SOAK_SECS",
+            (u64::from(minutes) * 60).to_string(),
+        )
         .env("WATCHPARTY_SOAK_ROOMS", SOAK_ROOMS.to_string())
         .env("WATCHPARTY_SOAK_MEMBERS", SOAK_MEMBERS.to_string())
         .env("WATCHPARTY_SOAK_HOSTILE", SOAK_HOSTILE.to_string())
@@ -68,8 +85,21 @@ pub fn inner(minutes: u32) -> Result<(), Failure> {
         .run()?;
     println!("\n==> soak 3/3: sync under loss, delay/jitter and partition (full grid)");
     env(Cmd::cargo())
-        .args(["test", "--offline", "-p", "watchparty-e2e", "--test", "impairment"])
-        .args(["--", "--include-ignored", "--nocapture", "--test-threads", "1"])
+        .args([
+            "test",
+            "--offline",
+            "-p",
+            "watchparty-e2e",
+            "--test",
+            "impairment",
+        ])
+        .args([
+            "--",
+            "--include-ignored",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
         .run()?;
     println!("\nxtask soak: OK");
     Ok(())
