@@ -1,0 +1,544 @@
+//! A malicious signaling path, built on the real server: the follower's
+//! signaling WebSocket goes through an in-process relaying proxy in front of
+//! the real server (real SQLite, real HTTP/WebSocket on 127.0.0.1); the host
+//! connects to the server directly. Everything else is real: two native
+//! drivers (`peer/src/native/driver.rs`) and real WebRTC (str0m) over
+//! loopback UDP.
+//!
+//! * `PassThrough`: the proxy relays verbatim — the host's signed DTLS
+//!   binding verifies (control: the proxy itself breaks nothing).
+//! * `Mitm`: the proxy terminates WebRTC on both sides with its own DTLS
+//!   certificate (two str0m transports of its own), answers the follower's
+//!   offer itself and offers to the host in the follower's name, so the
+//!   `a=fingerprint` each side sees is the attacker's — and relays every
+//!   data-channel message between them. The follower, which pinned the host
+//!   key from the invite link, detects the mismatch through the host-signed
+//!   binding and drops the connection (`BindingMismatch { pinned: true }`).
+//! * `ForgeHost`: the proxy swaps the server's certificate-signing key for
+//!   its own, re-issues every certificate of `hello` / `member_joined` /
+//!   `host_changed` with it, and gives the host certificate a key of its
+//!   own. The follower that pinned the host key refuses the forged host
+//!   certificate (`HostKeyMismatch`) and never takes commands from it.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpListener;
+use tokio::time::timeout;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use watchparty_peer::cert::SignedCertificate;
+use watchparty_peer::channels::ChannelId;
+use watchparty_peer::crypto::{PublicKey, SigningKey};
+use watchparty_peer::ids::{Role, RoomId};
+use watchparty_peer::native::api_client::{ApiClient, CreateRoom, Invite};
+use watchparty_peer::native::candidates::HostAddrs;
+use watchparty_peer::native::config_store::new_signing_key;
+use watchparty_peer::native::driver::{DriverConfig, DriverEvent, DriverHandle, VirtualMedia};
+use watchparty_peer::native::player::PlayerClock;
+use watchparty_peer::native::player::virtual_backend::VirtualBackend;
+use watchparty_peer::native::rtc::{TransportConfig, TransportEvent};
+use watchparty_peer::native::udp::UdpRtc;
+use watchparty_peer::signaling::{BoundedVec, ClientMessage, RosterEntry, Sdp, ServerMessage};
+use watchparty_peer::time::MediaPos;
+use watchparty_peer::virtual_player::VirtualPlayerConfig;
+use watchparty_signal::AppState;
+use watchparty_signal::config::{Argon2Cost, Config};
+use watchparty_signal::validate::{DisplayName, Username};
+
+const PASSWORD: &str = "correct-horse-battery";
+
+/// How long a test waits for the event it expects.
+const EVENT_WAIT: Duration = Duration::from_secs(30);
+
+/// What the proxy does to the follower's signaling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    PassThrough,
+    Mitm,
+    ForgeHost,
+}
+
+// ------------------------------------------------------------------ proxy --
+
+/// The attacker's transport keys: `A` faces the follower, `B` the host.
+const TO_FOLLOWER: u64 = 1;
+const TO_HOST: u64 = 2;
+
+/// Keys the forging proxy signs with.
+struct Forger {
+    server: SigningKey,
+    host: SigningKey,
+}
+
+impl Forger {
+    fn reissue(&self, cert: &SignedCertificate) -> SignedCertificate {
+        let mut body = cert.claimed().clone();
+        if body.role == Role::Host {
+            body.key = self.host.public_key();
+        }
+        SignedCertificate::issue(&self.server, body).unwrap()
+    }
+
+    fn entry(&self, e: &RosterEntry) -> RosterEntry {
+        RosterEntry {
+            certificate: self.reissue(&e.certificate),
+            online: e.online,
+        }
+    }
+
+    fn rewrite(&self, msg: ServerMessage) -> ServerMessage {
+        match msg {
+            ServerMessage::Hello {
+                protocol,
+                room,
+                you,
+                epoch,
+                server_key: _,
+                certificate,
+                members,
+                ice_servers,
+                offerer,
+            } => ServerMessage::Hello {
+                protocol,
+                room,
+                you,
+                epoch,
+                server_key: self.server.public_key(),
+                certificate: self.reissue(&certificate),
+                members: BoundedVec::new(
+                    members.as_slice().iter().map(|e| self.entry(e)).collect(),
+                )
+                .unwrap(),
+                ice_servers,
+                offerer,
+            },
+            ServerMessage::MemberJoined { member } => ServerMessage::MemberJoined {
+                member: self.entry(&member),
+            },
+            ServerMessage::HostChanged { certificate } => ServerMessage::HostChanged {
+                certificate: self.reissue(&certificate),
+            },
+            ServerMessage::RoleChanged { certificate } => ServerMessage::RoleChanged {
+                certificate: self.reissue(&certificate),
+            },
+            other => other,
+        }
+    }
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+type Upstream =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Counters the test reads back (what the proxy really did).
+#[derive(Debug, Default, Clone, Copy)]
+struct ProxyStats {
+    offers_terminated: u32,
+    frames_relayed: u32,
+    certificates_forged: u32,
+}
+
+/// Relays one follower connection to `upstream`, applying `mode`.
+async fn proxy_connection(
+    down: Ws,
+    upstream: String,
+    mode: Mode,
+    stats: tokio::sync::watch::Sender<ProxyStats>,
+) {
+    let (mut up, _) = tokio_tungstenite::connect_async(upstream).await.unwrap();
+    let mut down = down;
+    let bind = || async {
+        UdpRtc::<u64>::bind(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            HostAddrs::loopback(),
+            TransportConfig::default(),
+        )
+        .await
+        .unwrap()
+    };
+    let mut a = bind().await;
+    let mut b = bind().await;
+    let forger = Forger {
+        server: SigningKey::from_seed(&[0xbd; 32]).unwrap(),
+        host: SigningKey::from_seed(&[0xbe; 32]).unwrap(),
+    };
+    let mut to_host: VecDeque<(ChannelId, Vec<u8>)> = VecDeque::new();
+    let mut to_follower: VecDeque<(ChannelId, Vec<u8>)> = VecDeque::new();
+    loop {
+        tokio::select! {
+            m = down.next() => {
+                let Some(Ok(m)) = m else { break };
+                if mode != Mode::Mitm {
+                    if up.send(m).await.is_err() { break }
+                    continue;
+                }
+                if let WsMessage::Text(t) = &m
+                    && let Ok(msg) = ClientMessage::from_json(t.as_str())
+                {
+                    match msg {
+                        ClientMessage::Offer { to, sdp } => {
+                            // Answer the follower ourselves, offer to the host
+                            // (a renegotiation after the first one is ignored).
+                            if let (Ok(answer), Ok(offer)) = (
+                                a.accept_offer(TO_FOLLOWER, sdp.as_str()),
+                                b.create_offer(TO_HOST),
+                            ) {
+                                send_down(&mut down, ServerMessage::Answer { from: to, sdp: Sdp::new(answer).unwrap() }).await;
+                                send_up(&mut up, ClientMessage::Offer { to, sdp: Sdp::new(offer).unwrap() }).await;
+                                stats.send_modify(|s| s.offers_terminated += 1);
+                            }
+                            continue;
+                        }
+                        ClientMessage::Answer { sdp, .. } => {
+                            let _ = a.accept_answer(TO_FOLLOWER, sdp.as_str());
+                            continue;
+                        }
+                        // Our own candidates are in our SDP; the follower's
+                        // are in its offer.
+                        ClientMessage::Ice { .. } => continue,
+                        _ => {}
+                    }
+                }
+                if up.send(m).await.is_err() { break }
+            }
+            m = up.next() => {
+                let Some(Ok(m)) = m else { break };
+                let WsMessage::Text(t) = &m else {
+                    if down.send(m).await.is_err() { break }
+                    continue;
+                };
+                let Ok(msg) = ServerMessage::from_json(t.as_str()) else {
+                    if down.send(m).await.is_err() { break }
+                    continue;
+                };
+                match (mode, msg) {
+                    (Mode::PassThrough, _) => {
+                        if down.send(m).await.is_err() { break }
+                    }
+                    (Mode::ForgeHost, msg) => {
+                        let forged = forger.rewrite(msg.clone());
+                        if forged != msg {
+                            stats.send_modify(|s| s.certificates_forged += 1);
+                        }
+                        send_down(&mut down, forged).await;
+                    }
+                    (Mode::Mitm, ServerMessage::Offer { from, sdp }) => {
+                        if let (Ok(answer), Ok(offer)) = (
+                            b.accept_offer(TO_HOST, sdp.as_str()),
+                            a.create_offer(TO_FOLLOWER),
+                        ) {
+                            send_up(&mut up, ClientMessage::Answer { to: from, sdp: Sdp::new(answer).unwrap() }).await;
+                            send_down(&mut down, ServerMessage::Offer { from, sdp: Sdp::new(offer).unwrap() }).await;
+                            stats.send_modify(|s| s.offers_terminated += 1);
+                        }
+                    }
+                    (Mode::Mitm, ServerMessage::Answer { sdp, .. }) => {
+                        let _ = b.accept_answer(TO_HOST, sdp.as_str());
+                    }
+                    (Mode::Mitm, ServerMessage::Ice { .. }) => {}
+                    (Mode::Mitm, msg) => send_down(&mut down, msg).await,
+                }
+            }
+            ev = a.next_event() => {
+                if let TransportEvent::Data { channel, data, .. } = ev {
+                    to_host.push_back((channel, data));
+                }
+            }
+            ev = b.next_event() => {
+                if let TransportEvent::Data { channel, data, .. } = ev {
+                    to_follower.push_back((channel, data));
+                }
+            }
+        }
+        // Relay what each side's channels can take now (a channel may open
+        // on one side before the other).
+        while let Some((c, d)) = to_host.front() {
+            if b.send(TO_HOST, *c, d).is_err() {
+                break;
+            }
+            to_host.pop_front();
+            stats.send_modify(|s| s.frames_relayed += 1);
+        }
+        while let Some((c, d)) = to_follower.front() {
+            if a.send(TO_FOLLOWER, *c, d).is_err() {
+                break;
+            }
+            to_follower.pop_front();
+            stats.send_modify(|s| s.frames_relayed += 1);
+        }
+    }
+}
+
+async fn send_down(down: &mut Ws, msg: ServerMessage) {
+    let _ = down
+        .send(WsMessage::Text(msg.to_json().unwrap().into()))
+        .await;
+}
+
+async fn send_up(up: &mut Upstream, msg: ClientMessage) {
+    let _ = up
+        .send(WsMessage::Text(msg.to_json().unwrap().into()))
+        .await;
+}
+
+/// Starts the proxy for the room signaling URL `upstream`; returns the URL
+/// the follower uses instead and the proxy's counters.
+async fn start_proxy(
+    upstream: String,
+    mode: Mode,
+) -> (String, tokio::sync::watch::Receiver<ProxyStats>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::watch::channel(ProxyStats::default());
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let Ok(ws) = tokio_tungstenite::accept_async(tcp).await else {
+                continue;
+            };
+            tokio::spawn(proxy_connection(ws, upstream.clone(), mode, tx.clone()));
+        }
+    });
+    (format!("ws://{addr}/proxied"), rx)
+}
+
+// ------------------------------------------------------------------- room --
+
+async fn add_user(state: &AppState, name: &str) -> i64 {
+    let hash = state.hasher.hash(PASSWORD.as_bytes()).await.unwrap();
+    watchparty_signal::accounts::create_user(
+        &state.db,
+        &Username::parse(name).unwrap(),
+        &DisplayName::parse(name).unwrap(),
+        &hash,
+        false,
+    )
+    .await
+    .unwrap()
+}
+
+/// The real server with a host and one invited follower, logged in.
+struct Setup {
+    dir: tempfile::TempDir,
+    host_api: ApiClient,
+    follower_api: ApiClient,
+    room: RoomId,
+    host_key: SigningKey,
+}
+
+async fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    let mut movie = vec![7u8; 10_000];
+    movie[..12].copy_from_slice(b"\0\0\0\x18ftypisom");
+    std::fs::write(lib.join("movie.mp4"), &movie).unwrap();
+    let mut config = Config::new(dir.path().join("data"));
+    config.argon2 = Argon2Cost {
+        memory_kib: 64,
+        iterations: 1,
+        parallelism: 1,
+    };
+    let state = AppState::new(config).await.unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let st = state.clone();
+    tokio::spawn(async move {
+        watchparty_signal::server::serve(st, listener, std::future::pending()).await
+    });
+    let lib_id: i64 = sqlx::query_scalar(
+        "INSERT INTO libraries (name, root_path, created_at) VALUES ('films', ?1, 0) RETURNING id",
+    )
+    .bind(std::fs::canonicalize(&lib).unwrap().to_str().unwrap())
+    .fetch_one(&state.db)
+    .await
+    .unwrap();
+    watchparty_signal::media::scan::scan_library(&state.db, lib_id)
+        .await
+        .unwrap();
+    let mut apis = Vec::new();
+    for n in ["host", "alice"] {
+        let id = add_user(&state, n).await;
+        sqlx::query(
+            "INSERT INTO library_grants (user_id, library_id, created_at) VALUES (?1, ?2, 0)",
+        )
+        .bind(id)
+        .bind(lib_id)
+        .execute(&state.db)
+        .await
+        .unwrap();
+        let api = ApiClient::new(&base, None).unwrap();
+        api.login(n, PASSWORD).await.unwrap();
+        apis.push(api);
+    }
+    let media = apis[0].media().await.unwrap();
+    let info = media.first().expect("one media item");
+    let host_key = new_signing_key().unwrap();
+    let room = apis[0]
+        .create_room(&CreateRoom {
+            name: "mitm".into(),
+            media_id: info.id,
+            invite_only: true,
+            password: None,
+            invites: vec![Invite {
+                username: "alice".into(),
+                role: "viewer".into(),
+            }],
+            host_public_key: host_key.public_key().to_base64url(),
+        })
+        .await
+        .unwrap();
+    apis[1].join_room(&room.id, None).await.unwrap();
+    let follower_api = apis.pop().unwrap();
+    let host_api = apis.pop().unwrap();
+    Setup {
+        dir,
+        host_api,
+        follower_api,
+        room: room.id.parse().unwrap(),
+        host_key,
+    }
+}
+
+async fn spawn_driver(
+    api: &ApiClient,
+    room: RoomId,
+    url: String,
+    identity: SigningKey,
+    pin: Option<PublicKey>,
+) -> DriverHandle {
+    let clock = PlayerClock::new(tokio::time::Instant::now());
+    let mut cfg = DriverConfig::new(room, url, identity);
+    cfg.bind = SocketAddr::from(([127, 0, 0, 1], 0));
+    cfg.pinned_host = pin;
+    cfg.jitter_seed = 7;
+    let backend = VirtualBackend::new(
+        VirtualPlayerConfig {
+            duration: Some(MediaPos::from_millis(600_000)),
+            ..VirtualPlayerConfig::default()
+        },
+        clock,
+    );
+    DriverHandle::spawn(cfg, clock, backend, api.clone(), VirtualMedia)
+        .await
+        .unwrap()
+}
+
+/// Collects events until one matches `f`; returns it and everything seen.
+async fn wait_for(
+    h: &mut DriverHandle,
+    what: &str,
+    f: impl Fn(&DriverEvent) -> bool,
+) -> (DriverEvent, Vec<DriverEvent>) {
+    let mut seen = Vec::new();
+    let r = timeout(EVENT_WAIT, async {
+        loop {
+            match h.events.recv().await {
+                Some(e) if f(&e) => return e,
+                Some(e) => seen.push(e),
+                None => panic!("driver gone"),
+            }
+        }
+    })
+    .await;
+    match r {
+        Ok(e) => (e, seen),
+        Err(_) => panic!("timed out waiting for {what}; events: {seen:#?}"),
+    }
+}
+
+fn session_detail(e: &DriverEvent, needle: &str) -> bool {
+    matches!(e, DriverEvent::Session { detail } if detail.contains(needle))
+}
+
+/// Host direct, follower (pinned to the host key) through the proxy.
+async fn run_room(
+    mode: Mode,
+) -> (
+    tempfile::TempDir,
+    DriverHandle,
+    DriverHandle,
+    tokio::sync::watch::Receiver<ProxyStats>,
+) {
+    let s = setup().await;
+    let real = s
+        .host_api
+        .signal_url(&s.room.to_string())
+        .unwrap()
+        .to_string();
+    let (proxied, stats) = start_proxy(real.clone(), mode).await;
+    let pin = s.host_key.public_key();
+    let mut host = spawn_driver(&s.host_api, s.room, real, s.host_key, None).await;
+    wait_for(&mut host, "host joined", |e| {
+        matches!(e, DriverEvent::Joined { .. })
+    })
+    .await;
+    let follower = spawn_driver(
+        &s.follower_api,
+        s.room,
+        proxied,
+        new_signing_key().unwrap(),
+        Some(pin),
+    )
+    .await;
+    (s.dir, host, follower, stats)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relaying_proxy_alone_breaks_nothing() {
+    let (_dir, _host, mut follower, _) = run_room(Mode::PassThrough).await;
+    let (_, seen) = wait_for(&mut follower, "binding verified", |e| {
+        session_detail(e, "BindingVerified")
+    })
+    .await;
+    assert!(
+        !seen.iter().any(|e| session_detail(e, "BindingMismatch")),
+        "{seen:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dtls_mitm_by_the_signaling_path_is_detected_by_the_pinned_follower() {
+    let (_dir, _host, mut follower, stats) = run_room(Mode::Mitm).await;
+    let (event, seen) = wait_for(&mut follower, "binding mismatch", |e| {
+        session_detail(e, "BindingMismatch")
+    })
+    .await;
+    let DriverEvent::Session { detail } = &event else {
+        unreachable!()
+    };
+    assert!(detail.contains("pinned: true"), "{detail}");
+    assert!(
+        !seen.iter().any(|e| session_detail(e, "BindingVerified")),
+        "a MITM connection must never verify: {seen:#?}"
+    );
+    // The attack really happened: WebRTC was terminated by the proxy and
+    // the host's frames (including its signed binding) reached the
+    // follower only through it.
+    let s = *stats.borrow();
+    assert!(s.offers_terminated >= 1, "{s:?}");
+    assert!(s.frames_relayed >= 1, "{s:?}");
+    // The follower drops the connection: no command of the host is applied
+    // over it afterwards.
+    let status = follower.status().await.unwrap();
+    assert_eq!(status.commands_applied, 0, "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_host_certificate_is_refused_by_the_pinned_follower() {
+    let (_dir, _host, mut follower, stats) = run_room(Mode::ForgeHost).await;
+    let (_, seen) = wait_for(&mut follower, "host certificate refused", |e| {
+        session_detail(e, "HostKeyMismatch")
+    })
+    .await;
+    assert!(
+        !seen
+            .iter()
+            .any(|e| matches!(e, DriverEvent::Joined { host: Some(_), .. })),
+        "the forged host must not be accepted: {seen:#?}"
+    );
+    assert!(stats.borrow().certificates_forged >= 1);
+    let status = follower.status().await.unwrap();
+    assert_eq!(status.host, None, "{status:?}");
+}
