@@ -25,7 +25,9 @@ async fn sign_in_create_room_invite_accept_and_refusals() {
     let alice = Browser::start("alice").await;
 
     // Unknown API paths stay JSON; app routes get the page.
-    alice.goto(&site.url("/room/0123456789abcdef0123456789abcdef")).await;
+    alice
+        .goto(&site.url("/room/0123456789abcdef0123456789abcdef"))
+        .await;
     alice.find("#login-form").await;
 
     // Wrong password: a clear message, no navigation.
@@ -124,7 +126,10 @@ async fn sign_in_create_room_invite_accept_and_refusals() {
     }
     // The viewer has no host tools.
     let hidden = bob
-        .exec("return document.getElementById('host-tools').hidden", json!([]))
+        .exec(
+            "return document.getElementById('host-tools').hidden",
+            json!([]),
+        )
         .await;
     assert_eq!(hidden, json!(true));
 

@@ -87,11 +87,32 @@ pub fn clip() -> PathBuf {
     }
     let tmp = dir.join(format!("watchparty-e2e-clip-{}.webm", std::process::id()));
     let status = std::process::Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i"])
-        .arg(format!("testsrc2=size=320x180:rate=25:duration={CLIP_SECS}"))
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+        ])
+        .arg(format!(
+            "testsrc2=size=320x180:rate=25:duration={CLIP_SECS}"
+        ))
         .args(["-f", "lavfi", "-i"])
-        .arg(format!("sine=frequency=440:sample_rate=48000:duration={CLIP_SECS}"))
-        .args(["-c:v", "libvpx", "-b:v", "150k", "-deadline", "realtime", "-cpu-used", "8"])
+        .arg(format!(
+            "sine=frequency=440:sample_rate=48000:duration={CLIP_SECS}"
+        ))
+        .args([
+            "-c:v",
+            "libvpx",
+            "-b:v",
+            "150k",
+            "-deadline",
+            "realtime",
+            "-cpu-used",
+            "8",
+        ])
         .args(["-g", "25", "-c:a", "libopus", "-b:a", "32k", "-shortest"])
         .arg(&tmp)
         .status()
@@ -148,12 +169,11 @@ impl Site {
         watchparty_signal::media::scan::scan_library(&state.db, lib_id)
             .await
             .unwrap();
-        let media_id: i64 =
-            sqlx::query_scalar("SELECT id FROM media_items WHERE library_id = ?1")
-                .bind(lib_id)
-                .fetch_one(&state.db)
-                .await
-                .unwrap();
+        let media_id: i64 = sqlx::query_scalar("SELECT id FROM media_items WHERE library_id = ?1")
+            .bind(lib_id)
+            .fetch_one(&state.db)
+            .await
+            .unwrap();
         let site = Site {
             base,
             state,
@@ -240,7 +260,10 @@ pub async fn create_room(b: &Browser, site: &Site, invites: &[(&str, &str)]) -> 
             Duration::from_secs(20),
         )
         .await;
-    path.as_str().unwrap().trim_start_matches("/room/").to_owned()
+    path.as_str()
+        .unwrap()
+        .trim_start_matches("/room/")
+        .to_owned()
 }
 
 /// Waits until the page's RoomClient reports a connected peer mesh with
@@ -284,8 +307,8 @@ pub async fn sample_all(pages: &[&Browser]) -> (Vec<Value>, f64) {
         .map(|s| s["wall"].as_f64().unwrap())
         .fold(f64::MIN, f64::max);
     let pos: Vec<f64> = samples.iter().map(|s| position_at(s, t)).collect();
-    let spread = pos.iter().cloned().fold(f64::MIN, f64::max)
-        - pos.iter().cloned().fold(f64::MAX, f64::min);
+    let spread =
+        pos.iter().cloned().fold(f64::MIN, f64::max) - pos.iter().cloned().fold(f64::MAX, f64::min);
     (samples, spread)
 }
 
@@ -311,11 +334,22 @@ pub async fn wait_in_sync(pages: &[&Browser], paused: bool) -> Vec<Value> {
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+    let mut diag = Vec::new();
+    for b in pages {
+        diag.push(format!("[{}] {}", b.name, b.exec(DIAG_JS, json!([])).await));
+    }
     panic!(
-        "pages not in sync within {SETTLE:?}: spread {:.1} ms, samples {:?}",
-        last.1, last.0
+        "pages not in sync within {SETTLE:?}: spread {:.1} ms, samples {:?}\n{}",
+        last.1,
+        last.0,
+        diag.join("\n")
     );
 }
+
+/// The page's message line and its RoomClient status (for failure messages).
+pub const DIAG_JS: &str = "const m = document.getElementById('room-message'); \
+     const r = window.__watchparty_room; let st = null; try { st = r && r.status(); } catch (e) { st = String(e); } \
+     return JSON.stringify({message: m && !m.hidden ? m.textContent : null, status: st});";
 
 /// Saves a screenshot under `target/screenshots/<name>.png`; returns the path.
 pub async fn save_screenshot(b: &Browser, name: &str) -> PathBuf {

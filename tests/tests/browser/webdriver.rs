@@ -21,7 +21,8 @@ pub fn chromedriver_path() -> Option<PathBuf> {
 }
 
 fn chromium_path() -> PathBuf {
-    std::env::var_os("WATCHPARTY_CHROMIUM").map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from)
+    std::env::var_os("WATCHPARTY_CHROMIUM")
+        .map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from)
 }
 
 /// One headless Chromium with its chromedriver.
@@ -245,8 +246,12 @@ impl Browser {
     }
 
     pub async fn property(&self, el: &Element, name: &str) -> Value {
-        self.cmd("GET", &format!("element/{}/property/{name}", el.0), json!({}))
-            .await
+        self.cmd(
+            "GET",
+            &format!("element/{}/property/{name}", el.0),
+            json!({}),
+        )
+        .await
     }
 
     pub async fn enabled(&self, el: &Element) -> bool {
