@@ -61,7 +61,13 @@ fn matchbox() -> Option<PathBuf> {
     }
     println!("xtask bench: installing {MATCHBOX} {MATCHBOX_VERSION} (about 4 minutes)");
     let r = Cmd::cargo()
-        .args(["install", "--locked", MATCHBOX, "--version", MATCHBOX_VERSION])
+        .args([
+            "install",
+            "--locked",
+            MATCHBOX,
+            "--version",
+            MATCHBOX_VERSION,
+        ])
         .env_remove("CARGO_TARGET_DIR")
         .run();
     match r {
