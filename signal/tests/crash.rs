@@ -532,7 +532,11 @@ async fn kill9_during_writes_loses_nothing() {
             .map(|mut w| {
                 let sh = sh.clone();
                 tokio::spawn(async move {
-                    while !sh.stop.load(Ordering::Relaxed) && step(&sh, &mut w).await {}
+                    loop {
+                        if sh.stop.load(Ordering::Relaxed) || !step(&sh, &mut w).await {
+                            break;
+                        }
+                    }
                     w
                 })
             })

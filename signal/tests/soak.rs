@@ -443,10 +443,10 @@ async fn guest_task(
     };
     while !ctx.stopped() {
         let stay = Duration::from_millis(stay_ms + rand(stay_ms));
-        if let Err(e) = guest_session(&ctx, &room, &mut m, host, stay).await {
-            if !ctx.stopped() {
-                ctx.stats.error(format!("guest: {e}"));
-            }
+        if let Err(e) = guest_session(&ctx, &room, &mut m, host, stay).await
+            && !ctx.stopped()
+        {
+            ctx.stats.error(format!("guest: {e}"));
         }
         if ctx.stopped() {
             break;
@@ -689,7 +689,7 @@ fn out_dir() -> std::path::PathBuf {
     let exe = std::env::current_exe().unwrap();
     exe.ancestors()
         .nth(3)
-        .map_or_else(|| std::env::temp_dir(), |t| t.to_owned())
+        .map_or_else(std::env::temp_dir, |t| t.to_owned())
         .join("soak")
 }
 
