@@ -584,3 +584,49 @@ async fn kick_logout_role_change_end_and_revocation_close_sockets() {
     assert_eq!(close_code(&mut d).await, Some(1008));
     assert_eq!(close_code(&mut host).await, Some(1008));
 }
+
+/// The server rewrites `to` into `from`, which can lengthen a message: a
+/// client message of exactly [`MAX_SIGNAL_MESSAGE_LEN`] bytes must not be
+/// relayed as a longer text the receiving peer would refuse. The sender gets
+/// an error; the receiver gets nothing; the relay keeps working.
+#[tokio::test]
+async fn message_too_large_once_relayed_is_refused_not_forwarded() {
+    let w = world(&["guest"], |_| {}).await;
+    let (mut host, _, _) = w.join("host", 1).await;
+    let (mut guest, _, _) = w.join("guest", 2).await;
+    let _ = maybe_recv(&mut host, Duration::from_millis(300)).await; // member_joined
+    let guest_id = w.id("guest");
+    let head = format!(r#"{{"type":"offer","to":{guest_id},"sdp":""#);
+    let tail = r#""}"#;
+    let room = MAX_SIGNAL_MESSAGE_LEN - head.len() - tail.len();
+    let escapes = room / 6;
+    let text = format!(
+        "{head}{}{}{tail}",
+        "\\u0001".repeat(escapes),
+        "a".repeat(room - escapes * 6)
+    );
+    assert_eq!(text.len(), MAX_SIGNAL_MESSAGE_LEN);
+    host.send(Message::text(text)).await.unwrap();
+    assert!(matches!(
+        recv(&mut host).await,
+        ServerMessage::Error {
+            code: ErrorCode::BadRequest,
+            ..
+        }
+    ));
+    assert!(
+        maybe_recv(&mut guest, Duration::from_millis(300))
+            .await
+            .is_none(),
+        "an over-long relayed text reached the receiver"
+    );
+    send(
+        &mut host,
+        json!({"type": "offer", "to": guest_id, "sdp": "v=0"}),
+    )
+    .await;
+    assert!(matches!(
+        recv(&mut guest).await,
+        ServerMessage::Offer { .. }
+    ));
+}

@@ -19,7 +19,7 @@ use watchparty_peer::signaling::{
 use super::certs::{self, Subject, peer_room, peer_user};
 use super::hub::{
     CLOSE_FORBIDDEN, CLOSE_IDLE, CLOSE_NORMAL, CLOSE_POLICY, CLOSE_TOO_BIG, CLOSE_UNAUTHORIZED,
-    Refusal, Registration, SocketSlot, UnauthSlot,
+    Refusal, Registration, Relay, SocketSlot, UnauthSlot,
 };
 use super::rate::TokenBucket;
 use crate::auth::{AuthUser, authenticate};
@@ -452,19 +452,33 @@ async fn handle(
             );
             return Step::Strike;
         }
-        if state.hub.send_to(r, to_id, &out) {
-            tracing::debug!(kind, size, from = user.id, to = to_id, room_id = %room, "relayed");
-            Step::Continue
-        } else {
-            tracing::debug!(kind, size, from = user.id, to = to_id, room_id = %room, "relay refused: not connected");
-            queue_error(
-                state,
-                room,
-                user.id,
-                ErrorCode::NotFound,
-                "that member is not connected to this room",
-            );
-            Step::Continue
+        match state.hub.relay_to(r, to_id, &out) {
+            Relay::Sent => {
+                tracing::debug!(kind, size, from = user.id, to = to_id, room_id = %room, "relayed");
+                Step::Continue
+            }
+            Relay::TooLarge => {
+                tracing::debug!(kind, size, from = user.id, to = to_id, room_id = %room, "relay refused: too large once relayed");
+                queue_error(
+                    state,
+                    room,
+                    user.id,
+                    ErrorCode::BadRequest,
+                    "message too large to relay",
+                );
+                Step::Strike
+            }
+            Relay::NotDelivered => {
+                tracing::debug!(kind, size, from = user.id, to = to_id, room_id = %room, "relay refused: not connected");
+                queue_error(
+                    state,
+                    room,
+                    user.id,
+                    ErrorCode::NotFound,
+                    "that member is not connected to this room",
+                );
+                Step::Continue
+            }
         }
     };
     match msg {

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{mpsc, watch};
 use watchparty_peer::cert::SignedCertificate;
-use watchparty_peer::signaling::ServerMessage;
+use watchparty_peer::signaling::{MAX_SIGNAL_MESSAGE_LEN, ServerMessage};
 
 use super::config::SignalingConfig;
 
@@ -33,6 +33,17 @@ pub const CLOSE_TOO_BIG: u16 = 1009;
 pub const CLOSE_IDLE: u16 = 1001;
 /// Close code (RFC 6455): normal (`leave`).
 pub const CLOSE_NORMAL: u16 = 1000;
+
+/// Outcome of [`Hub::relay_to`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Relay {
+    /// Queued on the receiver's socket.
+    Sent,
+    /// The receiver is not connected, or its socket was too slow.
+    NotDelivered,
+    /// The relayed text would exceed [`MAX_SIGNAL_MESSAGE_LEN`].
+    TooLarge,
+}
 
 /// An order to close a socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -288,6 +299,32 @@ impl Hub {
             .get(room)
             .and_then(|r| r.conns.get(&user))
             .is_some_and(|c| c.push(&text))
+    }
+
+    /// Relays a peer-to-peer message (`offer`, `answer`, `ice`) to `user` in
+    /// `room`. The server rewrites `to` into `from`, which can make the text a
+    /// few bytes longer than what the sender sent; a relayed text longer than
+    /// [`MAX_SIGNAL_MESSAGE_LEN`] would be refused by the receiving peer, so it
+    /// is not sent at all ([`Relay::TooLarge`]) and the sender gets an error.
+    pub fn relay_to(&self, room: &str, user: i64, msg: &ServerMessage) -> Relay {
+        let Ok(text) = msg.to_json() else {
+            return Relay::TooLarge;
+        };
+        if text.len() > MAX_SIGNAL_MESSAGE_LEN {
+            return Relay::TooLarge;
+        }
+        let text: Arc<str> = text.into();
+        let g = self.lock();
+        let sent = g
+            .rooms
+            .get(room)
+            .and_then(|r| r.conns.get(&user))
+            .is_some_and(|c| c.push(&text));
+        if sent {
+            Relay::Sent
+        } else {
+            Relay::NotDelivered
+        }
     }
 
     /// Sends `msg` to every socket in `room` except `except`.
