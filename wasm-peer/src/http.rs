@@ -246,13 +246,28 @@ impl Api {
     }
 }
 
+/// Duration given to an item whose duration the server does not know (its
+/// scanner does not probe media, so `duration_ms` is usually absent): 24 h,
+/// the same as the native CLI's `UNKNOWN_DURATION_MS`.
+///
+/// The protocol needs a duration, and the room timeline clamps positions to
+/// it and reports the item ended once reached. A duration of 0 would make
+/// every item "ended" at position 0: the sync core would then never tell
+/// the `<video>` to play or seek (issue #7). The element's own end of file
+/// still ends playback.
+pub const UNKNOWN_DURATION_MS: u64 = 24 * 3600 * 1000;
+
 /// A protocol media item from the REST fields (hex hash, optional
-/// duration); `None` when they do not fit.
+/// duration); `None` when they do not fit. A missing, zero or negative
+/// duration becomes [`UNKNOWN_DURATION_MS`].
 #[must_use]
 pub fn media_item_of(id: i64, content_hash: &str, duration_ms: Option<i64>) -> Option<MediaItem> {
     let mut hash = [0u8; 32];
     hex::decode_to_slice(content_hash, &mut hash).ok()?;
-    let duration = u64::try_from(duration_ms.unwrap_or(0)).unwrap_or(0);
+    let duration = match duration_ms.map(u64::try_from) {
+        Some(Ok(ms)) if ms > 0 => ms,
+        _ => UNKNOWN_DURATION_MS,
+    };
     Some(MediaItem {
         media: MediaId::new(&id.to_string()).ok()?,
         hash: ContentHash(hash),

@@ -1211,6 +1211,17 @@ impl Driver {
                 "error_ms": sync.as_ref().and_then(|x| x.error).map(view::ms),
                 "correcting": sync.as_ref().is_some_and(|x| x.correcting),
                 "rate_offset_ppm": sync.as_ref().map_or(0, |x| x.rate_offset_ppm),
+                "actions": s.map(|s| {
+                    let st = s.sync().stats();
+                    json!({
+                        "plays": st.plays,
+                        "pauses": st.pauses,
+                        "seeks": st.seeks,
+                        "rate_changes": st.rate_changes,
+                        "user_intents": st.user_intents,
+                        "echoes": st.echoes,
+                    })
+                }),
             },
             "policy": s.map(|s| view::policy(s.policy())),
             "queue": s.map(view::queue),
