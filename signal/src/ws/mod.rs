@@ -79,10 +79,19 @@ pub async fn signal(
     upgrade
         .max_message_size(max)
         .max_frame_size(max)
+        .read_buffer_size(READ_BUFFER_BYTES)
         .write_buffer_size(0)
         .max_write_buffer_size(max.saturating_mul(2))
         .on_upgrade(move |socket| conn::run(state, socket, room, ip, slot, unauth))
 }
+
+/// Initial read buffer of one signaling socket. The WebSocket library's
+/// default (128 KiB, allocated up front) made an idle socket cost ~140 KiB
+/// (`docs/benchmarks.md`); signaling messages are mostly small, and a larger
+/// frame reserves exactly its own length (still capped by
+/// `max_message_bytes`), so a small initial buffer costs nothing in function.
+/// Crossed by `ws_signal::slow_reader_is_disconnected` (30 000-byte offers).
+pub const READ_BUFFER_BYTES: usize = 4 * 1024;
 
 fn user_id(id: i64) -> Option<watchparty_peer::ids::UserId> {
     u64::try_from(id)
