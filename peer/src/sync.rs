@@ -358,6 +358,22 @@ impl SyncEngine {
         Some(answer_ping(ping, room, room))
     }
 
+    /// The local player was (re)loaded with new media: it starts afresh
+    /// (typically paused at zero) and will never complete actions issued
+    /// before. Forget them and the readings of the old player, so the
+    /// next reading is a new baseline (its jump is neither a user seek nor
+    /// the echo of an old seek) and the room is enforced from it at once.
+    /// Without this, a seek swallowed by the reload stays "pending" for
+    /// `seek_echo_timeout`, during which nothing is corrected (issue #6).
+    pub fn player_reloaded(&mut self, now: LocalTime) {
+        self.tracker = EchoTracker::new(&self.cfg);
+        self.filter.reset();
+        self.corrector.reset();
+        self.hold_until = None;
+        self.timeline_generation = None;
+        self.drive(now);
+    }
+
     /// Free-watch: stop following the room. The player is left where it is
     /// (at the room rate, without correction); later user actions are
     /// reported with `attached: false` and never enforced against.
@@ -766,5 +782,212 @@ mod tests {
         let out = drain(&mut e);
         assert!(out.len() <= MAX_QUEUED_OUTPUTS, "{}", out.len());
         assert!(!out.is_empty());
+    }
+
+    /// A tiny instant-acting player for engine tests.
+    struct Toy {
+        pos_us: i64,
+        paused: bool,
+        rate: Rate,
+        seeked: bool,
+    }
+
+    impl Toy {
+        fn apply(&mut self, a: PlayerAction) {
+            match a {
+                PlayerAction::Play => self.paused = false,
+                PlayerAction::Pause => self.paused = true,
+                PlayerAction::Seek { position } => {
+                    self.pos_us = position.as_micros();
+                    self.seeked = true;
+                }
+                PlayerAction::SetRate { rate } => self.rate = rate,
+            }
+        }
+        fn reading(&mut self, at: i64) -> PlayerObservation {
+            let seeked = std::mem::take(&mut self.seeked);
+            PlayerObservation {
+                at: t(at),
+                position: MediaPos::from_micros(self.pos_us),
+                paused: self.paused,
+                rate: self.rate,
+                buffering: false,
+                ended: false,
+                event: seeked.then_some(crate::player::PlayerEvent::Seeked),
+            }
+        }
+    }
+
+    /// Runs follower `f` against the host clock `host` from `from` to `to`
+    /// ms (1 ms each way), stepping 10 ms; returns the toy player.
+    fn run(f: &mut SyncEngine, host: &SyncEngine, toy: &mut Toy, from: i64, to: i64) {
+        let mut ms = from;
+        while ms < to {
+            for o in drain(f) {
+                match o {
+                    SyncOutput::Player(a) => toy.apply(a),
+                    SyncOutput::Ping(p) => {
+                        if let Some(pong) = host.answer_ping(p, t(ms)) {
+                            let _ = f.handle_pong(pong, t(ms + 2));
+                        }
+                    }
+                    SyncOutput::Event(_) => {}
+                }
+            }
+            ms += 10;
+            if !toy.paused {
+                toy.pos_us += 10_000;
+            }
+            f.handle_player(toy.reading(ms), t(ms));
+        }
+    }
+
+    #[test]
+    fn a_new_host_term_on_a_fresh_room_clock_moves_the_player() {
+        let cfg = SyncConfig::default();
+        let Ok(old) = SyncEngine::host(cfg.clone(), TimeDelta::from_secs(60)) else {
+            panic!("default config")
+        };
+        let Ok(mut f) = SyncEngine::follower(cfg.clone()) else {
+            panic!("default config")
+        };
+        f.set_duration(Some(MediaPos::from_millis(300_000)));
+        let mut toy = Toy {
+            pos_us: 0,
+            paused: true,
+            rate: Rate::NORMAL,
+            seeked: false,
+        };
+        // Old term: playing from 50 s at room 61 s (local 1 s).
+        f.handle_timeline(
+            PlaybackState::playing(
+                MediaPos::from_millis(50_000),
+                RoomTime::from_millis(61_000),
+                Rate::NORMAL,
+            ),
+            t(0),
+        );
+        run(&mut f, &old, &mut toy, 0, 5_000);
+        assert!((toy.pos_us - 54_000_000).abs() < 100_000, "{}", toy.pos_us);
+        // The host dies: the room pauses where it is (room 65 s → 54 s).
+        f.handle_timeline(
+            PlaybackState::paused(
+                MediaPos::from_millis(54_000),
+                RoomTime::from_millis(65_000),
+                Rate::NORMAL,
+            ),
+            t(5_000),
+        );
+        // A fresh host process: room clock = its own local time, which
+        // started 2 s before (room = local − 3 s).
+        let Ok(new) = SyncEngine::host(cfg, TimeDelta::from_secs(-3)) else {
+            panic!("default config")
+        };
+        run(&mut f, &new, &mut toy, 5_000, 8_000);
+        // Its term: load (paused at 0), seek 90, play.
+        f.handle_timeline(
+            PlaybackState::paused(MediaPos::ZERO, RoomTime::from_millis(5_150), Rate::NORMAL),
+            t(8_000),
+        );
+        f.handle_timeline(
+            PlaybackState::paused(
+                MediaPos::from_millis(90_000),
+                RoomTime::from_millis(5_200),
+                Rate::NORMAL,
+            ),
+            t(8_050),
+        );
+        f.handle_timeline(
+            PlaybackState::playing(
+                MediaPos::from_millis(90_000),
+                RoomTime::from_millis(5_300),
+                Rate::NORMAL,
+            ),
+            t(8_100),
+        );
+        run(&mut f, &new, &mut toy, 8_000, 20_000);
+        // Room at local 20 s = room 17 s: 90 + 11.7 s.
+        let want = 101_700_000;
+        assert!(
+            (toy.pos_us - want).abs() < 200_000,
+            "player at {} µs, room at {want}; {:?}",
+            toy.pos_us,
+            f.status(t(20_000))
+        );
+    }
+
+    /// Issue #6: a seek issued to the old player just before a reload
+    /// (new host term loading the same media) is never completed; once the
+    /// engine learns of the reload it enforces the room on the fresh player.
+    #[test]
+    fn a_reload_that_swallows_a_seek_does_not_block_sync() {
+        let cfg = SyncConfig::default();
+        let Ok(host) = SyncEngine::host(cfg.clone(), TimeDelta::from_secs(60)) else {
+            panic!("default config")
+        };
+        let Ok(mut f) = SyncEngine::follower(cfg) else {
+            panic!("default config")
+        };
+        f.set_duration(Some(MediaPos::from_millis(300_000)));
+        let mut toy = Toy {
+            pos_us: 0,
+            paused: true,
+            rate: Rate::NORMAL,
+            seeked: false,
+        };
+        f.handle_timeline(
+            PlaybackState::paused(
+                MediaPos::from_millis(54_000),
+                RoomTime::from_millis(60_000),
+                Rate::NORMAL,
+            ),
+            t(0),
+        );
+        run(&mut f, &host, &mut toy, 0, 3_000);
+        assert_eq!((toy.pos_us, toy.paused), (54_000_000, true));
+        // The new term's load, then `seek 90`: the engine seeks the old
+        // player, but the reload replaces it before the seek lands.
+        f.handle_timeline(
+            PlaybackState::paused(MediaPos::ZERO, RoomTime::from_millis(63_000), Rate::NORMAL),
+            t(3_000),
+        );
+        f.handle_timeline(
+            PlaybackState::paused(
+                MediaPos::from_millis(90_000),
+                RoomTime::from_millis(63_050),
+                Rate::NORMAL,
+            ),
+            t(3_050),
+        );
+        let out = drain(&mut f);
+        assert!(
+            out.iter()
+                .any(|o| matches!(o, SyncOutput::Player(PlayerAction::Seek { .. }))),
+            "{out:?}"
+        );
+        toy = Toy {
+            pos_us: 0,
+            paused: true,
+            rate: Rate::NORMAL,
+            seeked: false,
+        };
+        f.player_reloaded(t(3_100));
+        f.handle_timeline(
+            PlaybackState::playing(
+                MediaPos::from_millis(90_000),
+                RoomTime::from_millis(63_300),
+                Rate::NORMAL,
+            ),
+            t(3_100),
+        );
+        run(&mut f, &host, &mut toy, 3_100, 8_000);
+        // Room at local 8 s = room 68 s: 90 + 4.7 s.
+        let want = 94_700_000;
+        assert!(
+            (toy.pos_us - want).abs() < 100_000 && !toy.paused,
+            "player at {} µs, room at {want}; {:?}",
+            toy.pos_us,
+            f.status(t(8_000))
+        );
     }
 }

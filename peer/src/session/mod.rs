@@ -583,9 +583,16 @@ impl Session {
     }
 
     /// The driver loaded media whose content hash is `hash` (`None`: loading
-    /// failed).
+    /// failed). Call it right after the player was (re)loaded: the sync
+    /// engine then treats the player as fresh (see
+    /// [`SyncEngine::player_reloaded`]).
     pub fn media_loaded(&mut self, hash: Option<ContentHash>, now: LocalTime) {
         self.advance(now);
+        if hash.is_some() {
+            // The player holds a fresh copy: what was asked of the old one
+            // no longer applies.
+            self.engine.player_reloaded(now);
+        }
         self.my_media = hash;
         self.media_failed = hash.is_none();
         self.send_status(now);

@@ -74,6 +74,9 @@ pub struct Peer {
     /// Delay before `media_loaded` after a `LoadMedia`; `None`: never.
     pub load_delay: Option<i64>,
     pub pending_load: Option<(i64, ContentHash)>,
+    /// The player's settings: a load replaces the player with a fresh one
+    /// (paused at zero), as the real drivers' players do.
+    pub player_cfg: VirtualPlayerConfig,
     pub online: bool,
     pub fingerprint: Fingerprint,
 }
@@ -229,7 +232,8 @@ impl Room {
             key: k,
             clock,
             session,
-            player: VirtualPlayer::new(pcfg, local),
+            player: VirtualPlayer::new(pcfg.clone(), local),
+            player_cfg: pcfg,
             next_observe: self.t,
             events: Vec::new(),
             errors: Vec::new(),
@@ -510,6 +514,8 @@ impl Room {
             && at <= self.t
         {
             self.peers[i].pending_load = None;
+            let fresh = VirtualPlayer::new(self.peers[i].player_cfg.clone(), local);
+            self.peers[i].player = fresh;
             self.peers[i].session.media_loaded(Some(hash), local);
             self.drain(i);
         }
