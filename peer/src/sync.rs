@@ -793,6 +793,15 @@ mod tests {
     }
 
     impl Toy {
+        /// A fresh player: paused at zero.
+        fn fresh() -> Self {
+            Self {
+                pos_us: 0,
+                paused: true,
+                rate: Rate::NORMAL,
+                seeked: false,
+            }
+        }
         fn apply(&mut self, a: PlayerAction) {
             match a {
                 PlayerAction::Play => self.paused = false,
@@ -816,6 +825,20 @@ mod tests {
                 event: seeked.then_some(crate::player::PlayerEvent::Seeked),
             }
         }
+    }
+
+    /// A host whose room clock is its local time + 60 s, and a follower
+    /// of a 300 s item.
+    fn host_and_follower() -> (SyncEngine, SyncEngine) {
+        let cfg = SyncConfig::default();
+        let (Ok(h), Ok(mut f)) = (
+            SyncEngine::host(cfg.clone(), TimeDelta::from_secs(60)),
+            SyncEngine::follower(cfg),
+        ) else {
+            panic!("default config")
+        };
+        f.set_duration(Some(MediaPos::from_millis(300_000)));
+        (h, f)
     }
 
     /// Runs follower `f` against the host clock `host` from `from` to `to`
@@ -844,20 +867,8 @@ mod tests {
 
     #[test]
     fn a_new_host_term_on_a_fresh_room_clock_moves_the_player() {
-        let cfg = SyncConfig::default();
-        let Ok(old) = SyncEngine::host(cfg.clone(), TimeDelta::from_secs(60)) else {
-            panic!("default config")
-        };
-        let Ok(mut f) = SyncEngine::follower(cfg.clone()) else {
-            panic!("default config")
-        };
-        f.set_duration(Some(MediaPos::from_millis(300_000)));
-        let mut toy = Toy {
-            pos_us: 0,
-            paused: true,
-            rate: Rate::NORMAL,
-            seeked: false,
-        };
+        let (old, mut f) = host_and_follower();
+        let mut toy = Toy::fresh();
         // Old term: playing from 50 s at room 61 s (local 1 s).
         f.handle_timeline(
             PlaybackState::playing(
@@ -880,7 +891,7 @@ mod tests {
         );
         // A fresh host process: room clock = its own local time, which
         // started 2 s before (room = local − 3 s).
-        let Ok(new) = SyncEngine::host(cfg, TimeDelta::from_secs(-3)) else {
+        let Ok(new) = SyncEngine::host(SyncConfig::default(), TimeDelta::from_secs(-3)) else {
             panic!("default config")
         };
         run(&mut f, &new, &mut toy, 5_000, 8_000);
@@ -921,20 +932,8 @@ mod tests {
     /// engine learns of the reload it enforces the room on the fresh player.
     #[test]
     fn a_reload_that_swallows_a_seek_does_not_block_sync() {
-        let cfg = SyncConfig::default();
-        let Ok(host) = SyncEngine::host(cfg.clone(), TimeDelta::from_secs(60)) else {
-            panic!("default config")
-        };
-        let Ok(mut f) = SyncEngine::follower(cfg) else {
-            panic!("default config")
-        };
-        f.set_duration(Some(MediaPos::from_millis(300_000)));
-        let mut toy = Toy {
-            pos_us: 0,
-            paused: true,
-            rate: Rate::NORMAL,
-            seeked: false,
-        };
+        let (host, mut f) = host_and_follower();
+        let mut toy = Toy::fresh();
         f.handle_timeline(
             PlaybackState::paused(
                 MediaPos::from_millis(54_000),
@@ -965,12 +964,7 @@ mod tests {
                 .any(|o| matches!(o, SyncOutput::Player(PlayerAction::Seek { .. }))),
             "{out:?}"
         );
-        toy = Toy {
-            pos_us: 0,
-            paused: true,
-            rate: Rate::NORMAL,
-            seeked: false,
-        };
+        toy = Toy::fresh();
         f.player_reloaded(t(3_100));
         f.handle_timeline(
             PlaybackState::playing(
