@@ -609,6 +609,7 @@ async fn web_hygiene_headers_cors_body_limit_openapi_health() {
         "/api/v1/media/{id}/stream-url",
         "/api/v1/media/{id}/stream",
         "/api/v1/media/{id}/subtitles/{sub_id}",
+        "/api/v1/media/{id}/audience",
         "/api/v1/rooms",
         "/api/v1/rooms/{id}",
         "/api/v1/rooms/{id}/join",
@@ -628,7 +629,7 @@ async fn web_hygiene_headers_cors_body_limit_openapi_health() {
     }
     assert_eq!(
         paths.len(),
-        25,
+        26,
         "a route was added without updating this list: {:?}",
         paths.keys()
     );
