@@ -358,6 +358,25 @@ impl SyncEngine {
         Some(answer_ping(ping, room, room))
     }
 
+    /// A new host term by another peer: its room clock may be unrelated to
+    /// the old host's (a restarted host process starts its own), so the
+    /// estimate starts over with a burst. Until it is ready nothing is
+    /// enforced and [`SyncEngine::room_time`] is `None` (the session then
+    /// skips its skew check, which would otherwise drop every frame of a
+    /// host whose clock differs by more than the skew bound — including
+    /// the pongs that would fix the estimate).
+    pub fn new_room_clock(&mut self, now: LocalTime) {
+        if self.clock.is_reference() {
+            return;
+        }
+        self.clock = ClockSync::follower(&self.cfg);
+        self.clock_was_ready = false;
+        self.filter.reset();
+        self.corrector.reset();
+        self.timeline_generation = None;
+        self.drive(now);
+    }
+
     /// The local player was (re)loaded with new media: it starts afresh
     /// (typically paused at zero) and will never complete actions issued
     /// before. Forget them and the readings of the old player, so the

@@ -14,7 +14,9 @@
 //!   back (same account, saved room key), hands the room off to a follower
 //!   through the server's REST route plus a signed `Handoff` frame, the new
 //!   host's certificate (new epoch) is accepted by the pinned followers and
-//!   its commands are applied.
+//!   its commands are applied. Before the handoff the owner reloads the
+//!   media, seeks and plays: every player (not just every room view) lands
+//!   on the new term's timeline.
 
 mod support;
 
@@ -164,11 +166,9 @@ fn server_follower_and_host_crashes() {
     }
     let mut alice = room.followers.remove(0);
     let mut bob = room.followers.remove(0);
-    // Known gap (reported): after the owner's restart the followers' views
-    // of the room follow its new term, but their players do not re-sync to
-    // the new room clock (the sync core keeps correcting against the old
-    // term). So this step checks the room views, not the players.
-    wait_rooms_agree(
+    // The followers reloaded the media for the new term while its seek was
+    // under way: their players land where the room is (issue #6).
+    wait_in_sync(
         &mut [&mut owner, &mut alice, &mut bob],
         SYNC_TOLERANCE_MS,
         SETTLE,

@@ -1014,6 +1014,8 @@ impl Session {
             self.start_hosting(now, false);
         } else if was_host {
             self.stop_hosting(now);
+        } else {
+            self.engine.new_room_clock(now);
         }
         self.event(Event::HostChanged {
             host: b.user,
