@@ -1003,4 +1003,27 @@ mod tests {
             f.status(t(8_000))
         );
     }
+
+    /// A new host term on an unrelated room clock: the old estimate is
+    /// dropped at once (no room time, so no skew judgement against it) and
+    /// the new host's clock is learned.
+    #[test]
+    fn a_new_room_clock_forgets_the_old_estimate() {
+        let (old, mut f) = host_and_follower();
+        let mut toy = Toy::fresh();
+        run(&mut f, &old, &mut toy, 0, 3_000);
+        let off = |r: Option<RoomTime>, l: i64| r.map(|r| r.as_micros() - l * 1_000);
+        assert!(off(f.room_time(t(3_000)), 3_000).is_some_and(|o| (o - 60_000_000).abs() < 5_000));
+        f.new_room_clock(t(3_000));
+        assert_eq!(f.room_time(t(3_000)), None);
+        let Ok(new) = SyncEngine::host(SyncConfig::default(), TimeDelta::from_secs(-3)) else {
+            panic!("default config")
+        };
+        run(&mut f, &new, &mut toy, 3_000, 4_000);
+        assert!(
+            off(f.room_time(t(4_000)), 4_000).is_some_and(|o| (o + 3_000_000).abs() < 5_000),
+            "{:?}",
+            f.status(t(4_000))
+        );
+    }
 }
