@@ -372,3 +372,27 @@ fn queue_auto_advances_at_end_of_item() {
         "not playing after auto-advance"
     );
 }
+
+#[test]
+fn periodic_state_refresh_counts_apart_from_commands() {
+    let mut room = ready_room(31, 3, |_| Role::Viewer);
+    room.command(0, UserCommand::Play).unwrap();
+    room.run_for_ms(2_000);
+    let before: Vec<_> = room.peers.iter().map(|p| p.session.stats()).collect();
+    // No command for three refresh intervals (5 s each): only `State`
+    // frames arrive, and they are not counted as commands.
+    room.run_for_ms(16_000);
+    for (i, (p, b)) in room.peers.iter().zip(&before).enumerate().skip(1) {
+        let s = p.session.stats();
+        assert_eq!(s.commands_applied, b.commands_applied, "peer {i}: {s:?}");
+        assert!(s.states_applied >= b.states_applied + 3, "peer {i}: {s:?}");
+        assert_eq!(s.applied_total(), s.commands_applied + s.states_applied);
+    }
+    // A command counts as one.
+    room.command(0, UserCommand::Pause).unwrap();
+    room.run_for_ms(1_000);
+    for (i, (p, b)) in room.peers.iter().zip(&before).enumerate().skip(1) {
+        let s = p.session.stats();
+        assert_eq!(s.commands_applied, b.commands_applied + 1, "peer {i}: {s:?}");
+    }
+}

@@ -317,8 +317,10 @@ pub struct StatusSnapshot {
     pub peers: Vec<PeerView>,
     /// Rejected frames by reason.
     pub drops: BTreeMap<&'static str, u64>,
-    /// Host commands applied.
+    /// Host commands applied (not counting periodic `State` refreshes).
     pub commands_applied: u64,
+    /// Host `State` frames applied.
+    pub states_applied: u64,
     /// Frames accepted.
     pub accepted: u64,
     /// Driver counters.
@@ -401,9 +403,9 @@ pub enum DriverEvent {
         /// Why.
         reason: String,
     },
-    /// A host command was applied (count since start).
+    /// A host command or `State` frame was applied (count since start).
     CommandApplied {
-        /// Commands applied so far.
+        /// Commands and `State` frames applied so far.
         total: u64,
         /// The room's playback afterwards.
         playback: Option<PlaybackView>,
@@ -584,7 +586,7 @@ struct Driver<B, R> {
     links: BTreeMap<UserId, PeerLink>,
     seed: u64,
     counters: DriverCounters,
-    commands_applied: u64,
+    applied_total: u64,
     last_obs: Option<PlayerObservation>,
     load_tx: mpsc::Sender<Resolved>,
     /// The item whose resolution is awaited (older results are stale).
@@ -644,7 +646,7 @@ impl DriverHandle {
             links: BTreeMap::new(),
             seed: config.jitter_seed,
             counters: DriverCounters::default(),
-            commands_applied: 0,
+            applied_total: 0,
             last_obs: None,
             load_tx,
             loading: None,
@@ -1265,6 +1267,7 @@ where
             peers,
             drops,
             commands_applied: s.map_or(0, |s| s.stats().commands_applied),
+            states_applied: s.map_or(0, |s| s.stats().states_applied),
             accepted: s.map_or(0, |s| s.stats().accepted),
             counters: DriverCounters {
                 signal_dropped: self
@@ -1307,9 +1310,9 @@ where
         let applied = self
             .session
             .as_ref()
-            .map_or(0, |s| s.stats().commands_applied);
-        if applied != self.commands_applied {
-            self.commands_applied = applied;
+            .map_or(0, |s| s.stats().applied_total());
+        if applied != self.applied_total {
+            self.applied_total = applied;
             let playback = self
                 .session
                 .as_ref()

@@ -1427,7 +1427,11 @@ impl Session {
 
     /// Applies a verified host command (or our own, as host).
     fn apply_command(&mut self, msg: &Message, issued: RoomMs, now: LocalTime) {
-        self.stats.commands_applied = self.stats.commands_applied.saturating_add(1);
+        if matches!(msg, Message::State(_)) {
+            self.stats.states_applied = self.stats.states_applied.saturating_add(1);
+        } else {
+            self.stats.commands_applied = self.stats.commands_applied.saturating_add(1);
+        }
         let latest = self.engine.timeline().map(|t| *t.latest());
         let rate = latest.map_or(Rate::NORMAL, |s| s.rate);
         let paused = latest.is_none_or(|s| s.paused);

@@ -384,10 +384,23 @@ pub struct SessionStats {
     pub forwarded: u64,
     /// Frames signed by us.
     pub signed: u64,
-    /// Host commands applied (control frames, ours included).
+    /// Host commands applied (control frames, ours included), not counting
+    /// the host's periodic `State` refreshes.
     pub commands_applied: u64,
+    /// Host `State` frames applied (the periodic refresh and the snapshot a
+    /// joiner receives).
+    pub states_applied: u64,
     /// Outputs dropped because the queue was full.
     pub outputs_dropped: u64,
     /// Clock pongs refused by the sync engine.
     pub pongs_refused: u64,
+}
+
+impl SessionStats {
+    /// Commands and `State` frames applied: changes whenever the room's
+    /// timeline may have changed.
+    #[must_use]
+    pub fn applied_total(&self) -> u64 {
+        self.commands_applied.saturating_add(self.states_applied)
+    }
 }

@@ -121,7 +121,7 @@ pub struct Driver {
     loading: Option<MediaItem>,
     // page view
     roster: BTreeMap<UserId, RosterEntry>,
-    commands_applied: u64,
+    applied_total: u64,
     counters: Counters,
     events: VecDeque<Value>,
 }
@@ -186,7 +186,7 @@ impl Driver {
             next_sample: now,
             loading: None,
             roster: BTreeMap::new(),
-            commands_applied: 0,
+            applied_total: 0,
             counters: Counters::default(),
             events: VecDeque::new(),
             clock,
@@ -993,9 +993,9 @@ impl Driver {
         let applied = self
             .session
             .as_ref()
-            .map_or(0, |s| s.stats().commands_applied);
-        if applied != self.commands_applied {
-            self.commands_applied = applied;
+            .map_or(0, |s| s.stats().applied_total());
+        if applied != self.applied_total {
+            self.applied_total = applied;
             let now = self.now();
             if let Some(p) = self.session.as_ref().and_then(|s| view::playback(s, now)) {
                 let mut ev = p;
@@ -1229,6 +1229,7 @@ impl Driver {
             "dropped": s.map_or_else(|| json!({}), view::drops),
             "counters": {
                 "commands_applied": s.map_or(0, |s| s.stats().commands_applied),
+                "states_applied": s.map_or(0, |s| s.stats().states_applied),
                 "accepted": s.map_or(0, |s| s.stats().accepted),
                 "send_failed": self.counters.send_failed,
                 "send_no_peer": self.counters.send_no_peer,
