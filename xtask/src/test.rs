@@ -126,9 +126,18 @@ impl Step {
             Self::E2e => {
                 // The browser bundle first: the web-app tests load it from `web/pkg/`.
                 let mut cmds = crate::web::bundle_commands(true);
+                // `WATCHPARTY_E2E_TESTS=web_room,chaos` narrows the step to
+                // those test targets (for working on one of them).
+                let only: Vec<String> = std::env::var(E2E_TESTS_ENV)
+                    .unwrap_or_default()
+                    .split(',')
+                    .filter(|t| !t.trim().is_empty())
+                    .flat_map(|t| ["--test".to_owned(), t.trim().to_owned()])
+                    .collect();
                 cmds.push(
                     browser_env(Cmd::cargo())
                         .args(["test", "--offline", "-p", "watchparty-e2e"])
+                        .args(only)
                         .env("WATCHPARTY_WEB_DIR", root().join("web"))
                         .env("WATCHPARTY_WEB_PKG_DIR", crate::web::pkg_dir()),
                 );
@@ -150,6 +159,9 @@ impl Step {
         Ok(())
     }
 }
+
+/// Names e2e test targets to run instead of all of them (comma-separated).
+pub const E2E_TESTS_ENV: &str = "WATCHPARTY_E2E_TESTS";
 
 /// Environment for tests that drive Chromium.
 fn browser_env(cmd: Cmd) -> Cmd {
