@@ -17,12 +17,13 @@ use watchparty_peer::cert::parse_invite_fragment;
 use watchparty_peer::crypto::{PublicKey, SEED_LEN, SigningKey};
 use watchparty_peer::ids::RoomId;
 use watchparty_peer::session::UserCommand;
+use watchparty_peer::signaling::{
+    BoundedVec, IceCredential, IceServer as WireIceServer, IceUrl, IceUsername,
+};
 
-use crate::clock::Clock;
 use crate::http::Api;
-use crate::player::MediaPlayer;
-use crate::room::{Driver, Input, JsCommand, Options, Shared, SignalMode, deliver, parse_command};
-use crate::rtc::IceServer;
+use crate::room::{Driver, JsCommand, Options, Shared, SignalMode, parse_command};
+use crate::rtc::{IceServer, MAX_ICE_SERVERS};
 
 /// Longest option string accepted (URLs, keys, ids), in bytes.
 pub const MAX_OPTION_LEN: usize = 2048;
@@ -58,6 +59,60 @@ struct JsOptions {
     identity_seed: Option<String>,
     #[serde(default)]
     ice_servers: Vec<JsIceServer>,
+}
+
+/// The page's `iceServers`, each parsed into the signaling protocol's bounded
+/// type (1..=`MAX_ICE_URLS` `stun:`/`turn:` URLs, fields of at most
+/// `MAX_ICE_FIELD_LEN` bytes); more than [`MAX_ICE_SERVERS`] entries is an
+/// error, not a silent cut (the message names the option and the entry,
+/// never a value: a credential must not end up in an error text).
+fn parse_ice_servers(list: &[JsIceServer]) -> Result<Vec<IceServer>, String> {
+    if list.len() > MAX_ICE_SERVERS {
+        return Err(format!(
+            "option `iceServers` lists {} servers; at most {MAX_ICE_SERVERS} are allowed",
+            list.len()
+        ));
+    }
+    list.iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let bad =
+                |e: watchparty_peer::ids::InvalidValue| format!("option `iceServers[{i}]`: {e}");
+            let urls = match &s.urls {
+                UrlList::One(u) => vec![u.clone()],
+                UrlList::Many(v) => v.clone(),
+            };
+            let urls = urls
+                .into_iter()
+                .map(IceUrl::new)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(bad)?;
+            if urls.is_empty() {
+                return Err(format!("option `iceServers[{i}]` has no URL"));
+            }
+            let wire = WireIceServer {
+                urls: BoundedVec::new(urls).map_err(|_| {
+                    format!(
+                        "option `iceServers[{i}]` has more than {} URLs",
+                        watchparty_peer::signaling::MAX_ICE_URLS
+                    )
+                })?,
+                username: s
+                    .username
+                    .clone()
+                    .map(IceUsername::new)
+                    .transpose()
+                    .map_err(bad)?,
+                credential: s
+                    .credential
+                    .clone()
+                    .map(IceCredential::new)
+                    .transpose()
+                    .map_err(bad)?,
+            };
+            Ok(IceServer::from_wire(&wire))
+        })
+        .collect()
 }
 
 fn check_len(name: &str, s: &str) -> Result<(), JsValue> {
@@ -207,19 +262,7 @@ fn build_options(o: &JsOptions) -> Result<(Options, SigningKey), JsValue> {
         }
         None => SigningKey::from_seed(&random_seed()?).map_err(err)?,
     };
-    let ice_servers = o
-        .ice_servers
-        .iter()
-        .take(crate::rtc::MAX_ICE_SERVERS)
-        .map(|s| IceServer {
-            urls: match &s.urls {
-                UrlList::One(u) => vec![u.clone()],
-                UrlList::Many(v) => v.clone(),
-            },
-            username: s.username.clone(),
-            credential: s.credential.clone(),
-        })
-        .collect();
+    let ice_servers = parse_ice_servers(&o.ice_servers).map_err(err)?;
     let seed_bytes = random_seed()?;
     let mut seed = [0u8; 8];
     seed.copy_from_slice(seed_bytes.get(..8).unwrap_or(&[0; 8]));
@@ -250,19 +293,7 @@ impl RoomClient {
     pub fn join(options: JsValue) -> Result<RoomClient, JsValue> {
         let (o, video) = parse_options(&options)?;
         let (opts, identity) = build_options(&o)?;
-        let shared = Shared::new(|weak| {
-            let player = {
-                let weak = weak.clone();
-                MediaPlayer::new(
-                    video,
-                    Clock::new(),
-                    Rc::new(move |p| deliver(&weak, Input::Player(p))),
-                )
-            };
-            Ok(Driver::new(weak, opts, identity, player))
-        })
-        .map_err(err)?;
-        shared.with_driver(Driver::start).map_err(err)?;
+        let shared = crate::room::start(video, opts, identity).map_err(err)?;
         Ok(RoomClient { shared })
     }
 
@@ -345,7 +376,10 @@ impl RoomClient {
     /// # Errors
     /// After `leave()`.
     pub fn status(&self) -> Result<JsValue, JsValue> {
-        let v = self.shared.with_driver(|d| d.status()).map_err(err)?;
+        let mut v = self.shared.with_driver(|d| d.status()).map_err(err)?;
+        if let Some(c) = v.get_mut("counters").and_then(|c| c.as_object_mut()) {
+            c.insert("inputs_dropped".into(), self.shared.inputs_dropped().into());
+        }
         js_sys::JSON::parse(&v.to_string())
     }
 
@@ -401,5 +435,57 @@ impl RoomClient {
 impl Drop for RoomClient {
     fn drop(&mut self) {
         self.shared.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn servers(n: usize) -> Vec<JsIceServer> {
+        let list: Vec<serde_json::Value> = (0..n)
+            .map(|i| serde_json::json!({"urls": format!("stun:127.0.0.1:{}", 3478 + i)}))
+            .collect();
+        serde_json::from_value(serde_json::Value::Array(list)).unwrap()
+    }
+
+    #[test]
+    fn ice_servers_over_the_limit_are_an_error_not_a_cut() {
+        let ok = parse_ice_servers(&servers(MAX_ICE_SERVERS)).unwrap();
+        assert_eq!(ok.len(), MAX_ICE_SERVERS);
+        assert_eq!(ok[0].urls, ["stun:127.0.0.1:3478"]);
+        let e = parse_ice_servers(&servers(MAX_ICE_SERVERS + 1)).unwrap_err();
+        assert!(e.contains("iceServers") && e.contains("at most 8"), "{e}");
+    }
+
+    #[test]
+    fn each_ice_server_is_parsed_into_the_bounded_wire_type() {
+        let parse = |v: serde_json::Value| {
+            let list: Vec<JsIceServer> = serde_json::from_value(v).unwrap();
+            parse_ice_servers(&list)
+        };
+        let five: Vec<String> = (0..5).map(|i| format!("turn:127.0.0.1:{i}")).collect();
+        let e = parse(serde_json::json!([{"urls": five}])).unwrap_err();
+        assert!(
+            e.contains("iceServers[0]") && e.contains("more than 4 URLs"),
+            "{e}"
+        );
+        let e = parse(serde_json::json!([{"urls": []}])).unwrap_err();
+        assert!(e.contains("no URL"), "{e}");
+        let e = parse(serde_json::json!([{"urls": "stun:a"}, {"urls": "http://x"}])).unwrap_err();
+        assert!(e.contains("iceServers[1]"), "{e}");
+        let secret = "s3cret\u{7}";
+        let e =
+            parse(serde_json::json!([{"urls": "turn:a", "username": "u", "credential": secret}]))
+                .unwrap_err();
+        assert!(
+            !e.contains("s3cret"),
+            "a credential never ends up in the message: {e}"
+        );
+        let ok = parse(serde_json::json!([{"urls": ["turn:a", "turns:b"], "username": "u", "credential": "c"}]))
+            .unwrap();
+        assert_eq!(ok[0].urls, ["turn:a", "turns:b"]);
+        assert_eq!(ok[0].username.as_deref(), Some("u"));
+        assert_eq!(ok[0].credential.as_deref(), Some("c"));
     }
 }

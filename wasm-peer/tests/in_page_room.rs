@@ -19,12 +19,8 @@ use watchparty_peer::session::UserCommand;
 use watchparty_peer::signaling::{
     BoundedVec, ClientMessage, OffererRule, PROTOCOL_VERSION, RosterEntry, ServerMessage,
 };
-use watchparty_wasm_peer::clock::Clock;
 use watchparty_wasm_peer::http::Api;
-use watchparty_wasm_peer::player::MediaPlayer;
-use watchparty_wasm_peer::room::{
-    Driver, Input, Options, Shared, SignalMode, deliver, inject_server_message,
-};
+use watchparty_wasm_peer::room::{Options, Shared, SignalMode, inject_server_message, start};
 use watchparty_wasm_peer::timer::sleep;
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -94,18 +90,8 @@ fn driver(
         ice_servers: Vec::new(),
         seed: user,
     };
-    let shared = Shared::new(|weak| {
-        let w = weak.clone();
-        let player = MediaPlayer::new(
-            video,
-            Clock::new(),
-            Rc::new(move |p| deliver(&w, Input::Player(p))),
-        );
-        Ok(Driver::new(weak, opts, identity, player))
-    })
-    .unwrap();
+    let shared = start(video, opts, identity).unwrap();
     peers.borrow_mut().insert(user, Rc::downgrade(&shared));
-    shared.with_driver(Driver::start).unwrap();
     shared
 }
 

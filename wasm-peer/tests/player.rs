@@ -247,3 +247,99 @@ async fn subtitles_are_offered_not_chosen_and_removed_on_reload() {
     );
     r.video.remove();
 }
+
+#[wasm_bindgen_test]
+fn subtitle_tracks_over_the_limit_are_left_out() {
+    use watchparty_wasm_peer::player::MAX_SUBTITLE_TRACKS;
+    let mut r = rig();
+    let subs: Vec<SubtitleTrack> = (0..MAX_SUBTITLE_TRACKS + 8)
+        .map(|i| SubtitleTrack {
+            url: "data:text/vtt,WEBVTT%0A".into(),
+            language: None,
+            label: format!("track {i}"),
+        })
+        .collect();
+    r.player.load(&r.url, &subs);
+    let tracks = r.video.query_selector_all("track").unwrap();
+    assert_eq!(tracks.length() as usize, MAX_SUBTITLE_TRACKS);
+    // The first ones, in order.
+    let label = |i: u32| -> String {
+        tracks
+            .get(i)
+            .unwrap()
+            .unchecked_into::<web_sys::HtmlTrackElement>()
+            .label()
+    };
+    assert_eq!(label(0), "track 0");
+    let last = u32::try_from(MAX_SUBTITLE_TRACKS - 1).unwrap();
+    assert_eq!(label(last), format!("track {last}"));
+    // At the limit exactly, nothing is left out.
+    r.player.load(&r.url, &subs[..MAX_SUBTITLE_TRACKS]);
+    assert_eq!(
+        r.video.query_selector_all("track").unwrap().length() as usize,
+        MAX_SUBTITLE_TRACKS
+    );
+    drop(r.player);
+    r.video.remove();
+}
+
+/// Chromium runs these tests with `--autoplay-policy=document-user-activation-required`
+/// (`webdriver.json`): an unmuted element's `play()` without a user gesture
+/// is refused for real (`NotAllowedError`), as on a page the viewer has
+/// not clicked yet. Muted playback stays allowed, as on the web.
+#[wasm_bindgen_test]
+async fn autoplay_refusal_holds_readings_until_unlocked() {
+    let mut r = rig();
+    r.video.set_muted(false);
+    r.player.load(&r.url, &[]);
+    r.wait_for("metadata", |o| !o.buffering).await;
+    r.inputs.borrow_mut().clear();
+
+    r.player.apply(PlayerAction::Play);
+    let mut waited = 0;
+    while !r.inputs.borrow().contains(&PlayerInput::AutoplayBlocked) {
+        assert!(
+            waited < WAIT_MS,
+            "play() was not refused: {:?} paused={}",
+            r.inputs.borrow(),
+            r.video.paused()
+        );
+        sleep(20).unwrap().await;
+        waited += 20;
+    }
+    assert!(r.player.autoplay_blocked());
+    assert!(r.video.paused(), "the browser refused to play");
+    // Held: the refusal's pause must not reach the core as the viewer
+    // pausing, neither as a periodic reading nor as an event reading.
+    assert_eq!(r.player.observe(), None);
+    r.inputs.borrow_mut().clear();
+    r.player.apply(PlayerAction::Seek {
+        position: MediaPos::from_millis(1000),
+    });
+    sleep(500).unwrap().await;
+    assert!(
+        !r.inputs
+            .borrow()
+            .iter()
+            .any(|i| matches!(i, PlayerInput::Observation(_))),
+        "readings while blocked: {:?}",
+        r.inputs.borrow()
+    );
+    // A second refused play() raises nothing new.
+    r.player.apply(PlayerAction::Play);
+    sleep(300).unwrap().await;
+    assert!(!r.inputs.borrow().contains(&PlayerInput::AutoplayBlocked));
+
+    // The viewer makes playback possible (here by muting, which needs no
+    // gesture; on the page it is the "click to join playback" button,
+    // covered by the e2e test `web_autoplay`) and unlocks: the room's play
+    // is carried out and readings flow again.
+    r.video.set_muted(true);
+    r.player.unlock();
+    r.wait_for("playing after unlock", |o| !o.paused).await;
+    assert!(r.inputs.borrow().contains(&PlayerInput::AutoplayUnblocked));
+    assert!(!r.player.autoplay_blocked());
+    assert!(r.player.observe().is_some());
+    drop(r.player);
+    r.video.remove();
+}

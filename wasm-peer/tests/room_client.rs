@@ -62,6 +62,42 @@ fn bad_options_are_refused_with_clear_messages() {
     assert!(join_error(&o).contains("longer than"));
 }
 
+fn ice_servers(n: usize) -> JsValue {
+    let list = js_sys::Array::new();
+    for i in 0..n {
+        let s = js_sys::Object::new();
+        set(&s, "urls", &format!("stun:127.0.0.1:{}", 3478 + i).into());
+        list.push(&s);
+    }
+    list.into()
+}
+
+#[wasm_bindgen_test]
+fn more_ice_servers_than_the_limit_are_refused() {
+    use watchparty_wasm_peer::rtc::MAX_ICE_SERVERS;
+    let o = options("ws://127.0.0.1:9/signal");
+    set(&o, "iceServers", &ice_servers(MAX_ICE_SERVERS + 1));
+    let e = join_error(&o);
+    assert!(
+        e.contains("iceServers") && e.contains(&format!("at most {MAX_ICE_SERVERS}")),
+        "{e}"
+    );
+    let o = options("ws://127.0.0.1:9/signal");
+    let five = js_sys::Array::new();
+    for i in 0..5 {
+        five.push(&format!("turn:127.0.0.1:{i}").into());
+    }
+    let s = js_sys::Object::new();
+    set(&s, "urls", &five);
+    set(&o, "iceServers", &js_sys::Array::of1(&s));
+    assert!(join_error(&o).contains("more than 4 URLs"));
+    // At the limit the client joins.
+    let o = options("ws://127.0.0.1:9/signal");
+    set(&o, "iceServers", &ice_servers(MAX_ICE_SERVERS));
+    let room = RoomClient::join(o.into()).expect("8 servers are fine");
+    room.leave();
+}
+
 #[wasm_bindgen_test]
 fn host_keys_round_trip_through_the_invite_fragment() {
     let k = generate_host_key().unwrap();

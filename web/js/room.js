@@ -495,6 +495,10 @@ function onEvent(ctx, ui, ev, setBanner) {
       ui.autoplay.hidden = false;
       ui.autoplay.querySelector('button').focus();
       break;
+    case 'autoplay_unblocked':
+      // Also when the viewer started the video another way.
+      ui.autoplay.hidden = true;
+      break;
     case 'dropped':
       ctx.dropped = (ctx.dropped || 0) + 1;
       break;

@@ -22,7 +22,7 @@ use watchparty_peer::time::LocalTime;
 
 use super::conn::Conn;
 use super::view;
-use super::{Input, MAX_PENDING_EVENTS, Shared, deliver};
+use super::{Bounded, Input, MAX_PENDING_EVENTS, Shared, deliver};
 use crate::clock::{Clock, wall_ms};
 use crate::http::Api;
 use crate::player::{IDLE_SAMPLE_INTERVAL_MS, MediaPlayer, PlayerInput, SAMPLE_INTERVAL_MS};
@@ -79,7 +79,6 @@ struct Counters {
     signal_dropped: u64,
     signal_invalid: u64,
     negotiation_errors: u64,
-    events_dropped: u64,
     player_errors: u64,
 }
 
@@ -123,7 +122,7 @@ pub struct Driver {
     roster: BTreeMap<UserId, RosterEntry>,
     applied_total: u64,
     counters: Counters,
-    events: VecDeque<Value>,
+    events: Bounded<Value>,
 }
 
 impl std::fmt::Debug for Driver {
@@ -137,19 +136,7 @@ impl std::fmt::Debug for Driver {
 }
 
 fn to_rtc_ice(servers: &[WireIceServer]) -> Vec<IceServer> {
-    servers
-        .iter()
-        .map(|s| IceServer {
-            urls: s
-                .urls
-                .as_slice()
-                .iter()
-                .map(|u| u.as_str().to_owned())
-                .collect(),
-            username: s.username.as_ref().map(|u| u.as_str().to_owned()),
-            credential: s.credential.as_ref().map(|c| c.as_str().to_owned()),
-        })
-        .collect()
+    servers.iter().map(IceServer::from_wire).collect()
 }
 
 impl Driver {
@@ -188,7 +175,7 @@ impl Driver {
             roster: BTreeMap::new(),
             applied_total: 0,
             counters: Counters::default(),
-            events: VecDeque::new(),
+            events: Bounded::new(MAX_PENDING_EVENTS),
             clock,
             opts,
         }
@@ -200,16 +187,13 @@ impl Driver {
 
     /// Queues a page event (bounded).
     fn emit(&mut self, ev: Value) {
-        if self.events.len() >= MAX_PENDING_EVENTS {
-            self.counters.events_dropped = self.counters.events_dropped.saturating_add(1);
-            return;
-        }
-        self.events.push_back(ev);
+        // Over MAX_PENDING_EVENTS in one pump: dropped and counted.
+        self.events.push(ev);
     }
 
     /// The page events collected so far.
     pub fn take_events(&mut self) -> VecDeque<Value> {
-        std::mem::take(&mut self.events)
+        self.events.take()
     }
 
     fn me(&self) -> Option<UserId> {
@@ -534,9 +518,7 @@ impl Driver {
     // ------------------------------------------------------ negotiation --
 
     fn ice_servers(&self) -> Vec<IceServer> {
-        let mut all = self.server_ice.clone();
-        all.extend(self.opts.ice_servers.iter().cloned());
-        all
+        crate::rtc::combine_ice_servers(&self.server_ice, &self.opts.ice_servers)
     }
 
     /// Replaces any connection to `peer` with a new one; returns its
@@ -1236,7 +1218,7 @@ impl Driver {
                 "signal_dropped": self.counters.signal_dropped,
                 "signal_invalid": self.counters.signal_invalid,
                 "negotiation_errors": self.counters.negotiation_errors,
-                "events_dropped": self.counters.events_dropped,
+                "events_dropped": self.events.dropped(),
                 "player_errors": self.counters.player_errors,
                 "glare_ignored": self.links.stats().glare_ignored,
                 "candidates_dropped": self.links.stats().candidates_dropped,

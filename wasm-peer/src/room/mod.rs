@@ -20,13 +20,13 @@
 //! Everything is owned by [`Shared`]: leaving drops it, which closes the
 //! socket and connections and frees every closure.
 
+mod bounded;
 pub mod command;
 mod conn;
 mod driver;
 mod view;
 
-use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
+use std::cell::RefCell;
 use std::rc::{Rc, Weak};
 
 use wasm_bindgen::JsCast;
@@ -34,6 +34,7 @@ use wasm_bindgen::closure::Closure;
 use watchparty_peer::channels::ChannelId;
 use watchparty_peer::ids::UserId;
 
+pub use bounded::Bounded;
 pub use command::{JsCommand, parse as parse_command};
 pub use driver::{Driver, Options, SignalMode};
 
@@ -41,9 +42,11 @@ use crate::player::PlayerInput;
 use crate::rtc::{ConnectionState, IceCandidate, SessionDescription};
 use crate::signal::SignalInput;
 
-/// Most inputs waiting for the driver (a flood is dropped and counted).
+/// Most inputs waiting for the driver: a flood beyond it is dropped and
+/// counted (`status().counters.inputs_dropped`).
 pub const MAX_INPUTS: usize = 4096;
-/// Most page events collected in one pump before they are handed over.
+/// Most page events collected in one pump before they are handed over; more
+/// are dropped and counted (`status().counters.events_dropped`).
 pub const MAX_PENDING_EVENTS: usize = 1024;
 
 /// Something for the driver.
@@ -140,6 +143,30 @@ pub enum Input {
     Timer,
 }
 
+/// Builds a driver for `video` with its player adapter and starts it
+/// (signaling, timers); what the page's `RoomClient.join` and the in-page
+/// tests use.
+///
+/// # Errors
+/// When the driver cannot start.
+pub fn start(
+    video: web_sys::HtmlMediaElement,
+    opts: Options,
+    identity: watchparty_peer::crypto::SigningKey,
+) -> Result<Rc<Shared>, String> {
+    let shared = Shared::new(|weak| {
+        let w = weak.clone();
+        let player = crate::player::MediaPlayer::new(
+            video,
+            crate::clock::Clock::new(),
+            Rc::new(move |p| deliver(&w, Input::Player(p))),
+        );
+        Ok(Driver::new(weak, opts, identity, player))
+    })?;
+    shared.with_driver(Driver::start)?;
+    Ok(shared)
+}
+
 /// Hands a server message to a driver using [`SignalMode::InPage`]
 /// (ignored by WebSocket drivers).
 pub fn inject_server_message(shared: &Rc<Shared>, msg: watchparty_peer::signaling::ServerMessage) {
@@ -148,8 +175,7 @@ pub fn inject_server_message(shared: &Rc<Shared>, msg: watchparty_peer::signalin
 
 /// The driver and what its callbacks share.
 pub struct Shared {
-    inbox: RefCell<VecDeque<Input>>,
-    inputs_dropped: Cell<u64>,
+    inbox: RefCell<Bounded<Input>>,
     driver: RefCell<Option<Driver>>,
     on_event: RefCell<Option<js_sys::Function>>,
     timer: RefCell<Option<i32>>,
@@ -160,7 +186,7 @@ impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Shared")
             .field("inbox", &self.inbox.borrow().len())
-            .field("inputs_dropped", &self.inputs_dropped.get())
+            .field("inputs_dropped", &self.inputs_dropped())
             .finish_non_exhaustive()
     }
 }
@@ -171,15 +197,8 @@ pub fn deliver(weak: &Weak<Shared>, input: Input) {
     let Some(shared) = weak.upgrade() else {
         return;
     };
-    {
-        let mut q = shared.inbox.borrow_mut();
-        if q.len() >= MAX_INPUTS {
-            shared
-                .inputs_dropped
-                .set(shared.inputs_dropped.get().saturating_add(1));
-            return;
-        }
-        q.push_back(input);
+    if !shared.inbox.borrow_mut().push(input) {
+        return; // full: dropped and counted
     }
     shared.pump();
 }
@@ -208,8 +227,7 @@ impl Shared {
                 })
             };
             Shared {
-                inbox: RefCell::new(VecDeque::new()),
-                inputs_dropped: Cell::new(0),
+                inbox: RefCell::new(Bounded::new(MAX_INPUTS)),
                 driver: RefCell::new(driver),
                 on_event: RefCell::new(None),
                 timer: RefCell::new(None),
@@ -230,7 +248,7 @@ impl Shared {
     /// Inputs dropped because the inbox was full.
     #[must_use]
     pub fn inputs_dropped(&self) -> u64 {
-        self.inputs_dropped.get()
+        self.inbox.borrow().dropped()
     }
 
     /// Runs `f` on the driver (not from inside a driver callback).
@@ -265,7 +283,7 @@ impl Shared {
                     return;
                 };
                 loop {
-                    let next = self.inbox.borrow_mut().pop_front();
+                    let next = self.inbox.borrow_mut().pop();
                     let Some(input) = next else { break };
                     d.handle(input);
                     d.drain();

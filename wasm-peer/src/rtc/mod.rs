@@ -11,5 +11,5 @@ mod peer_connection;
 pub use data_channel::{DataChannel, DropCounts, MAX_FRAME_BYTES, MAX_INBOX_FRAMES};
 pub use peer_connection::{
     ConnectionState, IceCandidate, IceServer, MAX_ICE_SERVERS, MAX_PENDING_REMOTE_CANDIDATES,
-    PeerConnection, SdpKind, SessionDescription,
+    PeerConnection, SdpKind, SessionDescription, combine_ice_servers,
 };

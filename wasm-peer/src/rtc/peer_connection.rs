@@ -62,8 +62,24 @@ pub struct IceCandidate {
 type IceHandler = Closure<dyn FnMut(RtcPeerConnectionIceEvent)>;
 type StateHandler = Closure<dyn FnMut(web_sys::Event)>;
 
-/// Most STUN/TURN servers handed to one connection.
+/// Most STUN/TURN servers handed to one connection, and most the page may
+/// pass to `join` (more is an error there). The signaling server may send as
+/// many again; [`combine_ice_servers`] keeps the server's first and leaves
+/// out what is over this limit.
 pub const MAX_ICE_SERVERS: usize = 8;
+
+/// The STUN/TURN servers of one connection: the signaling server's first,
+/// then the page's, at most [`MAX_ICE_SERVERS`] in all (the rest are left
+/// out; the operator's servers win).
+#[must_use]
+pub fn combine_ice_servers(server: &[IceServer], page: &[IceServer]) -> Vec<IceServer> {
+    server
+        .iter()
+        .chain(page)
+        .take(MAX_ICE_SERVERS)
+        .cloned()
+        .collect()
+}
 
 /// One STUN/TURN server (`urls` plus optional TURN credentials).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +90,23 @@ pub struct IceServer {
     pub username: Option<String>,
     /// TURN credential.
     pub credential: Option<String>,
+}
+
+impl IceServer {
+    /// The server as the signaling protocol carries it (already bounded).
+    #[must_use]
+    pub fn from_wire(s: &watchparty_peer::signaling::IceServer) -> Self {
+        Self {
+            urls: s
+                .urls
+                .as_slice()
+                .iter()
+                .map(|u| u.as_str().to_owned())
+                .collect(),
+            username: s.username.as_ref().map(|u| u.as_str().to_owned()),
+            credential: s.credential.as_ref().map(|c| c.as_str().to_owned()),
+        }
+    }
 }
 
 /// The connection state the browser reports (`connectionState`).
@@ -131,7 +164,8 @@ impl PeerConnection {
     }
 
     /// Creates a connection using these STUN/TURN servers (at most
-    /// [`MAX_ICE_SERVERS`]; more are ignored).
+    /// [`MAX_ICE_SERVERS`]; the driver passes [`combine_ice_servers`]'s
+    /// list, so there are never more).
     ///
     /// # Errors
     /// [`RtcError::Js`] if the browser refuses to create it (e.g. a bad URL).
@@ -339,5 +373,32 @@ impl Drop for PeerConnection {
     fn drop(&mut self) {
         // Detach first, so the browser never calls a freed closure.
         self.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stun(port: usize) -> IceServer {
+        IceServer {
+            urls: vec![format!("stun:127.0.0.1:{port}")],
+            username: None,
+            credential: None,
+        }
+    }
+
+    #[test]
+    fn server_and_page_ice_servers_are_capped_server_first() {
+        let server: Vec<IceServer> = (0..6).map(stun).collect();
+        let page: Vec<IceServer> = (100..105).map(stun).collect();
+        let all = combine_ice_servers(&server, &page);
+        assert_eq!(all.len(), MAX_ICE_SERVERS);
+        assert_eq!(all[..6], server[..]);
+        assert_eq!(all[6..], page[..2]);
+        // Under the limit nothing is left out.
+        assert_eq!(combine_ice_servers(&server[..3], &page[..2]).len(), 5);
+        let full: Vec<IceServer> = (0..MAX_ICE_SERVERS + 3).map(stun).collect();
+        assert_eq!(combine_ice_servers(&full, &[]), full[..MAX_ICE_SERVERS]);
     }
 }
