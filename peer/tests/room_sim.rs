@@ -393,6 +393,10 @@ fn periodic_state_refresh_counts_apart_from_commands() {
     room.run_for_ms(1_000);
     for (i, (p, b)) in room.peers.iter().zip(&before).enumerate().skip(1) {
         let s = p.session.stats();
-        assert_eq!(s.commands_applied, b.commands_applied + 1, "peer {i}: {s:?}");
+        assert_eq!(
+            s.commands_applied,
+            b.commands_applied + 1,
+            "peer {i}: {s:?}"
+        );
     }
 }

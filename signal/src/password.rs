@@ -9,12 +9,24 @@
 //! memory nor unbounded waiting requests. Verification against an unknown
 //! account uses a dummy hash with the same parameters so that both paths cost
 //! the same.
+//!
+//! Each hash works in a memory buffer taken from a small free list (at most
+//! one buffer per hashing slot) and returned afterwards, instead of a fresh
+//! `memory_kib` allocation per hash: glibc keeps freed blocks of that size in
+//! the arena of whichever blocking thread allocated them, so per-hash
+//! allocations made the resident set grow with the number of blocking
+//! threads that ever hashed (≈ 470 MiB after a login burst, issue #9), while
+//! reused buffers keep it at `concurrency × memory_kib`. A stored hash whose
+//! parameters ask for more than [`MAX_VERIFY_MEMORY_KIB`] is refused, never
+//! computed.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher, PasswordVerifier, Version};
+use argon2::password_hash::phc::{Output, ParamsString, Salt};
+use argon2::{Algorithm, Argon2, Block, Params, PasswordHash, Version};
+use ring::rand::{SecureRandom, SystemRandom};
 use tokio::sync::Semaphore;
 
 use crate::config::{
@@ -57,10 +69,66 @@ impl HashQueueLimits {
     }
 }
 
+/// The most memory a stored hash may ask for when it is verified (its
+/// `m=` parameter, KiB): 256 MiB, 13× the default cost. A hash over it (a
+/// tampered or foreign row) verifies as `false` without being computed.
+pub const MAX_VERIFY_MEMORY_KIB: u32 = 256 * 1024;
+
+/// Salt length of new hashes (bytes; the PHC recommendation).
+const SALT_LEN: usize = 16;
+
+/// Output length of new hashes (bytes; argon2's default).
+const OUTPUT_LEN: usize = 32;
+
+/// Work buffers for argon2, reused between hashes (see the module docs).
+/// Holds at most one buffer per hashing slot: a buffer is only taken while
+/// a semaphore permit is held.
+#[derive(Default)]
+struct BlockBuffers {
+    free: Mutex<Vec<Vec<Block>>>,
+}
+
+impl BlockBuffers {
+    /// A buffer of at least `blocks` blocks (a reused one when free).
+    fn take(&self, blocks: usize) -> Vec<Block> {
+        let reused = self.free.lock().map_or(None, |mut free| free.pop());
+        let mut buf = reused.unwrap_or_default();
+        if buf.len() < blocks {
+            buf.resize(blocks, Block::new());
+        }
+        buf
+    }
+
+    /// Returns a buffer for the next hash (zeroed: it held password-derived
+    /// state).
+    fn give_back(&self, mut buf: Vec<Block>) {
+        buf.fill(Block::new());
+        if let Ok(mut free) = self.free.lock() {
+            free.push(buf);
+        }
+    }
+
+    /// Buffers currently free (for tests).
+    #[cfg(test)]
+    fn free_count(&self) -> usize {
+        self.free.lock().map_or(0, |f| f.len())
+    }
+}
+
+/// The memory argon2 needs for `params` (blocks of 1 KiB): the block count
+/// is `m_cost` rounded down to a multiple of 4 × lanes, so `m_cost` blocks
+/// always suffice.
+fn blocks_for(params: &Params) -> usize {
+    usize::try_from(params.m_cost()).unwrap_or(usize::MAX)
+}
+
 /// Hashes and verifies passwords with bounded concurrency and a bounded queue.
 #[derive(Clone)]
 pub struct PasswordHasherPool {
     argon2: Argon2<'static>,
+    params: Params,
+    buffers: Arc<BlockBuffers>,
+    rng: SystemRandom,
     permits: Arc<Semaphore>,
     limits: HashQueueLimits,
     waiting: Arc<AtomicUsize>,
@@ -108,13 +176,22 @@ impl PasswordHasherPool {
     pub fn new(cost: Argon2Cost, limits: HashQueueLimits) -> Result<Self, HashSetupError> {
         let params = Params::new(cost.memory_kib, cost.iterations, cost.parallelism, None)
             .map_err(|e| HashSetupError(e.to_string()))?;
-        let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
-        let dummy_hash = argon2
-            .hash_password(b"watchparty dummy password for unknown accounts")
-            .map_err(|e| HashSetupError(e.to_string()))?
-            .to_string();
+        let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+        let buffers = Arc::new(BlockBuffers::default());
+        let rng = SystemRandom::new();
+        let dummy_hash = hash_phc(
+            &argon2,
+            &params,
+            &rng,
+            &buffers,
+            b"watchparty dummy password for unknown accounts",
+        )
+        .map_err(HashSetupError)?;
         Ok(PasswordHasherPool {
             argon2,
+            params,
+            buffers,
+            rng,
             permits: Arc::new(Semaphore::new(limits.concurrency.max(1))),
             limits: HashQueueLimits {
                 concurrency: limits.concurrency.max(1),
@@ -169,12 +246,12 @@ impl PasswordHasherPool {
 
     async fn run_blocking<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Argon2<'static>) -> T + Send + 'static,
+        f: impl FnOnce(&PasswordHasherPool) -> T + Send + 'static,
     ) -> Result<T, ApiError> {
         let permit = self.acquire().await?;
-        let argon2 = self.argon2.clone();
+        let pool = self.clone();
         let out = tokio::task::spawn_blocking(move || {
-            let out = f(&argon2);
+            let out = f(&pool);
             drop(permit);
             out
         })
@@ -186,10 +263,9 @@ impl PasswordHasherPool {
     /// Hashes a password; returns the PHC string (`$argon2id$v=19$m=…`).
     pub async fn hash(&self, password: &[u8]) -> Result<String, ApiError> {
         let password = password.to_vec();
-        self.run_blocking(move |a| {
-            a.hash_password(&password)
-                .map(|h| h.to_string())
-                .map_err(|e| ApiError::internal(e.to_string()))
+        self.run_blocking(move |p| {
+            hash_phc(&p.argon2, &p.params, &p.rng, &p.buffers, &password)
+                .map_err(ApiError::internal)
         })
         .await?
     }
@@ -202,23 +278,82 @@ impl PasswordHasherPool {
             None => (self.dummy_hash.to_string(), false),
         };
         let password = password.to_vec();
-        self.run_blocking(move |a| {
-            let ok = match PasswordHash::new(&phc) {
-                Ok(parsed) => a.verify_password(&password, &parsed).is_ok(),
-                Err(_) => false,
-            };
-            ok && real
-        })
-        .await
+        self.run_blocking(move |p| verify_phc(&p.buffers, &password, &phc) && real)
+            .await
     }
 
     /// Hashes synchronously (admin CLI; no runtime needed).
     pub fn hash_blocking(&self, password: &[u8]) -> Result<String, HashSetupError> {
-        self.argon2
-            .hash_password(password)
-            .map(|h| h.to_string())
-            .map_err(|e| HashSetupError(e.to_string()))
+        hash_phc(
+            &self.argon2,
+            &self.params,
+            &self.rng,
+            &self.buffers,
+            password,
+        )
+        .map_err(HashSetupError)
     }
+}
+
+/// Hashes `password` with a fresh random salt in a reused buffer; returns
+/// the PHC string.
+fn hash_phc(
+    argon2: &Argon2<'static>,
+    params: &Params,
+    rng: &SystemRandom,
+    buffers: &BlockBuffers,
+    password: &[u8],
+) -> Result<String, String> {
+    let mut salt = [0u8; SALT_LEN];
+    rng.fill(&mut salt)
+        .map_err(|_| "no randomness for the salt")?;
+    let mut out = [0u8; OUTPUT_LEN];
+    let mut buf = buffers.take(blocks_for(params));
+    let r = argon2.hash_password_into_with_memory(password, &salt, &mut out, &mut buf[..]);
+    buffers.give_back(buf);
+    r.map_err(|e| e.to_string())?;
+    let phc = PasswordHash {
+        algorithm: argon2::ARGON2ID_IDENT,
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(params).map_err(|e| e.to_string())?,
+        salt: Some(Salt::new(&salt).map_err(|e| e.to_string())?),
+        hash: Some(Output::new(&out).map_err(|e| e.to_string())?),
+    };
+    Ok(phc.to_string())
+}
+
+/// Whether `password` matches the PHC string `stored`, computed in a reused
+/// buffer. Anything but a well-formed argon2id hash within
+/// [`MAX_VERIFY_MEMORY_KIB`] is `false`; the comparison is constant-time.
+fn verify_phc(buffers: &BlockBuffers, password: &[u8], stored: &str) -> bool {
+    let Ok(parsed) = PasswordHash::new(stored) else {
+        return false;
+    };
+    if parsed.algorithm != argon2::ARGON2ID_IDENT {
+        return false;
+    }
+    let (Some(salt), Some(expected)) = (&parsed.salt, &parsed.hash) else {
+        return false;
+    };
+    let Ok(version) = parsed.version.map_or(Ok(Version::V0x13), Version::try_from) else {
+        return false;
+    };
+    let Ok(params) = Params::try_from(&parsed) else {
+        return false;
+    };
+    if params.m_cost() > MAX_VERIFY_MEMORY_KIB {
+        return false;
+    }
+    let mut out = vec![0u8; expected.len()];
+    let argon2 = Argon2::new(Algorithm::Argon2id, version, params.clone());
+    let mut buf = buffers.take(blocks_for(&params));
+    let r = argon2.hash_password_into_with_memory(password, salt.as_ref(), &mut out, &mut buf[..]);
+    buffers.give_back(buf);
+    if r.is_err() {
+        return false;
+    }
+    // `Output`'s equality is constant-time.
+    Output::new(&out).is_ok_and(|o| &o == expected)
 }
 
 #[cfg(test)]
@@ -345,5 +480,98 @@ mod tests {
         assert_eq!(pool.waiting(), 0);
         drop(held);
         assert!(pool.hash(b"password").await.is_ok());
+    }
+
+    /// Hashes made by the argon2 crate's own `hash_password` (rows written
+    /// before the buffer pool) still verify, and ours verify there.
+    #[tokio::test]
+    async fn compatible_with_the_argon2_crate_phc_strings() {
+        use argon2::{PasswordHasher, PasswordVerifier};
+        let pool = PasswordHasherPool::new(CHEAP, HashQueueLimits::default()).unwrap();
+        let params =
+            Params::new(CHEAP.memory_kib, CHEAP.iterations, CHEAP.parallelism, None).unwrap();
+        let stock = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+        let theirs = stock.hash_password(b"pw one").unwrap().to_string();
+        assert!(pool.verify(b"pw one", Some(&theirs)).await.unwrap());
+        assert!(!pool.verify(b"pw two", Some(&theirs)).await.unwrap());
+        let ours = pool.hash(b"pw one").await.unwrap();
+        assert!(ours.starts_with("$argon2id$v=19$m=64,t=1,p=1$"), "{ours}");
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert!(stock.verify_password(b"pw one", &parsed).is_ok());
+        assert!(stock.verify_password(b"pw two", &parsed).is_err());
+        // Another cost (an older configuration) still verifies.
+        let other = Params::new(128, 2, 2, None).unwrap();
+        let older = Argon2::new(Algorithm::Argon2id, Version::V0x13, other)
+            .hash_password(b"pw one")
+            .unwrap()
+            .to_string();
+        assert!(pool.verify(b"pw one", Some(&older)).await.unwrap());
+    }
+
+    /// Stored hashes that are not argon2id, or that ask for more memory
+    /// than `MAX_VERIFY_MEMORY_KIB`, are `false` without being computed.
+    #[tokio::test]
+    async fn foreign_or_oversized_hashes_are_refused() {
+        use argon2::PasswordHasher;
+        let pool = PasswordHasherPool::new(CHEAP, HashQueueLimits::default()).unwrap();
+        let params = Params::new(64, 1, 1, None).unwrap();
+        let argon2i = Argon2::new(Algorithm::Argon2i, Version::V0x13, params)
+            .hash_password(b"pw")
+            .unwrap()
+            .to_string();
+        assert!(argon2i.starts_with("$argon2i$"));
+        assert!(!pool.verify(b"pw", Some(&argon2i)).await.unwrap());
+        // A row claiming 1 KiB over the cap: refused without computing it
+        // (that would take the cap's worth of memory).
+        let ours = pool.hash(b"pw").await.unwrap();
+        let huge = ours.replace("m=64,", &format!("m={},", MAX_VERIFY_MEMORY_KIB + 1));
+        assert_ne!(huge, ours);
+        assert!(!pool.verify(b"pw", Some(&huge)).await.unwrap());
+        // No buffer was grown for it.
+        let sizes: Vec<usize> = pool
+            .buffers
+            .free
+            .lock()
+            .unwrap()
+            .iter()
+            .map(Vec::len)
+            .collect();
+        assert!(sizes.iter().all(|n| *n <= 64), "{sizes:?}");
+        for bad in ["", "$argon2id$", "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ"] {
+            assert!(!pool.verify(b"pw", Some(bad)).await.unwrap(), "{bad}");
+        }
+    }
+
+    /// Many concurrent hashes share at most `concurrency` buffers, and the
+    /// buffers are zeroed when given back.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn buffers_are_reused_one_per_slot() {
+        let limits = HashQueueLimits {
+            concurrency: 3,
+            timeout: Duration::from_secs(60),
+            max_waiters: 64,
+        };
+        let pool = PasswordHasherPool::new(CHEAP, limits).unwrap();
+        let jobs: Vec<_> = (0..40)
+            .map(|i| {
+                let p = pool.clone();
+                tokio::spawn(async move { p.hash(format!("pw {i}").as_bytes()).await })
+            })
+            .collect();
+        let mut hashes = std::collections::BTreeSet::new();
+        for j in jobs {
+            hashes.insert(j.await.unwrap().unwrap());
+        }
+        assert_eq!(hashes.len(), 40, "salts differ");
+        let free = pool.buffers.free_count();
+        assert!((1..=3).contains(&free), "{free} buffers for 3 slots");
+        let all_zero = pool
+            .buffers
+            .free
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|b| b.iter().all(|blk| blk.as_ref().iter().all(|w| *w == 0)));
+        assert!(all_zero, "buffers are zeroed when given back");
     }
 }

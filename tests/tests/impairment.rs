@@ -10,11 +10,12 @@
 //! (1/5/10 % loss, 50/100/150 ms delay, loss plus delay) is `#[ignore]`d and
 //! run by `cargo xtask soak`.
 
-mod room_common;
+#[path = "support/inproc.rs"]
+mod inproc;
 
 use std::time::{Duration, Instant};
 
-use room_common::*;
+use inproc::*;
 use watchparty_e2e::impair::{Delay, DelayRelay, Loss, Partition, free_udp_port, in_private_netns};
 use watchparty_peer::native::driver::{DriverEvent, DriverHandle};
 use watchparty_peer::session::UserCommand;

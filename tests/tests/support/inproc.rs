@@ -4,8 +4,7 @@
 //! real WebRTC (str0m) over loopback UDP. Each driver can be given its own
 //! UDP port so network impairment can target it.
 //!
-//! Include with `#[path = "support/inproc.rs"] mod inproc;`. (Same harness
-//! as `tests/tests/room_common/`, which should move here.)
+//! Include with `#[path = "support/inproc.rs"] mod inproc;`.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
@@ -141,8 +140,27 @@ pub async fn room(followers: usize) -> Room {
 }
 
 impl Room {
+    /// The server's signaling URL for member `index`.
+    pub fn signal_url(&self, index: usize) -> String {
+        self.apis[index]
+            .signal_url(&self.room.to_string())
+            .unwrap()
+            .to_string()
+    }
+
     /// Spawns member `index`'s driver (0 = host) on UDP `port` (0 = any).
     pub async fn driver(&mut self, index: usize, port: u16) -> DriverHandle {
+        self.driver_via(index, port, None).await
+    }
+
+    /// Like [`Room::driver`], with the signaling WebSocket at `signal_url`
+    /// instead of the server's own (e.g. a proxy in front of it).
+    pub async fn driver_via(
+        &mut self,
+        index: usize,
+        port: u16,
+        signal_url: Option<String>,
+    ) -> DriverHandle {
         let api = &self.apis[index];
         let (identity, pin) = if index == 0 {
             (self.host_key.take().expect("host spawned once"), None)
@@ -150,7 +168,10 @@ impl Room {
             (new_signing_key().unwrap(), Some(self.pin))
         };
         let clock = PlayerClock::new(tokio::time::Instant::now());
-        let url = api.signal_url(&self.room.to_string()).unwrap().to_string();
+        let url = match signal_url {
+            Some(u) => u,
+            None => self.signal_url(index),
+        };
         let mut cfg = DriverConfig::new(self.room, url, identity);
         cfg.bind = SocketAddr::from(([127, 0, 0, 1], port));
         cfg.pinned_host = pin;
@@ -168,25 +189,30 @@ impl Room {
     }
 }
 
-/// Waits up to `limit` for an event matching `f` (other events are skipped).
+/// Waits up to `limit` for an event matching `f`; returns it and the events
+/// skipped on the way.
 pub async fn wait_for(
     h: &mut DriverHandle,
     what: &str,
     limit: Duration,
     f: impl Fn(&DriverEvent) -> bool,
-) {
+) -> (DriverEvent, Vec<DriverEvent>) {
+    let mut seen = Vec::new();
     let r = timeout(limit, async {
         loop {
             match h.events.recv().await {
-                Some(e) if f(&e) => return,
+                Some(e) if f(&e) => return e,
                 Some(DriverEvent::Stopped { reason }) => panic!("driver stopped: {reason}"),
-                Some(_) => {}
+                Some(e) => seen.push(e),
                 None => panic!("driver gone"),
             }
         }
     })
     .await;
-    assert!(r.is_ok(), "timed out waiting for {what}");
+    match r {
+        Ok(e) => (e, seen),
+        Err(_) => panic!("timed out waiting for {what}; events: {seen:#?}"),
+    }
 }
 
 /// How far a follower is from the host, ms: its player against its view of

@@ -567,6 +567,12 @@ pub fn position_at(s: &Value, at_us: i64) -> f64 {
     let pos = s["player_position_ms"]
         .as_f64()
         .unwrap_or_else(|| panic!("no player position in {s}"));
+    moved_to(s, pos, at_us)
+}
+
+/// `pos`, read in status `s`, moved from the snapshot's `wall_us` to Unix
+/// time `at_us` at the room's rate (unchanged when paused).
+fn moved_to(s: &Value, pos: f64, at_us: i64) -> f64 {
     let paused = s["playback"]["paused"].as_bool().unwrap_or(true);
     let rate = s["playback"]["rate"].as_f64().unwrap_or(1.0);
     let wall = s["wall_us"]
@@ -689,16 +695,7 @@ pub fn room_position_at(s: &Value, at_us: i64) -> f64 {
     let pos = s["playback"]["position_ms"]
         .as_f64()
         .unwrap_or_else(|| panic!("no room playback in {s}"));
-    let paused = s["playback"]["paused"].as_bool().unwrap_or(true);
-    let rate = s["playback"]["rate"].as_f64().unwrap_or(1.0);
-    let wall = s["wall_us"]
-        .as_i64()
-        .unwrap_or_else(|| panic!("no wall_us in {s}"));
-    if paused {
-        pos
-    } else {
-        pos + rate * (at_us - wall) as f64 / 1000.0
-    }
+    moved_to(s, pos, at_us)
 }
 
 /// Waits (every 250 ms up to `timeout`) until every peer's view of the room

@@ -20,34 +20,28 @@
 //!   own. The follower that pinned the host key refuses the forged host
 //!   certificate (`HostKeyMismatch`) and never takes commands from it.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "support/inproc.rs"]
+mod inproc;
+
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use inproc::wait_for;
 use tokio::net::TcpListener;
-use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use watchparty_peer::cert::SignedCertificate;
 use watchparty_peer::channels::ChannelId;
-use watchparty_peer::crypto::{PublicKey, SigningKey};
-use watchparty_peer::ids::{Role, RoomId};
-use watchparty_peer::native::api_client::{ApiClient, CreateRoom, Invite};
+use watchparty_peer::crypto::SigningKey;
+use watchparty_peer::ids::Role;
 use watchparty_peer::native::candidates::HostAddrs;
-use watchparty_peer::native::config_store::new_signing_key;
-use watchparty_peer::native::driver::{DriverConfig, DriverEvent, DriverHandle, VirtualMedia};
-use watchparty_peer::native::player::PlayerClock;
-use watchparty_peer::native::player::virtual_backend::VirtualBackend;
+use watchparty_peer::native::driver::{DriverEvent, DriverHandle};
 use watchparty_peer::native::rtc::{TransportConfig, TransportEvent};
 use watchparty_peer::native::udp::UdpRtc;
 use watchparty_peer::signaling::{BoundedVec, ClientMessage, RosterEntry, Sdp, ServerMessage};
-use watchparty_peer::time::MediaPos;
-use watchparty_peer::virtual_player::VirtualPlayerConfig;
-use watchparty_signal::AppState;
-use watchparty_signal::config::{Argon2Cost, Config};
-use watchparty_signal::validate::{DisplayName, Username};
-
-const PASSWORD: &str = "correct-horse-battery";
 
 /// How long a test waits for the event it expects.
 const EVENT_WAIT: Duration = Duration::from_secs(30);
@@ -305,190 +299,35 @@ async fn start_proxy(
 
 // ------------------------------------------------------------------- room --
 
-async fn add_user(state: &AppState, name: &str) -> i64 {
-    let hash = state.hasher.hash(PASSWORD.as_bytes()).await.unwrap();
-    watchparty_signal::accounts::create_user(
-        &state.db,
-        &Username::parse(name).unwrap(),
-        &DisplayName::parse(name).unwrap(),
-        &hash,
-        false,
-    )
-    .await
-    .unwrap()
-}
-
-/// The real server with a host and one invited follower, logged in.
-struct Setup {
-    dir: tempfile::TempDir,
-    host_api: ApiClient,
-    follower_api: ApiClient,
-    room: RoomId,
-    host_key: SigningKey,
-}
-
-async fn setup() -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let lib = dir.path().join("lib");
-    std::fs::create_dir_all(&lib).unwrap();
-    let mut movie = vec![7u8; 10_000];
-    movie[..12].copy_from_slice(b"\0\0\0\x18ftypisom");
-    std::fs::write(lib.join("movie.mp4"), &movie).unwrap();
-    let mut config = Config::new(dir.path().join("data"));
-    config.argon2 = Argon2Cost {
-        memory_kib: 64,
-        iterations: 1,
-        parallelism: 1,
-    };
-    let state = AppState::new(config).await.unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let st = state.clone();
-    tokio::spawn(async move {
-        watchparty_signal::server::serve(st, listener, std::future::pending()).await
-    });
-    let lib_id: i64 = sqlx::query_scalar(
-        "INSERT INTO libraries (name, root_path, created_at) VALUES ('films', ?1, 0) RETURNING id",
-    )
-    .bind(std::fs::canonicalize(&lib).unwrap().to_str().unwrap())
-    .fetch_one(&state.db)
-    .await
-    .unwrap();
-    watchparty_signal::media::scan::scan_library(&state.db, lib_id)
-        .await
-        .unwrap();
-    let mut apis = Vec::new();
-    for n in ["host", "alice"] {
-        let id = add_user(&state, n).await;
-        sqlx::query(
-            "INSERT INTO library_grants (user_id, library_id, created_at) VALUES (?1, ?2, 0)",
-        )
-        .bind(id)
-        .bind(lib_id)
-        .execute(&state.db)
-        .await
-        .unwrap();
-        let api = ApiClient::new(&base, None).unwrap();
-        api.login(n, PASSWORD).await.unwrap();
-        apis.push(api);
-    }
-    let media = apis[0].media().await.unwrap();
-    let info = media.first().expect("one media item");
-    let host_key = new_signing_key().unwrap();
-    let room = apis[0]
-        .create_room(&CreateRoom {
-            name: "mitm".into(),
-            media_id: info.id,
-            invite_only: true,
-            password: None,
-            invites: vec![Invite {
-                username: "alice".into(),
-                role: "viewer".into(),
-            }],
-            host_public_key: host_key.public_key().to_base64url(),
-        })
-        .await
-        .unwrap();
-    apis[1].join_room(&room.id, None).await.unwrap();
-    let follower_api = apis.pop().unwrap();
-    let host_api = apis.pop().unwrap();
-    Setup {
-        dir,
-        host_api,
-        follower_api,
-        room: room.id.parse().unwrap(),
-        host_key,
-    }
-}
-
-async fn spawn_driver(
-    api: &ApiClient,
-    room: RoomId,
-    url: String,
-    identity: SigningKey,
-    pin: Option<PublicKey>,
-) -> DriverHandle {
-    let clock = PlayerClock::new(tokio::time::Instant::now());
-    let mut cfg = DriverConfig::new(room, url, identity);
-    cfg.bind = SocketAddr::from(([127, 0, 0, 1], 0));
-    cfg.pinned_host = pin;
-    cfg.jitter_seed = 7;
-    let backend = VirtualBackend::new(
-        VirtualPlayerConfig {
-            duration: Some(MediaPos::from_millis(600_000)),
-            ..VirtualPlayerConfig::default()
-        },
-        clock,
-    );
-    DriverHandle::spawn(cfg, clock, backend, api.clone(), VirtualMedia)
-        .await
-        .unwrap()
-}
-
-/// Collects events until one matches `f`; returns it and everything seen.
-async fn wait_for(
-    h: &mut DriverHandle,
-    what: &str,
-    f: impl Fn(&DriverEvent) -> bool,
-) -> (DriverEvent, Vec<DriverEvent>) {
-    let mut seen = Vec::new();
-    let r = timeout(EVENT_WAIT, async {
-        loop {
-            match h.events.recv().await {
-                Some(e) if f(&e) => return e,
-                Some(e) => seen.push(e),
-                None => panic!("driver gone"),
-            }
-        }
-    })
-    .await;
-    match r {
-        Ok(e) => (e, seen),
-        Err(_) => panic!("timed out waiting for {what}; events: {seen:#?}"),
-    }
-}
-
 fn session_detail(e: &DriverEvent, needle: &str) -> bool {
     matches!(e, DriverEvent::Session { detail } if detail.contains(needle))
 }
 
-/// Host direct, follower (pinned to the host key) through the proxy.
+/// The real server with a host and one invited follower: the host connects
+/// directly, the follower (pinned to the host key) through the proxy.
 async fn run_room(
     mode: Mode,
 ) -> (
-    tempfile::TempDir,
+    inproc::Room,
     DriverHandle,
     DriverHandle,
     tokio::sync::watch::Receiver<ProxyStats>,
 ) {
-    let s = setup().await;
-    let real = s
-        .host_api
-        .signal_url(&s.room.to_string())
-        .unwrap()
-        .to_string();
-    let (proxied, stats) = start_proxy(real.clone(), mode).await;
-    let pin = s.host_key.public_key();
-    let mut host = spawn_driver(&s.host_api, s.room, real, s.host_key, None).await;
-    wait_for(&mut host, "host joined", |e| {
+    let mut room = inproc::room(1).await;
+    let (proxied, stats) = start_proxy(room.signal_url(1), mode).await;
+    let mut host = room.driver(0, 0).await;
+    wait_for(&mut host, "host joined", EVENT_WAIT, |e| {
         matches!(e, DriverEvent::Joined { .. })
     })
     .await;
-    let follower = spawn_driver(
-        &s.follower_api,
-        s.room,
-        proxied,
-        new_signing_key().unwrap(),
-        Some(pin),
-    )
-    .await;
-    (s.dir, host, follower, stats)
+    let follower = room.driver_via(1, 0, Some(proxied)).await;
+    (room, host, follower, stats)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relaying_proxy_alone_breaks_nothing() {
-    let (_dir, _host, mut follower, _) = run_room(Mode::PassThrough).await;
-    let (_, seen) = wait_for(&mut follower, "binding verified", |e| {
+    let (_room, _host, mut follower, _) = run_room(Mode::PassThrough).await;
+    let (_, seen) = wait_for(&mut follower, "binding verified", EVENT_WAIT, |e| {
         session_detail(e, "BindingVerified")
     })
     .await;
@@ -500,8 +339,8 @@ async fn relaying_proxy_alone_breaks_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dtls_mitm_by_the_signaling_path_is_detected_by_the_pinned_follower() {
-    let (_dir, _host, mut follower, stats) = run_room(Mode::Mitm).await;
-    let (event, seen) = wait_for(&mut follower, "binding mismatch", |e| {
+    let (_room, _host, mut follower, stats) = run_room(Mode::Mitm).await;
+    let (event, seen) = wait_for(&mut follower, "binding mismatch", EVENT_WAIT, |e| {
         session_detail(e, "BindingMismatch")
     })
     .await;
@@ -527,8 +366,8 @@ async fn dtls_mitm_by_the_signaling_path_is_detected_by_the_pinned_follower() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_host_certificate_is_refused_by_the_pinned_follower() {
-    let (_dir, _host, mut follower, stats) = run_room(Mode::ForgeHost).await;
-    let (_, seen) = wait_for(&mut follower, "host certificate refused", |e| {
+    let (_room, _host, mut follower, stats) = run_room(Mode::ForgeHost).await;
+    let (_, seen) = wait_for(&mut follower, "host certificate refused", EVENT_WAIT, |e| {
         session_detail(e, "HostKeyMismatch")
     })
     .await;
