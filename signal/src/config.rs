@@ -56,6 +56,19 @@ pub const SCAN_MAX_ENTRIES_LIMIT: usize = 10_000_000;
 pub const DEFAULT_LIST_MAX_ROWS: u32 = 200;
 /// Upper bound for `list_max_rows`.
 pub const LIST_MAX_ROWS_LIMIT: u32 = 1000;
+/// Default longest time a client may take to send the complete header of a
+/// request (`header_read_timeout_ms`): 10 s. The clock starts when the server
+/// waits for a request, so it also ends idle keep-alive connections. Defends
+/// against slowloris clients that trickle header bytes to hold a connection.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest `header_read_timeout_ms` the server accepts: 120 s.
+pub const MAX_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(120);
+/// TCP connections allowed on top of `[signaling] max_connections` when
+/// `max_connections` is not set: 512 (plain HTTP requests, WebSocket
+/// handshakes still in flight).
+pub const DEFAULT_CONNECTION_HEADROOM: usize = 512;
+/// Upper bound for `max_connections`.
+pub const MAX_CONNECTIONS_LIMIT: usize = 1_000_000;
 
 /// Argon2id cost parameters.
 ///
@@ -200,6 +213,15 @@ pub struct Config {
     pub scan_max_entries: usize,
     /// Most rows in the room list and the invitation inbox (1..=[`LIST_MAX_ROWS_LIMIT`]).
     pub list_max_rows: u32,
+    /// Longest time to receive a request header, and longest idle time of a
+    /// keep-alive connection (positive, ≤ [`MAX_HEADER_READ_TIMEOUT`]); default
+    /// [`DEFAULT_HEADER_READ_TIMEOUT`].
+    pub header_read_timeout: Duration,
+    /// Most open TCP connections, upgraded WebSockets included (more than
+    /// `signaling.max_connections`, ≤ [`MAX_CONNECTIONS_LIMIT`]). `None`:
+    /// `signaling.max_connections` + [`DEFAULT_CONNECTION_HEADROOM`]; see
+    /// [`Config::connection_limit`].
+    pub max_connections: Option<usize>,
     /// The signaling WebSocket (`[signaling]` table; see [`crate::ws::config`]).
     pub signaling: crate::ws::SignalingConfig,
     /// Static web app served at `/` (see [`crate::web`]); default [`DEFAULT_WEB_DIR`].
@@ -233,6 +255,8 @@ impl Config {
             hash_queue_max_waiters: DEFAULT_HASH_QUEUE_MAX_WAITERS,
             scan_max_entries: DEFAULT_SCAN_MAX_ENTRIES,
             list_max_rows: DEFAULT_LIST_MAX_ROWS,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            max_connections: None,
             signaling: crate::ws::SignalingConfig::default(),
             web_dir: PathBuf::from(DEFAULT_WEB_DIR),
             web_pkg_dir: None,
@@ -244,6 +268,16 @@ impl Config {
         self.web_pkg_dir
             .clone()
             .unwrap_or_else(|| self.web_dir.join("pkg"))
+    }
+
+    /// The effective cap on open TCP connections: `max_connections`, else
+    /// `signaling.max_connections` + [`DEFAULT_CONNECTION_HEADROOM`].
+    pub fn connection_limit(&self) -> usize {
+        self.max_connections.unwrap_or_else(|| {
+            self.signaling
+                .max_connections
+                .saturating_add(DEFAULT_CONNECTION_HEADROOM)
+        })
     }
 
     /// Checks the cross-field rules and bounds; returns a message naming the bad field.
@@ -289,6 +323,21 @@ impl Config {
         }
         if !(1..=LIST_MAX_ROWS_LIMIT).contains(&self.list_max_rows) {
             return Err(format!("list_max_rows must be 1..={LIST_MAX_ROWS_LIMIT}"));
+        }
+        if self.header_read_timeout.is_zero() || self.header_read_timeout > MAX_HEADER_READ_TIMEOUT
+        {
+            return Err(format!(
+                "header_read_timeout_ms must be 1..={}",
+                MAX_HEADER_READ_TIMEOUT.as_millis()
+            ));
+        }
+        if let Some(max) = self.max_connections
+            && (max <= self.signaling.max_connections || max > MAX_CONNECTIONS_LIMIT)
+        {
+            return Err(format!(
+                "max_connections must be more than [signaling] max_connections ({}) and at most {MAX_CONNECTIONS_LIMIT}",
+                self.signaling.max_connections
+            ));
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err("tls_cert and tls_key must be given together".into());
@@ -372,6 +421,10 @@ pub struct FileConfig {
     pub scan_max_entries: Option<usize>,
     /// See [`Config::list_max_rows`].
     pub list_max_rows: Option<u32>,
+    /// Milliseconds; see [`Config::header_read_timeout`].
+    pub header_read_timeout_ms: Option<u64>,
+    /// See [`Config::max_connections`].
+    pub max_connections: Option<usize>,
     /// See [`Config::signaling`].
     pub signaling: Option<crate::ws::SignalingConfig>,
     /// See [`Config::web_dir`].
@@ -465,6 +518,10 @@ pub fn resolve(over: FileConfig, file: FileConfig) -> Result<Config, String> {
     if let Some(v) = file.list_max_rows {
         c.list_max_rows = v;
     }
+    if let Some(v) = file.header_read_timeout_ms {
+        c.header_read_timeout = Duration::from_millis(v);
+    }
+    c.max_connections = file.max_connections;
     if let Some(url) = &c.public_url
         && !(url.starts_with("http://") || url.starts_with("https://"))
     {
@@ -512,6 +569,11 @@ mod tests {
             "scan_max_entries = 0",
             "list_max_rows = 0",
             "list_max_rows = 1001",
+            "header_read_timeout_ms = 0",
+            "header_read_timeout_ms = 120001",
+            "max_connections = 1024",
+            "max_connections = 1000001",
+            "max_connections = 2000\n[signaling]\nmax_connections = 2000",
         ] {
             let file: FileConfig = toml::from_str(bad).unwrap();
             assert!(resolve(FileConfig::default(), file).is_err(), "{bad}");
@@ -530,6 +592,19 @@ mod tests {
             ),
             (3, 7, 5)
         );
+        let c = resolve(FileConfig::default(), FileConfig::default()).unwrap();
+        assert_eq!(c.header_read_timeout, DEFAULT_HEADER_READ_TIMEOUT);
+        assert_eq!(c.connection_limit(), 1024 + DEFAULT_CONNECTION_HEADROOM);
+        let file: FileConfig = toml::from_str(
+            "header_read_timeout_ms = 1500\nmax_connections = 1025\n[signaling]\nmax_connections = 1024",
+        )
+        .unwrap();
+        let c = resolve(FileConfig::default(), file).unwrap();
+        assert_eq!(c.header_read_timeout, Duration::from_millis(1500));
+        assert_eq!(c.connection_limit(), 1025);
+        let file: FileConfig = toml::from_str("[signaling]\nmax_connections = 8192").unwrap();
+        let c = resolve(FileConfig::default(), file).unwrap();
+        assert_eq!(c.connection_limit(), 8192 + DEFAULT_CONNECTION_HEADROOM);
         let file: FileConfig = toml::from_str("cors_origins = [\"*\"]").unwrap();
         assert!(resolve(FileConfig::default(), file).is_err());
         assert!(toml::from_str::<FileConfig>("bnid = \"x\"").is_err());

@@ -19,6 +19,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod keys;
+pub mod listen;
 pub mod media;
 pub mod password;
 pub mod rooms;

@@ -8,25 +8,23 @@ use tokio::net::TcpListener;
 
 use crate::config::Config;
 use crate::db::now_secs;
+use crate::listen::{ConnectionLimits, ConnectionSlots, SlotAcceptor};
 use crate::state::{AppState, StartupError};
 
 /// Longest time in-flight requests get to finish after a shutdown signal (TLS server).
 pub const GRACEFUL_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves the app over plain HTTP on `listener` until `shutdown` completes,
-/// then finishes in-flight requests.
+/// Serves the app over plain HTTP/1.1 on `listener` until `shutdown` completes,
+/// then finishes in-flight requests. The header-read timeout and connection
+/// cap of the configuration apply (see [`crate::listen`]).
 pub async fn serve(
     state: AppState,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let limits = ConnectionLimits::from_config(&state.config);
     let app = crate::api::app(state);
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    crate::listen::serve(app, listener, limits, shutdown).await
 }
 
 /// Serves the app over TLS on `listener` until `handle.graceful_shutdown` is called.
@@ -45,9 +43,24 @@ pub async fn serve_tls(
         .await
         .map_err(|e| StartupError::Tls(e.to_string()))?;
     listener.set_nonblocking(true)?;
+    let limits = ConnectionLimits::from_config(&state.config);
     let app = crate::api::app(state);
-    axum_server::from_tcp_rustls(listener, tls)?
-        .handle(handle)
+    // The same limits as plain HTTP: the TLS handshake, protocol detection
+    // and every request header must each arrive within the header-read
+    // timeout, and over the connection cap a socket is closed before the
+    // handshake.
+    let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls)
+        .handshake_timeout(limits.header_read_timeout)
+        .acceptor(SlotAcceptor(ConnectionSlots::new(limits.max_connections)));
+    let mut server = axum_server::from_tcp(listener)?
+        .acceptor(acceptor)
+        .first_request_timeout(limits.header_read_timeout)
+        .handle(handle);
+    server
+        .http_builder()
+        .http1()
+        .header_read_timeout(limits.header_read_timeout);
+    server
         .serve(app.into_make_service_with_connect_info::<SocketAddr>())
         .await?;
     Ok(())

@@ -33,11 +33,19 @@ pub struct World {
 
 /// Host `host` plus `guests`, all joined to one room.
 pub async fn world(guests: &[&str], tweak: impl FnOnce(&mut SignalingConfig)) -> World {
+    world_with(guests, |c| tweak(&mut c.signaling)).await
+}
+
+/// [`world`] with a tweak of the whole server configuration.
+pub async fn world_with(
+    guests: &[&str],
+    tweak: impl FnOnce(&mut watchparty_signal::Config),
+) -> World {
     let dir = tempfile::tempdir().unwrap();
     let lib_dir = media_tree(&dir.path().join("lib"));
     let mut config = test_config(&dir.path().join("data"));
     config.public_url = Some("http://party.test".into());
-    tweak(&mut config.signaling);
+    tweak(&mut config);
     let mut state = AppState::new(config).await.unwrap();
     let mut limits = Limiters::new();
     limits.room_create = RateLimiter::new(100_000, Duration::from_secs(1), THROTTLE_CAPACITY);
