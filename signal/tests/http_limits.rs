@@ -208,3 +208,85 @@ async fn connections_over_the_cap_get_503_and_websockets_hold_a_slot() {
     drop(idle);
     w.s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_handshake_timeout_and_connection_cap() {
+    // Longer than TIMEOUT: a refused connection must close well before a
+    // silent one does.
+    const TLS_TIMEOUT: Duration = Duration::from_secs(3);
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let mut config = common::test_config(&dir.path().join("data"));
+    config.header_read_timeout = TLS_TIMEOUT;
+    config.signaling.max_connections = 1;
+    config.max_connections = Some(2);
+    let state = watchparty_signal::AppState::new(config).await.unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handle = axum_server::Handle::new();
+    let h = handle.clone();
+    let task = tokio::spawn(async move {
+        watchparty_signal::server::serve_tls(state, listener, &cert_path, &key_path, h).await
+    });
+    // No pooled connections: each request's connection closes after it.
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(0)
+        .tls_certs_only([reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap()])
+        .resolve("localhost", addr)
+        .build()
+        .unwrap();
+    let url = format!("https://localhost:{}/healthz", addr.port());
+    let get_ok = |deadline: Instant| {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            loop {
+                if let Ok(r) = client.get(&url).send().await
+                    && r.status() == 200
+                {
+                    return;
+                }
+                assert!(Instant::now() < deadline, "no TLS answer from {url}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    get_ok(Instant::now() + Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Two silent connections (no ClientHello) take both slots.
+    let start = Instant::now();
+    let silent: Vec<_> = [
+        TcpStream::connect(addr).await.unwrap(),
+        TcpStream::connect(addr).await.unwrap(),
+    ]
+    .into_iter()
+    .map(|s| s.into_split())
+    .collect();
+    // Over the cap: closed at once, before the handshake timeout.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (mut rd, _wr) = TcpStream::connect(addr).await.unwrap().into_split();
+    let (got, refused_at) = read_until_closed(&mut rd, start + TLS_TIMEOUT + MARGIN)
+        .await
+        .expect("a connection over the cap is closed");
+    assert!(got.is_empty());
+    assert!(
+        refused_at - start < TLS_TIMEOUT - Duration::from_millis(500),
+        "over the cap the connection must be closed at once, not after {:?}",
+        refused_at - start
+    );
+    // The silent ones are closed by the handshake timeout, freeing the slots.
+    for (mut rd, _wr) in silent {
+        let (got, closed_at) = read_until_closed(&mut rd, start + TLS_TIMEOUT + MARGIN)
+            .await
+            .expect("a silent TLS connection is closed after the handshake timeout");
+        assert!(got.is_empty());
+        assert!(closed_at - start >= TLS_TIMEOUT - Duration::from_millis(100));
+    }
+    get_ok(Instant::now() + Duration::from_secs(10)).await;
+    handle.graceful_shutdown(Some(Duration::from_secs(2)));
+    task.await.unwrap().unwrap();
+}
