@@ -6,6 +6,7 @@
 
 pub mod files;
 pub mod kinds;
+pub mod probe;
 pub mod range;
 pub mod scan;
 pub mod subtitles;

@@ -10,6 +10,11 @@
 //! Items and subtitles no longer found are marked absent (`present = 0`), not
 //! deleted, so rooms referring to them keep their history. Running the scan
 //! twice on an unchanged tree changes nothing.
+//!
+//! Durations: every new or changed file, and every known file whose duration
+//! is still unknown, is probed with `ffprobe` ([`super::probe`], bounded by
+//! [`super::probe::PROBE_TIMEOUT`]); without `ffprobe` the duration stays
+//! `NULL` and a warning is logged — the scan never fails for it.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -19,6 +24,7 @@ use sha2::{Digest, Sha256};
 use sqlx::SqlitePool;
 
 use super::kinds::{self, MAGIC_LEN, MediaKind};
+use super::probe::Prober;
 use super::subtitles::MAX_SUBTITLE_BYTES;
 pub use crate::config::DEFAULT_SCAN_MAX_ENTRIES;
 use crate::db::{begin_immediate, now_secs};
@@ -81,6 +87,16 @@ struct FoundMedia {
     mtime: i64,
     /// Filled in only when the stored size/mtime differ.
     hash: Option<[u8; 32]>,
+    /// Probed when `hash` is filled in or the stored duration is unknown.
+    duration_ms: Option<i64>,
+}
+
+/// What the previous scan stored for a path.
+#[derive(Debug, Clone, Copy)]
+struct Known {
+    size: i64,
+    mtime: i64,
+    duration_known: bool,
 }
 
 #[derive(Debug)]
@@ -149,8 +165,9 @@ fn valid_language(s: &str) -> bool {
 /// Walks `root` (blocking). `known` maps rel_path → (size, mtime) from the database.
 fn walk(
     root: &Path,
-    known: &HashMap<String, (i64, i64)>,
+    known: &HashMap<String, Known>,
     max_entries: usize,
+    prober: &Prober,
 ) -> Result<Walk, ScanError> {
     let mut out = Walk::default();
     let mut entries = 0usize;
@@ -214,9 +231,9 @@ fn walk(
             }
             let size = meta.len();
             let mtime = mtime_secs(&meta);
-            let unchanged = known
-                .get(&rel)
-                .is_some_and(|&(s, m)| u64::try_from(s).ok() == Some(size) && m == mtime);
+            let before = known.get(&rel);
+            let unchanged = before
+                .is_some_and(|k| u64::try_from(k.size).ok() == Some(size) && k.mtime == mtime);
             let hash = if unchanged {
                 None
             } else {
@@ -224,6 +241,11 @@ fn walk(
                     Ok(h) => Some(h),
                     Err(_) => continue,
                 }
+            };
+            let duration_ms = if unchanged && before.is_some_and(|k| k.duration_known) {
+                None // kept as stored
+            } else {
+                prober.duration_ms(&path)
             };
             media_here.push((stem.to_owned(), rel.clone()));
             out.media.push(FoundMedia {
@@ -233,6 +255,7 @@ fn walk(
                 size,
                 mtime,
                 hash,
+                duration_ms,
             });
         }
         // Sidecars: "<stem>.<ext>" or "<stem>.<lang>.<ext>" next to the media file.
@@ -279,23 +302,45 @@ pub async fn scan_library_limited(
     library_id: i64,
     max_entries: usize,
 ) -> Result<ScanReport, ScanError> {
+    scan_library_probed(db, library_id, max_entries, Prober::default()).await
+}
+
+/// [`scan_library_limited`] with a given duration [`Prober`] (tests use one
+/// without `ffprobe` to show the scan goes on without durations).
+pub async fn scan_library_probed(
+    db: &SqlitePool,
+    library_id: i64,
+    max_entries: usize,
+    prober: Prober,
+) -> Result<ScanReport, ScanError> {
     let root: Option<(String,)> = sqlx::query_as("SELECT root_path FROM libraries WHERE id = ?1")
         .bind(library_id)
         .fetch_optional(db)
         .await?;
     let root = PathBuf::from(root.ok_or(ScanError::NoSuchLibrary)?.0);
     let root = std::fs::canonicalize(&root).map_err(|e| ScanError::Root(root.clone(), e))?;
-    let known_rows: Vec<(String, i64, i64)> =
-        sqlx::query_as("SELECT rel_path, size_bytes, mtime FROM media_items WHERE library_id = ?1")
-            .bind(library_id)
-            .fetch_all(db)
-            .await?;
-    let known: HashMap<String, (i64, i64)> = known_rows
+    let known_rows: Vec<(String, i64, i64, bool)> = sqlx::query_as(
+        "SELECT rel_path, size_bytes, mtime, duration_ms IS NOT NULL
+           FROM media_items WHERE library_id = ?1",
+    )
+    .bind(library_id)
+    .fetch_all(db)
+    .await?;
+    let known: HashMap<String, Known> = known_rows
         .into_iter()
-        .map(|(r, s, m)| (r, (s, m)))
+        .map(|(r, size, mtime, duration_known)| {
+            (
+                r,
+                Known {
+                    size,
+                    mtime,
+                    duration_known,
+                },
+            )
+        })
         .collect();
     let walk_root = root.clone();
-    let found = tokio::task::spawn_blocking(move || walk(&walk_root, &known, max_entries))
+    let found = tokio::task::spawn_blocking(move || walk(&walk_root, &known, max_entries, &prober))
         .await
         .map_err(|_| ScanError::Task)?
         .inspect_err(|e| {
@@ -337,10 +382,14 @@ pub async fn scan_library_limited(
         let size = i64::try_from(m.size).unwrap_or(i64::MAX);
         let id = match (existing, m.hash) {
             (Some((id, _)), None) => {
-                sqlx::query("UPDATE media_items SET present = 1 WHERE id = ?1")
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(
+                    "UPDATE media_items SET present = 1, duration_ms = COALESCE(?2, duration_ms)
+                      WHERE id = ?1",
+                )
+                .bind(id)
+                .bind(m.duration_ms)
+                .execute(&mut *tx)
+                .await?;
                 report.unchanged += 1;
                 seen_before += 1;
                 id
@@ -348,7 +397,8 @@ pub async fn scan_library_limited(
             (Some((id, _)), Some(hash)) => {
                 sqlx::query(
                     "UPDATE media_items SET present = 1, size_bytes = ?2, mtime = ?3,
-                            content_hash = ?4, kind = ?5, mime_type = ?6, scanned_at = ?7
+                            content_hash = ?4, kind = ?5, mime_type = ?6, scanned_at = ?7,
+                            duration_ms = ?8
                       WHERE id = ?1",
                 )
                 .bind(id)
@@ -358,6 +408,7 @@ pub async fn scan_library_limited(
                 .bind(m.kind.kind)
                 .bind(m.kind.mime)
                 .bind(now)
+                .bind(m.duration_ms)
                 .execute(&mut *tx)
                 .await?;
                 report.updated += 1;
@@ -369,8 +420,8 @@ pub async fn scan_library_limited(
             (None, Some(hash)) => {
                 let r = sqlx::query(
                     "INSERT INTO media_items (library_id, rel_path, title, kind, mime_type,
-                            size_bytes, mtime, content_hash, present, scanned_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1, ?9)",
+                            size_bytes, mtime, content_hash, present, scanned_at, duration_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1, ?9, ?10)",
                 )
                 .bind(library_id)
                 .bind(&m.rel)
@@ -381,6 +432,7 @@ pub async fn scan_library_limited(
                 .bind(m.mtime)
                 .bind(hash.as_slice())
                 .bind(now)
+                .bind(m.duration_ms)
                 .execute(&mut *tx)
                 .await?;
                 report.added += 1;
