@@ -20,6 +20,13 @@ fn uid(v: i64) -> UserId {
     UserId::new(v as u64).unwrap()
 }
 
+/// Ends the test room through REST (as its host).
+async fn end_room(w: &World, host_token: &str) {
+    let path = format!("/api/v1/rooms/{}/end", w.room);
+    let r = w.s.call(Method::POST, &path, host_token, None).await;
+    assert_eq!(r.status(), 204);
+}
+
 fn now() -> UnixSeconds {
     UnixSeconds(
         std::time::SystemTime::now()
@@ -107,15 +114,7 @@ async fn auth_deadline_bad_token_non_member_and_ended_room() {
     assert_eq!(close_code(&mut ws).await, Some(4003));
     // Ended room: 4003.
     let host = w.s.login("host").await;
-    let r =
-        w.s.call(
-            Method::POST,
-            &format!("/api/v1/rooms/{}/end", w.room),
-            &host,
-            None,
-        )
-        .await;
-    assert_eq!(r.status(), 204);
+    end_room(&w, &host).await;
     let t = w.s.login("guest").await;
     let mut ws = w.open(&w.room, None).await.unwrap();
     auth(&mut ws, &t, Some(1)).await;
@@ -567,15 +566,7 @@ async fn kick_logout_role_change_end_and_revocation_close_sockets() {
         .unwrap();
     assert_eq!(close_code(&mut c).await, Some(1008));
     // Room end: room_ended to everyone, then 1008.
-    let r =
-        w.s.call(
-            Method::POST,
-            &format!("/api/v1/rooms/{}/end", w.room),
-            &host_t,
-            None,
-        )
-        .await;
-    assert_eq!(r.status(), 204);
+    end_room(&w, &host_t).await;
     loop {
         if let ServerMessage::RoomEnded { .. } = recv(&mut d).await {
             break;
@@ -629,4 +620,29 @@ async fn message_too_large_once_relayed_is_refused_not_forwarded() {
         recv(&mut guest).await,
         ServerMessage::Offer { .. }
     ));
+}
+
+/// The registry keeps no entry for a room once it has no sockets and no
+/// certificates: a room that ends after every member disconnected is
+/// forgotten at once (it used to stay as an empty entry for good).
+#[tokio::test]
+async fn ended_room_without_sockets_leaves_no_registry_entry() {
+    let w = world(&["guest"], |_| {}).await;
+    let host_t = w.s.login("host").await;
+    let (mut host, _, _) = w.join("host", 1).await;
+    let (guest, _, _) = w.join("guest", 2).await;
+    drop(guest);
+    host.close(None).await.unwrap();
+    let offline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while w.s.state.hub.counts() != (0, 0) {
+        assert!(
+            tokio::time::Instant::now() < offline,
+            "sockets not released"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Offline members' certificates keep the room's entry while it is open.
+    assert_eq!(w.s.state.hub.entries(), (1, 0, 0, 0));
+    end_room(&w, &host_t).await;
+    assert_eq!(w.s.state.hub.entries(), (0, 0, 0, 0));
 }

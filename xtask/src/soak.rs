@@ -4,8 +4,10 @@
 //! 1. crash safety — [`CRASH_CYCLES`] kill -9 cycles of the server binary
 //!    during write load (`signal/tests/crash.rs`);
 //! 2. load and soak — [`SOAK_ROOMS`] rooms × [`SOAK_MEMBERS`] members plus
-//!    [`SOAK_HOSTILE`] hostile clients for N minutes against the server
-//!    binary (`signal/tests/soak.rs`; summary JSON under `target/soak/`);
+//!    [`SOAK_HOSTILE`] hostile clients for N minutes in [`SOAK_ROUNDS`]
+//!    rounds against the server binary, built with `--release` as it is
+//!    deployed (`signal/tests/soak.rs`; summary JSON under
+//!    `target/soak/`);
 //! 3. sync under network impairment — the full loss/delay grid and the
 //!    partition (`tests/tests/impairment.rs`, including the ignored grid).
 //!
@@ -27,6 +29,9 @@ pub const SOAK_HOSTILE: u32 = 50;
 /// A guest stays connected 1–2 × this long per session (ms) before it
 /// leaves and rejoins.
 pub const SOAK_STAY_MS: u32 = 10_000;
+/// The load time is split into this many rounds; all clients leave between
+/// rounds and the server's RSS is read (a leak grows from round to round).
+pub const SOAK_ROUNDS: u32 = 3;
 /// Default soak length.
 pub const DEFAULT_MINUTES: u32 = 10;
 /// Longest soak accepted (the namespace's time limit is 120 minutes).
@@ -61,13 +66,14 @@ pub fn inner(minutes: u32) -> Result<(), Failure> {
         .env("WATCHPARTY_CRASH_CYCLES", CRASH_CYCLES.to_string())
         .run()?;
     println!(
-        "\n==> soak 2/3: load, {SOAK_ROOMS} rooms × {SOAK_MEMBERS} members + \
-         {SOAK_HOSTILE} hostile clients for {minutes} min"
+        "\n==> soak 2/3: load (release build), {SOAK_ROOMS} rooms × {SOAK_MEMBERS} members + \
+         {SOAK_HOSTILE} hostile clients for {minutes} min in {SOAK_ROUNDS} rounds"
     );
     env(Cmd::cargo())
         .args([
             "test",
             "--offline",
+            "--release",
             "-p",
             "watchparty-signal",
             "--test",
@@ -82,6 +88,7 @@ pub fn inner(minutes: u32) -> Result<(), Failure> {
         .env("WATCHPARTY_SOAK_MEMBERS", SOAK_MEMBERS.to_string())
         .env("WATCHPARTY_SOAK_HOSTILE", SOAK_HOSTILE.to_string())
         .env("WATCHPARTY_SOAK_STAY_MS", SOAK_STAY_MS.to_string())
+        .env("WATCHPARTY_SOAK_ROUNDS", SOAK_ROUNDS.to_string())
         .run()?;
     println!("\n==> soak 3/3: sync under loss, delay/jitter and partition (full grid)");
     env(Cmd::cargo())

@@ -39,13 +39,14 @@ pub async fn run(
     room: RoomId,
     ip: IpAddr,
     slot: SocketSlot,
-    unauth: UnauthSlot,
+    mut unauth: UnauthSlot,
 ) {
     let _slot = slot;
     let cfg = &state.config.signaling;
-    let Some((token, key)) = read_auth(&mut socket, cfg.auth_timeout()).await else {
+    let Some((token, key)) = read_auth(&mut socket, cfg.auth_timeout(), &mut unauth).await else {
         return;
     };
+    unauth.authenticating();
     let user = match authenticate(&state, token.as_str()).await {
         Ok(u) => u,
         Err(_) => {
@@ -76,14 +77,22 @@ pub async fn run(
 }
 
 /// Waits for the first message; it must be a valid `auth`. Closes and
-/// returns `None` otherwise.
+/// returns `None` otherwise, and when the socket is evicted from a full
+/// unauthenticated cap (see [`super::hub::UNAUTH_EVICT_AFTER`]).
 async fn read_auth(
     socket: &mut WebSocket,
     deadline: Duration,
+    unauth: &mut UnauthSlot,
 ) -> Option<(watchparty_peer::signaling::Token, Option<PublicKey>)> {
     let until = Instant::now() + deadline;
     loop {
-        let next = tokio::time::timeout_at(until, socket.recv()).await;
+        let next = tokio::select! {
+            m = tokio::time::timeout_at(until, socket.recv()) => m,
+            () = unauth.evicted() => {
+                close(socket, CLOSE_UNAUTHORIZED, "no auth while the server is full").await;
+                return None;
+            }
+        };
         let msg = match next {
             Err(_) => {
                 close(socket, CLOSE_UNAUTHORIZED, "authentication timeout").await;
@@ -262,8 +271,25 @@ async fn admit(
             Some(user.id),
         );
     }
-    let _ = store::touch(&state.db, room_id, now_secs()).await;
+    let now = now_secs();
+    if touch_due(room.last_activity_at, now, state.config.room_idle_timeout) {
+        let _ = store::touch(&state.db, room_id, now).await;
+    }
     Ok(reg)
+}
+
+/// A signaling join records room activity (`last_activity_at`, which keeps
+/// the room from idle cleanup) only when the stored value is at least this
+/// old (or a quarter of the idle timeout, if that is shorter). Writing it on
+/// every join made each reconnect a database commit (an fsync) that
+/// serialized with the REST writes: under reconnect churn the writes queued
+/// behind each other (docs/security.md, load). Crossed by
+/// `tests::join_touch_only_when_due`.
+pub const JOIN_TOUCH_INTERVAL_SECS: i64 = 60;
+
+fn touch_due(last_activity: i64, now: i64, idle_timeout: Duration) -> bool {
+    let quarter = i64::try_from(idle_timeout.as_secs() / 4).unwrap_or(i64::MAX);
+    now.saturating_sub(last_activity) >= JOIN_TOUCH_INTERVAL_SECS.min(quarter)
 }
 
 fn hello(
@@ -661,4 +687,22 @@ fn is_too_big(e: axum::Error) -> bool {
         e.into_inner().downcast::<tungstenite::Error>().map(|b| *b),
         Ok(tungstenite::Error::Capacity(_))
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_touch_only_when_due() {
+        let idle = Duration::from_secs(6 * 3600);
+        let t = 1_000_000;
+        assert!(!touch_due(t, t, idle));
+        assert!(!touch_due(t, t + JOIN_TOUCH_INTERVAL_SECS - 1, idle));
+        assert!(touch_due(t, t + JOIN_TOUCH_INTERVAL_SECS, idle));
+        // A short idle timeout shortens the interval (a quarter of it).
+        let short = Duration::from_secs(40);
+        assert!(!touch_due(t, t + 9, short));
+        assert!(touch_due(t, t + 10, short));
+    }
 }

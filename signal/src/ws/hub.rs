@@ -6,13 +6,24 @@
 //! The lock is a `std::sync::Mutex` that is never held across an `.await`;
 //! sends use `try_send` on each socket's bounded queue, and a full queue
 //! closes that socket (slow reader) instead of growing memory.
+//!
+//! Fair admission: when the global cap on unauthenticated sockets is reached,
+//! a new socket evicts the oldest unauthenticated socket that has been silent
+//! (no `auth` received) for at least [`UNAUTH_EVICT_AFTER`], instead of being
+//! refused. Sockets that hold a slot without authenticating therefore cannot
+//! lock legitimate members out (per-IP limits alone do not help when the
+//! attacker has many addresses); a legitimate client sends `auth` at once and
+//! is never the one evicted. Rooms leave the registry as soon as they have
+//! neither sockets nor certificates, so its size follows the live rooms.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
 use watchparty_peer::cert::SignedCertificate;
 use watchparty_peer::signaling::{MAX_SIGNAL_MESSAGE_LEN, ServerMessage};
 
@@ -33,6 +44,14 @@ pub const CLOSE_TOO_BIG: u16 = 1009;
 pub const CLOSE_IDLE: u16 = 1001;
 /// Close code (RFC 6455): normal (`leave`).
 pub const CLOSE_NORMAL: u16 = 1000;
+
+/// Once the global cap on unauthenticated sockets is full, an unauthenticated
+/// socket that has sent nothing for this long is closed (4001) to admit a new
+/// one. Legitimate clients send `auth` right after the upgrade (one round
+/// trip); only silent holders are this old. Crossed by
+/// `hub::tests::full_unauthenticated_cap_evicts_the_oldest_silent_socket`
+/// and exercised by the silent holders of `signal/tests/soak.rs`.
+pub const UNAUTH_EVICT_AFTER: Duration = Duration::from_secs(1);
 
 /// Outcome of [`Hub::relay_to`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,11 +114,22 @@ struct Room {
     certs: HashMap<i64, SignedCertificate>,
 }
 
+/// An unauthenticated socket, in opening order (ids grow).
+#[derive(Debug)]
+struct Pending {
+    ip: IpAddr,
+    since: Instant,
+    /// `auth` arrived; the socket is being authenticated, never evicted.
+    authenticating: bool,
+    evict: oneshot::Sender<()>,
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     total: usize,
     unauth_total: usize,
     unauth_per_ip: HashMap<IpAddr, usize>,
+    pending: BTreeMap<u64, Pending>,
     per_user: HashMap<i64, usize>,
     rooms: HashMap<String, Room>,
 }
@@ -130,11 +160,13 @@ pub struct SocketSlot {
     hub: Arc<Hub>,
 }
 
-/// A counted unauthenticated socket; released on drop (i.e. after auth).
+/// A counted unauthenticated socket; released on drop (i.e. after auth) or
+/// when evicted (see [`UNAUTH_EVICT_AFTER`]).
 #[derive(Debug)]
 pub struct UnauthSlot {
     hub: Arc<Hub>,
-    ip: IpAddr,
+    id: u64,
+    evicted: oneshot::Receiver<()>,
 }
 
 /// A registered (authenticated) socket; unregisters and announces
@@ -167,22 +199,57 @@ impl Hub {
         ip: IpAddr,
         cfg: &SignalingConfig,
     ) -> Result<(SocketSlot, UnauthSlot), Refusal> {
+        self.open_at(ip, cfg, Instant::now())
+    }
+
+    /// [`Hub::open`] at time `now` (tests pass their own clock).
+    fn open_at(
+        self: &Arc<Self>,
+        ip: IpAddr,
+        cfg: &SignalingConfig,
+        now: Instant,
+    ) -> Result<(SocketSlot, UnauthSlot), Refusal> {
         let mut g = self.lock();
         if g.total >= cfg.max_connections {
             return Err(Refusal::Global);
         }
         let per_ip = g.unauth_per_ip.get(&ip).copied().unwrap_or(0);
-        if g.unauth_total >= cfg.max_unauthenticated || per_ip >= cfg.max_unauthenticated_per_ip {
+        if per_ip >= cfg.max_unauthenticated_per_ip {
             return Err(Refusal::Unauthenticated);
         }
+        if g.unauth_total >= cfg.max_unauthenticated {
+            let oldest = g
+                .pending
+                .iter()
+                .find(|(_, p)| !p.authenticating)
+                .filter(|(_, p)| now.duration_since(p.since) >= UNAUTH_EVICT_AFTER)
+                .map(|(id, _)| *id);
+            let Some(old) = oldest.and_then(|id| g.release_pending(id)) else {
+                return Err(Refusal::Unauthenticated);
+            };
+            // The evicted socket may already be gone; nothing to undo then.
+            let _ = old.evict.send(());
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (evict, evicted) = oneshot::channel();
         g.total += 1;
         g.unauth_total += 1;
         *g.unauth_per_ip.entry(ip).or_insert(0) += 1;
+        g.pending.insert(
+            id,
+            Pending {
+                ip,
+                since: now,
+                authenticating: false,
+                evict,
+            },
+        );
         Ok((
             SocketSlot { hub: self.clone() },
             UnauthSlot {
                 hub: self.clone(),
-                ip,
+                id,
+                evicted,
             },
         ))
     }
@@ -191,6 +258,19 @@ impl Hub {
     pub fn counts(&self) -> (usize, usize) {
         let g = self.lock();
         (g.total, g.unauth_total)
+    }
+
+    /// Entries of the registry's maps (rooms, users with sockets, IPs with
+    /// unauthenticated sockets, unauthenticated sockets): all return to 0
+    /// once every socket is gone and every room ended.
+    pub fn entries(&self) -> (usize, usize, usize, usize) {
+        let g = self.lock();
+        (
+            g.rooms.len(),
+            g.per_user.len(),
+            g.unauth_per_ip.len(),
+            g.pending.len(),
+        )
     }
 
     /// Registers the authenticated socket of `user` in `room`, replacing
@@ -363,6 +443,7 @@ impl Hub {
             }
             r.certs.remove(&user);
         }
+        g.forget_if_empty(room);
     }
 
     /// Pushes `last` to every socket in `room`, closes them all and forgets the room.
@@ -378,6 +459,7 @@ impl Hub {
             }
             r.certs.clear();
         }
+        g.forget_if_empty(room);
     }
 
     /// Closes every socket opened with `session` (logout).
@@ -414,16 +496,55 @@ impl Drop for SocketSlot {
     }
 }
 
-impl Drop for UnauthSlot {
-    fn drop(&mut self) {
-        let mut g = self.hub.lock();
-        g.unauth_total = g.unauth_total.saturating_sub(1);
-        if let Some(n) = g.unauth_per_ip.get_mut(&self.ip) {
+impl Inner {
+    /// Forgets an unauthenticated socket and releases its counts; `None` if
+    /// it was already released (evicted).
+    fn release_pending(&mut self, id: u64) -> Option<Pending> {
+        let p = self.pending.remove(&id)?;
+        self.unauth_total = self.unauth_total.saturating_sub(1);
+        if let Some(n) = self.unauth_per_ip.get_mut(&p.ip) {
             *n = n.saturating_sub(1);
             if *n == 0 {
-                g.unauth_per_ip.remove(&self.ip);
+                self.unauth_per_ip.remove(&p.ip);
             }
         }
+        Some(p)
+    }
+
+    /// Drops the entry of `room` once it has neither sockets nor certificates.
+    fn forget_if_empty(&mut self, room: &str) {
+        if self
+            .rooms
+            .get(room)
+            .is_some_and(|r| r.conns.is_empty() && r.certs.is_empty())
+        {
+            self.rooms.remove(room);
+        }
+    }
+}
+
+impl UnauthSlot {
+    /// Resolves when this socket was evicted to admit a newer one. Pending
+    /// forever once `auth` arrived ([`UnauthSlot::authenticating`]).
+    pub async fn evicted(&mut self) {
+        if (&mut self.evicted).await.is_err() {
+            // The sender lives in the registry until eviction or drop; an
+            // error means it is gone without an eviction: never resolve.
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// `auth` arrived: the socket is no longer a candidate for eviction.
+    pub fn authenticating(&self) {
+        if let Some(p) = self.hub.lock().pending.get_mut(&self.id) {
+            p.authenticating = true;
+        }
+    }
+}
+
+impl Drop for UnauthSlot {
+    fn drop(&mut self) {
+        self.hub.lock().release_pending(self.id);
     }
 }
 
@@ -437,9 +558,7 @@ impl Drop for Registration {
             {
                 r.conns.remove(&self.user);
                 left = true;
-                if r.conns.is_empty() && r.certs.is_empty() {
-                    g.rooms.remove(&self.room);
-                }
+                g.forget_if_empty(&self.room);
             }
             if left && let Some(n) = g.per_user.get_mut(&self.user) {
                 *n = n.saturating_sub(1);
@@ -453,5 +572,73 @@ impl Drop for Registration {
             self.hub
                 .broadcast(&self.room, &ServerMessage::MemberLeft { user }, None);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(max_unauth: usize) -> SignalingConfig {
+        SignalingConfig {
+            max_unauthenticated: max_unauth,
+            ..SignalingConfig::default()
+        }
+    }
+
+    fn ip(n: u8) -> IpAddr {
+        IpAddr::from([127, 0, 0, n])
+    }
+
+    #[test]
+    fn full_unauthenticated_cap_evicts_the_oldest_silent_socket() {
+        let hub = Arc::new(Hub::default());
+        let c = cfg(3);
+        let t0 = Instant::now();
+        let (s1, mut first) = hub.open_at(ip(1), &c, t0).unwrap();
+        let (_s2, second) = hub.open_at(ip(2), &c, t0).unwrap();
+        let (_s3, mut third) = hub.open_at(ip(3), &c, t0).unwrap();
+        second.authenticating();
+        // Full, and nobody silent for UNAUTH_EVICT_AFTER yet: refused.
+        let young = t0 + UNAUTH_EVICT_AFTER - Duration::from_millis(1);
+        assert_eq!(
+            hub.open_at(ip(4), &c, young).map(|_| ()),
+            Err(Refusal::Unauthenticated)
+        );
+        // Past it: the oldest silent socket (the first) is evicted, the
+        // authenticating one is kept, the newcomer is admitted.
+        let (_s4, _fourth) = hub.open_at(ip(4), &c, t0 + UNAUTH_EVICT_AFTER).unwrap();
+        assert!(
+            first.evicted.try_recv().is_ok(),
+            "the oldest was told to close"
+        );
+        assert!(third.evicted.try_recv().is_err(), "only one is evicted");
+        assert_eq!(hub.counts(), (4, 3));
+        // The evicted socket closing does not release its slot a second time.
+        drop((s1, first));
+        assert_eq!(hub.counts(), (3, 3));
+        assert_eq!(hub.entries().3, 3);
+        // Next eviction skips the authenticating socket and takes the third.
+        let (_s5, _fifth) = hub.open_at(ip(5), &c, t0 + UNAUTH_EVICT_AFTER).unwrap();
+        assert!(third.evicted.try_recv().is_ok());
+        drop((second, third, _fourth, _fifth));
+        assert_eq!(hub.entries(), (0, 0, 0, 0));
+    }
+
+    #[test]
+    fn per_ip_cap_is_never_bypassed_by_eviction() {
+        let hub = Arc::new(Hub::default());
+        let c = SignalingConfig {
+            max_unauthenticated_per_ip: 1,
+            ..cfg(1)
+        };
+        let t0 = Instant::now();
+        let (_s, _held) = hub.open_at(ip(1), &c, t0).unwrap();
+        let later = t0 + UNAUTH_EVICT_AFTER * 10;
+        assert_eq!(
+            hub.open_at(ip(1), &c, later).map(|_| ()),
+            Err(Refusal::Unauthenticated)
+        );
+        assert!(hub.open_at(ip(2), &c, later).is_ok());
     }
 }
