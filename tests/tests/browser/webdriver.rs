@@ -40,8 +40,16 @@ pub struct Browser {
 pub struct Element(String);
 
 impl Browser {
-    /// Starts chromedriver on a free port and opens a headless session.
+    /// Starts chromedriver on a free port and opens a headless session whose
+    /// media may play without a user gesture.
     pub async fn start(name: &str) -> Browser {
+        Self::start_with_autoplay_policy(name, "no-user-gesture-required").await
+    }
+
+    /// Like [`Self::start`] with Chromium's `--autoplay-policy` set to
+    /// `policy` (e.g. `document-user-activation-required`: unmuted media
+    /// plays only after the page was clicked, as for a real visitor).
+    pub async fn start_with_autoplay_policy(name: &str, policy: &str) -> Browser {
         let driver_bin = chromedriver_path().expect("CHROMEDRIVER is set");
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -88,7 +96,7 @@ impl Browser {
                         "--disable-background-timer-throttling",
                         "--disable-renderer-backgrounding",
                         "--disable-features=WebRtcHideLocalIpsWithMdns",
-                        "--autoplay-policy=no-user-gesture-required",
+                        format!("--autoplay-policy={policy}"),
                         "--window-size=1280,860",
                         format!("--user-data-dir={}", profile.path().display()),
                     ]
