@@ -76,14 +76,37 @@ struct Cred {
     token: String,
 }
 
+/// Environment variable: a command our server runs under, split at
+/// whitespace (e.g. `valgrind --tool=callgrind --callgrind-out-file=cg.out`)
+/// for profiling it under the relay workload. A wrapped server is stopped
+/// with SIGTERM (so the profiler writes its output), not SIGKILL.
+pub const SERVER_WRAPPER_ENV: &str = "WATCHPARTY_BENCH_SERVER_WRAPPER";
+
+/// Longest wait for a wrapped server to exit after SIGTERM.
+const WRAPPED_EXIT_LIMIT: Duration = Duration::from_secs(120);
+
 /// A server process, killed on drop.
 struct Proc {
     child: Child,
     port: u16,
+    wrapped: bool,
 }
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        if self.wrapped {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(self.child.id().to_string())
+                .status();
+            let end = Instant::now() + WRAPPED_EXIT_LIMIT;
+            while Instant::now() < end {
+                if matches!(self.child.try_wait(), Ok(Some(_))) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -238,7 +261,17 @@ async fn prepare(dir: &Path, idle: usize) -> Result<(Vec<Cred>, Vec<(Cred, Cred)
 
 fn spawn_ours(bin: &Path, dir: &Path) -> Result<Proc, Error> {
     let port = free_port()?;
-    let child = Command::new(bin)
+    let wrapper = std::env::var(SERVER_WRAPPER_ENV).unwrap_or_default();
+    let mut words = wrapper.split_whitespace();
+    let (mut cmd, wrapped) = match words.next() {
+        Some(w) => {
+            let mut c = Command::new(w);
+            c.args(words).arg(bin);
+            (c, true)
+        }
+        None => (Command::new(bin), false),
+    };
+    let child = cmd
         .arg("--config")
         .arg(dir.join("signal.toml"))
         .arg("--data-dir")
@@ -253,7 +286,11 @@ fn spawn_ours(bin: &Path, dir: &Path) -> Result<Proc, Error> {
         .stdout(Stdio::null())
         .stderr(Stdio::from(std::fs::File::create(dir.join("signal.log"))?))
         .spawn()?;
-    Ok(Proc { child, port })
+    Ok(Proc {
+        child,
+        port,
+        wrapped,
+    })
 }
 
 fn spawn_matchbox(bin: &Path, dir: &Path) -> Result<Proc, Error> {
@@ -267,7 +304,11 @@ fn spawn_matchbox(bin: &Path, dir: &Path) -> Result<Proc, Error> {
             dir.join("matchbox.log"),
         )?))
         .spawn()?;
-    Ok(Proc { child, port })
+    Ok(Proc {
+        child,
+        port,
+        wrapped: false,
+    })
 }
 
 async fn next_text(ws: &mut Ws) -> Result<String, Error> {
@@ -747,12 +788,22 @@ pub async fn run(
     let Some(bin) = &opts.signal_bin else {
         return Err(Error::msg("no --signal-bin given"));
     };
-    let sizes: &[usize] = if opts.quick {
+    // `--only relay`: the relay figures without the idle connections.
+    let relay_only = !opts.only.is_empty() && !opts.only.iter().any(|s| s == "capacity");
+    let sizes: &[usize] = if relay_only {
+        &[]
+    } else if opts.quick {
         &[1000]
     } else {
         &[1000, 5000, 10_000]
     };
-    let mb_sizes: &[usize] = if opts.quick { &[1000] } else { &[1000, 5000] };
+    let mb_sizes: &[usize] = if relay_only {
+        &[]
+    } else if opts.quick {
+        &[1000]
+    } else {
+        &[1000, 5000]
+    };
     let cpu_window = Duration::from_secs(if opts.quick { 3 } else { 10 });
     let span = Duration::from_secs(if opts.quick { 3 } else { 8 });
     let max = sizes.iter().copied().max().unwrap_or(0);

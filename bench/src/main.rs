@@ -84,7 +84,32 @@ pub struct Options {
 
 const USAGE: &str = "usage: watchparty-bench [--quick] --json FILE --markdown FILE \
 [--signal-bin FILE] [--matchbox-bin FILE] [--wasm FILE]... [--only SECTION,...] [--commit SHA] [--analysis FILE]
-sections: rooms, micro, capacity, accounts";
+sections: rooms, micro, capacity, accounts (all by default); connect (connect time only, more runs);
+relay (the relay part of capacity only)
+env: WATCHPARTY_BENCH_LOG=<tracing filter> traces to stderr, e.g. watchparty_peer=debug;
+WATCHPARTY_BENCH_SERVER_WRAPPER=<command> runs our server under it (e.g. valgrind --tool=callgrind)";
+
+/// Environment variable with a `tracing` filter: when set, the bench traces
+/// to stderr (with uptime stamps), e.g. the driver's `connect:` phases.
+pub const LOG_ENV: &str = "WATCHPARTY_BENCH_LOG";
+
+fn init_tracing() {
+    let Ok(filter) = std::env::var(LOG_ENV) else {
+        return;
+    };
+    let filter = match tracing_subscriber::EnvFilter::try_new(&filter) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("watchparty-bench: {LOG_ENV}: {e}");
+            return;
+        }
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_timer(tracing_subscriber::fmt::time::uptime())
+        .with_writer(std::io::stderr)
+        .try_init();
+}
 
 fn parse(args: &[String]) -> Result<Options, String> {
     let mut o = Options::default();
@@ -126,6 +151,7 @@ pub struct Run {
 }
 
 fn main() -> ExitCode {
+    init_tracing();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let opts = match parse(&args) {
         Ok(mut o) => {
@@ -198,13 +224,22 @@ async fn run_all(opts: &Options) -> Run {
         run.timings
             .push(("rooms".into(), t.elapsed().as_secs_f64()));
     }
+    if opts.only.iter().any(|s| s == "connect") {
+        let t = Instant::now();
+        let runs = if opts.quick { 3 } else { 10 };
+        if let Err(e) = room_bench::connect_only(runs, &mut run.figures, &mut run.notes).await {
+            run.notes.push(format!("connect: not measured: {e}"));
+        }
+        run.timings
+            .push(("connect".into(), t.elapsed().as_secs_f64()));
+    }
     if wanted(opts, "micro") {
         let t = Instant::now();
         micro::run(opts, &mut run.figures, &mut run.notes);
         run.timings
             .push(("micro".into(), t.elapsed().as_secs_f64()));
     }
-    if wanted(opts, "capacity") {
+    if wanted(opts, "capacity") || opts.only.iter().any(|s| s == "relay") {
         let t = Instant::now();
         if let Err(e) = capacity::run(opts, &mut run.figures, &mut run.notes).await {
             run.notes.push(format!("capacity: not measured: {e}"));

@@ -30,6 +30,17 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     Some((utime + stime) / 100.0)
 }
 
+/// UDP datagrams the kernel dropped because a socket's receive buffer was
+/// full (`RcvbufErrors` in `/proc/net/snmp`, whole network namespace: other
+/// processes count too).
+pub fn udp_rcvbuf_errors() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/net/snmp").ok()?;
+    let mut udp = s.lines().filter(|l| l.starts_with("Udp:"));
+    let (names, values) = (udp.next()?, udp.next()?);
+    let i = names.split_whitespace().position(|n| n == "RcvbufErrors")?;
+    values.split_whitespace().nth(i)?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -43,5 +54,6 @@ mod tests {
         assert!(rss > 0);
         assert!(peak_rss_kib(me).unwrap() >= rss);
         assert!(cpu_seconds(me).unwrap() >= 0.0);
+        assert!(udp_rcvbuf_errors().is_some());
     }
 }

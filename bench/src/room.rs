@@ -219,11 +219,20 @@ impl World {
         };
         let (host, mut joined) = spawn(host_api, room, host_key, None, n, d(0)).await?;
         wait_until(&mut joined, |j| *j, "host joined").await?;
+        let keys = (1..n)
+            .map(|_| new_signing_key().map_err(Error::msg))
+            .collect::<Result<Vec<_>, _>>()?;
+        // The followers join at once, as peers on their own machines would:
+        // their start-ups (socket, certificate, signaling) run concurrently.
         let t0 = Instant::now();
+        let joins = self.apis[1..n]
+            .iter()
+            .zip(keys)
+            .enumerate()
+            .map(|(i, ((_, api), key))| spawn(api, room, key, Some(pin), n, d(i + 1)));
         let mut peers = vec![host];
-        for (i, (_, api)) in self.apis[1..n].iter().enumerate() {
-            let key = new_signing_key().map_err(Error::msg)?;
-            peers.push(spawn(api, room, key, Some(pin), n, d(i + 1)).await?.0);
+        for r in futures_util::future::join_all(joins).await {
+            peers.push(r?.0);
         }
         for p in &mut peers {
             wait_until(&mut p.connected, |c| *c + 1 >= n, "mesh connected").await?;
@@ -350,6 +359,20 @@ impl Room {
             .command(cmd)
             .await
             .map_err(|e| Error::msg(format!("host command: {e}")))
+    }
+
+    /// Negotiation trouble summed over all drivers: signaling messages
+    /// dropped, negotiation errors, buffered candidates dropped.
+    pub async fn negotiation_counters(&self) -> serde_json::Value {
+        let (mut dropped, mut errors, mut candidates) = (0, 0, 0);
+        for p in &self.peers {
+            if let Some(s) = p.handle.status().await {
+                dropped += s.counters.signal_dropped;
+                errors += s.counters.negotiation_errors;
+                candidates += s.counters.candidates_dropped;
+            }
+        }
+        serde_json::json!({"signal_dropped": dropped, "negotiation_errors": errors, "candidates_dropped": candidates})
     }
 
     async fn load(&self, item: &MediaItem) -> Result<(), Error> {

@@ -42,35 +42,72 @@ pub struct Plan {
     pub steady_window: Duration,
 }
 
+/// Builds `runs` rooms of `n` peers and adds the `connect_time_n{n}`
+/// figure; returns the last room when `keep_last` (the others are closed).
+async fn connect(
+    world: &World,
+    n: usize,
+    runs: usize,
+    keep_last: bool,
+    out: &mut Vec<Figure>,
+    notes: &mut Vec<String>,
+) -> Option<Room> {
+    let mut connect = Vec::new();
+    let mut last = None;
+    let mut counters = Vec::new();
+    let drops_before = crate::procfs::udp_rcvbuf_errors();
+    for r in 0..runs {
+        match world.room(n, true).await {
+            Ok(room) => {
+                connect.push(room.connect_ms);
+                counters.push(room.negotiation_counters().await);
+                if keep_last && r + 1 == runs {
+                    last = Some(room);
+                } else {
+                    room.close().await;
+                }
+            }
+            Err(e) => notes.push(format!("connect N={n} run {r}: {e}")),
+        }
+    }
+    let rcvbuf_drops = crate::procfs::udp_rcvbuf_errors()
+        .zip(drops_before)
+        .map(|(a, b)| a.saturating_sub(b));
+    let target = (n == 8).then(|| Target::at_most(Stat::Median, 300.0, "p50 ≤ 300 ms (N = 8)"));
+    out.extend(Figure::new(
+        "connect",
+        &format!("connect_time_n{n}"),
+        "ms",
+        &connect,
+        json!({"peers": n, "from": "followers spawn (join) after host joined", "to": "every peer has all n-1 data channel sets open",
+            "negotiation_counters_per_run": counters, "udp_rcvbuf_drops_all_runs": rcvbuf_drops}),
+        target,
+    ));
+    eprintln!(
+        "bench: connect N={n}: {connect:.1?} ms; udp rcvbuf drops {rcvbuf_drops:?}; counters {counters:?}"
+    );
+    last
+}
+
+/// Connect time only (`--only connect`): `runs` rooms per size, for
+/// diagnosing the connect phases (with `WATCHPARTY_BENCH_LOG`).
+pub async fn connect_only(
+    runs: usize,
+    out: &mut Vec<Figure>,
+    notes: &mut Vec<String>,
+) -> Result<(), Error> {
+    let world = World::start().await?;
+    for n in SIZES {
+        connect(&world, n, runs, false, out, notes).await;
+    }
+    Ok(())
+}
+
 /// Runs every room figure; per-size failures are reported, not fatal.
 pub async fn run(plan: Plan, out: &mut Vec<Figure>, notes: &mut Vec<String>) -> Result<(), Error> {
     let world = World::start().await?;
     for n in SIZES {
-        let mut connect = Vec::new();
-        let mut last = None;
-        for r in 0..plan.connect_runs {
-            match world.room(n, true).await {
-                Ok(room) => {
-                    connect.push(room.connect_ms);
-                    if r + 1 == plan.connect_runs {
-                        last = Some(room);
-                    } else {
-                        room.close().await;
-                    }
-                }
-                Err(e) => notes.push(format!("connect N={n} run {r}: {e}")),
-            }
-        }
-        let target = (n == 8).then(|| Target::at_most(Stat::Median, 300.0, "p50 ≤ 300 ms (N = 8)"));
-        out.extend(Figure::new(
-            "connect",
-            &format!("connect_time_n{n}"),
-            "ms",
-            &connect,
-            json!({"peers": n, "from": "followers spawn (join) after host joined", "to": "every peer has all n-1 data channel sets open"}),
-            target,
-        ));
-        eprintln!("bench: connect N={n}: {connect:.1?} ms");
+        let last = connect(&world, n, plan.connect_runs, true, out, notes).await;
         let Some(room) = last else { continue };
         match control(&room, plan.commands).await {
             Ok((lat, lost)) => {

@@ -652,7 +652,13 @@ impl DriverHandle {
             loading: None,
             stop: None,
         };
-        let task = tokio::spawn(driver.run(cmd_rx, load_rx));
+        // The span names the driver in traces (many drivers share a process
+        // in tests and benches).
+        let span = tracing::debug_span!("driver", port = local_addr.port());
+        let task = tokio::spawn(tracing::Instrument::instrument(
+            driver.run(cmd_rx, load_rx),
+            span,
+        ));
         Ok(Self {
             commands: cmd_tx,
             events: ev_rx,
@@ -840,6 +846,7 @@ where
                     l.online = false;
                 }
                 let connected: BTreeSet<UserId> = self.rtc.transport().peers().collect();
+                tracing::debug!(me = you.get(), online = online.len(), "connect: hello");
                 for peer in online {
                     self.link(peer).online = true;
                     if !connected.contains(&peer) {
@@ -869,6 +876,11 @@ where
             }
             ServerMessage::Offer { from, sdp } => self.on_offer(from, sdp.as_str()),
             ServerMessage::Answer { from, sdp } => {
+                tracing::debug!(
+                    me = self.me().map(UserId::get),
+                    peer = from.get(),
+                    "connect: answer received"
+                );
                 let r = self.rtc.accept_answer(from, sdp.as_str());
                 match r {
                     Ok(()) => {
@@ -930,7 +942,14 @@ where
             return;
         }
         match self.rtc.create_offer(peer) {
-            Ok(sdp) => self.send_sdp(peer, &sdp, true),
+            Ok(sdp) => {
+                tracing::debug!(
+                    me = self.me().map(UserId::get),
+                    peer = peer.get(),
+                    "connect: offer sent"
+                );
+                self.send_sdp(peer, &sdp, true);
+            }
             Err(e) => {
                 self.counters.negotiation_errors += 1;
                 tracing::debug!(peer = peer.get(), error = %e, "create_offer failed");
@@ -957,6 +976,12 @@ where
         let me = self.me();
         let glare =
             self.links.get(&from).is_some_and(|l| l.offer_pending) && me.is_some_and(|m| m < from);
+        tracing::debug!(
+            me = me.map(UserId::get),
+            peer = from.get(),
+            glare,
+            "connect: offer received"
+        );
         if glare {
             // Our offer wins (lower id); the other side accepts it.
             return;
@@ -993,6 +1018,12 @@ where
         let delay = l.backoff.next_delay();
         l.retry_at = Some(Instant::now() + delay);
         l.retry_restart = restart;
+        tracing::debug!(
+            peer = peer.get(),
+            restart,
+            delay_ms = delay.as_millis() as u64,
+            "connect: retry scheduled"
+        );
     }
 
     // ------------------------------------------------------------ transport
@@ -1000,7 +1031,13 @@ where
     fn on_transport(&mut self, ev: TransportEvent<UserId>) {
         let now = self.now();
         match ev {
-            TransportEvent::Connected(_) => {}
+            TransportEvent::Connected(peer) => {
+                tracing::debug!(
+                    me = self.me().map(UserId::get),
+                    peer = peer.get(),
+                    "connect: dtls up"
+                );
+            }
             TransportEvent::ChannelOpen(peer, ch) => {
                 let l = self.link(peer);
                 l.open.insert(ch);
@@ -1020,6 +1057,11 @@ where
                     if let Some(s) = self.session.as_mut() {
                         s.channel_open(open, now);
                     }
+                    tracing::debug!(
+                        me = self.me().map(UserId::get),
+                        peer = peer.get(),
+                        "connect: channels open"
+                    );
                     self.emit(DriverEvent::PeerConnected { peer: peer.get() });
                 }
             }
@@ -1048,6 +1090,12 @@ where
                 l.backoff.reset();
             }
             TransportEvent::PeerClosed { peer, reason } => {
+                tracing::debug!(
+                    me = self.me().map(UserId::get),
+                    peer = peer.get(),
+                    ?reason,
+                    "connect: peer closed"
+                );
                 let l = self.link(peer);
                 let was_open = l.notified;
                 l.notified = false;

@@ -811,6 +811,7 @@ impl<P: Copy + Ord + fmt::Debug> RtcTransport<P> {
             .map(|(p, _)| *p)
         else {
             self.stats.unmatched_datagrams += 1;
+            tracing::debug!(%source, first_byte = contents.first().copied(), len = contents.len(), "connect: unmatched datagram");
             return;
         };
         let Some(conn) = self.peers.get_mut(&peer) else {
@@ -989,6 +990,9 @@ impl<P: Copy + Ord + fmt::Debug> RtcTransport<P> {
         ev: Event,
         events: &mut VecDeque<TransportEvent<P>>,
     ) -> Option<CloseReason> {
+        if let Event::IceConnectionStateChange(state) = &ev {
+            tracing::debug!(peer = ?peer, ?state, "connect: ice state");
+        }
         match ev {
             Event::Connected if conn.state == PeerState::Connecting => {
                 conn.state = PeerState::Connected;

@@ -591,3 +591,47 @@ fn a_fresh_offer_with_a_new_fingerprint_replaces_the_connection() {
     }));
     assert_eq!(w.b.remote_fingerprint(A), Some(a2.local_fingerprint()));
 }
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn udp_receive_buffer_is_enlarged_up_to_the_kernel_cap() {
+    use super::udp::UDP_RECV_BUFFER_BYTES;
+    let rmem_max: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let x = bind(TransportConfig::default()).await;
+    // Linux reports twice the requested size (bookkeeping overhead).
+    let got = x.recv_buffer_size().unwrap();
+    let want = UDP_RECV_BUFFER_BYTES.min(rmem_max);
+    assert!(got >= want, "SO_RCVBUF {got} < {want}");
+}
+
+#[tokio::test]
+async fn a_burst_larger_than_one_batch_is_drained_completely() {
+    use super::udp::RECV_BATCH;
+    let mut x = bind(TransportConfig::default()).await;
+    let junk = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let count = 3 * RECV_BATCH + 1;
+    for i in 0..count {
+        // DTLS-looking records nobody negotiated: unmatched, not fatal.
+        junk.send_to(&[0x17, 0xfe, 0xfd, (i % 256) as u8], x.local_addr())
+            .unwrap();
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = x.transport().stats();
+        if s.malformed_datagrams + s.unmatched_datagrams >= count as u64 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {s:?} of {count} datagrams handled"
+        );
+        // Junk produces no event: next_event only runs until the timeout.
+        let _ = tokio::time::timeout(Duration::from_millis(50), x.next_event()).await;
+    }
+    let s = x.transport().stats();
+    assert_eq!(s.malformed_datagrams + s.unmatched_datagrams, count as u64);
+}

@@ -27,8 +27,12 @@ pub const DEFAULT_MAX_PER_ROOM: usize = watchparty_peer::signaling::MAX_ROSTER;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1_024;
 /// Default most sockets that have not authenticated yet (all IPs).
 pub const DEFAULT_MAX_UNAUTHENTICATED: usize = 128;
-/// Default most not-yet-authenticated sockets per client IP.
-pub const DEFAULT_MAX_UNAUTHENTICATED_PER_IP: usize = 8;
+/// Default most not-yet-authenticated sockets per client IP: a full room
+/// ([`MAX_ROSTER`](watchparty_peer::signaling::MAX_ROSTER), 16) joining at
+/// once from one address (one NAT, or the connect benchmark on loopback).
+/// With 8, the 9th to 15th follower of a 16-peer room got 429 and retried
+/// after a backoff (about 250 ms more connect time).
+pub const DEFAULT_MAX_UNAUTHENTICATED_PER_IP: usize = watchparty_peer::signaling::MAX_ROSTER;
 /// Default server ping interval: 20 s.
 pub const DEFAULT_PING_INTERVAL_MS: u64 = 20_000;
 /// Default silence (no frame at all, pongs included) after which a socket is closed: 60 s.
@@ -263,6 +267,8 @@ mod tests {
         let c = SignalingConfig::default();
         assert!(c.validate().is_ok());
         assert!(c.max_message_bytes >= MAX_SIGNAL_MESSAGE_LEN);
+        // A full room may authenticate at once from one address.
+        assert!(c.max_unauthenticated_per_ip >= watchparty_peer::signaling::MAX_ROSTER);
         let bad = |f: &dyn Fn(&mut SignalingConfig)| {
             let mut c = SignalingConfig::default();
             f(&mut c);
