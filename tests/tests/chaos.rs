@@ -26,6 +26,11 @@ use serde_json::Value;
 use support::procs::{Peer, applied, first_media, step, wait_in_sync, wait_rooms_agree};
 use support::room::{Room, SETTLE, SYNC_TOLERANCE_MS, connected, host_burst};
 
+/// Most `skewed_time` drops a peer may show after the owner's restart and
+/// the handoff: frames stamped on the old room clock still in flight (one
+/// or two per neighbour were seen).
+const MAX_TRANSIENT_SKEWED: u64 = 8;
+
 fn epoch(s: &Value) -> u64 {
     s["epoch"].as_u64().unwrap()
 }
@@ -209,15 +214,29 @@ fn server_follower_and_host_crashes() {
         SETTLE,
     );
     // Term changes leave only transient drops (frames of the old or the
-    // next term in flight), never forged or replayed ones.
+    // next term in flight), never forged or replayed ones. `skewed_time` is
+    // one of them: the owner's fresh process started a new room clock, so
+    // a status or ping stamped on the old clock (then over two minutes
+    // old) and still in flight when a peer switched clocks is refused as
+    // skewed. A clock that stayed wrong would refuse every frame (and the
+    // room would not agree above), so those drops stay few.
     for s in &snaps {
         let drops = s["drops"].as_object().unwrap();
         assert!(
-            drops.keys().all(
-                |k| ["unknown_epoch", "stale_epoch", "not_host", "not_member"]
-                    .contains(&k.as_str())
-            ),
+            drops.keys().all(|k| [
+                "unknown_epoch",
+                "stale_epoch",
+                "not_host",
+                "not_member",
+                "skewed_time"
+            ]
+            .contains(&k.as_str())),
             "{s}"
         );
+        let skewed = drops
+            .get("skewed_time")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        assert!(skewed <= MAX_TRANSIENT_SKEWED, "{s}");
     }
 }
