@@ -400,3 +400,50 @@ fn periodic_state_refresh_counts_apart_from_commands() {
         );
     }
 }
+
+/// A member that stalls again each time the room resumes (as a browser
+/// whose every correction seek buffers) must not stop the room forever:
+/// its short holds count as one, the watchdog excuses it, and it stays
+/// excused until it has been steady for `EXCUSE_STEADY`.
+#[test]
+fn member_stalling_again_and_again_is_excused_not_waited_for_forever() {
+    let mut room = ready_room(15, 3, |_| Role::Viewer);
+    room.command(0, UserCommand::Play).unwrap();
+    room.run_for_ms(3_000);
+    assert!((0..3).all(|i| room.playing(i)));
+    let mut stalls = 0;
+    let mut host_playing_late = 0;
+    let steps = 400; // 40 s in 100 ms steps
+    for step in 0..steps {
+        if room.playing(2) && step % 10 == 0 {
+            let l = room.local(2);
+            room.peers[2]
+                .player
+                .stall(l, watchparty_peer::time::TimeDelta::from_millis(800));
+            stalls += 1;
+        }
+        room.run_for_ms(100);
+        if step >= steps - 150 && room.playing(0) {
+            host_playing_late += 1;
+        }
+    }
+    println!("flapping: {stalls} stalls, host playing {host_playing_late}/150 of the last 15 s");
+    assert!(stalls >= 10, "the member kept stalling: {stalls}");
+    assert!(has_event(
+        &room,
+        0,
+        |e| matches!(e, Event::WatchdogExpired(v) if v.contains(&user(2)))
+    ));
+    // Once excused, its stalls no longer stop the room.
+    assert!(host_playing_late >= 145, "{host_playing_late}/150");
+    // Steady again: after EXCUSE_STEADY it is waited for again.
+    room.run_for_ms(15_000);
+    let l = room.local(2);
+    room.peers[2]
+        .player
+        .stall(l, watchparty_peer::time::TimeDelta::from_millis(2_000));
+    room.run_for_ms(700);
+    assert!(!room.playing(1), "the steady member is waited for again");
+    room.run_for_ms(4_000);
+    assert!((0..3).all(|i| room.playing(i)), "room resumed");
+}

@@ -26,8 +26,9 @@ pub use limits::{DEFAULT_CHAT_LIMIT, DEFAULT_REACTION_LIMIT, DEFAULT_REQUEST_LIM
 pub use mesh::{MAX_DEDUPE_ENTRIES, MAX_PING_ROUTES};
 pub use observe::{MAX_PEER_RECORDS, MemberReport, PeerCounters, PeerInfo};
 pub use types::{
-    ChannelOpen, CommandError, DEFAULT_POLICY, DisconnectReason, Event, MAX_QUEUED_OUTPUTS, Output,
-    RejoinError, SessionConfig, SessionError, SessionStats, UserCommand,
+    ChannelOpen, CommandError, DEFAULT_POLICY, DisconnectReason, EXCUSE_STEADY, Event,
+    MAX_QUEUED_OUTPUTS, Output, REHOLD_GRACE, RejoinError, SessionConfig, SessionError,
+    SessionStats, UserCommand,
 };
 
 use crate::acceptance::{DropCounts, DropReason, ReplayTable, check_skew};
@@ -150,7 +151,12 @@ pub struct Session {
     statuses: BTreeMap<UserId, MemberStatus>,
     want_playing: bool,
     waiting_since: Option<LocalTime>,
-    excused: BTreeSet<UserId>,
+    /// When the current hold was released (its count goes on if the room
+    /// is held again within [`REHOLD_GRACE`]).
+    wait_released_at: Option<LocalTime>,
+    /// Members the watchdog excused, with since when each has been `Ready`
+    /// (waited for again after [`EXCUSE_STEADY`]).
+    excused: BTreeMap<UserId, Option<LocalTime>>,
     next_state_at: Option<LocalTime>,
     /// Our own buckets: we never send what receivers would drop.
     own_buckets: MemberBuckets,
@@ -236,7 +242,8 @@ impl Session {
             statuses: BTreeMap::new(),
             want_playing: false,
             waiting_since: None,
-            excused: BTreeSet::new(),
+            wait_released_at: None,
+            excused: BTreeMap::new(),
             next_state_at: None,
             own_buckets,
             own_cert_expired: false,
@@ -424,7 +431,10 @@ impl Session {
     /// When to call [`Session::handle_timeout`] next.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<LocalTime> {
-        let watchdog = self.waiting_since.map(|s| s + self.wait_timeout());
+        let watchdog = match self.wait_released_at {
+            Some(released) => Some(released + REHOLD_GRACE),
+            None => self.waiting_since.map(|s| s + self.wait_timeout()),
+        };
         [
             self.engine.next_timeout(),
             self.next_state_at,
@@ -1028,7 +1038,7 @@ impl Session {
         self.is_host = true;
         self.statuses.clear();
         self.excused.clear();
-        self.waiting_since = None;
+        self.reset_wait();
         self.next_status_at = None;
         if new_room {
             match SyncEngine::host(self.cfg.sync.clone(), TimeDelta::ZERO) {
@@ -1051,7 +1061,7 @@ impl Session {
     fn stop_hosting(&mut self, now: LocalTime) {
         self.is_host = false;
         self.next_state_at = None;
-        self.waiting_since = None;
+        self.reset_wait();
         let latest = self.engine.timeline().map(|t| *t.latest());
         if let Ok(mut e) = SyncEngine::follower(self.cfg.sync.clone()) {
             if let Some(item) = &self.loaded {
@@ -1077,7 +1087,7 @@ impl Session {
         self.links.clear();
         self.next_state_at = None;
         self.next_status_at = None;
-        self.waiting_since = None;
+        self.reset_wait();
     }
 
     // ------------------------------------------------------------- frames --
@@ -1355,8 +1365,15 @@ impl Session {
                             received: now,
                         },
                     );
-                    if s.readiness == Readiness::Ready {
-                        self.excused.remove(&signer);
+                    if let Some(ready_since) = self.excused.get_mut(&signer) {
+                        if s.readiness == Readiness::Ready {
+                            let since = *ready_since.get_or_insert(now);
+                            if now.since(since) >= EXCUSE_STEADY {
+                                self.excused.remove(&signer);
+                            }
+                        } else {
+                            *ready_since = None;
+                        }
                     }
                     self.evaluate_buffering(now);
                 }
@@ -1588,13 +1605,13 @@ impl Session {
         match cmd {
             UserCommand::Play => {
                 self.want_playing = true;
-                self.waiting_since = None;
+                self.reset_wait();
                 self.evaluate_buffering(now);
                 Ok(())
             }
             UserCommand::Pause => {
                 self.want_playing = false;
-                self.waiting_since = None;
+                self.reset_wait();
                 let s = self.timeline_at(at, |t| t.pause_at(at))?;
                 self.issue(&pause_msg(&s), now)
             }
@@ -1762,7 +1779,7 @@ impl Session {
             .filter(|(u, s)| {
                 !s.detached
                     && matches!(s.readiness, Readiness::Loading | Readiness::Buffering)
-                    && !self.excused.contains(u)
+                    && !self.excused.contains_key(u)
                     && self.members.get(u).is_some_and(|m| m.current)
             })
             .map(|(u, _)| *u)
@@ -1772,7 +1789,7 @@ impl Session {
                 .loaded
                 .as_ref()
                 .is_some_and(|i| self.my_media != Some(i.hash));
-            if (self.buffering || loading) && !self.excused.contains(&me) {
+            if (self.buffering || loading) && !self.excused.contains_key(&me) {
                 v.push(me);
             }
         }
@@ -1782,20 +1799,34 @@ impl Session {
     /// Host: pause the room for buffering members or (re)start it.
     fn evaluate_buffering(&mut self, now: LocalTime) {
         if !self.is_host || !self.want_playing {
-            self.waiting_since = None;
+            self.reset_wait();
             return;
         }
         let wait = self.policy.buffering == Buffering::WaitForEveryone;
         let blockers = if wait { self.blockers() } else { Vec::new() };
         if blockers.is_empty() {
-            self.waiting_since = None;
+            if self.waiting_since.is_some() && self.wait_released_at.is_none() {
+                self.wait_released_at = Some(now);
+            }
+            if self
+                .wait_released_at
+                .is_some_and(|r| now.since(r) >= REHOLD_GRACE)
+            {
+                self.reset_wait();
+            }
             if self.room_paused() {
                 self.issue_play(now);
             }
             return;
         }
         let since = match self.waiting_since {
-            Some(s) => s,
+            Some(s) => {
+                // Held again within the grace: the earlier hold goes on.
+                if self.wait_released_at.take().is_some() {
+                    self.event(Event::Waiting(blockers.clone()));
+                }
+                s
+            }
             None => {
                 self.waiting_since = Some(now);
                 self.event(Event::Waiting(blockers.clone()));
@@ -1803,8 +1834,8 @@ impl Session {
             }
         };
         if now.since(since) >= self.wait_timeout() {
-            self.excused.extend(blockers.iter().copied());
-            self.waiting_since = None;
+            self.excused.extend(blockers.iter().map(|u| (*u, None)));
+            self.reset_wait();
             self.event(Event::WatchdogExpired(blockers));
             if self.room_paused() {
                 self.issue_play(now);
@@ -1815,6 +1846,12 @@ impl Session {
         {
             let _ = self.issue(&pause_msg(&s), now);
         }
+    }
+
+    /// Forgets the current hold (and its grace).
+    fn reset_wait(&mut self) {
+        self.waiting_since = None;
+        self.wait_released_at = None;
     }
 
     fn issue_play(&mut self, now: LocalTime) {

@@ -26,6 +26,16 @@ use crate::time::{MediaPos, Rate, TimeDelta};
 /// else is queued.
 pub const MAX_QUEUED_OUTPUTS: usize = 1024;
 
+/// Wait-for-everyone: a hold that starts again within this time after the
+/// room was released continues the previous hold's watchdog count, so a
+/// member that stalls again and again (say, each correction seek makes it
+/// buffer) is excused by the watchdog instead of stopping the room forever.
+pub const REHOLD_GRACE: TimeDelta = TimeDelta::from_secs(3);
+
+/// Wait-for-everyone: a member excused by the watchdog is waited for again
+/// only once it has reported `Ready` for this long without a break.
+pub const EXCUSE_STEADY: TimeDelta = TimeDelta::from_secs(10);
+
 /// Default room policy of a new room: wait for everyone (10 s watchdog),
 /// controllers may do everything.
 pub const DEFAULT_POLICY: Policy = Policy {
