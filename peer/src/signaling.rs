@@ -14,6 +14,7 @@
 //! sender. See `docs/protocol.md` §7.
 
 use core::fmt;
+use core::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
@@ -627,6 +628,170 @@ impl ServerMessage {
     }
 }
 
+// ------------------------------------------------------ relay fast path --
+
+/// Which relayed message a [`ClientRelay`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RelayKind {
+    /// `offer`.
+    Offer,
+    /// `answer`.
+    Answer,
+    /// `ice`.
+    Ice,
+}
+
+impl RelayKind {
+    /// The message's `type`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Offer => "offer",
+            Self::Answer => "answer",
+            Self::Ice => "ice",
+        }
+    }
+}
+
+/// The fields of a relayed client message as the fast path reads them: the
+/// SDP or candidate stays raw JSON until it is checked.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RelayEnvelope<'a> {
+    #[serde(rename = "type")]
+    kind: RelayKind,
+    to: UserId,
+    #[serde(borrow, default)]
+    sdp: Option<&'a serde_json::value::RawValue>,
+    #[serde(default)]
+    candidate: Option<IceCandidate>,
+}
+
+/// An SDP still in its JSON form: a JSON string literal (quotes included)
+/// whose decoded text is a valid [`Sdp`]. Relaying it as is spares the
+/// server decoding and re-escaping about a kilobyte per offer or answer.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct SdpJson<'a>(&'a str);
+
+impl fmt::Debug for SdpJson<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SdpJson(<{} bytes redacted>)", self.0.len())
+    }
+}
+
+impl<'a> SdpJson<'a> {
+    /// Reads `raw`, which serde_json has already checked to be one valid
+    /// JSON value. `None` unless it is a string whose decoded text is 1 to
+    /// [`MAX_SDP_LEN`] bytes with no escape other than `\" \\ \/ \n \r \t`
+    /// and no DEL or `0xC2` byte (the lead byte of every C1 control). Text
+    /// outside that form may still be a valid [`Sdp`]; the full parser
+    /// decides it. Inside it, no control other than CR, LF and tab can
+    /// appear: JSON strings hold no raw C0 byte, and `\b`, `\f` and `\u`
+    /// escapes are not taken.
+    fn parse(raw: &'a str) -> Option<Self> {
+        let body = raw.strip_prefix('"')?.strip_suffix('"')?;
+        let bytes = body.as_bytes();
+        let mut decoded = 0usize;
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'\\' => match bytes.get(i + 1)? {
+                    b'"' | b'\\' | b'/' | b'n' | b'r' | b't' => i += 2,
+                    _ => return None,
+                },
+                0x7f | 0xc2 => return None,
+                _ => i += 1,
+            }
+            decoded += 1;
+        }
+        (1..=MAX_SDP_LEN).contains(&decoded).then_some(Self(raw))
+    }
+
+    /// The JSON string literal, quotes included.
+    #[must_use]
+    pub fn as_json(&self) -> &'a str {
+        self.0
+    }
+}
+
+/// What a [`ClientRelay`] carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RelayPayload<'a> {
+    /// The SDP of an offer or answer, still JSON.
+    Sdp(SdpJson<'a>),
+    /// An ICE candidate.
+    Candidate(IceCandidate),
+}
+
+/// A client `offer`, `answer` or `ice`, read by the server's relay fast
+/// path without copying the SDP.
+///
+/// [`ClientRelay::parse`] accepts only text that [`ClientMessage::from_json`]
+/// also accepts, as the same message (property-tested); anything else gets
+/// `None`, and the caller parses it fully, which gives the error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientRelay<'a> {
+    /// Which message.
+    pub kind: RelayKind,
+    /// The recipient.
+    pub to: UserId,
+    /// The SDP or candidate.
+    pub payload: RelayPayload<'a>,
+}
+
+impl<'a> ClientRelay<'a> {
+    /// Reads a relayed message, or `None` (see the type's docs).
+    #[must_use]
+    pub fn parse(text: &'a str) -> Option<Self> {
+        if text.len() > MAX_SIGNAL_MESSAGE_LEN {
+            return None;
+        }
+        let env: RelayEnvelope<'a> = serde_json::from_str(text).ok()?;
+        let payload = match (env.kind, env.sdp, env.candidate) {
+            (RelayKind::Offer | RelayKind::Answer, Some(sdp), None) => {
+                RelayPayload::Sdp(SdpJson::parse(sdp.get())?)
+            }
+            (RelayKind::Ice, None, Some(c)) => RelayPayload::Candidate(c),
+            _ => return None,
+        };
+        Some(Self {
+            kind: env.kind,
+            to: env.to,
+            payload,
+        })
+    }
+
+    /// The server's message to the recipient: the same payload, with `to`
+    /// replaced by the authenticated sender `from`. The same JSON value as
+    /// [`ServerMessage::to_json`] of the matching `offer`/`answer`/`ice`.
+    ///
+    /// # Errors
+    /// [`SignalError::Serialize`] (not expected).
+    pub fn relayed_json(&self, from: UserId) -> Result<String, SignalError> {
+        match &self.payload {
+            RelayPayload::Sdp(sdp) => {
+                let sdp = sdp.as_json();
+                let mut out = String::with_capacity(sdp.len() + 48);
+                out.push_str(r#"{"type":""#);
+                out.push_str(self.kind.as_str());
+                out.push_str(r#"","from":"#);
+                // Writing into a String cannot fail.
+                let _ = write!(out, "{from}");
+                out.push_str(r#","sdp":"#);
+                out.push_str(sdp);
+                out.push('}');
+                Ok(out)
+            }
+            RelayPayload::Candidate(candidate) => ServerMessage::Ice {
+                from,
+                candidate: candidate.clone(),
+            }
+            .to_json(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -924,6 +1089,89 @@ mod tests {
         assert!(Sdp::new("\u{a0}\u{bf}").is_ok());
     }
 
+    /// What the full parser makes of the server's relayed text.
+    fn relayed(r: &ClientRelay<'_>, from: UserId) -> ServerMessage {
+        ServerMessage::from_json(&r.relayed_json(from).unwrap()).unwrap()
+    }
+
+    /// The server message the slow path would relay for `m`.
+    fn slow_relay(m: ClientMessage, from: UserId) -> Option<ServerMessage> {
+        match m {
+            ClientMessage::Offer { sdp, .. } => Some(ServerMessage::Offer { from, sdp }),
+            ClientMessage::Answer { sdp, .. } => Some(ServerMessage::Answer { from, sdp }),
+            ClientMessage::Ice { candidate, .. } => Some(ServerMessage::Ice { from, candidate }),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn relay_fast_path_takes_plain_sdp_and_leaves_the_rest_to_the_full_parser() {
+        let from = UserId::new(7).unwrap();
+        let offer = r#"{"type":"offer","to":3,"sdp":"v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\na=x:\"q\" \\ \/\t\r\n"}"#;
+        let r = ClientRelay::parse(offer).unwrap();
+        assert_eq!((r.kind, r.to), (RelayKind::Offer, UserId::new(3).unwrap()));
+        assert_eq!(
+            Some(relayed(&r, from)),
+            slow_relay(ClientMessage::from_json(offer).unwrap(), from)
+        );
+        let ice = r#"{"to":4,"candidate":{"candidate":"candidate:1 1 udp 1 127.0.0.1 9 typ host","sdpMid":"0"},"type":"ice"}"#;
+        let r = ClientRelay::parse(ice).unwrap();
+        assert_eq!(
+            Some(relayed(&r, from)),
+            slow_relay(ClientMessage::from_json(ice).unwrap(), from)
+        );
+        // Valid, but outside the fast path's form: the full parser takes them.
+        for slow in [
+            r#"{"type":"offer","to":1,"sdp":"v=0 \u0041"}"#,
+            r#"{"type":"answer","to":1,"sdp":"\u00a0 non-breaking"}"#,
+            r#"{"type":"offer","to":1,"sdp":"é\u00e9 \ud83d\ude00"}"#,
+            "{\"type\":\"offer\",\"to\":1,\"sdp\":\"\u{a0} raw\"}",
+            r#"{"type":"auth","token":"t"}"#,
+            r#"{"type":"leave"}"#,
+        ] {
+            assert_eq!(ClientRelay::parse(slow), None, "{slow}");
+            assert!(ClientMessage::from_json(slow).is_ok(), "{slow}");
+        }
+        // Invalid: the fast path says None, the full parser gives the error.
+        for bad in [
+            r#"{"type":"offer","to":1,"sdp":""}"#,
+            r#"{"type":"offer","to":1,"sdp":"a\bb"}"#,
+            r#"{"type":"offer","to":1,"sdp":"a\fb"}"#,
+            r#"{"type":"offer","to":1,"sdp":"a\u0000b"}"#,
+            "{\"type\":\"offer\",\"to\":1,\"sdp\":\"a\u{7f}b\"}",
+            "{\"type\":\"offer\",\"to\":1,\"sdp\":\"a\u{85}b\"}",
+            r#"{"type":"offer","to":1,"sdp":5}"#,
+            r#"{"type":"offer","to":1,"sdp":["v=0"]}"#,
+            r#"{"type":"offer","to":1}"#,
+            r#"{"type":"offer","to":-1,"sdp":"v=0"}"#,
+            r#"{"type":"offer","to":9007199254740992,"sdp":"v=0"}"#,
+            r#"{"type":"offer","to":1,"sdp":"v=0","extra":1}"#,
+            r#"{"type":"offer","to":1,"sdp":"v=0","candidate":{"candidate":""}}"#,
+            r#"{"type":"ice","to":1,"sdp":"v=0"}"#,
+            r#"{"type":"ice","to":1,"candidate":{"candidate":"a\nb"}}"#,
+            r#"{"type":"offer","to":1,"sdp":"v=0","sdp":"v=1"}"#,
+            r#"{"type":"offer","to":1,"sdp":"v=0"} x"#,
+            r#"{"type":"nope","to":1,"sdp":"v=0"}"#,
+        ] {
+            assert_eq!(ClientRelay::parse(bad), None, "{bad}");
+            assert!(ClientMessage::from_json(bad).is_err(), "{bad}");
+        }
+        // Exactly at and just over the SDP limit, escapes counted decoded.
+        let offer = |s: &str| format!(r#"{{"type":"offer","to":1,"sdp":"{s}"}}"#);
+        let at = format!("{}\\r\\n", "a".repeat(MAX_SDP_LEN - 2));
+        let over = format!("{}\\r\\n", "a".repeat(MAX_SDP_LEN - 1));
+        assert!(ClientRelay::parse(&offer(&at)).is_some());
+        assert!(ClientMessage::from_json(&offer(&at)).is_ok());
+        assert_eq!(ClientRelay::parse(&offer(&over)), None);
+        assert!(ClientMessage::from_json(&offer(&over)).is_err());
+        let huge = format!("{}{}", offer("v=0"), " ".repeat(MAX_SIGNAL_MESSAGE_LEN));
+        assert_eq!(ClientRelay::parse(&huge), None);
+        // Debug never shows the SDP.
+        let secret = offer("secret-address");
+        let r = ClientRelay::parse(&secret).unwrap();
+        assert!(!format!("{r:?}").contains("secret"));
+    }
+
     proptest! {
         #[test]
         fn client_round_trip(m in client_message()) {
@@ -941,6 +1189,33 @@ mod tests {
         fn sdp_check_equals_the_char_definition(s in "(\\PC|[\u{0}-\u{1f}\u{7f}-\u{9f}]|\r|\n|\t){1,64}") {
             let by_chars = s.chars().any(|c| c.is_control() && !matches!(c, '\r' | '\n' | '\t'));
             prop_assert_eq!(Sdp::new(s.clone()).is_err(), by_chars, "{:?}", s);
+        }
+
+        #[test]
+        fn relay_fast_path_reads_every_relayed_message(m in client_message(), from in user()) {
+            let json = m.to_json().unwrap();
+            let fast = ClientRelay::parse(&json);
+            let slow = slow_relay(m, from);
+            prop_assert_eq!(fast.is_some(), slow.is_some(), "{}", json);
+            if let Some(r) = fast {
+                prop_assert_eq!(Some(relayed(&r, from)), slow);
+            }
+        }
+
+        #[test]
+        fn relay_fast_path_accepts_nothing_the_full_parser_refuses(
+            m in client_message(), from in user(), idx in any::<prop::sample::Index>(), b in any::<u8>()
+        ) {
+            let mut bytes = m.to_json().unwrap().into_bytes();
+            let i = idx.index(bytes.len());
+            bytes[i] = b;
+            if let Ok(s) = String::from_utf8(bytes)
+                && let Some(r) = ClientRelay::parse(&s)
+            {
+                let full = ClientMessage::from_json(&s);
+                prop_assert!(full.is_ok(), "fast path took what the full parser refuses: {:?}", s);
+                prop_assert_eq!(Some(relayed(&r, from)), slow_relay(full.unwrap(), from));
+            }
         }
 
         #[test]

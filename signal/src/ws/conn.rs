@@ -12,8 +12,8 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use tokio::time::{Instant, MissedTickBehavior, interval, timeout};
 use watchparty_peer::crypto::PublicKey;
 use watchparty_peer::signaling::{
-    BoundedVec, ClientMessage, ErrorCode, ErrorMessage, MAX_ROSTER, OffererRule, PROTOCOL_VERSION,
-    RosterEntry, ServerMessage, SignalError,
+    BoundedVec, ClientMessage, ClientRelay, ErrorCode, ErrorMessage, MAX_ROSTER, OffererRule,
+    PROTOCOL_VERSION, RosterEntry, ServerMessage, SignalError,
 };
 
 use super::certs::{self, Subject, peer_room, peer_user};
@@ -457,6 +457,12 @@ async fn handle(
     text: Utf8Bytes,
 ) -> Step {
     let size = text.len();
+    // Offers, answers and ICE candidates, nearly all the traffic, take the
+    // fast path: the SDP is checked in its JSON form and relayed as is.
+    if let Some(fast) = ClientRelay::parse(text.as_str()) {
+        let out = fast.relayed_json(me);
+        return relay(state, room, user, (fast.to, fast.kind.as_str()), out, size);
+    }
     let msg = match ClientMessage::from_json(text.as_str()) {
         Ok(m) => m,
         Err(e) => {
@@ -466,62 +472,23 @@ async fn handle(
         }
     };
     let r = room.as_str();
-    let relay = |to: watchparty_peer::ids::UserId, out: ServerMessage, kind: &'static str| {
-        let to_id = i64::try_from(to.get()).unwrap_or(-1);
-        if to == me {
-            queue_error(
-                state,
-                room,
-                user.id,
-                ErrorCode::BadRequest,
-                "cannot address yourself",
-            );
-            return Step::Strike;
-        }
-        match state.hub.relay_to(r, to_id, &out) {
-            Relay::Sent => {
-                tracing::debug!(kind, size, from = user.id, to = to_id, room_id = %room, "relayed");
-                Step::Continue
-            }
-            Relay::TooLarge => {
-                tracing::debug!(kind, size, from = user.id, to = to_id, room_id = %room, "relay refused: too large once relayed");
-                queue_error(
-                    state,
-                    room,
-                    user.id,
-                    ErrorCode::BadRequest,
-                    "message too large to relay",
-                );
-                Step::Strike
-            }
-            Relay::NotDelivered => {
-                tracing::debug!(kind, size, from = user.id, to = to_id, room_id = %room, "relay refused: not connected");
-                queue_error(
-                    state,
-                    room,
-                    user.id,
-                    ErrorCode::NotFound,
-                    "that member is not connected to this room",
-                );
-                Step::Continue
-            }
-        }
-    };
     match msg {
         ClientMessage::Offer { to, sdp } => {
-            relay(to, ServerMessage::Offer { from: me, sdp }, "offer")
+            let out = ServerMessage::Offer { from: me, sdp }.to_json();
+            relay(state, room, user, (to, "offer"), out, size)
         }
         ClientMessage::Answer { to, sdp } => {
-            relay(to, ServerMessage::Answer { from: me, sdp }, "answer")
+            let out = ServerMessage::Answer { from: me, sdp }.to_json();
+            relay(state, room, user, (to, "answer"), out, size)
         }
-        ClientMessage::Ice { to, candidate } => relay(
-            to,
-            ServerMessage::Ice {
+        ClientMessage::Ice { to, candidate } => {
+            let out = ServerMessage::Ice {
                 from: me,
                 candidate,
-            },
-            "ice",
-        ),
+            }
+            .to_json();
+            relay(state, room, user, (to, "ice"), out, size)
+        }
         ClientMessage::Auth { .. } => {
             queue_error(
                 state,
@@ -613,6 +580,61 @@ async fn handle(
 }
 
 /// Session active, account enabled, membership joined, room open.
+/// Relays `out` (the server's `offer`, `answer` or `ice`, already stamped
+/// with the sender as `from`) to member `to`.
+fn relay(
+    state: &AppState,
+    room: &RoomId,
+    user: &AuthUser,
+    (to, kind): (watchparty_peer::ids::UserId, &'static str),
+    out: Result<String, SignalError>,
+    size: usize,
+) -> Step {
+    let to_id = i64::try_from(to.get()).unwrap_or(-1);
+    if to_id == user.id {
+        queue_error(
+            state,
+            room,
+            user.id,
+            ErrorCode::BadRequest,
+            "cannot address yourself",
+        );
+        return Step::Strike;
+    }
+    // Serializing these types does not fail; if it did, nothing is sent.
+    let sent = out.map_or(Relay::TooLarge, |text| {
+        state.hub.relay_to(room.as_str(), to_id, text)
+    });
+    match sent {
+        Relay::Sent => {
+            tracing::debug!(kind, size, from = user.id, to = to_id, room_id = %room, "relayed");
+            Step::Continue
+        }
+        Relay::TooLarge => {
+            tracing::debug!(kind, size, from = user.id, to = to_id, room_id = %room, "relay refused: too large once relayed");
+            queue_error(
+                state,
+                room,
+                user.id,
+                ErrorCode::BadRequest,
+                "message too large to relay",
+            );
+            Step::Strike
+        }
+        Relay::NotDelivered => {
+            tracing::debug!(kind, size, from = user.id, to = to_id, room_id = %room, "relay refused: not connected");
+            queue_error(
+                state,
+                room,
+                user.id,
+                ErrorCode::NotFound,
+                "that member is not connected to this room",
+            );
+            Step::Continue
+        }
+    }
+}
+
 async fn still_valid(state: &AppState, room: &RoomId, user: &AuthUser) -> bool {
     let row: Result<Option<(i64,)>, _> = sqlx::query_as(
         "SELECT 1 FROM sessions s

@@ -381,15 +381,12 @@ impl Hub {
             .is_some_and(|c| c.push(&text))
     }
 
-    /// Relays a peer-to-peer message (`offer`, `answer`, `ice`) to `user` in
-    /// `room`. The server rewrites `to` into `from`, which can make the text a
+    /// Relays a peer-to-peer message (`offer`, `answer`, `ice`; its JSON
+    /// text) to `user` in `room`. The server rewrites `to` into `from`, which can make the text a
     /// few bytes longer than what the sender sent; a relayed text longer than
     /// [`MAX_SIGNAL_MESSAGE_LEN`] would be refused by the receiving peer, so it
     /// is not sent at all ([`Relay::TooLarge`]) and the sender gets an error.
-    pub fn relay_to(&self, room: &str, user: i64, msg: &ServerMessage) -> Relay {
-        let Ok(text) = msg.to_json() else {
-            return Relay::TooLarge;
-        };
+    pub fn relay_to(&self, room: &str, user: i64, text: String) -> Relay {
         if text.len() > MAX_SIGNAL_MESSAGE_LEN {
             return Relay::TooLarge;
         }
