@@ -715,68 +715,117 @@ async fn relay_run(
     Ok((relayed as f64 / span.as_secs_f64(), lat))
 }
 
-/// Relay figures for one server; returns (max msgs/s, p99 at 50 %, p99 at 90 %).
-async fn relay(
+/// One relay round against one server: the closed-loop maximum, then open
+/// loops at 50 % and 90 % of it.
+struct RelayRound {
+    /// Closed-loop messages per second.
+    max: f64,
+    /// Latency samples of the closed loop, ms.
+    lat_max: Vec<f64>,
+    /// At 50 % and 90 %: (offered msgs/s, achieved msgs/s, latency samples).
+    at: Vec<(f64, f64, Vec<f64>)>,
+}
+
+/// Alternating relay rounds per server in a full run (a quick run does one).
+const RELAY_ROUNDS: usize = 3;
+
+/// Load levels of the open-loop runs, as fractions of the round's maximum.
+const RELAY_LOADS: [f64; 2] = [0.5, 0.9];
+
+async fn relay_round(
     flavor: Flavor,
     p: &Proc,
     creds: &[(Cred, Cred)],
     span: Duration,
     base: &mut usize,
-    out: &mut Vec<Figure>,
-) -> Result<(f64, f64, f64), Error> {
+) -> Result<RelayRound, Error> {
     let (max, lat_max) = relay_run(flavor, p.port, creds, Mode::Closed, span, *base).await?;
     *base += 1;
-    let params = json!({"server": flavor.name(), "pairs": creds.len(), "in_flight_per_pair": WINDOW, "span_s": span.as_secs(), "sdp_bytes": SDP_PAD, "auth": flavor == Flavor::Ours});
-    out.extend(Figure::single(
-        "relay",
-        &format!("{}_relay_max_throughput", flavor.name()),
-        "msgs/s",
-        max,
-        params.clone(),
-        None,
-    ));
-    out.extend(Figure::new(
-        "relay",
-        &format!("{}_relay_latency_at_max", flavor.name()),
-        "ms",
-        &lat_max,
-        params,
-        None,
-    ));
     eprintln!("bench: {} relay max {max:.0} msgs/s", flavor.name());
-    let mut p99s = Vec::new();
-    for frac in [0.5, 0.9] {
+    let mut at = Vec::new();
+    for frac in RELAY_LOADS {
         // Each offer yields two relayed messages (offer + answer).
         let per_pair = max * frac / 2.0 / creds.len() as f64;
         let interval = Duration::from_secs_f64(1.0 / per_pair.max(0.1));
         let (rate, lat) =
             relay_run(flavor, p.port, creds, Mode::Open(interval), span, *base).await?;
         *base += 1;
+        eprintln!(
+            "bench: {} relay at {:.0}%: {rate:.0} msgs/s, p99 {:.3} ms",
+            flavor.name(),
+            frac * 100.0,
+            p99(&lat)
+        );
+        at.push((max * frac, rate, lat));
+    }
+    Ok(RelayRound { max, lat_max, at })
+}
+
+/// The 99th percentile (nearest rank) of `v`; NaN when empty.
+fn p99(v: &[f64]) -> f64 {
+    let mut s: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    if s.is_empty() {
+        return f64::NAN;
+    }
+    s.sort_by(f64::total_cmp);
+    let rank = (0.99 * s.len() as f64).ceil() as usize;
+    s[rank.clamp(1, s.len()) - 1]
+}
+
+/// Figures of one server's relay rounds: throughput (one sample per round)
+/// and latency (every sample of every round).
+fn relay_figures(
+    flavor: Flavor,
+    rounds: &[RelayRound],
+    pairs: usize,
+    span: Duration,
+    out: &mut Vec<Figure>,
+) {
+    let name = flavor.name();
+    let params = json!({"server": name, "pairs": pairs, "in_flight_per_pair": WINDOW, "span_s": span.as_secs(), "sdp_bytes": SDP_PAD, "auth": flavor == Flavor::Ours, "rounds": rounds.len()});
+    let maxes: Vec<f64> = rounds.iter().map(|r| r.max).collect();
+    out.extend(Figure::new(
+        "relay",
+        &format!("{name}_relay_max_throughput"),
+        "msgs/s",
+        &maxes,
+        params.clone(),
+        None,
+    ));
+    let lat: Vec<f64> = rounds.iter().flat_map(|r| r.lat_max.clone()).collect();
+    out.extend(Figure::new(
+        "relay",
+        &format!("{name}_relay_latency_at_max"),
+        "ms",
+        &lat,
+        params,
+        None,
+    ));
+    for (k, frac) in RELAY_LOADS.iter().enumerate() {
         let pct = (frac * 100.0) as u32;
-        let params = json!({"server": flavor.name(), "pairs": creds.len(), "offered_msgs_per_s": max * frac, "achieved_msgs_per_s": rate, "span_s": span.as_secs()});
-        if let Some(f) = Figure::new(
+        let offered: Vec<f64> = rounds
+            .iter()
+            .filter_map(|r| r.at.get(k).map(|a| a.0))
+            .collect();
+        let achieved: Vec<f64> = rounds
+            .iter()
+            .filter_map(|r| r.at.get(k).map(|a| a.1))
+            .collect();
+        let lat: Vec<f64> = rounds
+            .iter()
+            .filter_map(|r| r.at.get(k))
+            .flat_map(|a| a.2.clone())
+            .collect();
+        let params = json!({"server": name, "pairs": pairs, "offered_msgs_per_s": offered, "achieved_msgs_per_s": achieved, "span_s": span.as_secs(), "rounds": rounds.len()});
+        out.extend(Figure::new(
             "relay",
-            &format!("{}_relay_latency_at_{pct}pct", flavor.name()),
+            &format!("{name}_relay_latency_at_{pct}pct"),
             "ms",
             &lat,
             params,
             None,
-        ) {
-            eprintln!(
-                "bench: {} relay at {pct}%: {rate:.0} msgs/s, p50 {:.3} p99 {:.3} ms",
-                flavor.name(),
-                f.median,
-                f.p99
-            );
-            p99s.push(f.p99);
-            out.push(f);
-        }
+        ));
     }
-    Ok((
-        max,
-        p99s.first().copied().unwrap_or(f64::NAN),
-        p99s.get(1).copied().unwrap_or(f64::NAN),
-    ))
 }
 
 /// Runs the capacity and relay figures.
@@ -797,9 +846,6 @@ pub async fn run(
     } else {
         &[1000, 5000, 10_000]
     };
-    // The same sizes for matchbox_server: its 10k run costs about 1.4 GB RSS
-    // and 20 s, affordable on this machine.
-    let mb_sizes = sizes;
     let cpu_window = Duration::from_secs(if opts.quick { 3 } else { 10 });
     let span = Duration::from_secs(if opts.quick { 3 } else { 8 });
     let max = sizes.iter().copied().max().unwrap_or(0);
@@ -814,74 +860,87 @@ pub async fn run(
     let mut ours = spawn_ours(bin, dir.path())?;
     wait_listening(&mut ours).await?;
     let ours_idle = idle(Flavor::Ours, &ours, &idle_creds, sizes, cpu_window, out).await?;
-    let mut round = 0;
-    let ours_relay = relay(Flavor::Ours, &ours, &pair_creds, span, &mut round, out).await;
+    let mut mb = match opts.matchbox_bin.as_deref().filter(|p| p.is_file()) {
+        Some(mbin) => {
+            let mut mb = spawn_matchbox(mbin, dir.path())?;
+            wait_listening(&mut mb).await?;
+            Some(mb)
+        }
+        None => {
+            notes.push("matchbox_server comparison: not measured (binary not available)".into());
+            None
+        }
+    };
+    // matchbox_server gets the same sizes (its 10k run costs about 1.4 GB
+    // RSS and 20 s).
+    let mb_idle = match &mb {
+        Some(mb) => idle(Flavor::Matchbox, mb, &idle_creds, sizes, cpu_window, out).await?,
+        None => Vec::new(),
+    };
+    // Relay: alternating rounds (ours first in even rounds, matchbox first
+    // in odd ones), so that drifting background load hits both alike; each
+    // ratio is taken within one round.
+    let rounds = if opts.quick { 1 } else { RELAY_ROUNDS };
+    let (mut ours_rounds, mut mb_rounds) = (Vec::new(), Vec::new());
+    let mut base = 0;
+    for r in 0..rounds {
+        let order = if r % 2 == 0 {
+            [Flavor::Ours, Flavor::Matchbox]
+        } else {
+            [Flavor::Matchbox, Flavor::Ours]
+        };
+        let mut this = (None, None);
+        for flavor in order {
+            let proc = match flavor {
+                Flavor::Ours => Some(&ours),
+                Flavor::Matchbox => mb.as_ref(),
+            };
+            let Some(proc) = proc else { continue };
+            match relay_round(flavor, proc, &pair_creds, span, &mut base).await {
+                Ok(x) if flavor == Flavor::Ours => this.0 = Some(x),
+                Ok(x) => this.1 = Some(x),
+                Err(e) => notes.push(format!("relay round {r} ({}): {e}", flavor.name())),
+            }
+        }
+        ours_rounds.extend(this.0);
+        mb_rounds.extend(this.1);
+    }
     drop(ours);
-    let ours_relay = match ours_relay {
-        Ok(r) => Some(r),
-        Err(e) => {
-            notes.push(format!("relay (ours): {e}"));
-            None
-        }
-    };
-    let Some(mbin) = opts.matchbox_bin.as_deref().filter(|p| p.is_file()) else {
-        notes.push("matchbox_server comparison: not measured (binary not available)".into());
-        return Ok(());
-    };
-    let mut mb = spawn_matchbox(mbin, dir.path())?;
-    wait_listening(&mut mb).await?;
-    let mb_idle = idle(
-        Flavor::Matchbox,
-        &mb,
-        &idle_creds,
-        mb_sizes,
-        cpu_window,
-        out,
-    )
-    .await?;
-    let mb_relay = relay(Flavor::Matchbox, &mb, &pair_creds, span, &mut round, out).await;
-    drop(mb);
-    let mb_relay = match mb_relay {
-        Ok(r) => Some(r),
-        Err(e) => {
-            notes.push(format!("relay (matchbox): {e}"));
-            None
-        }
-    };
-    let rp = json!({"meaning": "ours / matchbox_server, same workload, same run; ours authenticates and checks room membership, matchbox does not"});
-    if let (Some(o), Some(m)) = (ours_relay, mb_relay) {
-        out.extend(Figure::single(
+    mb.take();
+    relay_figures(Flavor::Ours, &ours_rounds, pair_creds.len(), span, out);
+    relay_figures(Flavor::Matchbox, &mb_rounds, pair_creds.len(), span, out);
+    let rp = json!({"meaning": "ours / matchbox_server, same workload, same run; ours authenticates and checks room membership, matchbox does not", "rounds": rounds, "statistic": "one ratio per alternating round (throughput: maxima; latency: p99 of the round)"});
+    if ours_rounds.len() == mb_rounds.len() && !ours_rounds.is_empty() {
+        let ratios = |f: &dyn Fn(&RelayRound) -> f64| -> Vec<f64> {
+            ours_rounds
+                .iter()
+                .zip(&mb_rounds)
+                .map(|(o, m)| f(o) / f(m))
+                .collect()
+        };
+        out.extend(Figure::new(
             "relay",
             "ratio_relay_throughput",
             "×",
-            o.0 / m.0,
+            &ratios(&|r| r.max),
             rp.clone(),
             Some(Target::at_least(Stat::Median, 1.0, "≥ 1 (ours ≥ matchbox)")),
         ));
-        out.extend(Figure::single(
-            "relay",
-            "ratio_relay_p99_at_50pct",
-            "×",
-            o.1 / m.1,
-            rp.clone(),
-            Some(Target::at_most(
-                Stat::Median,
-                1.0,
-                "≤ 1 (equal or better p99)",
-            )),
-        ));
-        out.extend(Figure::single(
-            "relay",
-            "ratio_relay_p99_at_90pct",
-            "×",
-            o.2 / m.2,
-            rp.clone(),
-            Some(Target::at_most(
-                Stat::Median,
-                1.0,
-                "≤ 1 (equal or better p99)",
-            )),
-        ));
+        for (k, frac) in RELAY_LOADS.iter().enumerate() {
+            let pct = (frac * 100.0) as u32;
+            out.extend(Figure::new(
+                "relay",
+                &format!("ratio_relay_p99_at_{pct}pct"),
+                "×",
+                &ratios(&|r| r.at.get(k).map_or(f64::NAN, |a| p99(&a.2))),
+                rp.clone(),
+                Some(Target::at_most(
+                    Stat::Median,
+                    1.0,
+                    "≤ 1 (equal or better p99)",
+                )),
+            ));
+        }
     }
     for (k, m) in &mb_idle {
         if let Some((_, o)) = ours_idle.iter().find(|(ko, _)| ko == k) {
