@@ -252,6 +252,24 @@ impl EchoTracker {
         })
     }
 
+    /// Whether one of our seeks toward `target` (give or take `tolerance`)
+    /// has not completed yet. A pending seek elsewhere does not count: a new
+    /// target supersedes it (players abort a seek for a newer one).
+    #[must_use]
+    pub fn seek_pending_toward(
+        &self,
+        target: MediaPos,
+        tolerance: TimeDelta,
+        now: LocalTime,
+    ) -> bool {
+        self.recent.iter().any(|i| match i.action {
+            PlayerAction::Seek { position } => {
+                now.since(i.at) <= self.params.seek_window && (position - target).abs() <= tolerance
+            }
+            _ => false,
+        })
+    }
+
     /// Whether our last `Play` has not shown the player advancing yet.
     #[must_use]
     pub fn start_pending(&self, now: LocalTime) -> bool {

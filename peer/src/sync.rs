@@ -566,9 +566,17 @@ impl SyncEngine {
                     self.issue(PlayerAction::Pause, now);
                 }
                 // Only a paused reading shows where the player stopped.
+                // A seek still under way toward another position (the
+                // alignment after a load, an earlier command) is superseded
+                // at once, so a command never waits for the player to finish
+                // an older seek.
                 if obs.paused
                     && (obs.position - exp.position).abs() > self.cfg.paused_seek_threshold
-                    && !self.tracker.seek_pending(now)
+                    && !self.tracker.seek_pending_toward(
+                        exp.position,
+                        self.cfg.paused_seek_threshold,
+                        now,
+                    )
                 {
                     self.issue(
                         PlayerAction::Seek {
@@ -1002,6 +1010,45 @@ mod tests {
             toy.pos_us,
             f.status(t(8_000))
         );
+    }
+
+    /// A command's seek while paused goes out at once, even while an older
+    /// seek toward another position is still under way (the alignment
+    /// after a load, or the previous command): it supersedes it. The same
+    /// target is not issued twice while it is under way.
+    #[test]
+    fn a_paused_seek_command_supersedes_a_seek_still_under_way() {
+        let (host, mut f) = host_and_follower();
+        let mut toy = Toy::fresh();
+        let paused_at = |pos: u64, room: i64| {
+            PlaybackState::paused(
+                MediaPos::from_millis(pos),
+                RoomTime::from_millis(room),
+                Rate::NORMAL,
+            )
+        };
+        let seeks = |out: Vec<SyncOutput>| -> Vec<i64> {
+            out.into_iter()
+                .filter_map(|o| match o {
+                    SyncOutput::Player(PlayerAction::Seek { position }) => {
+                        Some(position.as_micros() / 1000)
+                    }
+                    _ => None,
+                })
+                .collect()
+        };
+        f.handle_timeline(paused_at(10_000, 60_000), t(0));
+        run(&mut f, &host, &mut toy, 0, 3_000);
+        assert_eq!((toy.pos_us, toy.paused), (10_000_000, true));
+        // The player is slow: it keeps showing 10 s while seeking.
+        f.handle_timeline(paused_at(54_000, 63_000), t(3_000));
+        assert_eq!(seeks(drain(&mut f)), [54_000]);
+        f.handle_player(reading(3_010, 10_000, true), t(3_010));
+        assert_eq!(seeks(drain(&mut f)), Vec::<i64>::new());
+        f.handle_timeline(paused_at(90_000, 63_020), t(3_020));
+        assert_eq!(seeks(drain(&mut f)), [90_000]);
+        f.handle_player(reading(3_030, 10_000, true), t(3_030));
+        assert_eq!(seeks(drain(&mut f)), Vec::<i64>::new());
     }
 
     /// A new host term on an unrelated room clock: the old estimate is
