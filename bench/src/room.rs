@@ -49,6 +49,11 @@ const FIXTURE_ARGON2: Argon2Cost = Argon2Cost {
     parallelism: 1,
 };
 
+/// Wait after every peer loaded the media before the room is measured:
+/// more than `SyncConfig::lead_time` (150 ms), after which the load's state
+/// is in effect everywhere.
+pub const LOAD_SETTLE: Duration = Duration::from_millis(500);
+
 /// How one peer's clocks are distorted.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Distortion {
@@ -381,6 +386,10 @@ impl Room {
             let mut rx = p.loaded.clone();
             wait_until(&mut rx, |c| *c >= 1, "media loaded").await?;
         }
+        // The host schedules the load's paused state `lead_time` ahead on
+        // the room clock; a command issued before that instant is ordered
+        // after it and waits for it. Measure commands in a settled room.
+        tokio::time::sleep(LOAD_SETTLE).await;
         Ok(())
     }
 
