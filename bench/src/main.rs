@@ -14,6 +14,7 @@
 
 mod accounts;
 mod capacity;
+mod compare;
 mod micro;
 mod probe;
 mod procfs;
@@ -80,10 +81,12 @@ pub struct Options {
     pub analysis: Option<PathBuf>,
     /// Load averages when the run started.
     pub load_start: String,
+    /// The previous run's `results.json`, compared in the report.
+    pub previous: Option<PathBuf>,
 }
 
 const USAGE: &str = "usage: watchparty-bench [--quick] --json FILE --markdown FILE \
-[--signal-bin FILE] [--matchbox-bin FILE] [--wasm FILE]... [--only SECTION,...] [--commit SHA] [--analysis FILE]
+[--signal-bin FILE] [--matchbox-bin FILE] [--wasm FILE]... [--only SECTION,...] [--commit SHA] [--analysis FILE] [--previous RESULTS.json]
 sections: rooms, micro, capacity, accounts (all by default); connect (connect time only, more runs);
 relay (the relay part of capacity only)
 env: WATCHPARTY_BENCH_LOG=<tracing filter> traces to stderr, e.g. watchparty_peer=debug;
@@ -130,6 +133,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--only" => o.only = value()?.split(',').map(str::to_owned).collect(),
             "--commit" => o.commit = value()?,
             "--analysis" => o.analysis = Some(value()?.into()),
+            "--previous" => o.previous = Some(value()?.into()),
             other => return Err(format!("unknown argument `{other}`")),
         }
     }

@@ -216,6 +216,14 @@ pub fn write(opts: &Options, run: &Run) -> Result<(), Error> {
         }
         let _ = writeln!(md);
     }
+    if let Some(path) = &opts.previous {
+        match crate::compare::Previous::read(path) {
+            Ok(prev) => crate::compare::section(&mut md, &prev, opts.quick, &run.figures),
+            Err(e) => {
+                let _ = writeln!(md, "Previous results not compared: {e}.\n");
+            }
+        }
+    }
     if let Some(text) = opts
         .analysis
         .as_ref()

@@ -151,6 +151,10 @@ pub fn run(opts: &BenchOptions) -> Result<(), Failure> {
     } else {
         root().join("docs").join("benchmarks.md")
     };
+    // The last results become the previous ones, compared in the report.
+    let results = bench_dir.join("results.json");
+    let previous = bench_dir.join("results-previous.json");
+    let have_previous = std::fs::rename(&results, &previous).is_ok();
     let mut cmd = Cmd::new(release.join("watchparty-bench"))
         .args(["--json"])
         .args([bench_dir.join("results.json")])
@@ -167,6 +171,9 @@ pub fn run(opts: &BenchOptions) -> Result<(), Failure> {
         .time_limit(BENCH_TIME_LIMIT);
     if opts.quick {
         cmd = cmd.args(["--quick"]);
+    }
+    if have_previous {
+        cmd = cmd.args(["--previous"]).args([&previous]);
     }
     if let Some(only) = &opts.only {
         cmd = cmd.args(["--only", only]);
