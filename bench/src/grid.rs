@@ -288,32 +288,27 @@ mod tests {
 
     #[test]
     fn grid_figures_carry_the_impairment_and_no_target() {
-        let naming = naming(Impairment::Delay(50));
         let target = crate::stats::Target::at_most(crate::stats::Stat::P99, 1.0, "p99 ≤ 1");
-        let f = naming
-            .figure(
-                "sync",
-                "spread_steady",
-                "ms",
-                &[3.0],
-                json!({"peers": 4}),
-                Some(target.clone()),
-            )
-            .unwrap();
+        let fig = |naming: Naming| {
+            let params = json!({"peers": 4});
+            let samples = [3.0];
+            naming
+                .figure(
+                    "sync",
+                    "spread_steady",
+                    "ms",
+                    &samples,
+                    params,
+                    Some(target.clone()),
+                )
+                .unwrap()
+        };
+        let f = fig(naming(Impairment::Delay(50)));
         assert_eq!(f.group, room_bench::GRID_GROUP);
         assert!(f.target.is_none() && f.met.is_none());
         assert_eq!(f.params["kind"], "sync");
         assert!(f.params["impairment"].as_str().unwrap().contains("50 ms"));
-        let f = Naming::loopback(4)
-            .figure(
-                "sync",
-                "spread_steady",
-                "ms",
-                &[3.0],
-                json!({"peers": 4}),
-                Some(target),
-            )
-            .unwrap();
+        let f = fig(Naming::loopback(4));
         assert_eq!((f.group.as_str(), f.met), ("sync", Some(false)));
         assert!(f.params.get("impairment").is_none());
     }
