@@ -213,7 +213,7 @@ fn grid_phases(quick: bool) -> room_bench::Phases {
             pre_play: room_bench::PRE_PLAY,
             settle: room_bench::SETTLE,
             spread_window: Duration::from_secs(4),
-            steady_window: Duration::from_secs(8),
+            steady_window: Duration::from_secs(6),
         }
     }
 }
