@@ -1,11 +1,13 @@
 //! `watchparty-bench`: the measuring side of `cargo xtask bench`.
 //!
 //! Runs the sections of issue 9 in priority order (control latency and
-//! connect time over real WebRTC, sync accuracy, micro figures, signaling
-//! server capacity against matchbox_server, accounts) and writes
-//! `results.json` (one record per figure) and the Markdown report. Every loop
-//! is bounded in count and time; all traffic stays on 127.0.0.1. A section
-//! that fails is listed in the report as not measured, with the reason.
+//! connect time over real WebRTC, sync accuracy, the loss/delay grid, micro
+//! figures, signaling server capacity against matchbox_server, accounts) and
+//! writes `results.json` (one record per figure) and the Markdown report.
+//! Every loop is bounded in count and time; all traffic stays on 127.0.0.1
+//! (inside the private network namespace `cargo xtask bench` runs us in). A
+//! section that fails is listed in the report as not measured, with the
+//! reason.
 #![forbid(unsafe_code)]
 #![cfg_attr(
     not(test),
@@ -15,6 +17,7 @@
 mod accounts;
 mod capacity;
 mod compare;
+mod grid;
 mod micro;
 mod probe;
 mod procfs;
@@ -87,7 +90,7 @@ pub struct Options {
 
 const USAGE: &str = "usage: watchparty-bench [--quick] --json FILE --markdown FILE \
 [--signal-bin FILE] [--matchbox-bin FILE] [--wasm FILE]... [--only SECTION,...] [--commit SHA] [--analysis FILE] [--previous RESULTS.json]
-sections: rooms, micro, capacity, accounts (all by default); connect (connect time only, more runs);
+sections: rooms, grid, micro, capacity, accounts (all by default); connect (connect time only, more runs);
 relay (the relay part of capacity only)
 env: WATCHPARTY_BENCH_LOG=<tracing filter> traces to stderr, e.g. watchparty_peer=debug;
 WATCHPARTY_BENCH_SERVER_WRAPPER=<command> runs our server under it (e.g. valgrind --tool=callgrind)";
@@ -197,6 +200,28 @@ fn main() -> ExitCode {
     }
 }
 
+/// Phases of each grid cell: about 10 s per cell quick (six cells ≲ 60 s
+/// with connecting), about 30 s full (≲ 3 min).
+fn grid_phases(quick: bool) -> room_bench::Phases {
+    if quick {
+        room_bench::Phases {
+            commands: 6,
+            pre_play: Duration::from_millis(500),
+            settle: Duration::from_secs(1),
+            spread_window: Duration::from_secs(1),
+            steady_window: Duration::from_millis(1500),
+        }
+    } else {
+        room_bench::Phases {
+            commands: 15,
+            pre_play: room_bench::PRE_PLAY,
+            settle: room_bench::SETTLE,
+            spread_window: Duration::from_secs(4),
+            steady_window: Duration::from_secs(6),
+        }
+    }
+}
+
 fn wanted(opts: &Options, section: &str) -> bool {
     opts.only.is_empty() || opts.only.iter().any(|s| s == section)
 }
@@ -207,18 +232,26 @@ async fn run_all(opts: &Options) -> Run {
         let plan = if opts.quick {
             room_bench::Plan {
                 connect_runs: 2,
-                commands: 15,
                 sync_sizes: &[8],
-                spread_window: Duration::from_secs(6),
-                steady_window: Duration::from_secs(15),
+                phases: room_bench::Phases {
+                    commands: 15,
+                    pre_play: room_bench::PRE_PLAY,
+                    settle: room_bench::SETTLE,
+                    spread_window: Duration::from_secs(6),
+                    steady_window: Duration::from_secs(15),
+                },
             }
         } else {
             room_bench::Plan {
                 connect_runs: 5,
-                commands: 45,
                 sync_sizes: &[8, 16],
-                spread_window: Duration::from_secs(10),
-                steady_window: Duration::from_secs(30),
+                phases: room_bench::Phases {
+                    commands: 45,
+                    pre_play: room_bench::PRE_PLAY,
+                    settle: room_bench::SETTLE,
+                    spread_window: Duration::from_secs(10),
+                    steady_window: Duration::from_secs(30),
+                },
             }
         };
         let t = Instant::now();
@@ -227,6 +260,13 @@ async fn run_all(opts: &Options) -> Run {
         }
         run.timings
             .push(("rooms".into(), t.elapsed().as_secs_f64()));
+    }
+    if wanted(opts, "grid") {
+        let t = Instant::now();
+        if let Err(e) = grid::run(grid_phases(opts.quick), &mut run.figures, &mut run.notes).await {
+            run.notes.push(format!("grid: not measured: {e}"));
+        }
+        run.timings.push(("grid".into(), t.elapsed().as_secs_f64()));
     }
     if opts.only.iter().any(|s| s == "connect") {
         let t = Instant::now();

@@ -5,14 +5,14 @@ use std::path::Path;
 
 use serde_json::json;
 
+use crate::grid::{CELLS, GRID_PEERS, naming};
+use crate::room_bench::{GRID_GROUP, Naming};
 use crate::stats::Figure;
 use crate::{Error, Options, Run};
 
 /// Figures not measured by this harness yet (listed in every report).
-const NOT_MEASURED: &[&str] = &[
-    "Loss/delay grid (1 % / 5 % / 10 % UDP loss via nftables in a namespace; 50 / 150 ms one-way delay relay) for control latency and sync spread",
-    "Browser sync spread between two headless Chromium `video` elements (target p99 ≤ 50 ms)",
-];
+const NOT_MEASURED: &[&str] =
+    &["Browser sync spread between two headless Chromium `video` elements (target p99 ≤ 50 ms)"];
 
 /// CPU model, core count and memory from `/proc`.
 pub fn machine() -> String {
@@ -99,6 +99,10 @@ const SECTIONS: &[(&str, &str)] = &[
     (
         "correction",
         "Correction quality in steady state (per follower)",
+    ),
+    (
+        GRID_GROUP,
+        "Network impairment grid: the room figures under UDP loss and added one-way delay (N = 4, private network namespace)",
     ),
     ("micro", "Micro benchmarks"),
     (
@@ -194,6 +198,9 @@ pub fn write(opts: &Options, run: &Run) -> Result<(), Error> {
             continue;
         }
         let _ = writeln!(md, "## {title}\n");
+        if *group == GRID_GROUP {
+            md.push_str(&grid_matrix(&run.figures));
+        }
         let _ = writeln!(
             md,
             "| Figure | Unit | Median | p99 | Min | Max | Runs | Target | Verdict | Parameters |\n|---|---|---|---|---|---|---|---|---|---|"
@@ -251,6 +258,67 @@ pub fn write(opts: &Options, run: &Run) -> Result<(), Error> {
     write_file(&opts.markdown, &md)
 }
 
+/// Rows of the grid matrix: figure base name and unit.
+const GRID_ROWS: &[(&str, &str)] = &[
+    ("control_latency_seek", "ms"),
+    ("control_latency_play", "ms"),
+    ("control_latency_pause", "ms"),
+    ("commands_lost", "commands"),
+    ("spread_after_play", "ms"),
+    ("spread_after_seek", "ms"),
+    ("spread_steady", "ms"),
+    ("seeks_per_min", "1/min"),
+    ("rate_changes_per_min", "1/min"),
+    ("time_off_1x", "%"),
+    ("max_rate_deviation", "ppm"),
+    ("connect_time", "ms"),
+];
+
+/// The grid at a glance: one row per figure, one column per cell (median /
+/// p99), next to the loopback section's figure of the same room size when
+/// this run has it. The full records follow in the usual table.
+fn grid_matrix(figures: &[Figure]) -> String {
+    let find = |name: &str| figures.iter().find(|f| f.name == name);
+    let cell = |f: Option<&Figure>| match f {
+        None => "—".to_owned(),
+        Some(f) if f.runs == 1 => num(f.median),
+        Some(f) => format!("{} / {}", num(f.median), num(f.p99)),
+    };
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "Loss: nftables drops the given share of UDP datagrams arriving at every follower's port \
+         (host → follower and follower ↔ follower lossy, follower → host clean). Delay: a \
+         userspace relay in front of every follower adds the given delay to every one-way path \
+         (host ↔ follower and follower ↔ follower alike, no jitter); the ICE round trips in the \
+         connect rows' parameters show it. `none` is the same room and phases without impairment. \
+         Clock distortions as in the loopback section (±5 s offsets, ±200 ppm drift). No targets: \
+         issue 9's targets are for loopback. Cells: median / p99 (single values: the value).\n"
+    );
+    let loopback = |base: &str| Naming::loopback(GRID_PEERS).name(base);
+    let _ = write!(
+        md,
+        "| Figure (N = {GRID_PEERS}) | Unit | Loopback section |"
+    );
+    for c in CELLS {
+        let _ = write!(md, " {} |", c.tag());
+    }
+    let _ = write!(md, "\n|---|---|---|");
+    for _ in CELLS {
+        md.push_str("---|");
+    }
+    md.push('\n');
+    for (base, unit) in GRID_ROWS {
+        let _ = write!(md, "| {base} | {unit} | {} |", cell(find(&loopback(base))));
+        for c in CELLS {
+            let _ = write!(md, " {} |", cell(find(&naming(c).name(base))));
+        }
+        md.push('\n');
+    }
+    md.push('\n');
+    md
+}
+
 fn params(v: &serde_json::Value) -> String {
     match v {
         serde_json::Value::Object(m) => m
@@ -274,4 +342,46 @@ fn write_file(path: &Path, text: &str) -> Result<(), Error> {
     }
     std::fs::write(path, text)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grid::Impairment;
+
+    fn fig(name: &str, samples: &[f64]) -> Figure {
+        Figure::new("g", name, "ms", samples, json!({}), None).unwrap()
+    }
+
+    #[test]
+    fn grid_matrix_puts_cells_next_to_loopback() {
+        let figures = [
+            fig("control_latency_seek_n4", &[1.0, 2.0, 3.0]),
+            fig("grid_control_latency_seek_loss5_n4", &[10.0, 20.0, 30.0]),
+            fig("grid_commands_lost_delay150_n4", &[2.0]),
+            fig("control_latency_seek_n8", &[99.0]),
+        ];
+        let md = grid_matrix(&figures);
+        let row = md
+            .lines()
+            .find(|l| l.starts_with("| control_latency_seek |"))
+            .unwrap();
+        let cols: Vec<&str> = row.split('|').map(str::trim).collect();
+        // "", name, unit, loopback, then the cells in CELLS order.
+        let at = |c: Impairment| 4 + CELLS.iter().position(|x| *x == c).unwrap();
+        assert_eq!(cols[3], "2.00 / 3.00");
+        assert_eq!(cols[at(Impairment::Loss(5))], "20.00 / 30.00");
+        assert_eq!(cols[at(Impairment::None)], "—");
+        assert!(!row.contains("99"));
+        let lost = md
+            .lines()
+            .find(|l| l.starts_with("| commands_lost |"))
+            .unwrap();
+        let cols: Vec<&str> = lost.split('|').map(str::trim).collect();
+        assert_eq!(cols[at(Impairment::Delay(150))], "2.00");
+        assert_eq!(
+            md.lines().filter(|l| l.starts_with("| ")).count(),
+            1 + GRID_ROWS.len()
+        );
+    }
 }

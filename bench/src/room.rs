@@ -186,11 +186,27 @@ impl World {
     }
 
     /// Creates a room of `n` peers (host first, then the followers all at
-    /// once), waits for the full mesh and loads the media everywhere.
+    /// once), waits for the full mesh and loads the media everywhere. Every
+    /// driver binds an ephemeral UDP port on 127.0.0.1.
     pub async fn room(&self, n: usize, distort: bool) -> Result<Room, Error> {
+        self.room_on(n, distort, &[]).await
+    }
+
+    /// [`World::room`] with the drivers' UDP ports chosen by the caller:
+    /// `ports` is empty (ephemeral ports) or holds one port per peer, the
+    /// host's first (network impairment must be installed on known ports
+    /// before the peers exchange packets).
+    pub async fn room_on(&self, n: usize, distort: bool, ports: &[u16]) -> Result<Room, Error> {
         if !(2..=MAX_PEERS).contains(&n) {
             return Err(Error::msg(format!("room size {n} outside 2..={MAX_PEERS}")));
         }
+        if !ports.is_empty() && ports.len() != n {
+            return Err(Error::msg(format!(
+                "{} UDP ports given for a room of {n}",
+                ports.len()
+            )));
+        }
+        let port = |i: usize| ports.get(i).copied().unwrap_or(0);
         let host_key = new_signing_key().map_err(Error::msg)?;
         let host_api = &self.apis[0].1;
         let info = host_api
@@ -222,7 +238,7 @@ impl World {
                 Distortion::default()
             }
         };
-        let (host, mut joined) = spawn(host_api, room, host_key, None, n, d(0)).await?;
+        let (host, mut joined) = spawn(host_api, room, host_key, None, n, d(0), port(0)).await?;
         wait_until(&mut joined, |j| *j, "host joined").await?;
         let keys = (1..n)
             .map(|_| new_signing_key().map_err(Error::msg))
@@ -234,7 +250,7 @@ impl World {
             .iter()
             .zip(keys)
             .enumerate()
-            .map(|(i, ((_, api), key))| spawn(api, room, key, Some(pin), n, d(i + 1)));
+            .map(|(i, ((_, api), key))| spawn(api, room, key, Some(pin), n, d(i + 1), port(i + 1)));
         let mut peers = vec![host];
         for r in futures_util::future::join_all(joins).await {
             peers.push(r?.0);
@@ -279,6 +295,7 @@ async fn spawn(
     pin: Option<PublicKey>,
     n: usize,
     d: Distortion,
+    port: u16,
 ) -> Result<(Peer, watch::Receiver<bool>), Error> {
     // Offsets of ±5 s: the origin is 10 s ± offset in the past.
     let back = Duration::from_millis((10_000 + d.offset_ms).max(0).unsigned_abs());
@@ -291,7 +308,7 @@ async fn spawn(
         .map_err(Error::msg)?
         .to_string();
     let mut cfg = DriverConfig::new(room, url, identity);
-    cfg.bind = SocketAddr::from(([127, 0, 0, 1], 0));
+    cfg.bind = SocketAddr::from(([127, 0, 0, 1], port));
     cfg.pinned_host = pin;
     cfg.jitter_seed = 42;
     let (backend, probe) = ProbeBackend::new(
@@ -378,6 +395,19 @@ impl Room {
             }
         }
         serde_json::json!({"signal_dropped": dropped, "negotiation_errors": errors, "candidates_dropped": candidates})
+    }
+
+    /// Round trips of the last ICE check on every selected candidate pair,
+    /// ms (one per peer and neighbour, once measured; refreshed every
+    /// second): shows the delay a relay adds.
+    pub async fn ice_rtts(&self) -> Vec<f64> {
+        let mut out = Vec::new();
+        for p in &self.peers {
+            if let Some(s) = p.handle.status().await {
+                out.extend(s.peers.iter().filter_map(|v| v.rtt_ms));
+            }
+        }
+        out
     }
 
     async fn load(&self, item: &MediaItem) -> Result<(), Error> {

@@ -1,17 +1,25 @@
 //! `cargo xtask bench [--quick] [--only SECTION,..]`: builds the release
 //! binaries, installs `matchbox_server` when missing (the comparison server
-//! of the relay figures), builds the wasm bundle for its size, and runs
-//! `watchparty-bench`, which writes `target/bench/results.json` and the
-//! Markdown report.
+//! of the relay figures), builds the wasm bundle for its size (all of that
+//! outside, with the network), then runs `watchparty-bench` inside a fresh
+//! private network namespace ([`crate::netns`], with its environment
+//! [`crate::netns::NETNS_ENV`]): the loss/delay grid changes that
+//! namespace's firewall, and every other section only needs 127.0.0.1
+//! there. It writes `target/bench/results.json` and the Markdown report.
 //!
 //! A full run writes `docs/benchmarks.md`; `--quick` (under 3 minutes once
 //! built) writes `target/bench/benchmarks-quick.md` so the committed full
 //! numbers are not replaced by short runs.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::netns;
 use crate::run::{Cmd, Failure, find_program, root};
+
+/// Name of the internal subcommand that runs the bench binary inside the
+/// namespace: `__in-netns-bench PROGRAM ARGS..`.
+pub const IN_NETNS_BENCH: &str = "__in-netns-bench";
 
 /// The comparison server and the version issue 9 names.
 const MATCHBOX: &str = "matchbox_server";
@@ -40,7 +48,7 @@ pub fn parse(args: &[String]) -> Result<BenchOptions, String> {
                 o.only = Some(
                     it.next()
                         .cloned()
-                        .ok_or("`--only` needs a list: rooms,micro,capacity,accounts")?,
+                        .ok_or("`--only` needs a list: rooms,grid,micro,capacity,accounts")?,
                 );
             }
             other => return Err(format!("unknown option `{other}` for `bench`")),
@@ -117,7 +125,53 @@ fn wasm_bundle(target: &std::path::Path) -> Vec<PathBuf> {
     }
 }
 
-/// Runs `cargo xtask bench`.
+/// A path as a command-line argument of the re-executed xtask.
+fn arg(path: &Path) -> Result<String, Failure> {
+    path.to_str()
+        .map(str::to_owned)
+        .ok_or_else(|| Failure::new(format!("path is not UTF-8: {}", path.display())))
+}
+
+/// What the bench binary is given.
+#[derive(Debug)]
+struct BenchArgs {
+    results: PathBuf,
+    markdown: PathBuf,
+    analysis: PathBuf,
+    signal: PathBuf,
+    commit: String,
+    matchbox: Option<PathBuf>,
+    wasm: Vec<PathBuf>,
+    previous: Option<PathBuf>,
+}
+
+/// The bench binary's command line (without the program).
+fn bench_args(opts: &BenchOptions, b: &BenchArgs) -> Result<Vec<String>, Failure> {
+    let mut v = vec!["--json".to_owned(), arg(&b.results)?];
+    v.extend(["--markdown".to_owned(), arg(&b.markdown)?]);
+    v.extend(["--analysis".to_owned(), arg(&b.analysis)?]);
+    v.extend(["--signal-bin".to_owned(), arg(&b.signal)?]);
+    v.extend(["--commit".to_owned(), b.commit.clone()]);
+    if opts.quick {
+        v.push("--quick".to_owned());
+    }
+    if let Some(only) = &opts.only {
+        v.extend(["--only".to_owned(), only.clone()]);
+    }
+    if let Some(mb) = &b.matchbox {
+        v.extend(["--matchbox-bin".to_owned(), arg(mb)?]);
+    }
+    for w in &b.wasm {
+        v.extend(["--wasm".to_owned(), arg(w)?]);
+    }
+    if let Some(p) = &b.previous {
+        v.extend(["--previous".to_owned(), arg(p)?]);
+    }
+    Ok(v)
+}
+
+/// Runs `cargo xtask bench`: builds outside, measures inside a private
+/// network namespace.
 pub fn run(opts: &BenchOptions) -> Result<(), Failure> {
     let target = target_dir();
     let mb = matchbox();
@@ -152,45 +206,51 @@ pub fn run(opts: &BenchOptions) -> Result<(), Failure> {
         root().join("docs").join("benchmarks.md")
     };
     // The last results become the previous ones, compared in the report.
-    let results = bench_dir.join("results.json");
     let previous = bench_dir.join("results-previous.json");
-    let have_previous = std::fs::rename(&results, &previous).is_ok();
-    let mut cmd = Cmd::new(release.join("watchparty-bench"))
-        .args(["--json"])
-        .args([bench_dir.join("results.json")])
-        .args(["--markdown"])
-        .args([&markdown])
-        .args(["--analysis"])
-        .args([root().join("bench").join("analysis.md")])
-        .args(["--signal-bin"])
-        .args([release.join("watchparty-signal")])
-        .args([
-            "--commit",
-            &format!("{commit}{}", if dirty { " (modified)" } else { "" }),
-        ])
-        .time_limit(BENCH_TIME_LIMIT);
-    if opts.quick {
-        cmd = cmd.args(["--quick"]);
-    }
-    if have_previous {
-        cmd = cmd.args(["--previous"]).args([&previous]);
-    }
-    if let Some(only) = &opts.only {
-        cmd = cmd.args(["--only", only]);
-    }
-    if let Some(mb) = mb {
-        cmd = cmd.args(["--matchbox-bin"]).args([mb]);
-    }
-    for w in wasm {
-        cmd = cmd.args(["--wasm"]).args([w]);
-    }
-    cmd.run()?;
+    let have_previous = std::fs::rename(bench_dir.join("results.json"), &previous).is_ok();
+    let args = bench_args(
+        opts,
+        &BenchArgs {
+            results: bench_dir.join("results.json"),
+            markdown: markdown.clone(),
+            analysis: root().join("bench").join("analysis.md"),
+            signal: release.join("watchparty-signal"),
+            commit: format!("{commit}{}", if dirty { " (modified)" } else { "" }),
+            matchbox: mb,
+            wasm,
+            previous: have_previous.then_some(previous),
+        },
+    )?;
+    let mut inner = vec![
+        IN_NETNS_BENCH.to_owned(),
+        arg(&release.join("watchparty-bench"))?,
+    ];
+    inner.extend(args);
+    netns::reexec(&inner)?;
     println!(
         "xtask bench: wrote {} and {}",
         bench_dir.join("results.json").display(),
         markdown.display()
     );
     Ok(())
+}
+
+/// Inside the namespace (`__in-netns-bench PROGRAM ARGS..`): checks and
+/// configures it like the test steps (so Chromium gathers candidates
+/// there), then runs the bench binary with [`netns::NETNS_ENV`].
+pub fn inner(args: &[String]) -> Result<(), Failure> {
+    let Some((program, rest)) = args.split_first() else {
+        return Err(Failure::new(format!(
+            "`{IN_NETNS_BENCH}` needs the bench program"
+        )));
+    };
+    netns::enter()?;
+    netns::NETNS_ENV
+        .iter()
+        .fold(Cmd::new(program), |cmd, (key, value)| cmd.env(key, value))
+        .args(rest)
+        .time_limit(BENCH_TIME_LIMIT)
+        .run()
 }
 
 #[cfg(test)]
@@ -206,5 +266,54 @@ mod tests {
         assert_eq!(o.only.as_deref(), Some("micro"));
         assert!(parse(&a(&["--only"])).is_err());
         assert!(parse(&a(&["--fast"])).is_err());
+    }
+
+    #[test]
+    fn bench_command_line() {
+        let b = BenchArgs {
+            results: "/t/results.json".into(),
+            markdown: "/t/q.md".into(),
+            analysis: "/r/analysis.md".into(),
+            signal: "/t/sig".into(),
+            commit: "abc (modified)".into(),
+            matchbox: Some("/bin/mb".into()),
+            wasm: vec!["/t/a.wasm".into(), "/t/a.js".into()],
+            previous: None,
+        };
+        let quick = BenchOptions {
+            quick: true,
+            only: Some("grid".into()),
+        };
+        let v = bench_args(&quick, &b).unwrap();
+        let pairs: Vec<(&str, &str)> = v
+            .windows(2)
+            .map(|w| (w[0].as_str(), w[1].as_str()))
+            .collect();
+        for want in [
+            ("--json", "/t/results.json"),
+            ("--markdown", "/t/q.md"),
+            ("--commit", "abc (modified)"),
+            ("--only", "grid"),
+            ("--matchbox-bin", "/bin/mb"),
+            ("--wasm", "/t/a.js"),
+        ] {
+            assert!(pairs.contains(&want), "{want:?} in {v:?}");
+        }
+        assert!(v.iter().any(|a| a == "--quick"));
+        let full = bench_args(
+            &BenchOptions::default(),
+            &BenchArgs {
+                matchbox: None,
+                previous: None,
+                ..b
+            },
+        )
+        .unwrap();
+        assert!(
+            !full
+                .iter()
+                .any(|a| a == "--quick" || a == "--only" || a == "--matchbox-bin")
+        );
+        assert!(inner(&[]).is_err());
     }
 }

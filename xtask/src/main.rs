@@ -7,8 +7,8 @@
 //! * `cargo xtask soak --minutes N` — long hardening run (see [`soak`]).
 //! * `cargo xtask fuzz --seconds N` — every fuzz target for N seconds (see
 //!   [`fuzz`]).
-//! * `cargo xtask bench [--quick]` — benchmarks, report in
-//!   `docs/benchmarks.md` (see [`bench`]).
+//! * `cargo xtask bench [--quick]` — benchmarks (measured inside a private
+//!   network namespace), report in `docs/benchmarks.md` (see [`bench`]).
 //! * `cargo xtask demo` — build everything and serve a demo on
 //!   127.0.0.1:8080 with demo users and clips (see [`demo`]).
 //!
@@ -37,10 +37,15 @@ use cli::Command;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().is_some_and(|a| a == "bench") {
-        let result = bench::parse(&args[1..])
-            .map_err(run::Failure::new)
-            .and_then(|o| bench::run(&o));
+    let bench = args.first().map(String::as_str);
+    if bench.is_some_and(|a| a == "bench" || a == bench::IN_NETNS_BENCH) {
+        let result = if bench == Some(bench::IN_NETNS_BENCH) {
+            bench::inner(&args[1..])
+        } else {
+            bench::parse(&args[1..])
+                .map_err(run::Failure::new)
+                .and_then(|o| bench::run(&o))
+        };
         return match result {
             Ok(()) => ExitCode::SUCCESS,
             Err(failure) => {
