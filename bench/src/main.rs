@@ -13,6 +13,7 @@
 )]
 
 mod accounts;
+mod browser;
 mod capacity;
 mod micro;
 mod probe;
@@ -80,11 +81,14 @@ pub struct Options {
     pub analysis: Option<PathBuf>,
     /// Load averages when the run started.
     pub load_start: String,
+    /// Raw samples of the browser spread measurement (JSON written by
+    /// `tests/tests/browser_spread.rs`), for the `browser` section.
+    pub browser_samples: Option<PathBuf>,
 }
 
 const USAGE: &str = "usage: watchparty-bench [--quick] --json FILE --markdown FILE \
-[--signal-bin FILE] [--matchbox-bin FILE] [--wasm FILE]... [--only SECTION,...] [--commit SHA] [--analysis FILE]
-sections: rooms, micro, capacity, accounts (all by default); connect (connect time only, more runs);
+[--signal-bin FILE] [--matchbox-bin FILE] [--wasm FILE]... [--only SECTION,...] [--commit SHA] [--analysis FILE] [--browser-samples FILE]
+sections: rooms, micro, capacity, accounts, browser (all by default); connect (connect time only, more runs);
 relay (the relay part of capacity only)
 env: WATCHPARTY_BENCH_LOG=<tracing filter> traces to stderr, e.g. watchparty_peer=debug;
 WATCHPARTY_BENCH_SERVER_WRAPPER=<command> runs our server under it (e.g. valgrind --tool=callgrind)";
@@ -130,6 +134,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--only" => o.only = value()?.split(',').map(str::to_owned).collect(),
             "--commit" => o.commit = value()?,
             "--analysis" => o.analysis = Some(value()?.into()),
+            "--browser-samples" => o.browser_samples = Some(value()?.into()),
             other => return Err(format!("unknown argument `{other}`")),
         }
     }
@@ -246,6 +251,16 @@ async fn run_all(opts: &Options) -> Run {
         }
         run.timings
             .push(("capacity".into(), t.elapsed().as_secs_f64()));
+    }
+    if wanted(opts, "browser") {
+        let t = Instant::now();
+        browser::run(
+            opts.browser_samples.as_deref(),
+            &mut run.figures,
+            &mut run.notes,
+        );
+        run.timings
+            .push(("browser".into(), t.elapsed().as_secs_f64()));
     }
     if wanted(opts, "accounts") {
         let t = Instant::now();

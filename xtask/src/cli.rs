@@ -27,7 +27,7 @@ commands:
                         micro, server capacity vs matchbox_server, accounts;
                         writes target/bench/results.json and docs/benchmarks.md
                         (--quick: under 3 min, report in target/bench/)
-      --only S[,..]     sections: rooms, micro, capacity, accounts
+      --only S[,..]     sections: rooms, micro, capacity, accounts, browser
   help                  this text
 
 steps: fmt, clippy, clippy-wasm, deny, native, wasm, e2e
