@@ -126,8 +126,13 @@ async fn sample_window(host: &Browser, follower: &Browser, window: Duration) -> 
 const ACTIONS_JS: &str = "const r = window.__watchparty_room; \
      const a = r && r.status().sync.actions; return a || null;";
 
-/// `Chrome/<version>` from the user agent.
+/// The browser's full version (CDP `Browser.getVersion`; the user agent
+/// string only carries the major version).
 async fn chromium_version(b: &Browser) -> String {
+    let v = b.cdp("Browser.getVersion", json!({})).await;
+    if let Some(p) = v["product"].as_str() {
+        return p.rsplit('/').next().unwrap_or(p).to_owned();
+    }
     let ua = b.exec("return navigator.userAgent", json!([])).await;
     let ua = ua.as_str().unwrap_or_default();
     ua.split_whitespace()
@@ -172,11 +177,13 @@ async fn browser_spread_two_chromium_video_elements() {
         "the clip ({CLIP_SECS} s) is too short for the windows ({needed} ms)"
     );
 
+    let started = Instant::now();
     let site = Site::start(&["host", "follower"]).await;
-    let host = Browser::start("host").await;
-    let follower = Browser::start("follower").await;
-    sign_in(&host, &site, "host").await;
-    sign_in(&follower, &site, "follower").await;
+    let (host, follower) = tokio::join!(Browser::start("host"), Browser::start("follower"));
+    tokio::join!(
+        sign_in(&host, &site, "host"),
+        sign_in(&follower, &site, "follower")
+    );
     create_room(&host, &site, &[("follower", "viewer")]).await;
     let link = host
         .property(&host.find("#invite-link").await, "value")
@@ -186,6 +193,10 @@ async fn browser_spread_two_chromium_video_elements() {
     wait_connected(&host, 1).await;
     wait_connected(&follower, 1).await;
     let chromium = chromium_version(&host).await;
+    println!(
+        "pages connected after {:.1} s (Chromium {chromium})",
+        started.elapsed().as_secs_f64()
+    );
 
     // 1. Play from the start.
     click(&host, "#btn-play").await;
@@ -293,4 +304,8 @@ async fn browser_spread_two_chromium_video_elements() {
     }
     host.close().await;
     follower.close().await;
+    println!(
+        "browser spread measurement: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 }
