@@ -15,6 +15,7 @@
 )]
 
 mod accounts;
+mod browser;
 mod capacity;
 mod compare;
 mod grid;
@@ -86,11 +87,14 @@ pub struct Options {
     pub load_start: String,
     /// The previous run's `results.json`, compared in the report.
     pub previous: Option<PathBuf>,
+    /// Raw samples of the browser spread measurement (JSON written by
+    /// `tests/tests/browser_spread.rs`), for the `browser` section.
+    pub browser_samples: Option<PathBuf>,
 }
 
 const USAGE: &str = "usage: watchparty-bench [--quick] --json FILE --markdown FILE \
-[--signal-bin FILE] [--matchbox-bin FILE] [--wasm FILE]... [--only SECTION,...] [--commit SHA] [--analysis FILE] [--previous RESULTS.json]
-sections: rooms, grid, micro, capacity, accounts (all by default); connect (connect time only, more runs);
+[--signal-bin FILE] [--matchbox-bin FILE] [--wasm FILE]... [--only SECTION,...] [--commit SHA] [--analysis FILE] [--previous RESULTS.json] [--browser-samples FILE]
+sections: rooms, grid, micro, capacity, accounts, browser (all by default); connect (connect time only, more runs);
 relay (the relay part of capacity only)
 env: WATCHPARTY_BENCH_LOG=<tracing filter> traces to stderr, e.g. watchparty_peer=debug;
 WATCHPARTY_BENCH_SERVER_WRAPPER=<command> runs our server under it (e.g. valgrind --tool=callgrind)";
@@ -137,6 +141,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--commit" => o.commit = value()?,
             "--analysis" => o.analysis = Some(value()?.into()),
             "--previous" => o.previous = Some(value()?.into()),
+            "--browser-samples" => o.browser_samples = Some(value()?.into()),
             other => return Err(format!("unknown argument `{other}`")),
         }
     }
@@ -290,6 +295,16 @@ async fn run_all(opts: &Options) -> Run {
         }
         run.timings
             .push(("capacity".into(), t.elapsed().as_secs_f64()));
+    }
+    if wanted(opts, "browser") {
+        let t = Instant::now();
+        browser::run(
+            opts.browser_samples.as_deref(),
+            &mut run.figures,
+            &mut run.notes,
+        );
+        run.timings
+            .push(("browser".into(), t.elapsed().as_secs_f64()));
     }
     if wanted(opts, "accounts") {
         let t = Instant::now();

@@ -10,10 +10,6 @@ use crate::room_bench::{GRID_GROUP, Naming};
 use crate::stats::Figure;
 use crate::{Error, Options, Run};
 
-/// Figures not measured by this harness yet (listed in every report).
-const NOT_MEASURED: &[&str] =
-    &["Browser sync spread between two headless Chromium `video` elements (target p99 ≤ 50 ms)"];
-
 /// CPU model, core count and memory from `/proc`.
 pub fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
@@ -103,6 +99,10 @@ const SECTIONS: &[(&str, &str)] = &[
     (
         GRID_GROUP,
         "Network impairment grid: the room figures under UDP loss and added one-way delay (N = 4, private network namespace)",
+    ),
+    (
+        "browser",
+        "Browser sync: two headless Chromium video elements",
     ),
     ("micro", "Micro benchmarks"),
     (
@@ -241,9 +241,6 @@ pub fn write(opts: &Options, run: &Run) -> Result<(), Error> {
     let _ = writeln!(md, "## Notes, failures and figures not yet measured\n");
     for n in &run.notes {
         let _ = writeln!(md, "- {n}");
-    }
-    for n in NOT_MEASURED {
-        let _ = writeln!(md, "- Not yet measured: {n}.");
     }
     let _ = writeln!(md);
     let _ = writeln!(

@@ -79,28 +79,6 @@ async fn open_room(b: &Browser, site: &Site, room: &str) {
     b.find("#video").await;
 }
 
-async fn click(b: &Browser, css: &str) {
-    let el = b.find(css).await;
-    b.wait_until(
-        &format!("{css} enabled"),
-        &format!("return !document.querySelector('{css}').disabled"),
-        WAIT,
-    )
-    .await;
-    b.click(&el).await;
-}
-
-/// Moves the host's position slider (the same as dragging it) to `ms`.
-async fn seek_from_page(b: &Browser, ms: f64) {
-    b.exec(
-        "const v = document.getElementById('video'); const s = document.getElementById('seek'); \
-         s.value = String(Math.round(arguments[0] / (v.duration * 1000) * 1000)); \
-         s.dispatchEvent(new Event('input')); s.dispatchEvent(new Event('change'));",
-        json!([ms]),
-    )
-    .await;
-}
-
 fn assert_spread(samples: &[Value]) {
     let t = samples
         .iter()

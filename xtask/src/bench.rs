@@ -10,6 +10,13 @@
 //! A full run writes `docs/benchmarks.md`; `--quick` (under 3 minutes once
 //! built) writes `target/bench/benchmarks-quick.md` so the committed full
 //! numbers are not replaced by short runs.
+//!
+//! The `browser` section (sync spread between two headless Chromium `video`
+//! elements) is measured first by the e2e target
+//! `tests/tests/browser_spread.rs` inside a private network namespace (see
+//! [`browser_measurement`]); its raw samples go to
+//! `target/bench/browser_spread.json` and on to the bench binary with
+//! `--browser-samples`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -28,6 +35,19 @@ const MATCHBOX_VERSION: &str = "0.15.0";
 /// Longest the bench binary may run (a full run takes about 10 minutes).
 const BENCH_TIME_LIMIT: Duration = Duration::from_secs(40 * 60);
 
+/// Internal option of `bench`: only the browser measurement, inside the
+/// private network namespace xtask re-runs itself in.
+const IN_NETNS_BROWSER: &str = "--in-netns-browser";
+/// File (under `target/bench/`) with the browser measurement's samples.
+const BROWSER_SAMPLES: &str = "browser_spread.json";
+/// Env naming that file for the measurement.
+const BROWSER_OUT_ENV: &str = "WATCHPARTY_BENCH_BROWSER_OUT";
+/// Env selecting the measurement's short windows.
+const BROWSER_QUICK_ENV: &str = "WATCHPARTY_BENCH_QUICK";
+/// Longest the browser measurement may take, its build included (the run
+/// itself takes under 2 minutes).
+const BROWSER_TIME_LIMIT: Duration = Duration::from_secs(30 * 60);
+
 /// Options of `cargo xtask bench`.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct BenchOptions {
@@ -35,6 +55,8 @@ pub struct BenchOptions {
     pub quick: bool,
     /// Sections (empty: all).
     pub only: Option<String>,
+    /// Internal: only the browser measurement (we are inside the namespace).
+    pub in_netns_browser: bool,
 }
 
 /// Parses the arguments after `bench`.
@@ -44,12 +66,12 @@ pub fn parse(args: &[String]) -> Result<BenchOptions, String> {
     while let Some(a) = it.next() {
         match a.as_str() {
             "--quick" => o.quick = true,
+            IN_NETNS_BROWSER => o.in_netns_browser = true,
             "--only" => {
-                o.only = Some(
-                    it.next()
-                        .cloned()
-                        .ok_or("`--only` needs a list: rooms,grid,micro,capacity,accounts")?,
-                );
+                o.only =
+                    Some(it.next().cloned().ok_or(
+                        "`--only` needs a list: rooms,grid,micro,capacity,accounts,browser",
+                    )?);
             }
             other => return Err(format!("unknown option `{other}` for `bench`")),
         }
@@ -143,6 +165,7 @@ struct BenchArgs {
     matchbox: Option<PathBuf>,
     wasm: Vec<PathBuf>,
     previous: Option<PathBuf>,
+    browser_samples: Option<PathBuf>,
 }
 
 /// The bench binary's command line (without the program).
@@ -167,12 +190,87 @@ fn bench_args(opts: &BenchOptions, b: &BenchArgs) -> Result<Vec<String>, Failure
     if let Some(p) = &b.previous {
         v.extend(["--previous".to_owned(), arg(p)?]);
     }
+    if let Some(p) = &b.browser_samples {
+        v.extend(["--browser-samples".to_owned(), arg(p)?]);
+    }
     Ok(v)
+}
+
+/// The browser measurement: re-runs xtask inside a private network
+/// namespace (Chromium gathers no loopback candidates) to run
+/// `tests/tests/browser_spread.rs`; returns its samples file. When it
+/// fails, the file holds `{"error": ...}` and the bench notes the failure.
+fn browser_measurement(quick: bool) -> PathBuf {
+    let out = root().join("target").join("bench").join(BROWSER_SAMPLES);
+    // A stale file from an earlier run must not be reported as this one.
+    let _ = std::fs::remove_file(&out);
+    let mut args = vec!["bench".to_owned(), IN_NETNS_BROWSER.to_owned()];
+    if quick {
+        args.push("--quick".to_owned());
+    }
+    println!("\n==> browser sync spread (two headless Chromium pages)");
+    let result = Cmd::cargo()
+        .args(["fetch"])
+        .run()
+        .and_then(|()| netns::reexec(&args));
+    if let Err(e) = result {
+        eprintln!("xtask bench: the browser measurement failed: {e}");
+        if !out.is_file() {
+            let _ = std::fs::create_dir_all(root().join("target").join("bench"));
+            let doc = format!("{{\"error\": {}}}\n", json_string(&e.to_string()));
+            let _ = std::fs::write(&out, doc);
+        }
+    }
+    out
+}
+
+/// `text` as a JSON string literal (xtask has no dependencies).
+fn json_string(text: &str) -> String {
+    let mut out = String::from("\"");
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Inside the namespace: builds the bundle as the `e2e` step does and runs
+/// the measurement.
+fn browser_inner(quick: bool) -> Result<(), Failure> {
+    netns::enter()?;
+    let isolated = |cmd: Cmd| {
+        netns::NETNS_ENV
+            .iter()
+            .fold(cmd, |cmd, (key, value)| cmd.env(key, value))
+    };
+    for cmd in crate::web::bundle_commands(true) {
+        isolated(cmd).run()?;
+    }
+    let out = root().join("target").join("bench").join(BROWSER_SAMPLES);
+    let mut test = crate::test::browser_env(isolated(Cmd::cargo()))
+        .args(["test", "--offline", "-p", "watchparty-e2e"])
+        .args(["--test", "browser_spread", "--", "--ignored", "--nocapture"])
+        .env("WATCHPARTY_WEB_DIR", root().join("web"))
+        .env("WATCHPARTY_WEB_PKG_DIR", crate::web::pkg_dir())
+        .env(BROWSER_OUT_ENV, out)
+        .time_limit(BROWSER_TIME_LIMIT);
+    if quick {
+        test = test.env(BROWSER_QUICK_ENV, "1");
+    }
+    test.run()
 }
 
 /// Runs `cargo xtask bench`: builds outside, measures inside a private
 /// network namespace.
 pub fn run(opts: &BenchOptions) -> Result<(), Failure> {
+    if opts.in_netns_browser {
+        return browser_inner(opts.quick);
+    }
     let target = target_dir();
     let mb = matchbox();
     Cmd::cargo()
@@ -190,6 +288,11 @@ pub fn run(opts: &BenchOptions) -> Result<(), Failure> {
     } else {
         Vec::new()
     };
+    let browser = opts
+        .only
+        .as_deref()
+        .is_none_or(|o| o.contains("browser"))
+        .then(|| browser_measurement(opts.quick));
     let commit = Cmd::new("git")
         .args(["rev-parse", "--short=12", "HEAD"])
         .probe()
@@ -219,6 +322,7 @@ pub fn run(opts: &BenchOptions) -> Result<(), Failure> {
             matchbox: mb,
             wasm,
             previous: have_previous.then_some(previous),
+            browser_samples: browser,
         },
     )?;
     let mut inner = vec![
@@ -266,6 +370,13 @@ mod tests {
         assert_eq!(o.only.as_deref(), Some("micro"));
         assert!(parse(&a(&["--only"])).is_err());
         assert!(parse(&a(&["--fast"])).is_err());
+        let o = parse(&a(&[IN_NETNS_BROWSER, "--quick"])).unwrap();
+        assert!(o.in_netns_browser && o.quick);
+    }
+
+    #[test]
+    fn failure_messages_become_json_strings() {
+        assert_eq!(json_string("a \"b\" \\ c\nd"), r#""a \"b\" \\ c\u000ad""#);
     }
 
     #[test]
@@ -279,10 +390,12 @@ mod tests {
             matchbox: Some("/bin/mb".into()),
             wasm: vec!["/t/a.wasm".into(), "/t/a.js".into()],
             previous: None,
+            browser_samples: None,
         };
         let quick = BenchOptions {
             quick: true,
             only: Some("grid".into()),
+            ..BenchOptions::default()
         };
         let v = bench_args(&quick, &b).unwrap();
         let pairs: Vec<(&str, &str)> = v
@@ -305,6 +418,7 @@ mod tests {
             &BenchArgs {
                 matchbox: None,
                 previous: None,
+                browser_samples: None,
                 ..b
             },
         )

@@ -27,7 +27,7 @@ commands:
                         micro, server capacity vs matchbox_server, accounts;
                         writes target/bench/results.json and docs/benchmarks.md
                         (--quick: under 3 min, report in target/bench/)
-      --only S[,..]     sections: rooms, grid, micro, capacity, accounts
+      --only S[,..]     sections: rooms, grid, micro, capacity, accounts, browser
                         (measured inside a private netns; grid: loss/delay)
   help                  this text
 

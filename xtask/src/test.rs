@@ -164,7 +164,7 @@ impl Step {
 pub const E2E_TESTS_ENV: &str = "WATCHPARTY_E2E_TESTS";
 
 /// Environment for tests that drive Chromium.
-fn browser_env(cmd: Cmd) -> Cmd {
+pub fn browser_env(cmd: Cmd) -> Cmd {
     cmd.env("CHROMEDRIVER", CHROMEDRIVER)
         .env("WATCHPARTY_CHROMIUM", CHROMIUM)
         .env(

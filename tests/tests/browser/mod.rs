@@ -283,6 +283,32 @@ pub async fn wait_connected(b: &Browser, peers: usize) {
     .await;
 }
 
+/// Longest wait for a control to become enabled before it is clicked.
+pub const CONTROL_WAIT: Duration = Duration::from_secs(30);
+
+/// Clicks the element `css` once it is enabled.
+pub async fn click(b: &Browser, css: &str) {
+    let el = b.find(css).await;
+    b.wait_until(
+        &format!("{css} enabled"),
+        &format!("return !document.querySelector('{css}').disabled"),
+        CONTROL_WAIT,
+    )
+    .await;
+    b.click(&el).await;
+}
+
+/// Moves the page's position slider (the same as dragging it) to `ms`.
+pub async fn seek_from_page(b: &Browser, ms: f64) {
+    b.exec(
+        "const v = document.getElementById('video'); const s = document.getElementById('seek'); \
+         s.value = String(Math.round(arguments[0] / (v.duration * 1000) * 1000)); \
+         s.dispatchEvent(new Event('input')); s.dispatchEvent(new Event('change'));",
+        json!([ms]),
+    )
+    .await;
+}
+
 /// Snapshot of a page's player: `(position ms, wall ms, paused, rate)`.
 pub const SAMPLE_JS: &str = "const v = document.getElementById('video'); \
      return {pos: v.currentTime * 1000, wall: performance.timeOrigin + performance.now(), \
