@@ -45,6 +45,12 @@ const CARGO_TOOLS: &[CargoTool] = &[
     },
 ];
 
+/// The crate that provides `cargo <sub>`, when it is one of the tools
+/// setup installs.
+pub fn crate_for_sub(sub: &str) -> Option<&'static str> {
+    CARGO_TOOLS.iter().find(|t| t.sub == sub).map(|t| t.krate)
+}
+
 /// The advisory database directory, when [`ADVISORY_DB_ENV`] is set and
 /// not empty.
 pub fn advisory_db() -> Option<PathBuf> {
@@ -67,8 +73,8 @@ pub fn install_tools() -> Result<bool, Failure> {
             "setup: missing  {}: installing (cargo install --locked; a few minutes)",
             tool.krate
         );
-        Cmd::cargo()
-            .args(["install", "--locked", tool.krate])
+        crate::setup::cargo_install()
+            .args(["--locked", tool.krate])
             .run()?;
         if !present() {
             return Err(Failure::new(format!(

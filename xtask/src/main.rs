@@ -25,6 +25,7 @@ mod demo;
 mod fuzz;
 mod hygiene;
 mod netns;
+mod preflight;
 mod run;
 mod setup;
 mod soak;

@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 /// build of the whole workspace takes well under 15 minutes on 2 cores.
 pub const COMMAND_TIME_LIMIT: Duration = Duration::from_secs(40 * 60);
 
+/// Lines of a failed [`Cmd::run_logged`] command's log shown in the error.
+const LOG_TAIL_LINES: usize = 15;
+
 /// How often a running child is checked against [`COMMAND_TIME_LIMIT`].
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -109,6 +112,16 @@ impl Cmd {
         self
     }
 
+    /// The program this command runs (as given to [`Cmd::new`]).
+    pub fn program(&self) -> &OsStr {
+        self.inner.get_program()
+    }
+
+    /// The first argument (a cargo command's subcommand), if any.
+    pub fn first_arg(&self) -> Option<&OsStr> {
+        self.inner.get_args().next()
+    }
+
     /// Replaces the default [`COMMAND_TIME_LIMIT`].
     pub fn time_limit(mut self, limit: Duration) -> Self {
         self.time_limit = limit;
@@ -118,8 +131,12 @@ impl Cmd {
     /// Runs with inherited stdout/stderr; fails on a non-zero exit, a spawn
     /// error or when the time limit ([`COMMAND_TIME_LIMIT`] unless changed)
     /// is crossed.
-    pub fn run(mut self) -> Result<(), Failure> {
+    pub fn run(self) -> Result<(), Failure> {
         println!("$ {}", self.shown);
+        self.run_quiet()
+    }
+
+    fn run_quiet(mut self) -> Result<(), Failure> {
         let mut child = self
             .inner
             .spawn()
@@ -150,6 +167,26 @@ impl Cmd {
                 }
             }
         }
+    }
+
+    /// Like [`Cmd::run`], but with stdout and stderr written to the file
+    /// `log` instead of the terminal (for a command that runs beside
+    /// another); on failure the last lines of the log are part of the error.
+    pub fn run_logged(mut self, log: &Path) -> Result<(), Failure> {
+        let file = std::fs::File::create(log)
+            .map_err(|e| Failure::new(format!("cannot create {}: {e}", log.display())))?;
+        let err = file
+            .try_clone()
+            .map_err(|e| Failure::new(format!("cannot reopen {}: {e}", log.display())))?;
+        self.inner.stdout(file).stderr(err);
+        println!("$ {}   (output in {})", self.shown, log.display());
+        self.shown = format!("{} (log {})", self.shown, log.display());
+        self.run_quiet().map_err(|f| {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n    ");
+            Failure::new(format!("{f}; its last lines:\n    {tail}"))
+        })
     }
 
     /// Runs quietly and returns stdout when the command exists and succeeds.

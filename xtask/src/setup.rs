@@ -8,9 +8,13 @@
 //!   `util-linux` (`unshare`).
 //!   Installing them needs root; without root the exact command is printed
 //!   and setup fails.
+//!   Also `mpv` and `ffmpeg` (the native player and its test clips).
 //! * `wasm-bindgen-cli` at exactly the `wasm-bindgen` version in `Cargo.lock`
 //!   (`cargo install`, deliberately without `--locked`: with it the install
-//!   fails against today's registry).
+//!   fails against today's registry), and cargo-deny (see
+//!   [`crate::hygiene`]). Both are compiled from source (prebuilt binaries
+//!   would come from outside the package registries), with a quick release
+//!   profile ([`FAST_INSTALL_PROFILE`]) and while apt installs the packages.
 //!
 //! Every check is a file lookup or a `--version` call, so a second run is a
 //! quick no-op.
@@ -89,15 +93,51 @@ const SYSTEM_TOOLS: &[SystemTool] = &[
     },
 ];
 
+/// The programs wasm-bindgen-cli installs.
+pub const WASM_BINDGEN_PROGRAMS: [&str; 2] = ["wasm-bindgen", "wasm-bindgen-test-runner"];
+
+/// The Debian package that setup installs for `program`, if it installs one.
+pub fn package_for(program: &str) -> Option<&'static str> {
+    SYSTEM_TOOLS
+        .iter()
+        .find(|t| t.program == program)
+        .map(|t| t.package)
+}
+
 /// Runs every check, installing what is missing.
+///
+/// On a fresh machine most of the time goes to two things that use
+/// different resources: apt downloading and unpacking Debian packages, and
+/// cargo compiling the cargo-installed tools. They run side by side (apt's
+/// output goes to a log file, printed if it fails), except when the C
+/// compiler itself is missing: the tools' builds need it, so then the
+/// packages come first.
 pub fn run() -> Result<(), Failure> {
     let started = Instant::now();
     let mut installed_something = false;
     installed_something |= rust_target()?;
     installed_something |= rust_components()?;
-    installed_something |= system_packages()?;
-    installed_something |= wasm_bindgen_cli()?;
-    installed_something |= crate::hygiene::install_tools()?;
+    let missing = missing_system_tools()?;
+    let c_compiler_missing = missing.iter().any(|t| t.program == "cc");
+    if c_compiler_missing || missing.is_empty() {
+        installed_something |= install_system_packages(&missing, None)?;
+        installed_something |= install_cargo_tools()?;
+    } else {
+        let log = crate::web::target_dir().join("setup-apt.log");
+        if let Some(dir) = log.parent() {
+            mkdir_all(dir)?;
+        }
+        let (apt, cargo) = std::thread::scope(|scope| {
+            let apt = scope.spawn(|| install_system_packages(&missing, Some(&log)));
+            let cargo = install_cargo_tools();
+            let apt = apt
+                .join()
+                .unwrap_or_else(|_| Err(Failure::new("the apt-get thread panicked")));
+            (apt, cargo)
+        });
+        installed_something |= apt?;
+        installed_something |= cargo?;
+    }
     let secs = started.elapsed().as_secs_f32();
     if installed_something {
         println!("setup: done, missing pieces installed ({secs:.1} s)");
@@ -105,6 +145,41 @@ pub fn run() -> Result<(), Failure> {
         println!("setup: everything already present, nothing to do ({secs:.1} s)");
     }
     Ok(())
+}
+
+fn mkdir_all(dir: &std::path::Path) -> Result<(), Failure> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Failure::new(format!("cannot create {}: {e}", dir.display())))
+}
+
+/// Every tool that `cargo install` provides: wasm-bindgen-cli and the
+/// dependency-hygiene tools.
+fn install_cargo_tools() -> Result<bool, Failure> {
+    Ok(wasm_bindgen_cli()? | crate::hygiene::install_tools()?)
+}
+
+/// Release-profile settings for the tools `cargo install` builds, given as
+/// `CARGO_PROFILE_RELEASE_*` variables (which take precedence over the
+/// tools' own manifests). cargo-deny asks for fat LTO with one codegen
+/// unit, which on a 2-core machine is most of its build time; the tools
+/// run for seconds on small inputs, so a quick build matters more than
+/// the last percent of speed.
+pub const FAST_INSTALL_PROFILE: [(&str, &str); 4] = [
+    ("CARGO_PROFILE_RELEASE_LTO", "off"),
+    ("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16"),
+    ("CARGO_PROFILE_RELEASE_OPT_LEVEL", "1"),
+    ("CARGO_PROFILE_RELEASE_DEBUG", "false"),
+];
+
+/// `cargo install`, built with [`FAST_INSTALL_PROFILE`] in one target
+/// directory shared by every tool (`target/tools`), so that crates the
+/// tools have in common are compiled once.
+pub fn cargo_install() -> Cmd {
+    FAST_INSTALL_PROFILE
+        .iter()
+        .fold(Cmd::cargo(), |cmd, (key, value)| cmd.env(key, value))
+        .args(["install", "--target-dir"])
+        .args([crate::web::target_dir().join("tools")])
 }
 
 fn ok(what: &str) {
@@ -185,12 +260,15 @@ fn tool_present(tool: &SystemTool) -> bool {
     }
 }
 
-fn system_packages() -> Result<bool, Failure> {
+/// The system tools that are missing; fails at once when some are missing
+/// and this process cannot install them (not root, or no apt-get), with the
+/// command to run.
+fn missing_system_tools() -> Result<Vec<&'static SystemTool>, Failure> {
     let missing: Vec<&SystemTool> = SYSTEM_TOOLS.iter().filter(|t| !tool_present(t)).collect();
     if missing.is_empty() {
         let packages: Vec<&str> = SYSTEM_TOOLS.iter().map(|t| t.package).collect();
         ok(&packages.join(", "));
-        return Ok(false);
+        return Ok(missing);
     }
     for tool in &missing {
         println!(
@@ -198,9 +276,7 @@ fn system_packages() -> Result<bool, Failure> {
             tool.program, tool.package, tool.why
         );
     }
-    let mut packages: Vec<&str> = missing.iter().map(|t| t.package).collect();
-    packages.dedup();
-    let packages = packages.join(" ");
+    let packages = package_list(&missing).join(" ");
     if find_program("apt-get").is_none() {
         return Err(Failure::new(format!(
             "no apt-get on this machine: install the equivalents of these Debian packages \
@@ -214,15 +290,37 @@ fn system_packages() -> Result<bool, Failure> {
              then rerun this command."
         )));
     }
-    Cmd::new("apt-get")
+    Ok(missing)
+}
+
+fn package_list(tools: &[&SystemTool]) -> Vec<&'static str> {
+    let mut packages: Vec<&str> = tools.iter().map(|t| t.package).collect();
+    packages.sort_unstable();
+    packages.dedup();
+    packages
+}
+
+/// Installs the packages of `missing` with apt-get (output to `log` when
+/// given); `true` when something was installed.
+fn install_system_packages(
+    missing: &[&SystemTool],
+    log: Option<&std::path::Path>,
+) -> Result<bool, Failure> {
+    if missing.is_empty() {
+        return Ok(false);
+    }
+    let packages = package_list(missing);
+    let run = |cmd: Cmd| match log {
+        Some(log) => cmd.run_logged(log),
+        None => cmd.run(),
+    };
+    run(Cmd::new("apt-get")
         .args(["-o", "DPkg::Lock::Timeout=600", "update"])
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .run()?;
-    Cmd::new("apt-get")
+        .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    run(Cmd::new("apt-get")
         .args(["-o", "DPkg::Lock::Timeout=600", "install", "-y"])
-        .args(packages.split(' '))
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .run()?;
+        .args(&packages)
+        .env("DEBIAN_FRONTEND", "noninteractive"))?;
     let still: Vec<&str> = SYSTEM_TOOLS
         .iter()
         .filter(|t| !tool_present(t))
@@ -234,6 +332,7 @@ fn system_packages() -> Result<bool, Failure> {
             still.join(", ")
         )));
     }
+    println!("setup: installed {}", packages.join(", "));
     Ok(true)
 }
 
@@ -286,8 +385,8 @@ fn wasm_bindgen_cli() -> Result<bool, Failure> {
     // be reported as "already installed". Deliberately without `--locked`:
     // the CLI's own lock file pins a dependency version the registry no
     // longer offers.
-    Cmd::cargo()
-        .args(["install", "--force", "wasm-bindgen-cli", "--version"])
+    cargo_install()
+        .args(["--force", "wasm-bindgen-cli", "--version"])
         .args([format!("={version}")])
         .run()?;
     if !(matches("wasm-bindgen") && matches("wasm-bindgen-test-runner")) {

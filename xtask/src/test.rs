@@ -12,13 +12,18 @@
 //!    `wasm-bindgen-test-runner`
 //! 8. `e2e` — the whole-system tests of the `tests/` crate
 //!
-//! Steps 6–8 run inside a private network namespace (see [`crate::netns`]):
-//! dependencies are fetched first (`cargo fetch`), then those steps run with
-//! `--offline` where no packet can leave the machine.
+//! Before the first step, every crate of `Cargo.lock` is fetched (`cargo
+//! fetch --locked`, all platforms) and [`crate::preflight`] checks that every
+//! tool the selected steps need is installed; then every step runs offline
+//! (`CARGO_NET_OFFLINE=true`), so nothing is downloaded on the fly and a
+//! missing piece fails early with the command that provides it.
+//! Steps 6–8 run inside a private network namespace (see [`crate::netns`]),
+//! where no packet can leave the machine.
 
 use std::time::{Duration, Instant};
 
 use crate::netns;
+use crate::preflight;
 use crate::run::{Cmd, Failure, root};
 use crate::setup::{self, CHROMEDRIVER, CHROMIUM, WASM_TARGET};
 
@@ -93,7 +98,8 @@ impl Step {
         matches!(self, Self::Native | Self::Wasm | Self::E2e)
     }
 
-    fn commands(self) -> Vec<Cmd> {
+    /// The commands the step runs, in order.
+    pub fn commands(self) -> Vec<Cmd> {
         let deny_warnings = ["--", "-D", "warnings"];
         match self {
             Self::Fmt => vec![Cmd::cargo().args(["fmt", "--all", "--check"])],
@@ -151,8 +157,9 @@ impl Step {
     pub fn run(self, env: &[(&str, &str)]) -> Result<(), Failure> {
         println!("\n==> step `{}`: {}", self.name(), self.describe());
         for cmd in self.commands() {
+            let (key, value) = preflight::OFFLINE_ENV;
             env.iter()
-                .fold(cmd, |cmd, (key, value)| cmd.env(key, value))
+                .fold(cmd.env(key, value), |cmd, (key, value)| cmd.env(key, value))
                 .run()
                 .map_err(|f| Failure::new(format!("step `{}` failed: {f}", self.name())))?;
         }
@@ -215,16 +222,23 @@ pub fn run(selection: &Selection) -> Result<(), Failure> {
     println!("==> step `setup`");
     setup::run().map_err(|f| Failure::new(format!("step `setup` failed: {f}")))?;
 
+    // Every crate of Cargo.lock, for every platform: cargo-deny reads the
+    // manifests of crates no Linux build downloads, and every step runs
+    // offline (see `preflight`).
+    println!(
+        "\n==> fetching every crate of Cargo.lock (all platforms), so no step needs the network"
+    );
+    Cmd::cargo()
+        .args(["fetch", "--locked"])
+        .run()
+        .map_err(|f| failed(&f, started.elapsed()))?;
+    println!("\n==> preflight: does every step have what it needs?");
+    preflight::check(&steps).map_err(|f| failed(&f, started.elapsed()))?;
     let (isolated, host): (Vec<Step>, Vec<Step>) = steps.iter().partition(|s| s.needs_netns());
     for step in &host {
         step.run(&[]).map_err(|f| failed(&f, started.elapsed()))?;
     }
     if !isolated.is_empty() {
-        println!("\n==> fetching dependencies, so the isolated steps can build offline");
-        Cmd::cargo()
-            .args(["fetch"])
-            .run()
-            .map_err(|f| failed(&f, started.elapsed()))?;
         netns::outer(&Selection::new(Some(&isolated), &[])).map_err(|f| {
             failed(
                 &Failure::new(format!(
