@@ -1,6 +1,6 @@
 //! Command-line parsing (std only).
 
-use crate::test::{Selection, Step};
+use crate::test::{Selection, Step, TestRun};
 
 /// Printed for `help` and on a usage error.
 pub const USAGE: &str = "\
@@ -14,6 +14,10 @@ commands:
       --only STEP[,..]  run only these steps (setup still runs first)
       --skip STEP[,..]  run all steps but these
       --list            list the steps and exit
+      --repeat N        run the whole selection N times in a row (1-10), stopping
+                        at the first failure
+      --cpu-hog         keep every core busy (one spinning thread per core) for the
+                        whole run: proves the tests hold on a loaded CI machine
   soak [--minutes N]    long hardening run in a private netns: 50 kill -9 cycles,
                         load (200 rooms x 8 + 50 hostile) for N minutes (default 10),
                         sync under the full loss/delay grid and a partition
@@ -42,7 +46,7 @@ pub enum Command {
     /// `cargo xtask setup`.
     Setup,
     /// `cargo xtask test`.
-    Test(Selection),
+    Test(TestRun),
     /// Internal: run network-namespace steps (we are already inside it).
     InNetns(Selection),
     /// `cargo xtask demo`.
@@ -69,7 +73,13 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         "demo" => no_more(rest).map(|()| Command::Demo),
         "test" => parse_test(rest).map(Command::Test),
         "fuzz" => crate::fuzz::parse_args(rest).map(Command::Fuzz),
-        IN_NETNS => parse_test(rest).map(Command::InNetns),
+        IN_NETNS => parse_test(rest).and_then(|run| {
+            if run == TestRun::once(run.selection.clone()) {
+                Ok(Command::InNetns(run.selection))
+            } else {
+                Err("the internal netns command takes only a selection".to_owned())
+            }
+        }),
         "soak" => crate::soak::parse_minutes(rest).map(Command::Soak),
         crate::soak::IN_NETNS_SOAK => rest
             .first()
@@ -87,9 +97,11 @@ fn no_more(rest: &[String]) -> Result<(), String> {
     }
 }
 
-fn parse_test(args: &[String]) -> Result<Selection, String> {
+fn parse_test(args: &[String]) -> Result<TestRun, String> {
     let mut only: Option<Vec<Step>> = None;
     let mut skip: Vec<Step> = Vec::new();
+    let mut repeat = 1;
+    let mut cpu_hog = false;
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -102,6 +114,26 @@ fn parse_test(args: &[String]) -> Result<Selection, String> {
                     println!("{:<12} {}", step.name(), step.describe());
                 }
                 std::process::exit(0);
+            }
+            "--cpu-hog" if inline.is_none() => cpu_hog = true,
+            "--repeat" => {
+                let value = match inline {
+                    Some(value) => value,
+                    None => iter
+                        .next()
+                        .cloned()
+                        .ok_or_else(|| "`--repeat` needs a number".to_owned())?,
+                };
+                repeat = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=crate::test::MAX_REPEAT).contains(n))
+                    .ok_or_else(|| {
+                        format!(
+                            "`--repeat` takes a number from 1 to {}, not `{value}`",
+                            crate::test::MAX_REPEAT
+                        )
+                    })?;
             }
             "--only" | "--skip" => {
                 let value = match inline {
@@ -121,7 +153,11 @@ fn parse_test(args: &[String]) -> Result<Selection, String> {
             _ => return Err(format!("unknown option `{arg}` for `test`")),
         }
     }
-    Ok(Selection::new(only.as_deref(), &skip))
+    Ok(TestRun {
+        selection: Selection::new(only.as_deref(), &skip),
+        repeat,
+        cpu_hog,
+    })
 }
 
 fn parse_steps(list: &str) -> Result<Vec<Step>, String> {
@@ -156,26 +192,27 @@ mod tests {
 
     #[test]
     fn test_defaults_to_every_step() {
-        let Ok(Command::Test(sel)) = parse(&args(&["test"])) else {
+        let Ok(Command::Test(run)) = parse(&args(&["test"])) else {
             panic!("test parses");
         };
-        assert_eq!(sel.steps(), Step::ALL.to_vec());
+        assert_eq!(run.selection.steps(), Step::ALL.to_vec());
+        assert_eq!((run.repeat, run.cpu_hog), (1, false));
     }
 
     #[test]
     fn only_and_skip() {
-        let Ok(Command::Test(sel)) = parse(&args(&["test", "--only", "wasm,fmt"])) else {
+        let Ok(Command::Test(run)) = parse(&args(&["test", "--only", "wasm,fmt"])) else {
             panic!("parses");
         };
         // Always in pipeline order, whatever the order given.
-        assert_eq!(sel.steps(), vec![Step::Fmt, Step::Wasm]);
+        assert_eq!(run.selection.steps(), vec![Step::Fmt, Step::Wasm]);
 
-        let Ok(Command::Test(sel)) = parse(&args(&["test", "--skip=e2e", "--skip", "clippy"]))
+        let Ok(Command::Test(run)) = parse(&args(&["test", "--skip=e2e", "--skip", "clippy"]))
         else {
             panic!("parses");
         };
         assert_eq!(
-            sel.steps(),
+            run.selection.steps(),
             vec![
                 Step::Fmt,
                 Step::ClippyWasm,
@@ -184,6 +221,24 @@ mod tests {
                 Step::Wasm
             ]
         );
+    }
+
+    #[test]
+    fn repeat_and_cpu_hog() {
+        let Ok(Command::Test(run)) = parse(&args(&["test", "--repeat", "3", "--cpu-hog"])) else {
+            panic!("parses");
+        };
+        assert_eq!((run.repeat, run.cpu_hog), (3, true));
+        let Ok(Command::Test(run)) = parse(&args(&["test", "--repeat=10"])) else {
+            panic!("parses");
+        };
+        assert_eq!(run.repeat, 10);
+        for bad in ["0", "11", "x", "-1"] {
+            assert!(parse(&args(&["test", "--repeat", bad])).is_err(), "{bad}");
+        }
+        assert!(parse(&args(&["test", "--repeat"])).is_err());
+        assert!(parse(&args(&["test", "--cpu-hog=1"])).is_err());
+        assert!(parse(&args(&[IN_NETNS, "--repeat", "2"])).is_err());
     }
 
     #[test]

@@ -68,7 +68,7 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Setup => setup::run().map(drop),
-        Command::Test(selection) => test::run(&selection),
+        Command::Test(run) => test::run_repeated(&run),
         Command::Fuzz(args) => fuzz::run(&args),
         Command::InNetns(selection) => netns::inner(&selection),
         Command::Soak(minutes) => soak::run(minutes),

@@ -212,6 +212,101 @@ impl Selection {
     }
 }
 
+/// Most `--repeat` runs one command may ask for.
+pub const MAX_REPEAT: u32 = 10;
+
+/// What `cargo xtask test` was asked to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestRun {
+    /// The steps.
+    pub selection: Selection,
+    /// How many times in a row (1 to [`MAX_REPEAT`]).
+    pub repeat: u32,
+    /// Whether to keep every core busy meanwhile (see [`CpuHog`]).
+    pub cpu_hog: bool,
+}
+
+impl TestRun {
+    /// The selection, once, on an otherwise quiet machine.
+    pub fn once(selection: Selection) -> Self {
+        Self {
+            selection,
+            repeat: 1,
+            cpu_hog: false,
+        }
+    }
+}
+
+/// One busy thread per core for as long as it lives: a loaded CI machine,
+/// made on purpose. The tests must pass with every core taken by something
+/// else, so they may not count on prompt scheduling.
+struct CpuHog {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl CpuHog {
+    fn start() -> Self {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let threads = (0..cores)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut x: u64 = 1;
+                    while !stop.load(Ordering::Relaxed) {
+                        for _ in 0..10_000 {
+                            x = std::hint::black_box(x.wrapping_mul(6_364_136_223_846_793_005) ^ 1);
+                        }
+                    }
+                })
+            })
+            .collect();
+        println!("xtask test: CPU hog started: {cores} busy thread(s), one per core");
+        Self { stop, threads }
+    }
+}
+
+impl Drop for CpuHog {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for thread in self.threads.drain(..) {
+            // A spinning thread cannot panic; nothing to report if it did.
+            let _ = thread.join();
+        }
+    }
+}
+
+/// `cargo xtask test`, `repeat` times in a row, with the CPU hog if asked.
+pub fn run_repeated(run_opts: &TestRun) -> Result<(), Failure> {
+    let _hog = run_opts.cpu_hog.then(CpuHog::start);
+    for i in 1..=run_opts.repeat {
+        if run_opts.repeat > 1 {
+            println!("\n==> xtask test: run {i} of {}", run_opts.repeat);
+        }
+        run(&run_opts.selection).map_err(|f| {
+            if run_opts.repeat > 1 {
+                Failure::new(format!("run {i} of {}: {f}", run_opts.repeat))
+            } else {
+                f
+            }
+        })?;
+    }
+    if run_opts.repeat > 1 || run_opts.cpu_hog {
+        println!(
+            "xtask test: all {} run(s) passed{}",
+            run_opts.repeat,
+            if run_opts.cpu_hog {
+                " with every core kept busy by the CPU hog"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(())
+}
+
 /// `cargo xtask test`.
 pub fn run(selection: &Selection) -> Result<(), Failure> {
     let started = Instant::now();
