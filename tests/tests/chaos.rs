@@ -23,7 +23,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::procs::{Peer, applied, first_media, step, wait_in_sync, wait_rooms_agree};
+use support::procs::{Peer, first_media, step, wait_in_sync, wait_rooms_agree};
 use support::room::{Room, SETTLE, SYNC_TOLERANCE_MS, connected, host_burst};
 
 /// Drops honest peers cause while servers, hosts and clocks change under
@@ -60,6 +60,18 @@ fn assert_transient_drops_only(s: &Value) {
     );
     let total: u64 = drops.values().filter_map(Value::as_u64).sum();
     assert!(total <= MAX_TRANSIENT_DROPS, "{s}");
+}
+
+/// Longest wait for one change to reach every peer (generous: the suite
+/// runs on 2 busy cores).
+const STEP: Duration = Duration::from_secs(30);
+
+/// Whether a status shows the room playing from `min_ms` on.
+fn playing_from(s: &Value, min_ms: f64) -> bool {
+    s["playback"]["paused"] == false
+        && s["playback"]["position_ms"]
+            .as_f64()
+            .is_some_and(|p| p >= min_ms)
 }
 
 fn epoch(s: &Value) -> u64 {
@@ -101,15 +113,13 @@ fn server_follower_and_host_crashes() {
     for (p, m) in room.all().into_iter().zip(marks) {
         p.wait_after(m, "signaling back", |v| v["event"] == "signaling_connected");
     }
-    let host_epoch = room
-        .host
-        .status_until("host re-registered", Duration::from_secs(20), |s| {
-            s["signaling"] == true && s["is_host"] == true && epoch(s) > epoch_before
-        });
+    let host_epoch = room.host.status_until("host re-registered", STEP, |s| {
+        s["signaling"] == true && s["is_host"] == true && epoch(s) > epoch_before
+    });
     let host_epoch = epoch(&host_epoch);
     let host_id = room.host.status()["you"].as_u64().unwrap();
     for f in &mut room.followers {
-        f.status_until("the host's new epoch", Duration::from_secs(20), |s| {
+        f.status_until("the host's new epoch", STEP, |s| {
             s["signaling"] == true && epoch(s) == host_epoch && s["host"] == host_id
         });
     }
@@ -138,7 +148,7 @@ fn server_follower_and_host_crashes() {
         .followers
         .iter_mut()
         .map(|f| {
-            f.status_until("paused without host", Duration::from_secs(20), |s| {
+            f.status_until("paused without host", STEP, |s| {
                 s["playback"]["paused"] == true
             })
         })
@@ -165,7 +175,7 @@ fn server_follower_and_host_crashes() {
     let owner_epoch = j["epoch"].as_u64().unwrap();
     assert!(owner_epoch > host_epoch, "{j}");
     for f in &mut room.followers {
-        f.status_until("the owner's new term", Duration::from_secs(30), |s| {
+        f.status_until("the owner's new term", STEP, |s| {
             epoch(s) == owner_epoch && s["host"] == host_id && connected(s) >= 2
         });
     }
@@ -173,23 +183,15 @@ fn server_follower_and_host_crashes() {
     //    The owner's commands are applied. (Its fresh process started a
     //    new term without the room's media: it loads it again.)
     let media = first_media(&owner_dir);
-    owner.status_until("channels to both followers", Duration::from_secs(30), |s| {
-        connected(s) >= 2
-    });
-    let base: Vec<u64> = room
-        .followers
-        .iter_mut()
-        .map(|f| applied(&f.status()))
-        .collect();
+    owner.status_until("channels to both followers", STEP, |s| connected(s) >= 2);
     owner.send(&format!("load {media}"));
     owner.send("seek 90");
     owner.send("play");
-    for (f, b) in room.followers.iter_mut().zip(base) {
-        f.status_until(
-            "the owner's commands applied",
-            Duration::from_secs(20),
-            |s| applied(s) >= b + 3 && s["playback"]["paused"] == false,
-        );
+    // The outcome (playing from 90 s), not how each follower learned it.
+    for f in &mut room.followers {
+        f.status_until("the owner's commands applied", STEP, |s| {
+            playing_from(s, 90_000.0)
+        });
     }
     let mut alice = room.followers.remove(0);
     let mut bob = room.followers.remove(0);
@@ -211,23 +213,20 @@ fn server_follower_and_host_crashes() {
         v["event"] == "done" || v["event"] == "error"
     });
     assert_eq!(done["command"], "handoff", "{done}");
-    let a = alice.status_until("alice is host", Duration::from_secs(20), |s| {
-        s["is_host"] == true
-    });
+    let a = alice.status_until("alice is host", STEP, |s| s["is_host"] == true);
     let new_epoch = epoch(&a);
     assert_eq!(new_epoch, owner_epoch + 1, "{a}");
     for p in [&mut bob, &mut owner] {
-        p.status_until("alice's term accepted", Duration::from_secs(20), |s| {
+        p.status_until("alice's term accepted", STEP, |s| {
             s["host"] == alice_id && epoch(s) == new_epoch
         });
     }
-    let base = [applied(&bob.status()), applied(&owner.status())];
     alice.send("pause");
     alice.send("seek 150");
     alice.send("play");
-    for (p, b) in [&mut bob, &mut owner].into_iter().zip(base) {
-        p.status_until("alice's commands applied", Duration::from_secs(20), |s| {
-            applied(s) >= b + 3 && s["playback"]["paused"] == false
+    for p in [&mut bob, &mut owner] {
+        p.status_until("alice's commands applied", STEP, |s| {
+            playing_from(s, 150_000.0)
         });
     }
     let snaps = wait_rooms_agree(

@@ -94,8 +94,10 @@ async fn command_sequence(host: &DriverHandle, f: &DriverHandle) -> (Duration, f
         let (t, err) = wait_in_sync(host, f, paused, min, TOLERANCE_MS, APPLY_LIMIT).await;
         worst = (worst.0.max(t), worst.1.max(err));
     }
+    // Each step above waited for its outcome (paused or playing, from the
+    // right position, in sync). Whether a step arrived as the command or
+    // in a later `State` is timing, not behaviour: not asserted.
     let s = f.status().await.unwrap();
-    assert!(s.commands_applied >= 5, "{s:?}");
     assert!(
         s.drops.is_empty(),
         "follower rejected frames: {:?}",

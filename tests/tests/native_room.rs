@@ -19,8 +19,11 @@ async fn wait_for(h: &mut DriverHandle, what: &str, f: impl Fn(&DriverEvent) -> 
     inproc::wait_for(h, what, STEP, f).await;
 }
 
+/// Waits (up to [`STEP`]) until the peer's player sits where its view of
+/// the room says, `paused` as given, no correction running.
 async fn settled(h: &DriverHandle, paused: bool) -> StatusSnapshot {
-    for _ in 0..200 {
+    let deadline = tokio::time::Instant::now() + STEP;
+    while tokio::time::Instant::now() < deadline {
         let s = h.status().await.unwrap();
         if let (Some(p), Some(pos)) = (s.playback, s.player_position_ms)
             && p.paused == paused
@@ -73,9 +76,13 @@ async fn host_and_two_followers_sync_over_real_server_and_webrtc() {
     let h = settled(&host, false).await;
     for f in &followers {
         let s = settled(f, false).await;
-        let room_pos = s.playback.unwrap().position_ms;
-        assert!(room_pos >= 30_000.0, "{s:?}");
-        assert!(s.commands_applied >= 3, "{s:?}");
+        // What the follower ended up with, not how it learned it: a
+        // follower whose channel to the host opened late learns the load,
+        // seek or play from the host's `State` instead of the command
+        // (docs/protocol.md §4.1), so the split between commands and
+        // states applied depends on timing.
+        let p = s.playback.unwrap();
+        assert!(!p.paused && p.position_ms >= 30_000.0, "{s:?}");
         assert_eq!(s.host, h.you);
         // The only drops an honest room causes: a forwarded copy of a host
         // command that arrived after a newer one (docs/protocol.md §7.1).

@@ -29,6 +29,9 @@ pub const CLIP_SECS: u32 = 120;
 pub const SYNC_TOLERANCE_MS: f64 = 50.0;
 /// Longest wait for a room to settle after a command.
 pub const SETTLE: Duration = Duration::from_secs(40);
+/// Longest wait for a page step (signed in, a page loaded, a control
+/// enabled), generous for a busy 2-core machine.
+pub const PAGE_WAIT: Duration = Duration::from_secs(30);
 
 /// Whether the browser tests can run here; prints why not.
 pub fn browser_available() -> bool {
@@ -232,7 +235,7 @@ pub async fn sign_in(b: &Browser, site: &Site, user: &str) {
     b.wait_until(
         "signed in",
         "return !document.getElementById('nav').hidden",
-        Duration::from_secs(20),
+        PAGE_WAIT,
     )
     .await;
 }
@@ -257,7 +260,7 @@ pub async fn create_room(b: &Browser, site: &Site, invites: &[(&str, &str)]) -> 
         .wait_until(
             "the room page",
             "return /^\\/room\\/[0-9a-f]{32}$/.test(location.pathname) && location.pathname",
-            Duration::from_secs(20),
+            PAGE_WAIT,
         )
         .await;
     path.as_str()
@@ -283,16 +286,13 @@ pub async fn wait_connected(b: &Browser, peers: usize) {
     .await;
 }
 
-/// Longest wait for a control to become enabled before it is clicked.
-pub const CONTROL_WAIT: Duration = Duration::from_secs(30);
-
 /// Clicks the element `css` once it is enabled.
 pub async fn click(b: &Browser, css: &str) {
     let el = b.find(css).await;
     b.wait_until(
         &format!("{css} enabled"),
         &format!("return !document.querySelector('{css}').disabled"),
-        CONTROL_WAIT,
+        PAGE_WAIT,
     )
     .await;
     b.click(&el).await;

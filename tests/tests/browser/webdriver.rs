@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use serde_json::{Value, json};
 
-/// Longest wait for chromedriver to answer `/status`.
-const DRIVER_READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// Longest wait for chromedriver to answer `/status` (generous: it starts
+/// slowly on a busy 2-core machine).
+const DRIVER_READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Per-request timeout towards chromedriver.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// W3C element reference key.

@@ -550,7 +550,10 @@ impl Drop for Peer {
     }
 }
 
-/// The number of host commands a status says were applied.
+/// The number of host commands a status says were applied (not counting
+/// `State` frames). Exact for the host, which applies every command it
+/// signs; for a follower it depends on timing (a `State` may carry a step
+/// first), so tests compare followers' outcomes instead.
 pub fn applied(s: &Value) -> u64 {
     s["commands_applied"].as_u64().unwrap_or(0)
 }
@@ -699,8 +702,9 @@ pub fn room_position_at(s: &Value, at_us: i64) -> f64 {
 }
 
 /// Waits (every 250 ms up to `timeout`) until every peer's view of the room
-/// timeline agrees with `peers[0]`'s within `tolerance_ms` at one common
-/// instant; returns those snapshots, panics with the differences otherwise.
+/// timeline is `peers[0]`'s: the same paused state and rate, and positions
+/// within `tolerance_ms` at one common instant; returns those snapshots,
+/// panics with the differences otherwise.
 pub fn wait_rooms_agree(
     peers: &mut [&mut Peer],
     tolerance_ms: f64,
@@ -723,7 +727,11 @@ pub fn wait_rooms_agree(
                 .iter()
                 .map(|s| room_position_at(s, at) - first)
                 .collect();
-            if diffs.iter().all(|d| d.abs() <= tolerance_ms) {
+            let same_motion = snaps.iter().all(|s| {
+                s["playback"]["paused"] == snaps[0]["playback"]["paused"]
+                    && s["playback"]["rate"] == snaps[0]["playback"]["rate"]
+            });
+            if same_motion && diffs.iter().all(|d| d.abs() <= tolerance_ms) {
                 step(&format!("room views agree: {diffs:.2?} ms"));
                 return snaps;
             }
