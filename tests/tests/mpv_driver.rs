@@ -35,6 +35,9 @@ const CLIP_SECS: u32 = 40;
 /// IPC round trip and task wake-up jitter (a few ms on 2 loaded cores) on
 /// top of the sync error.
 const TOLERANCE_MS: f64 = 60.0;
+/// How far mpv's advance over 2 s of playing may differ from the wall
+/// clock's (see its use).
+const RATE_TOLERANCE_MS: f64 = 250.0;
 /// How much a paused mpv's reported position may change between two
 /// readings (readings after an exact seek are refined by a few ms).
 const PAUSED_JITTER_MS: f64 = 30.0;
@@ -230,8 +233,11 @@ async fn mpv_follower_follows_host_play_pause_seek() {
     let b = f.status().await.unwrap();
     let media = b.player_position_ms.unwrap() - a.player_position_ms.unwrap();
     let wall = (b.local_us - a.local_us) as f64 / 1000.0;
+    // A sanity bound (a wrong rate or a stall is off by 500 ms or more):
+    // the two readings' positions come from mpv's property updates, which
+    // a loaded machine delays; precision is measured by `cargo xtask bench`.
     assert!(
-        (media - wall).abs() < TOLERANCE_MS,
+        (media - wall).abs() < RATE_TOLERANCE_MS,
         "mpv advanced {media:.0} ms in {wall:.0} ms"
     );
     let s = f.status().await.unwrap();
