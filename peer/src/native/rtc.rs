@@ -351,15 +351,16 @@ struct PeerConn {
 }
 
 impl PeerConn {
-    /// Whether `id` is the test hook's own channel (never in production).
+    /// Whether `id` is the test hook's own channel.
+    #[cfg(test)]
     fn is_raw_stream(&self, id: str0m::channel::ChannelId) -> bool {
-        #[cfg(test)]
-        return self.raw_stream.is_some_and(|(_, c)| c == id);
-        #[cfg(not(test))]
-        {
-            let _ = id;
-            false
-        }
+        self.raw_stream.is_some_and(|(_, c)| c == id)
+    }
+
+    /// Never outside tests: the hook does not exist.
+    #[cfg(not(test))]
+    fn is_raw_stream(&self, _id: str0m::channel::ChannelId) -> bool {
+        false
     }
 }
 
