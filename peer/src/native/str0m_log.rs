@@ -117,10 +117,6 @@ impl Subscriber for Filter {
     fn try_close(&self, id: span::Id) -> bool {
         self.inner.try_close(id)
     }
-
-    fn current_span(&self) -> span::Current {
-        self.inner.current_span()
-    }
 }
 
 /// Counts str0m's "data on an unknown stream" drops of the code run under
