@@ -326,7 +326,8 @@ impl CertVerifier {
 
 /// The invite-link fragment parameter carrying the host key.
 pub const INVITE_KEY_PARAM: &str = "k";
-/// Longest fragment [`parse_invite_fragment`] looks at.
+/// Longest fragment [`parse_invite_fragment`] looks at, in bytes, not
+/// counting the leading `#` (the same limit with or without it).
 pub const MAX_INVITE_FRAGMENT_LEN: usize = 512;
 
 /// The fragment (without `#`) that pins `host` in an invite link:
@@ -360,10 +361,10 @@ pub enum PinError {
 /// [`PinError`] for an over-long fragment, a duplicate `k` or a malformed key
 /// (a malformed pin is never silently ignored).
 pub fn parse_invite_fragment(fragment: &str) -> Result<Option<PublicKey>, PinError> {
+    let fragment = fragment.strip_prefix('#').unwrap_or(fragment);
     if fragment.len() > MAX_INVITE_FRAGMENT_LEN {
         return Err(PinError::TooLong);
     }
-    let fragment = fragment.strip_prefix('#').unwrap_or(fragment);
     let mut found = None;
     for pair in fragment.split('&') {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -563,6 +564,26 @@ mod tests {
         assert_eq!(parse_invite_fragment("k"), Err(PinError::BadKey));
         assert_eq!(
             parse_invite_fragment(&"a".repeat(513)),
+            Err(PinError::TooLong)
+        );
+    }
+
+    /// The 512-byte limit counts the fragment after `#`: exactly
+    /// [`MAX_INVITE_FRAGMENT_LEN`] bytes are read with or without the `#`,
+    /// one more is refused either way (docs/protocol.md §2.1).
+    #[test]
+    fn invite_fragment_limit_does_not_count_the_hash() {
+        let key = SigningKey::from_seed(&[3; 32]).unwrap().public_key();
+        let frag = invite_fragment(&key);
+        let pad = |n: usize| format!("{frag}&x={}", "a".repeat(n - frag.len() - 3));
+        let longest = pad(MAX_INVITE_FRAGMENT_LEN);
+        assert_eq!(longest.len(), MAX_INVITE_FRAGMENT_LEN);
+        assert_eq!(parse_invite_fragment(&longest), Ok(Some(key)));
+        assert_eq!(parse_invite_fragment(&format!("#{longest}")), Ok(Some(key)));
+        let over = pad(MAX_INVITE_FRAGMENT_LEN + 1);
+        assert_eq!(parse_invite_fragment(&over), Err(PinError::TooLong));
+        assert_eq!(
+            parse_invite_fragment(&format!("#{over}")),
             Err(PinError::TooLong)
         );
     }

@@ -447,6 +447,87 @@ mod tests {
         );
     }
 
+    /// The Ed25519 edge cases of docs/protocol.md §2 (non-canonical `S`,
+    /// small-order and non-canonical keys and `R`, the cofactorless
+    /// equation): each row's result is exactly ours, and every kind of case
+    /// is there.
+    #[test]
+    fn document_ed25519_edge_cases() {
+        let doc = include_str!("../../docs/protocol.md");
+        let table = doc
+            .split("<!-- ed25519-edge-cases -->")
+            .nth(1)
+            .expect("edge-case table in docs/protocol.md");
+        let hex32 = |cell: &str| -> [u8; 32] {
+            let h = cell.trim().trim_matches('`');
+            hex::decode(h)
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .unwrap_or_else(|| panic!("not 32 hex bytes: {cell}"))
+        };
+        let mut results = Vec::new();
+        for line in table.lines().map(str::trim).skip(3) {
+            if !line.starts_with('|') {
+                break;
+            }
+            let cells: Vec<&str> = line.trim_matches('|').split('|').collect();
+            assert_eq!(cells.len(), 6, "{line}");
+            let (key, r, s) = (hex32(cells[1]), hex32(cells[2]), hex32(cells[3]));
+            let msg = match cells[4].trim() {
+                "(empty)" => String::new(),
+                m => m.trim_matches('`').to_owned(),
+            };
+            let mut sig = r.to_vec();
+            sig.extend_from_slice(&s);
+            let want = match cells[5].trim() {
+                "valid" => Ok(()),
+                "refused" => Err(BadSignature),
+                other => panic!("result {other}"),
+            };
+            let got = verify_raw(&key, msg.as_bytes(), &sig);
+            assert_eq!(got, want, "{}", cells[0].trim());
+            // The typed path agrees.
+            let typed = verify_raw(
+                PublicKey::from_bytes(key).as_bytes(),
+                msg.as_bytes(),
+                Signature::from_slice(&sig).unwrap().as_bytes(),
+            );
+            assert_eq!(typed, got, "{}", cells[0].trim());
+            results.push(got);
+        }
+        assert_eq!(results.len(), 10, "every edge case is listed");
+        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 6);
+    }
+
+    /// A signature with `S + L` in place of `S` (same value modulo the
+    /// group order) is refused: `S` must be canonical (docs/protocol.md §2).
+    #[test]
+    fn non_canonical_s_is_refused() {
+        let key = SigningKey::from_seed(&[3; 32]).unwrap();
+        let sig = key.sign_raw(b"non-canonical");
+        let pk = key.public_key();
+        assert_eq!(
+            verify_raw(pk.as_bytes(), b"non-canonical", sig.as_bytes()),
+            Ok(())
+        );
+        // L, little-endian.
+        let l = hex::decode("edd3f55c1a631258d69cf7a2def9de1400000000000000000000000000000010")
+            .unwrap();
+        let mut bumped = *sig.as_bytes();
+        let mut carry = 0u16;
+        for (b, add) in bumped[32..].iter_mut().zip(&l) {
+            let v = u16::from(*b) + u16::from(*add) + carry;
+            *b = (v & 0xff) as u8;
+            carry = v >> 8;
+        }
+        // S < L < 2^253, so S + L < 2^254 fits in 32 bytes.
+        assert_eq!(carry, 0);
+        assert_eq!(
+            verify_raw(pk.as_bytes(), b"non-canonical", &bumped),
+            Err(BadSignature)
+        );
+    }
+
     #[test]
     fn domain_separation() {
         let key = SigningKey::from_seed(&[7; 32]).unwrap();

@@ -5,14 +5,17 @@
 //! `cargo test -p watchparty-peer --no-default-features --test protocol_vectors -- --ignored --nocapture`
 
 use watchparty_peer::cert::{CertVerifier, CertificateBody, SignedCertificate, invite_fragment};
+use watchparty_peer::channels::{self, ChannelId};
 use watchparty_peer::clock::ClockPing;
-use watchparty_peer::crypto::SigningKey;
+use watchparty_peer::crypto::{Domain, SigningKey};
 use watchparty_peer::frame::{self, Header};
 use watchparty_peer::ids::{
     ContentHash, DisplayName, Epoch, MediaId, PositionMs, RateMilli, Role, RoomId, RoomMs, Seq,
     UnixSeconds, UserId,
 };
-use watchparty_peer::message::{ChatText, DtlsBinding, Fingerprint, MediaItem, Message};
+use watchparty_peer::message::{ChatText, DtlsBinding, Fingerprint, Kind, MediaItem, Message};
+use watchparty_peer::session::{ChannelOpen, Event, Output, Session, SessionConfig};
+use watchparty_peer::signaling::{BoundedVec, OffererRule, RosterEntry, ServerMessage};
 use watchparty_peer::time::LocalTime;
 
 const DOC: &str = include_str!("../../docs/protocol.md");
@@ -134,24 +137,294 @@ fn vectors() -> Vec<(&'static str, String)> {
             }),
         ),
     ));
+    v.push((
+        "frame-announce",
+        frame(&m, header(2, 122_000), Message::Announce(member_cert())),
+    ));
     v.push(("certificate-host", hex::encode(host_cert().as_bytes())));
+    v.push(("certificate-member", hex::encode(member_cert().as_bytes())));
+    for d in drop_vectors() {
+        v.push((d.name, hex::encode(&d.bytes)));
+    }
     v
 }
 
-fn host_cert() -> SignedCertificate {
+/// A frame signed by `key` over arbitrary header fields and payload
+/// (bypasses the encoder's checks, e.g. for invalid chat text).
+fn raw_frame(
+    key: &SigningKey,
+    kind: u8,
+    room: [u8; 16],
+    epoch: u64,
+    seq: u64,
+    issued_at: i64,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut b = frame::MAGIC.to_vec();
+    b.push(frame::VERSION);
+    b.push(kind);
+    b.extend_from_slice(key.key_id().as_bytes());
+    b.extend_from_slice(&room);
+    b.extend_from_slice(&epoch.to_be_bytes());
+    b.extend_from_slice(&seq.to_be_bytes());
+    b.extend_from_slice(&issued_at.to_be_bytes());
+    b.extend_from_slice(payload);
+    let sig = key.sign(Domain::Frame, &b);
+    b.extend_from_slice(sig.as_bytes());
+    b
+}
+
+/// A negative vector: bytes that a receiver in the §11 situation drops,
+/// on which channel they arrive, and the reason (§7).
+struct DropVector {
+    name: &'static str,
+    channel: ChannelId,
+    reason: &'static str,
+    bytes: Vec<u8>,
+}
+
+fn chat_payload(text: &str) -> Vec<u8> {
+    let mut p = u16::try_from(text.len()).unwrap().to_be_bytes().to_vec();
+    p.extend_from_slice(text.as_bytes());
+    p
+}
+
+/// Every negative vector, in document order. Each breaks exactly one rule.
+fn drop_vectors() -> Vec<DropVector> {
+    let h = host();
+    let m = member();
+    let room = *room().as_bytes();
+    let play = frame::encode(
+        &h,
+        &header(5, 120_000),
+        &Message::Play {
+            position: PositionMs::new(90_500).unwrap(),
+            at: RoomMs(120_250),
+        },
+    )
+    .unwrap();
+    let play_payload = play[52..play.len() - 64].to_vec();
+    let control = channels::CONTROL.id;
+    let chat = channels::CHAT.id;
+    let dv = |name, channel, reason, bytes| DropVector {
+        name,
+        channel,
+        reason,
+        bytes,
+    };
+    let mut not_a_frame = play.clone();
+    not_a_frame[1] = b'X';
+    let mut version = play.clone();
+    version[2] = 2;
+    let mut kind = play.clone();
+    kind[3] = 0x7f;
+    let mut bad_sig = play.clone();
+    let last = bad_sig.len() - 1;
+    bad_sig[last] ^= 0x01;
+    // A member Chat issued at 121 000 with any room, epoch, seq and text.
+    let mchat = |room: [u8; 16], epoch: u64, seq: u64, text: &str| {
+        raw_frame(
+            &m,
+            Kind::Chat.to_byte(),
+            room,
+            epoch,
+            seq,
+            121_000,
+            &chat_payload(text),
+        )
+    };
+    let mut trailing = play_payload.clone();
+    trailing.push(0);
+    vec![
+        dv("drop-not-a-frame", control, "not_a_frame", not_a_frame),
+        dv("drop-unknown-version", control, "unknown_version", version),
+        dv(
+            "drop-truncated",
+            control,
+            "truncated",
+            play[..frame::MIN_FRAME_LEN - 1].to_vec(),
+        ),
+        dv("drop-unknown-kind", control, "unknown_kind", kind),
+        dv("drop-wrong-channel", chat, "wrong_channel", play.clone()),
+        dv(
+            "drop-unknown-signer",
+            chat,
+            "unknown_signer",
+            raw_frame(
+                &server(),
+                Kind::Chat.to_byte(),
+                room,
+                1,
+                0,
+                121_000,
+                &chat_payload("hi"),
+            ),
+        ),
+        dv("drop-bad-signature", control, "bad_signature", bad_sig),
+        dv(
+            "drop-malformed",
+            control,
+            "malformed",
+            raw_frame(&h, Kind::Play.to_byte(), room, 1, 10, 120_000, &trailing),
+        ),
+        dv(
+            "drop-chat-invalid",
+            chat,
+            "chat_invalid",
+            mchat(room, 1, 3, "a\rb"),
+        ),
+        dv(
+            "drop-not-host",
+            control,
+            "not_host",
+            raw_frame(&m, Kind::Play.to_byte(), room, 1, 4, 120_000, &play_payload),
+        ),
+        dv(
+            "drop-wrong-room",
+            chat,
+            "wrong_room",
+            mchat([0xff; 16], 1, 5, "hi"),
+        ),
+        dv(
+            "drop-stale-epoch",
+            chat,
+            "stale_epoch",
+            mchat(room, 0, 6, "hi"),
+        ),
+        dv(
+            "drop-unknown-epoch",
+            chat,
+            "unknown_epoch",
+            mchat(room, 2, 7, "hi"),
+        ),
+        dv("drop-replay", chat, "replay", mchat(room, 1, 0, "again")),
+        dv(
+            "drop-announce-not-own",
+            control,
+            "malformed",
+            frame::encode(&m, &header(8, 122_000), &Message::Announce(host_cert())).unwrap(),
+        ),
+    ]
+}
+
+/// A certificate of the vectors' room, epoch 1, not-after 1 900 000 000,
+/// issued by the server key.
+fn issue(user: u64, name: &str, role: Role, key: &SigningKey) -> SignedCertificate {
     SignedCertificate::issue(
         &server(),
         CertificateBody {
             room: room(),
             epoch: Epoch(1),
-            user: UserId::new(1).unwrap(),
-            name: DisplayName::new("Ada").unwrap(),
-            role: Role::Host,
-            key: host().public_key(),
+            user: UserId::new(user).unwrap(),
+            name: DisplayName::new(name).unwrap(),
+            role,
+            key: key.public_key(),
             not_after: UnixSeconds(1_900_000_000),
         },
     )
     .unwrap()
+}
+
+fn host_cert() -> SignedCertificate {
+    issue(1, "Ada", Role::Host, &host())
+}
+
+fn member_cert() -> SignedCertificate {
+    issue(2, "Bob", Role::Viewer, &member())
+}
+
+/// The receiver of §11: user 3 (a viewer; its key is irrelevant to the
+/// vectors), a follower of the vectors' room at epoch 1 that holds
+/// `certificate-host` (user 1, pinned) and `certificate-member` (user 2),
+/// has a channel to the host and no clock estimate yet (so no skew
+/// check), at Unix time 1 800 000 000.
+fn receiver() -> Session {
+    let me = SigningKey::from_seed(&seed(0x60)).unwrap();
+    let mine = issue(3, "Cy", Role::Viewer, &me);
+    let now = LocalTime::from_millis(1_000);
+    let wall = UnixSeconds(1_800_000_000);
+    let mut s = Session::new(
+        SessionConfig::new(room()),
+        me,
+        server().public_key(),
+        Some(host().public_key()),
+        now,
+        wall,
+    )
+    .unwrap();
+    let members = [host_cert(), member_cert()]
+        .into_iter()
+        .map(|certificate| RosterEntry {
+            certificate,
+            online: true,
+        })
+        .collect();
+    s.handle_signal(
+        ServerMessage::Hello {
+            protocol: 1,
+            room: room(),
+            you: UserId::new(3).unwrap(),
+            epoch: Epoch(1),
+            server_key: server().public_key(),
+            certificate: mine,
+            members: BoundedVec::new(members).unwrap(),
+            ice_servers: BoundedVec::empty(),
+            offerer: OffererRule::Joiner,
+        },
+        now,
+    );
+    s.channel_open(
+        ChannelOpen {
+            peer: UserId::new(1).unwrap(),
+            local_fingerprint: None,
+            remote_fingerprint: None,
+        },
+        now,
+    );
+    while s.poll_output().is_some() {}
+    s
+}
+
+/// Feeds `bytes` from the host's connection; the drop reason, if any.
+fn feed(s: &mut Session, channel: ChannelId, bytes: &[u8]) -> Option<&'static str> {
+    s.handle_frame(
+        UserId::new(1).unwrap(),
+        channel,
+        bytes,
+        LocalTime::from_millis(2_000),
+    );
+    std::iter::from_fn(|| s.poll_output()).find_map(|o| match o {
+        Output::Event(Event::Dropped { reason, .. }) => Some(reason.label()),
+        _ => None,
+    })
+}
+
+/// §11: the receiver accepts `frame-chat` and `frame-announce`, then drops
+/// each negative vector for exactly the reason the document's table gives.
+#[test]
+fn document_negative_vectors_drop_for_their_reason() {
+    let mut s = receiver();
+    let doc: std::collections::BTreeMap<String, String> = doc_vectors().into_iter().collect();
+    let bytes = |name: &str| hex::decode(&doc[name]).unwrap();
+    assert_eq!(feed(&mut s, channels::CHAT.id, &bytes("frame-chat")), None);
+    assert_eq!(
+        feed(&mut s, channels::CONTROL.id, &bytes("frame-announce")),
+        None
+    );
+    let accepted = s.stats().accepted;
+    assert_eq!(accepted, 2);
+    for d in drop_vectors() {
+        let label = channels::by_id(d.channel).unwrap().label;
+        let row = format!("| `{}` | `{label}` | `{}` |", d.name, d.reason);
+        assert!(DOC.contains(&row), "the document lists {row}");
+        assert_eq!(
+            feed(&mut s, d.channel, &bytes(d.name)),
+            Some(d.reason),
+            "{}",
+            d.name
+        );
+    }
+    assert_eq!(s.stats().accepted, accepted, "nothing else was accepted");
 }
 
 /// Hex blocks of the document: a line `<!-- vector: NAME -->` followed by a
@@ -192,7 +465,7 @@ fn document_vectors_match_the_implementation() {
 #[test]
 fn document_frames_verify_and_decode() {
     for (name, hex) in doc_vectors() {
-        if !name.starts_with("frame-") {
+        if !name.starts_with("frame-") || name.starts_with("drop-") {
             continue;
         }
         let bytes = hex::decode(&hex).unwrap();
@@ -203,9 +476,19 @@ fn document_frames_verify_and_decode() {
         .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(f.header().room, room());
     }
-    let cert = host_cert();
     let v = CertVerifier::new(server().public_key(), room()).with_pinned_host(host().public_key());
-    assert!(v.verify(&cert, UnixSeconds(1_800_000_000)).is_ok());
+    for name in ["certificate-host", "certificate-member"] {
+        let hex = doc_vectors()
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .unwrap()
+            .1;
+        let cert = SignedCertificate::parse(&hex::decode(hex).unwrap()).unwrap();
+        assert!(
+            v.verify(&cert, UnixSeconds(1_800_000_000)).is_ok(),
+            "{name}"
+        );
+    }
 }
 
 #[test]

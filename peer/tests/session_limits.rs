@@ -14,13 +14,13 @@ use watchparty_peer::channels::{self, ChannelId};
 use watchparty_peer::frame::{Envelope, MAX_FRAME_LEN, MIN_FRAME_LEN};
 use watchparty_peer::ids::{PositionMs, Role, RoomId, UnixSeconds};
 use watchparty_peer::message::{
-    Buffering, ChatText, Emoji, Fingerprint, Kind, Message, Policy, Refusal, RefuseReason,
-    RequestedCommand,
+    Buffering, ChatText, Emoji, Fingerprint, Kind, Message, Policy, Readiness, Refusal,
+    RefuseReason, RequestedCommand, Status,
 };
 use watchparty_peer::session::{
     ChannelOpen, CommandError, DEFAULT_CHAT_LIMIT, DEFAULT_POLICY, DEFAULT_REACTION_LIMIT,
-    DEFAULT_REQUEST_LIMIT, DisconnectReason, Event, MAX_QUEUED_OUTPUTS, Output, RateLimit, Session,
-    SessionConfig, SessionError, UserCommand,
+    DEFAULT_REQUEST_LIMIT, DisconnectReason, Event, HOST_PATH_MEMORY, MAX_QUEUED_OUTPUTS, Output,
+    RateLimit, STATE_REPLY_INTERVAL, Session, SessionConfig, SessionError, UserCommand,
 };
 use watchparty_peer::signaling::{ClientMessage, ServerMessage};
 use watchparty_peer::time::{LocalTime, MediaPos, TimeDelta};
@@ -839,4 +839,133 @@ fn every_drop_reason_is_reachable_through_the_session() {
             "{reason:?} changed state"
         );
     }
+}
+
+// ------------------------------------------------------- status → state --
+
+fn status_frame(seq: u64) -> Vec<u8> {
+    sign(
+        &k(3),
+        seq,
+        &Message::Status(Status {
+            readiness: Readiness::Ready,
+            item: None,
+            position: PositionMs::new(0).unwrap(),
+            at: watchparty_peer::ids::RoomMs(0),
+            detached: false,
+        }),
+    )
+}
+
+/// The host's periodic signed `State`, as follower 2 receives it.
+fn host_state() -> Vec<u8> {
+    let mut h = host();
+    let mut t = START;
+    loop {
+        t += TimeDelta::from_millis(500);
+        h.handle_timeout(t);
+        if let Some((_, _, b)) = frames(&drain(&mut h))
+            .into_iter()
+            .find(|(to, _, b)| *to == u(2) && kind_of(b) == Kind::State.to_byte())
+        {
+            return b;
+        }
+        assert!(
+            t < START + TimeDelta::from_secs(60),
+            "the host sent no State"
+        );
+    }
+}
+
+/// States follower `f` sent to member 3.
+fn states_to_3(outputs: &[Output]) -> usize {
+    frames(outputs)
+        .iter()
+        .filter(|(to, _, b)| *to == u(3) && kind_of(b) == Kind::State.to_byte())
+        .count()
+}
+
+/// §7.1: a follower answers a member's own `Status` with its latest `State`
+/// at most once per `STATE_REPLY_INTERVAL` (a flood of 2 100 Status frames
+/// drew 2 101 States before), and not at all while the member shows a path
+/// to the host (its frames reach us through the host).
+#[test]
+fn status_flood_draws_at_most_one_state_per_interval() {
+    let mut f = follower();
+    f.handle_frame(u(1), channels::CONTROL.id, &host_state(), ms(1_500));
+    assert!(f.last_state_frame().is_some());
+    drain(&mut f);
+    let interval_ms = STATE_REPLY_INTERVAL.as_micros() / 1000;
+    // 2 100 Status frames from member 3 over 21 s, sent to us directly.
+    let (mut states, mut accepted_before) = (0, f.stats().accepted);
+    let start = 2_000;
+    for i in 0..2_100u64 {
+        let now = ms(start + 10 * i as i64);
+        f.handle_frame(u(3), channels::CONTROL.id, &status_frame(i), now);
+        states += states_to_3(&drain(&mut f));
+    }
+    assert_eq!(f.stats().accepted - accepted_before, 2_100, "all authentic");
+    // 21 s: answers at 0, 5, 10, 15 and 20 s.
+    let expected = (21_000 / interval_ms + 1) as usize;
+    assert_eq!(states, expected.min(5), "one State per interval");
+    assert!(states <= 5);
+    // Crossing the interval: nothing just before it, one at it.
+    let last_answer = start + 20_000;
+    f.handle_frame(
+        u(3),
+        channels::CONTROL.id,
+        &status_frame(5_000),
+        ms(last_answer + interval_ms - 1),
+    );
+    assert_eq!(states_to_3(&drain(&mut f)), 0);
+    f.handle_frame(
+        u(3),
+        channels::CONTROL.id,
+        &status_frame(5_001),
+        ms(last_answer + interval_ms),
+    );
+    assert_eq!(states_to_3(&drain(&mut f)), 1);
+
+    // Member 3 has a path to the host: its Status reaches us through the
+    // host. Then its own Status is not answered, for HOST_PATH_MEMORY.
+    let t = last_answer + 3 * interval_ms;
+    f.handle_frame(u(1), channels::CONTROL.id, &status_frame(5_002), ms(t));
+    accepted_before = f.stats().accepted;
+    let memory_ms = HOST_PATH_MEMORY.as_micros() / 1000;
+    let mut later = 0;
+    for (i, dt) in [0, interval_ms, 2 * interval_ms, memory_ms - 1]
+        .iter()
+        .enumerate()
+    {
+        f.handle_frame(
+            u(3),
+            channels::CONTROL.id,
+            &status_frame(5_003 + i as u64),
+            ms(t + dt),
+        );
+        later += states_to_3(&drain(&mut f));
+    }
+    assert_eq!(f.stats().accepted - accepted_before, 4);
+    assert_eq!(
+        later, 0,
+        "a member with a path to the host gets no State reply"
+    );
+    // An exact copy through the host counts as that evidence too.
+    let copy = status_frame(6_000);
+    let t2 = t + memory_ms;
+    f.handle_frame(u(3), channels::CONTROL.id, &copy, ms(t2));
+    assert_eq!(states_to_3(&drain(&mut f)), 1, "no recent path: answered");
+    f.handle_frame(u(1), channels::CONTROL.id, &copy, ms(t2 + 1));
+    drain(&mut f);
+    f.handle_frame(
+        u(3),
+        channels::CONTROL.id,
+        &status_frame(6_001),
+        ms(t2 + interval_ms),
+    );
+    assert_eq!(
+        states_to_3(&drain(&mut f)),
+        0,
+        "the copy via the host showed a path"
+    );
 }

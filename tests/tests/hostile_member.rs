@@ -40,12 +40,12 @@ use watchparty_peer::channels;
 use watchparty_peer::crypto::SigningKey;
 use watchparty_peer::frame::{self, Envelope, Header};
 use watchparty_peer::ids::{Epoch, PositionMs, RoomId, RoomMs, Seq, UserId};
-use watchparty_peer::message::{ChatText, Kind, Message};
+use watchparty_peer::message::{ChatText, Kind, Message, Readiness, Status};
 use watchparty_peer::native::config_store::new_signing_key;
 use watchparty_peer::native::driver::{DriverEvent, DriverHandle, PeerView, StatusSnapshot};
 use watchparty_peer::native::rtc::MAX_FRAME_SIZE;
 use watchparty_peer::native::signal_client::{SignalClient, SignalConfig, SignalEvent};
-use watchparty_peer::session::UserCommand;
+use watchparty_peer::session::{STATE_REPLY_INTERVAL, SessionConfig, UserCommand};
 use watchparty_peer::signaling::{ClientMessage, Sdp, ServerMessage};
 use watchparty_peer::time::MediaPos;
 use webrtc_peer::{WEvent, WebrtcPeer};
@@ -258,7 +258,14 @@ async fn wait_open(h: &mut Hostile) -> Vec<(UserId, u16, Vec<u8>)> {
 
 /// Collects what the honest peers sent the hostile member for `within`.
 async fn collect(h: &mut Hostile, within: Duration) -> Vec<(UserId, u16, Vec<u8>)> {
-    let until = tokio::time::Instant::now() + within;
+    collect_until(h, tokio::time::Instant::now() + within).await
+}
+
+/// Collects what the honest peers sent the hostile member until `until`.
+async fn collect_until(
+    h: &mut Hostile,
+    until: tokio::time::Instant,
+) -> Vec<(UserId, u16, Vec<u8>)> {
     let mut frames = Vec::new();
     for (peer, w) in &mut h.peers {
         while let Ok(Some(ev)) = tokio::time::timeout_at(until, w.events.recv()).await {
@@ -297,8 +304,9 @@ async fn status(h: &DriverHandle) -> StatusSnapshot {
     h.status().await.expect("driver running")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hostile_member_is_rejected_counted_and_harmless() {
+/// A room with a host and two followers playing in sync from 30 s, and a
+/// fourth invited member (index 3) not yet connected.
+async fn playing_room() -> (inproc::Room, DriverHandle, Vec<DriverHandle>) {
     let mut room = inproc::room(3).await;
     let mut host = room.driver(0, 0).await;
     wait_for(&mut host, "host joined", STEP, |e| {
@@ -330,6 +338,12 @@ async fn hostile_member_is_rejected_counted_and_harmless() {
     for f in &followers {
         wait_in_sync(&host, f, false, 30_000.0, SYNC_TOLERANCE_MS, STEP).await;
     }
+    (room, host, followers)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_member_is_rejected_counted_and_harmless() {
+    let (room, host, followers) = playing_room().await;
 
     // The hostile member joins with a valid certificate, over webrtc-rs.
     let mut h = connect_hostile(&room, 3).await;
@@ -596,5 +610,195 @@ async fn hostile_member_is_rejected_counted_and_harmless() {
         let (hp, fp) = (hs.playback.unwrap(), fs.playback.unwrap());
         assert_eq!((hp.paused, hp.rate), (fp.paused, fp.rate));
         assert_eq!(fs.host, hs.you);
+    }
+}
+
+/// Status frames the hostile member sends each follower, directly.
+const STATUS_FLOOD: u64 = 2_100;
+/// Over this long (evenly paced), so that the State-reply interval is
+/// crossed a few times.
+const STATUS_FLOOD_FOR: Duration = Duration::from_millis(10_500);
+/// Messages the hostile member writes on a stream id nobody created.
+const STRAY_MESSAGES: u64 = 500;
+/// The stray stream id (not one of `channels::ALL`).
+const STRAY_STREAM: u16 = 7;
+
+/// Log lines that mention str0m's per-message unknown-stream warning,
+/// written by this process's global subscriber (WARN, like the CLI's
+/// default).
+static STRAY_LOG_LINES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+struct LineCounter;
+
+impl std::io::Write for LineCounter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let line = String::from_utf8_lossy(buf);
+        if line.contains("Drop ChannelData") {
+            STRAY_LOG_LINES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The hostile member's own `Status`, issued at room time `at_ms` (within
+/// the skew window, so it is accepted: an authentic frame).
+fn status_frame(h: &mut Hostile, at_ms: i64) -> Vec<u8> {
+    let mut hd = h.header(h.room);
+    hd.issued_at = RoomMs(at_ms);
+    let msg = Message::Status(Status {
+        readiness: Readiness::Ready,
+        item: None,
+        position: PositionMs::new(0).unwrap(),
+        at: RoomMs(at_ms),
+        detached: false,
+    });
+    frame::encode(&h.key, &hd, &msg).unwrap()
+}
+
+/// Issue #15 item 5: a member flooding the followers with its own `Status`
+/// frames draws at most one `State` per `STATE_REPLY_INTERVAL` from each
+/// (before: one `State` per `Status`), and data it writes on a stream id
+/// nobody created is counted (`unknown_channel_dropped` in its `status`
+/// row) instead of logged line by line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_flood_and_stray_stream_are_bounded_and_counted() {
+    // Like the CLI: WARN and above, to a writer that counts the stray-stream
+    // warning. Installed before any transport exists.
+    let _ = tracing::subscriber::set_global_default(
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+            .with_writer(|| LineCounter)
+            .finish(),
+    );
+    let (room, host, followers) = playing_room().await;
+    let mut h = connect_hostile(&room, 3).await;
+    let mut seen = wait_open(&mut h).await;
+    let hostile = h.me;
+    seen.extend(collect(&mut h, Duration::from_secs(1)).await);
+    // The room clock, from the newest host frame: Status frames must pass
+    // the followers' skew check to be authentic and accepted.
+    let (mut room_ms, mut at) = (None, Instant::now());
+    for (_, _, d) in &seen {
+        if let Ok(f) = Envelope::parse(d)
+            .map_err(drop)
+            .and_then(|e| e.verify(&room.pin).map_err(drop))
+            .and_then(|v| v.decode().map_err(drop))
+        {
+            room_ms = room_ms.max(Some(f.header().issued_at.0));
+            at = Instant::now();
+        }
+    }
+    let room_ms = room_ms.expect("a host frame");
+    let follower_ids: Vec<UserId> = {
+        let mut v = Vec::new();
+        for f in &followers {
+            v.push(UserId::new(status(f).await.you.unwrap()).unwrap());
+        }
+        v
+    };
+    let mut before = Vec::new();
+    for f in &followers {
+        before.push(row(&status(f).await, hostile).accepted);
+    }
+
+    // The flood: STATUS_FLOOD Status frames to each follower (only to
+    // them: the host forwards nothing back to the first follower, so that
+    // one has no sign of a path to the host and only the interval limits
+    // it), evenly over STATUS_FLOOD_FOR, while counting the States each
+    // follower sends us.
+    const BATCH: u64 = 21;
+    let every = STATUS_FLOOD_FOR / (STATUS_FLOOD / BATCH) as u32;
+    let start = tokio::time::Instant::now();
+    let mut states: BTreeMap<UserId, u64> = BTreeMap::new();
+    let mut count = |frames: Vec<(UserId, u16, Vec<u8>)>| {
+        for (from, c, d) in frames {
+            if c == channels::CONTROL.id.get() && d.get(3) == Some(&Kind::State.to_byte()) {
+                *states.entry(from).or_default() += 1;
+            }
+        }
+    };
+    for b in 0..STATUS_FLOOD / BATCH {
+        for _ in 0..BATCH {
+            let now = room_ms + at.elapsed().as_millis() as i64;
+            let f = status_frame(&mut h, now);
+            for id in &follower_ids {
+                h.peers[id].send(channels::CONTROL, &f).await;
+            }
+        }
+        let next = start + every * (b as u32 + 1);
+        count(collect_until(&mut h, next).await);
+    }
+    count(collect(&mut h, Duration::from_secs(1)).await);
+    let window = start.elapsed();
+    // Every Status was authentic and accepted: the bound below is the
+    // reply limit, not a drop.
+    for (i, f) in followers.iter().enumerate() {
+        let t0 = Instant::now();
+        let mut p = row(&status(f).await, hostile);
+        while p.accepted < before[i] + STATUS_FLOOD && t0.elapsed() < STEP {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            p = row(&status(f).await, hostile);
+        }
+        assert!(
+            p.accepted >= before[i] + STATUS_FLOOD,
+            "follower {i}: {p:?}"
+        );
+    }
+    // What a follower may send us in the window: its replies (one per
+    // STATE_REPLY_INTERVAL, the first at once) and the host's periodic
+    // State it forwards (one per state interval), each +1 for the edges.
+    let per = |interval: Duration| window.as_millis() as u64 / interval.as_millis() as u64 + 1;
+    let reply = Duration::from_micros(STATE_REPLY_INTERVAL.as_micros() as u64);
+    let periodic =
+        Duration::from_micros(SessionConfig::new(room.room).state_interval.as_micros() as u64);
+    let bound = per(reply) + per(periodic) + 1;
+    println!("States from followers over {window:?} of Status flood: {states:?} (bound {bound})");
+    for id in &follower_ids {
+        let n = states.get(id).copied().unwrap_or(0);
+        assert!(
+            n <= bound,
+            "follower {id:?} sent {n} States for {STATUS_FLOOD} Status frames (bound {bound})"
+        );
+    }
+
+    // Data on a stream id that is none of ours, to every honest peer.
+    let honest: Vec<&DriverHandle> = std::iter::once(&host).chain(&followers).collect();
+    for w in h.peers.values() {
+        let dc = w.pc.stray_channel(STRAY_STREAM).await;
+        let mut sent = 0;
+        let t0 = Instant::now();
+        while sent < STRAY_MESSAGES {
+            if dc.send(bytes::BytesMut::from(&b"stray"[..])).await.is_ok() {
+                sent += 1;
+            } else {
+                assert!(t0.elapsed() < STEP, "the stray channel never opened");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    for (i, d) in honest.iter().enumerate() {
+        let t0 = Instant::now();
+        let mut p = row(&status(d).await, hostile);
+        while p.unknown_channel_dropped < STRAY_MESSAGES && t0.elapsed() < STEP {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            p = row(&status(d).await, hostile);
+        }
+        println!("peer {i}: hostile row after stray data: {p:?}");
+        assert_eq!(p.unknown_channel_dropped, STRAY_MESSAGES, "peer {i}: {p:?}");
+        assert_eq!(p.state, "connected", "peer {i}: {p:?}");
+    }
+    // Counted, not logged: no line per message (none at all).
+    assert_eq!(
+        STRAY_LOG_LINES.load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "str0m's per-message warning reached the log"
+    );
+    // Nothing of it disturbed playback.
+    for f in &followers {
+        wait_in_sync(&host, f, false, 30_000.0, SYNC_TOLERANCE_MS, STEP).await;
     }
 }

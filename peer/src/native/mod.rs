@@ -18,6 +18,7 @@ pub mod fingerprint;
 pub mod player;
 pub mod rtc;
 pub mod signal_client;
+mod str0m_log;
 pub mod udp;
 
 #[cfg(test)]

@@ -42,6 +42,7 @@ use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
 
 use super::fingerprint::Fingerprint;
+use super::str0m_log::StreamDropCounter;
 use crate::channels::{self, ChannelId, ChannelSpec, Delivery};
 
 /// Largest data-channel message the transport sends or delivers, in bytes.
@@ -297,7 +298,11 @@ pub struct PeerStats {
     pub queued_bytes: usize,
     /// Incoming messages above [`MAX_FRAME_SIZE`] that were dropped.
     pub oversized_dropped: u64,
-    /// Incoming messages or channels with an id that is not ours.
+    /// Incoming messages or channels with an id that is not ours: a
+    /// channel the remote opened in band (closed at once), a second open
+    /// of one of ours, data on a channel that is not ours, and data on a
+    /// stream id with no channel at all (dropped inside str0m, counted
+    /// here instead of logged per message).
     pub unknown_channel_dropped: u64,
     /// Round trip of the last ICE connectivity check on the selected
     /// candidate pair (refreshed every [`STATS_INTERVAL`]).
@@ -339,6 +344,24 @@ struct PeerConn {
     unknown_channel_dropped: u64,
     rtt: Option<Duration>,
     remote_fingerprint: Option<Fingerprint>,
+    /// Test hook: a channel on a stream id that is not ours, made by
+    /// `raw_stream_write` to play a misbehaving remote.
+    #[cfg(test)]
+    raw_stream: Option<(u16, str0m::channel::ChannelId)>,
+}
+
+impl PeerConn {
+    /// Whether `id` is the test hook's own channel.
+    #[cfg(test)]
+    fn is_raw_stream(&self, id: str0m::channel::ChannelId) -> bool {
+        self.raw_stream.is_some_and(|(_, c)| c == id)
+    }
+
+    /// Never outside tests: the hook does not exist.
+    #[cfg(not(test))]
+    fn is_raw_stream(&self, _id: str0m::channel::ChannelId) -> bool {
+        false
+    }
 }
 
 /// Many WebRTC peer connections on one UDP socket, sans I/O. See the module
@@ -353,6 +376,9 @@ pub struct RtcTransport<P> {
     transmits: VecDeque<Transmit>,
     events: VecDeque<TransportEvent<P>>,
     stats: TransportStats,
+    /// Counts str0m's drops of data on unknown stream ids instead of
+    /// logging each.
+    stream_drops: StreamDropCounter,
 }
 
 impl<P> fmt::Debug for RtcTransport<P> {
@@ -417,6 +443,7 @@ impl<P: Copy + Ord + fmt::Debug> RtcTransport<P> {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: TransportStats::default(),
+            stream_drops: StreamDropCounter::new(),
         })
     }
 
@@ -502,6 +529,8 @@ impl<P: Copy + Ord + fmt::Debug> RtcTransport<P> {
             unknown_channel_dropped: 0,
             rtt: None,
             remote_fingerprint: None,
+            #[cfg(test)]
+            raw_stream: None,
         })
     }
 
@@ -943,7 +972,13 @@ impl<P: Copy + Ord + fmt::Debug> RtcTransport<P> {
         let Some(conn) = self.peers.get_mut(&peer) else {
             return;
         };
-        let outcome = Self::drain_conn(conn, peer, now, &mut self.transmits, &mut self.events);
+        // str0m drops data on a stream id with no channel itself (one WARN
+        // line per message); count those for this peer instead.
+        let (transmits, events) = (&mut self.transmits, &mut self.events);
+        let (outcome, unknown) = self
+            .stream_drops
+            .count(|| Self::drain_conn(conn, peer, now, transmits, events));
+        conn.unknown_channel_dropped = conn.unknown_channel_dropped.saturating_add(unknown);
         match outcome {
             Ok(None) if conn.rtc.is_alive() => {}
             Ok(None) => self.remove_peer(peer, CloseReason::RemoteClosed, now),
@@ -1027,6 +1062,7 @@ impl<P: Copy + Ord + fmt::Debug> RtcTransport<P> {
                     // A second open on one of our stream ids: closing it
                     // would reset our own stream, so only count it.
                     Some(_) => conn.unknown_channel_dropped += 1,
+                    None if conn.is_raw_stream(id) => {}
                     None => {
                         conn.unknown_channel_dropped += 1;
                         conn.rtc.direct_api().close_data_channel(id);
@@ -1088,6 +1124,39 @@ impl<P: Copy + Ord + fmt::Debug> RtcTransport<P> {
             return false;
         };
         let ok = try_write(conn, channel, data);
+        self.drain(peer, now);
+        ok
+    }
+
+    /// Test hook: writes `data` on SCTP stream `stream` through a channel
+    /// only this side has (a negotiated id the remote never created), to
+    /// play a misbehaving remote. `false` until that channel is open.
+    #[cfg(test)]
+    pub(crate) fn raw_stream_write(
+        &mut self,
+        peer: P,
+        stream: u16,
+        data: &[u8],
+        now: Instant,
+    ) -> bool {
+        let Some(conn) = self.peers.get_mut(&peer) else {
+            return false;
+        };
+        let id = match conn.raw_stream {
+            Some((s, id)) if s == stream => id,
+            _ => {
+                let id = conn.rtc.direct_api().create_data_channel(ChannelConfig {
+                    negotiated: Some(stream),
+                    ..channel_config(channels::CONTROL)
+                });
+                conn.raw_stream = Some((stream, id));
+                id
+            }
+        };
+        let ok = conn
+            .rtc
+            .channel(id)
+            .is_some_and(|mut ch| matches!(ch.write(true, data), Ok(true)));
         self.drain(peer, now);
         ok
     }

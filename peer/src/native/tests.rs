@@ -224,6 +224,54 @@ async fn oversized_frames_are_refused_and_dropped() {
     assert_eq!(stats.state, PeerState::Connected);
 }
 
+/// Data on an SCTP stream id we never created (str0m drops it inside
+/// `poll_output`, where it used to log one WARN line per message) is counted
+/// per peer in `unknown_channel_dropped`, and the connection carries on.
+#[tokio::test]
+async fn data_on_an_unknown_stream_is_counted() {
+    const MESSAGES: u64 = 20;
+    let mut x = bind(TransportConfig::default()).await;
+    let mut y = bind(TransportConfig::default()).await;
+    connect(&mut x, &mut y).await;
+    let (mut ex, mut ey) = (Vec::new(), Vec::new());
+    let mut sent = 0;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sent < MESSAGES {
+        assert!(Instant::now() < deadline, "the raw channel never opened");
+        if x.transport_mut()
+            .raw_stream_write(B, 7, b"junk", Instant::now())
+        {
+            sent += 1;
+        } else {
+            // Let the SCTP stream open.
+            let _ = tokio::time::timeout(Duration::from_millis(20), async {
+                tokio::select! {
+                    ev = x.next_event() => ex.push(ev),
+                    ev = y.next_event() => ey.push(ev),
+                }
+            })
+            .await;
+        }
+    }
+    x.send(B, CHAT.id, b"after").unwrap();
+    run_until(&mut x, &mut y, &mut ex, &mut ey, |_, ey| {
+        !data(ey).is_empty()
+    })
+    .await;
+    while y.transport().peer_stats(A).unwrap().unknown_channel_dropped < MESSAGES {
+        assert!(
+            Instant::now() < deadline,
+            "{:?}",
+            y.transport().peer_stats(A)
+        );
+        let _ = tokio::time::timeout(Duration::from_millis(20), y.next_event()).await;
+    }
+    let stats = y.transport().peer_stats(A).unwrap();
+    assert_eq!(stats.unknown_channel_dropped, MESSAGES);
+    assert_eq!(stats.state, PeerState::Connected);
+    assert_eq!(data(&ey), vec![(CHAT.id, b"after".to_vec())]);
+}
+
 #[tokio::test]
 async fn graceful_close_is_seen_by_the_remote() {
     let mut x = bind(TransportConfig::default()).await;

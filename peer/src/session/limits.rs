@@ -53,6 +53,20 @@ pub const DEFAULT_REQUEST_LIMIT: RateLimit = RateLimit {
     interval: TimeDelta::from_millis(200),
 };
 
+/// A follower answers a member's own `Status` (sent to it directly, the
+/// sign of a member without a channel to the host) with its latest signed
+/// `State` at most once per this interval per member (docs/protocol.md
+/// §7.1). The host's periodic `State` reaches every member through the mesh
+/// anyway; the reply only speeds up a late join, so one per interval is
+/// enough, and a `Status` flood can no longer draw a `State` for each frame.
+pub const STATE_REPLY_INTERVAL: TimeDelta = TimeDelta::from_secs(5);
+
+/// A member one of whose frames reached a follower through the host within
+/// this time has a path to the host: the follower does not answer its
+/// `Status` with a `State` (docs/protocol.md §7.1). Three status intervals,
+/// so a lost or late `Status` does not flip it.
+pub const HOST_PATH_MEMORY: TimeDelta = TimeDelta::from_secs(15);
+
 /// The three limits of a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Limits {
@@ -132,6 +146,12 @@ pub(crate) struct MemberBuckets {
     /// Host: a `Refuse{RateLimited}` was sent since this member's last
     /// request within its limit (one refusal per over-limit streak).
     pub(crate) refused: bool,
+    /// Follower: when we last answered this member's own `Status` with a
+    /// `State`.
+    state_reply_at: Option<LocalTime>,
+    /// Follower: when a frame this member signed last reached us through
+    /// the host (so it has a path to the host).
+    via_host_at: Option<LocalTime>,
 }
 
 impl MemberBuckets {
@@ -142,7 +162,30 @@ impl MemberBuckets {
             chat: Bucket::full(limits.chat, now),
             request: Bucket::full(limits.request, now),
             refused: false,
+            state_reply_at: None,
+            via_host_at: None,
         }
+    }
+
+    /// Follower: a frame this member signed reached us through the host.
+    pub(crate) fn seen_via_host(&mut self, now: LocalTime) {
+        self.via_host_at = Some(now);
+    }
+
+    /// Follower: whether to answer this member's own `Status` with our
+    /// latest `State` (records the answer if so): only when it showed no
+    /// path to the host within [`HOST_PATH_MEMORY`], and at most once per
+    /// [`STATE_REPLY_INTERVAL`].
+    pub(crate) fn answer_status(&mut self, now: LocalTime) -> bool {
+        let recent =
+            |t: Option<LocalTime>, within: TimeDelta| t.is_some_and(|t| now.since(t) < within);
+        if recent(self.via_host_at, HOST_PATH_MEMORY)
+            || recent(self.state_reply_at, STATE_REPLY_INTERVAL)
+        {
+            return false;
+        }
+        self.state_reply_at = Some(now);
+        true
     }
 
     fn bucket(&mut self, kind: Kind) -> Option<&mut Bucket> {
@@ -234,6 +277,25 @@ mod tests {
             "burst 1: no reserve"
         );
         assert!(!b.admit_own(&one, Kind::Reaction, ms(50)));
+    }
+
+    #[test]
+    fn status_answers_are_bounded_and_only_without_a_host_path() {
+        let mut b = MemberBuckets::new(&LIMITS, ms(0));
+        assert!(b.answer_status(ms(0)), "the first Status is answered");
+        let interval = STATE_REPLY_INTERVAL.as_micros() / 1000;
+        for t in [1, 1000, interval - 1] {
+            assert!(!b.answer_status(ms(t)), "at {t} ms");
+        }
+        assert!(b.answer_status(ms(interval)), "one per interval");
+        // A frame of this member came through the host: no answer while
+        // that is recent, whatever the interval says.
+        let seen = 3 * interval;
+        b.seen_via_host(ms(seen));
+        let memory = HOST_PATH_MEMORY.as_micros() / 1000;
+        assert!(!b.answer_status(ms(seen)));
+        assert!(!b.answer_status(ms(seen + memory - 1)));
+        assert!(b.answer_status(ms(seen + memory)));
     }
 
     #[test]

@@ -22,7 +22,10 @@ mod types;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-pub use limits::{DEFAULT_CHAT_LIMIT, DEFAULT_REACTION_LIMIT, DEFAULT_REQUEST_LIMIT, RateLimit};
+pub use limits::{
+    DEFAULT_CHAT_LIMIT, DEFAULT_REACTION_LIMIT, DEFAULT_REQUEST_LIMIT, HOST_PATH_MEMORY, RateLimit,
+    STATE_REPLY_INTERVAL,
+};
 pub use mesh::{MAX_DEDUPE_ENTRIES, MAX_PING_ROUTES};
 pub use observe::{MAX_PEER_RECORDS, MemberReport, PeerCounters, PeerInfo};
 pub use types::{
@@ -1100,6 +1103,9 @@ impl Session {
         }
         self.expire_certificates(now);
         let r = self.receive(from, channel, bytes, now);
+        if matches!(r, Err(Rx::Duplicate)) {
+            self.note_via_host(from, bytes, now);
+        }
         let links = &self.links;
         let linked = |u: UserId| links.contains_key(&u);
         match r {
@@ -1306,7 +1312,32 @@ impl Session {
         }
     }
 
+    /// Follower: a member frame delivered by the host (accepted, or an
+    /// exact copy of one) shows that its signer has a path to the host
+    /// (§7.1: such a member's `Status` gets no `State` reply).
+    fn note_via_host(&mut self, from: UserId, bytes: &[u8], now: LocalTime) {
+        if self.is_host || self.host() != Some(from) {
+            return;
+        }
+        let Ok(env) = Envelope::parse(bytes) else {
+            return;
+        };
+        if let Some(signer) = self.lookup(env.signer(), now)
+            && !signer.is_host
+            && let Some(m) = self.members.get_mut(&signer.user)
+        {
+            m.buckets.seen_via_host(now);
+        }
+    }
+
     fn apply(&mut self, frame: &Frame, from: UserId, signer: UserId, now: LocalTime) {
+        if !self.is_host
+            && self.host() == Some(from)
+            && signer != from
+            && let Some(m) = self.members.get_mut(&signer)
+        {
+            m.buckets.seen_via_host(now);
+        }
         let issued = frame.header().issued_at;
         match frame.message() {
             Message::ClockPing(ping) => self.on_ping(*ping, frame.bytes(), from, now),
@@ -1348,9 +1379,18 @@ impl Session {
             }
             Message::Status(s) => {
                 if !self.is_host && from == signer {
-                    // A neighbour with no path to the host: hand it the
-                    // latest signed State (it verifies the host signature).
-                    if let Some(bytes) = self.last_state_frame.clone() {
+                    // Its own Status, sent to us: a member without a
+                    // channel to the host. Hand it the latest signed State
+                    // (it verifies the host signature) — unless it showed a
+                    // path to the host, and at most once per
+                    // STATE_REPLY_INTERVAL, so a Status flood draws no
+                    // State flood.
+                    if let Some(bytes) = self.last_state_frame.clone()
+                        && self
+                            .members
+                            .get_mut(&signer)
+                            .is_some_and(|m| m.buckets.answer_status(now))
+                    {
                         self.send(from, channels::CONTROL.id, bytes);
                     }
                 }

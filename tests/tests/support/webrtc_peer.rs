@@ -62,6 +62,10 @@ pub trait ClosablePc: Send + Sync {
     async fn close(&self);
     /// Applies the remote answer to our offer.
     async fn set_remote_answer(&self, sdp: String);
+    /// A negotiated channel on SCTP stream `id` that only this side has
+    /// (no watchparty channel): a hostile member writing where nobody
+    /// listens.
+    async fn stray_channel(&self, id: u16) -> Arc<dyn DataChannel>;
 }
 
 #[async_trait::async_trait]
@@ -74,6 +78,14 @@ impl<T: PeerConnection> ClosablePc for T {
         self.set_remote_description(RTCSessionDescription::answer(sdp).unwrap())
             .await
             .unwrap();
+    }
+
+    async fn stray_channel(&self, id: u16) -> Arc<dyn DataChannel> {
+        let init = RTCDataChannelInit {
+            negotiated: Some(id),
+            ..Default::default()
+        };
+        self.create_data_channel("stray", Some(init)).await.unwrap()
     }
 }
 

@@ -14,11 +14,13 @@ use web_sys::{MessageEvent, RtcDataChannel, RtcDataChannelState, RtcDataChannelT
 
 use crate::error::RtcError;
 
-/// Largest frame sent or accepted, in bytes. Browsers do not reliably pass
-/// data-channel messages above 64 KiB, so frames stay at or below it.
-/// Larger incoming messages are dropped and counted
-/// ([`DropCounts::oversize`]).
-pub const MAX_FRAME_BYTES: usize = 64 * 1024;
+/// Largest frame sent or accepted, in bytes: the protocol's frame limit
+/// ([`watchparty_peer::frame::MAX_FRAME_LEN`], 16 KiB, the same as the
+/// native transport's `MAX_FRAME_SIZE`; browsers pass up to 64 KiB
+/// portably, so this is well inside). Larger incoming messages are dropped
+/// and counted ([`DropCounts::oversize`]) before they are copied out of the
+/// browser.
+pub const MAX_FRAME_BYTES: usize = watchparty_peer::frame::MAX_FRAME_LEN;
 
 /// Most received frames held per channel until [`DataChannel::recv`] takes
 /// them. Frames arriving while the inbox is full are dropped and counted
