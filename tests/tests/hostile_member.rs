@@ -32,7 +32,7 @@ mod webrtc_peer;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use inproc::{wait_for, wait_in_sync};
+use inproc::{row, wait_for, wait_in_sync};
 use watchparty_peer::channels;
 use watchparty_peer::crypto::SigningKey;
 use watchparty_peer::frame::{self, Envelope, Header};
@@ -258,14 +258,6 @@ async fn collect(h: &mut Hostile, within: Duration) -> Vec<(UserId, u16, Vec<u8>
         }
     }
     frames
-}
-
-fn row(s: &StatusSnapshot, user: UserId) -> PeerView {
-    s.peers
-        .iter()
-        .find(|p| p.user == user.get())
-        .cloned()
-        .unwrap_or_else(|| panic!("no row for {user:?} in {s:?}"))
 }
 
 fn drop_count(p: &PeerView, reason: &str) -> u64 {
