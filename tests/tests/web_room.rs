@@ -24,9 +24,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use browser::*;
 use serde_json::{Value, json};
-use watchparty_peer::ids::RoomMs;
 use watchparty_peer::ids::{ContentHash, MediaId, PositionMs, RoomId};
-use watchparty_peer::message::{MediaItem, Message};
+use watchparty_peer::message::MediaItem;
 use watchparty_peer::native::api_client::{ApiClient, CreateRoom, Invite};
 use watchparty_peer::native::config_store::new_signing_key;
 use watchparty_peer::native::driver::{DriverConfig, DriverEvent, DriverHandle, VirtualMedia};
