@@ -131,7 +131,7 @@ fn every_peer_rehello_same_epoch_keeps_playback_mesh_and_sync() {
 }
 
 #[test]
-fn rehello_with_a_new_epoch_installs_the_new_host_like_host_changed() {
+fn rehello_with_a_new_epoch_is_judged_like_host_changed() {
     let mut room = playing_room(42);
     // While peer 1 was away the server opened epoch 2 for peer 2 (the host
     // left); peer 1's session learns it from the hello. Peer 1 follows a
@@ -162,8 +162,9 @@ fn rehello_with_a_new_epoch_installs_the_new_host_like_host_changed() {
             .any(|e| matches!(e, Event::CertificateRefused { .. })),
         "{ev:?}"
     );
-    // …and the un-pinned host (peer 0 itself, which pins nothing) accepts a
-    // new epoch for peer 2, becoming a follower without resetting the room.
+    // …and the host (peer 0 itself, which pins nothing) refuses a new epoch
+    // for peer 2 too: it never signed a handoff (docs/protocol.md §6), so it
+    // stays host in its epoch, with its playback, and says so.
     let mark = room.peers[0].events.len();
     let h0 = hello(&room, 0, Epoch(2), &[]);
     let h0 = match h0 {
@@ -203,34 +204,22 @@ fn rehello_with_a_new_epoch_installs_the_new_host_like_host_changed() {
     room.signal(0, h0);
     let ev = events_since(&room, 0, mark);
     let s = &room.peers[0].session;
-    assert_eq!(s.epoch(), Epoch(2), "{ev:?}");
-    assert_eq!(s.host(), Some(user(2)));
-    assert!(!s.is_host());
+    assert_eq!(s.epoch(), Epoch(1), "{ev:?}");
+    assert_eq!(s.host(), Some(user(0)));
+    assert!(s.is_host());
     assert!(
         ev.iter().any(|e| matches!(
             e,
-            Event::HostChanged {
-                epoch: Epoch(2),
-                us: false,
-                ..
-            }
+            Event::HostChangeRefused(r) if r.we_are_host && r.claimed_host == user(2)
         )),
         "{ev:?}"
     );
     assert!(
-        ev.iter().any(|e| matches!(
-            e,
-            Event::Rejoined {
-                epoch: Epoch(2),
-                ..
-            }
-        )),
+        !ev.iter()
+            .any(|e| matches!(e, Event::HostChanged { .. } | Event::Rejoined { .. })),
         "{ev:?}"
     );
-    // The room state carried over (the old host's last state, not a reset).
-    let after = s.playback().unwrap();
-    assert_eq!(after.position, pos_before.position);
-    assert_eq!(after.paused, pos_before.paused);
+    assert_eq!(s.playback().unwrap(), pos_before);
 }
 
 #[test]

@@ -35,7 +35,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use inproc::{wait_for, wait_in_sync};
+use inproc::{row, wait_for, wait_in_sync};
 use watchparty_peer::channels;
 use watchparty_peer::crypto::SigningKey;
 use watchparty_peer::frame::{self, Envelope, Header};
@@ -275,14 +275,6 @@ async fn collect_until(
         }
     }
     frames
-}
-
-fn row(s: &StatusSnapshot, user: UserId) -> PeerView {
-    s.peers
-        .iter()
-        .find(|p| p.user == user.get())
-        .cloned()
-        .unwrap_or_else(|| panic!("no row for {user:?} in {s:?}"))
 }
 
 fn drop_count(p: &PeerView, reason: &str) -> u64 {

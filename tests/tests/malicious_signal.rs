@@ -19,29 +19,46 @@
 //!   `host_changed` with it, and gives the host certificate a key of its
 //!   own. The follower that pinned the host key refuses the forged host
 //!   certificate (`HostKeyMismatch`) and never takes commands from it.
+//!
+//! And a server that installs a host by itself (item 1 of issue 15): the
+//! real server's REST handoff, made without the host's signed `Handoff`
+//! (a hostile server needs no credentials for that), to a member `T` that
+//! then registers a host key of its own and sends `T`-signed commands over
+//! real WebRTC (webrtc-rs). The host refuses the change (it only ever gives
+//! up control through a handoff it signed), shows the refusal in `status`,
+//! and keeps hosting; the pinned follower refuses it too and keeps
+//! following the host: the room does not split.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "support/inproc.rs"]
 mod inproc;
+#[path = "support/usurper.rs"]
+mod usurper;
+#[path = "support/webrtc_peer.rs"]
+mod webrtc_peer;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use inproc::wait_for;
+use inproc::{row, wait_for, wait_in_sync};
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
+use usurper::Usurper;
 use watchparty_peer::cert::SignedCertificate;
 use watchparty_peer::channels::ChannelId;
 use watchparty_peer::crypto::SigningKey;
-use watchparty_peer::ids::Role;
+use watchparty_peer::ids::{Role, UserId};
 use watchparty_peer::native::candidates::HostAddrs;
-use watchparty_peer::native::driver::{DriverEvent, DriverHandle};
+use watchparty_peer::native::config_store::new_signing_key;
+use watchparty_peer::native::driver::{DriverEvent, DriverHandle, StatusSnapshot};
 use watchparty_peer::native::rtc::{TransportConfig, TransportEvent};
 use watchparty_peer::native::udp::UdpRtc;
+use watchparty_peer::session::UserCommand;
 use watchparty_peer::signaling::{BoundedVec, ClientMessage, RosterEntry, Sdp, ServerMessage};
+use watchparty_peer::time::MediaPos;
 
 /// How long a test waits for the event it expects.
 const EVENT_WAIT: Duration = Duration::from_secs(30);
@@ -380,4 +397,152 @@ async fn forged_host_certificate_is_refused_by_the_pinned_follower() {
     assert!(stats.borrow().certificates_forged >= 1);
     let status = follower.status().await.unwrap();
     assert_eq!(status.host, None, "{status:?}");
+}
+
+// ------------------------------------------------ server-installed host --
+
+/// Where the usurper's commands put the media (far from the host's).
+const USURPER_POSITION_MS: u64 = 5_000;
+/// Where the host's media is before the attack.
+const HOST_POSITION_MS: u64 = 30_000;
+/// Where the host seeks after the attack (the follower must follow).
+const HOST_LATER_POSITION_MS: u64 = 90_000;
+/// Position tolerance between host and follower once settled, ms.
+const SYNC_TOLERANCE_MS: f64 = 50.0;
+
+/// Frames from `user` the peer has judged (accepted or dropped).
+fn judged(s: &StatusSnapshot, user: UserId) -> u64 {
+    let p = row(s, user);
+    p.accepted + p.drops.values().sum::<u64>()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_installed_host_is_refused_by_the_host_and_the_pinned_follower() {
+    let mut room = inproc::room(2).await;
+    let mut host = room.driver(0, 0).await;
+    let (joined, _) = wait_for(&mut host, "host joined", EVENT_WAIT, |e| {
+        matches!(e, DriverEvent::Joined { .. })
+    })
+    .await;
+    let DriverEvent::Joined { you: host_id, .. } = joined else {
+        unreachable!()
+    };
+    let mut follower = room.driver(1, 0).await;
+    wait_for(&mut follower, "follower connected", EVENT_WAIT, |e| {
+        matches!(e, DriverEvent::PeerConnected { .. })
+    })
+    .await;
+    host.command(UserCommand::Load(room.item.clone()))
+        .await
+        .unwrap();
+    wait_for(&mut follower, "media loaded", EVENT_WAIT, |e| {
+        matches!(e, DriverEvent::MediaLoaded { .. })
+    })
+    .await;
+    host.command(UserCommand::Seek(MediaPos::from_millis(HOST_POSITION_MS)))
+        .await
+        .unwrap();
+    host.command(UserCommand::Play).await.unwrap();
+    wait_in_sync(
+        &host,
+        &follower,
+        false,
+        HOST_POSITION_MS as f64,
+        SYNC_TOLERANCE_MS,
+        EVENT_WAIT,
+    )
+    .await;
+    let before = host.status().await.unwrap();
+    assert!(before.is_host, "{before:?}");
+
+    // T joins with a valid member certificate and connects to both.
+    let mut t = Usurper::connect(&room.apis[2], room.room, room.signal_url(2)).await;
+    let usurper = t.me;
+    let judged_before = [
+        judged(&host.status().await.unwrap(), usurper),
+        judged(&follower.status().await.unwrap(), usurper),
+    ];
+
+    // The server makes T the host: the REST handoff (the host's own
+    // process never signed a Handoff), then T registers a key of its own.
+    room.apis[0]
+        .handoff(&room.room.to_string(), usurper.get())
+        .await
+        .unwrap();
+    let t_key = new_signing_key().unwrap();
+    let t_epoch = t.register(&t_key).await;
+    assert!(t_epoch.0 > before.epoch, "{t_epoch:?} vs {before:?}");
+    // T's signed commands: pause and seek the room to 5 s.
+    t.pause_and_seek(&t_key, t_epoch, USURPER_POSITION_MS).await;
+    // Both honest peers have judged T's two commands.
+    for (i, d) in [&host, &follower].into_iter().enumerate() {
+        let t0 = std::time::Instant::now();
+        while judged(&d.status().await.unwrap(), usurper) < judged_before[i] + 2 {
+            assert!(t0.elapsed() < EVENT_WAIT, "peer {i} never saw T's commands");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    // The host is still the host, in its own epoch, playing its timeline;
+    // its player was not moved by T's frames.
+    let hs = host.status().await.unwrap();
+    println!("host after the attack: {hs:?}");
+    assert!(hs.is_host, "the host gave up control: {hs:?}");
+    assert_eq!(hs.host, Some(host_id), "{hs:?}");
+    assert_eq!(hs.epoch, before.epoch, "{hs:?}");
+    assert_eq!(row(&hs, usurper).accepted, 0, "{hs:?}");
+    let hp = hs.playback.unwrap();
+    assert!(!hp.paused, "{hs:?}");
+    assert!(hp.position_ms >= HOST_POSITION_MS as f64, "{hs:?}");
+    assert!(
+        hs.player_position_ms.unwrap() >= HOST_POSITION_MS as f64,
+        "host player moved: {hs:?}"
+    );
+    // The refused change is visible in the host's status.
+    let refused = hs.refused_host_change.as_ref().expect("refusal shown");
+    assert_eq!(refused.user, usurper.get(), "{refused:?}");
+    assert_eq!(refused.epoch, t_epoch.0, "{refused:?}");
+    assert!(refused.you_are_host, "{refused:?}");
+    assert!(
+        refused.message.contains("without your approval"),
+        "{refused:?}"
+    );
+    // The pinned follower refused T too and still follows the host.
+    let fs = follower.status().await.unwrap();
+    println!("follower after the attack: {fs:?}");
+    assert_eq!(fs.host, Some(host_id), "{fs:?}");
+    assert_eq!(fs.epoch, before.epoch, "{fs:?}");
+    assert_eq!(row(&fs, usurper).accepted, 0, "{fs:?}");
+    // It reports the refusal once no signed Handoff came within
+    // HOST_CHANGE_GRACE.
+    let t0 = std::time::Instant::now();
+    let r = loop {
+        let fs = follower.status().await.unwrap();
+        if let Some(r) = fs.refused_host_change {
+            break r;
+        }
+        assert!(t0.elapsed() < EVENT_WAIT, "no refusal shown: {fs:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        (r.user, r.host, r.you_are_host),
+        (usurper.get(), Some(host_id), false)
+    );
+    assert_eq!(r.reason, "pin_mismatch", "{r:?}");
+    // The room did not split: the host's next command reaches the follower.
+    host.command(UserCommand::Seek(MediaPos::from_millis(
+        HOST_LATER_POSITION_MS,
+    )))
+    .await
+    .unwrap();
+    wait_in_sync(
+        &host,
+        &follower,
+        false,
+        HOST_LATER_POSITION_MS as f64,
+        SYNC_TOLERANCE_MS,
+        EVENT_WAIT,
+    )
+    .await;
+    drop(t);
 }

@@ -14,6 +14,10 @@
 //! The room page screenshot goes to `target/screenshots/room.png`.
 
 mod browser;
+#[path = "support/usurper.rs"]
+mod usurper;
+#[path = "support/webrtc_peer.rs"]
+mod webrtc_peer;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -489,5 +493,102 @@ async fn native_host_with_browser_follower_and_browser_host_with_native_follower
     click(&web_host, "#btn-pause").await;
     let (n, p) = wait_native_and_page(&nf, &web_host, true).await;
     println!("native follower {n} / browser host {p}");
+    web_host.close().await;
+}
+
+/// A server-installed host (docs/protocol.md §6) against a browser host: a
+/// REST handoff the page never signed, then the named member registers a
+/// room key of its own and sends signed commands over real WebRTC. The
+/// page stays host, in its epoch, its video is not moved, and it tells the
+/// person in plain words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_host_refuses_a_server_installed_host_and_says_so() {
+    if !browser_available() {
+        return;
+    }
+    require_room_client();
+    let site = Site::start(&["webhost", "usurper"]).await;
+    let web_host = Browser::start("webhost").await;
+    sign_in(&web_host, &site, "webhost").await;
+    let room = create_room(&web_host, &site, &[("usurper", "viewer")]).await;
+    let room_id: RoomId = room.parse().unwrap();
+    web_host
+        .wait_until(
+            "the page hosts with its video loaded",
+            "const r = window.__watchparty_room; if (!r) return false; \
+             const s = r.status(); const v = document.getElementById('video'); \
+             return s.is_host && v && v.readyState >= 1",
+            WAIT,
+        )
+        .await;
+    click(&web_host, "#btn-play").await;
+    let before = web_host
+        .wait_until(
+            "playing",
+            "const s = window.__watchparty_room.status(); \
+             return s.playback && s.playback.playing && s.playback.position_ms > 1000 && s",
+            WAIT,
+        )
+        .await;
+    let epoch = before["epoch"].as_u64().unwrap();
+
+    let t_api = ApiClient::new(&site.base, None).unwrap();
+    t_api.login("usurper", PASSWORD).await.unwrap();
+    t_api.join_room(&room, None).await.unwrap();
+    let url = t_api.signal_url(&room).unwrap().to_string();
+    let mut t = usurper::Usurper::connect(&t_api, room_id, url).await;
+    // The host's credentials used elsewhere (or a hostile server): the
+    // REST handoff, without the page's signed Handoff.
+    let host_api = ApiClient::new(&site.base, None).unwrap();
+    host_api.login("webhost", PASSWORD).await.unwrap();
+    host_api.handoff(&room, t.me.get()).await.unwrap();
+    let t_key = new_signing_key().unwrap();
+    let t_epoch = t.register(&t_key).await;
+    t.pause_and_seek(&t_key, t_epoch, 5_000).await;
+
+    let banner = web_host
+        .wait_until(
+            "the warning",
+            "const b = document.getElementById('banner'); \
+             return !b.hidden && b.textContent.includes('without your approval') && b.textContent",
+            WAIT,
+        )
+        .await;
+    assert_eq!(
+        banner.as_str().unwrap(),
+        "The server tried to give control of this room to usurper without your approval; \
+         you are still the host."
+    );
+    // Still the host, in its epoch, playing on; T's commands moved nothing.
+    let after = web_host
+        .wait_until(
+            "T's frames judged",
+            &format!(
+                "const s = window.__watchparty_room.status(); \
+                 const p = (s.peers || []).find(p => p.user_id === {}); \
+                 const d = s.dropped || {{}}; \
+                 return p && (d.unknown_signer || 0) >= 2 && s",
+                t.me.get()
+            ),
+            WAIT,
+        )
+        .await;
+    assert_eq!(after["is_host"], true, "{after}");
+    assert_eq!(after["epoch"].as_u64(), Some(epoch), "{after}");
+    assert_eq!(after["playback"]["playing"], true, "{after}");
+    assert!(
+        after["playback"]["position_ms"].as_f64().unwrap()
+            >= before["playback"]["position_ms"].as_f64().unwrap(),
+        "{after}"
+    );
+    assert_eq!(
+        after["refused_host_change"]["user_id"].as_u64(),
+        Some(t.me.get()),
+        "{after}"
+    );
+    let label = web_host.text(&web_host.find("#my-role").await).await;
+    assert_eq!(label, "you: host");
+    let text = web_host.body_text().await;
+    assert!(!text.contains("not_signed_by_host"), "{text}");
     web_host.close().await;
 }

@@ -457,6 +457,11 @@ function onEvent(ctx, ui, ev, setBanner) {
       setBanner(ev.us ? 'You are now the host.' : 'The room has a new host.', 'info');
       refreshRoom(ctx, ui);
       break;
+    case 'host_change_refused':
+      // The server named another host without the host's signed handoff;
+      // the session refused it (the host stays). Say so in plain words.
+      setBanner(ev.message, 'warn');
+      break;
     case 'role_changed':
       if (String(ev.member) === ctx.you) ctx.role = ev.role;
       refreshRoom(ctx, ui);
@@ -530,7 +535,11 @@ async function refreshRoom(ctx, ui) {
     const room = await api('GET', `/api/v1/rooms/${ctx.roomId}`);
     ctx.room = room;
     ctx.policy = room.policy;
-    if (room.my_role) ctx.role = room.my_role;
+    // The server's record of roles can be overruled by the room itself: a
+    // host that refused a host change it never signed is still the host.
+    const st = safeStatus(ctx);
+    if (st && st.is_host) ctx.role = 'host';
+    else if (room.my_role) ctx.role = room.my_role;
     setEnabled(ctx, ui, !!ctx.client);
   } catch (_) { /* shown through events */ }
 }

@@ -327,6 +327,7 @@ fn print_event(json: bool, e: &DriverEvent) {
         match e {
             DriverEvent::Status(s) => print_status(s),
             DriverEvent::Chat { from, text } => println!("[{from}] {text}"),
+            DriverEvent::HostChangeRefused(r) => println!("! {}", r.message),
             other => println!("* {other:?}"),
         }
     }
@@ -353,6 +354,9 @@ fn print_status(s: &watchparty_peer::native::driver::StatusSnapshot) {
     }
     println!("  rejected: {:?}", s.drops);
     println!("  counters: {:?}", s.counters);
+    if let Some(r) = &s.refused_host_change {
+        println!("  ! {}", r.message);
+    }
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -57,8 +57,8 @@ use crate::ids::{ContentHash, RoomId, UnixSeconds, UserId};
 use crate::message::{Fingerprint, MediaItem, Readiness};
 use crate::player::PlayerObservation;
 use crate::session::{
-    ChannelOpen, CommandError, Event, Output, PeerInfo, Session, SessionConfig, SessionError,
-    UserCommand,
+    ChannelOpen, CommandError, Event, HostChangeRefusal, Output, PeerInfo, RefusedHostChange,
+    Session, SessionConfig, SessionError, UserCommand,
 };
 use crate::signaling::{ClientMessage, ServerMessage};
 use crate::time::{LocalTime, TimeDelta};
@@ -325,6 +325,48 @@ pub struct StatusSnapshot {
     pub accepted: u64,
     /// Driver counters.
     pub counters: DriverCounters,
+    /// The latest host change the server announced without the current
+    /// host's signature, refused (docs/protocol.md §6); none since the
+    /// current host term began.
+    pub refused_host_change: Option<RefusedHostChangeView>,
+}
+
+/// A refused host change (status and event).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RefusedHostChangeView {
+    /// The member the server named as host.
+    pub user: u64,
+    /// Its display name.
+    pub name: String,
+    /// The epoch the server announced.
+    pub epoch: u64,
+    /// The host we keep.
+    pub host: Option<u64>,
+    /// Whether we are that host.
+    pub you_are_host: bool,
+    /// Why, for scripts: `not_signed_by_host`, `not_the_signed_handoff` or
+    /// `pin_mismatch`.
+    pub reason: &'static str,
+    /// The same for people.
+    pub message: String,
+}
+
+impl From<&RefusedHostChange> for RefusedHostChangeView {
+    fn from(r: &RefusedHostChange) -> Self {
+        Self {
+            user: r.claimed_host.get(),
+            name: r.name.as_str().to_owned(),
+            epoch: r.epoch.0,
+            host: r.host.map(UserId::get),
+            you_are_host: r.we_are_host,
+            reason: match r.reason {
+                HostChangeRefusal::NotSignedByHost => "not_signed_by_host",
+                HostChangeRefusal::NotTheSignedHandoff => "not_the_signed_handoff",
+                HostChangeRefusal::PinMismatch => "pin_mismatch",
+            },
+            message: r.message(),
+        }
+    }
 }
 
 /// Driver-level counters.
@@ -431,6 +473,9 @@ pub enum DriverEvent {
         /// Why.
         error: String,
     },
+    /// The server announced a host the current host never handed the room
+    /// to: refused, the current host stays (`message` says so in words).
+    HostChangeRefused(RefusedHostChangeView),
     /// A chat message.
     Chat {
         /// The sender.
@@ -1324,6 +1369,9 @@ where
                     .saturating_add(self.signal.stats.outgoing_dropped.load(Ordering::Relaxed)),
                 ..self.counters
             },
+            refused_host_change: s
+                .and_then(Session::refused_host_change)
+                .map(RefusedHostChangeView::from),
         }
     }
 
@@ -1407,6 +1455,17 @@ where
                 self.emit(DriverEvent::Session {
                     detail: format!("{e:?}"),
                 });
+            }
+            Event::HostChangeRefused(r) => {
+                let view = RefusedHostChangeView::from(&r);
+                tracing::warn!(
+                    claimed_host = view.user,
+                    epoch = view.epoch,
+                    reason = view.reason,
+                    "{}",
+                    view.message
+                );
+                self.emit(DriverEvent::HostChangeRefused(view));
             }
             Event::Chat { from, text } => self.emit(DriverEvent::Chat {
                 from: from.get(),

@@ -15,6 +15,7 @@
 //! [`Event::Dropped`], and changes nothing. The driver sends the signaling
 //! `auth` itself (it owns the token), with [`Session::public_key`] as `key`.
 
+mod custody;
 mod limits;
 mod mesh;
 mod observe;
@@ -30,12 +31,14 @@ pub use mesh::{MAX_DEDUPE_ENTRIES, MAX_PING_ROUTES};
 pub use observe::{MAX_PEER_RECORDS, MemberReport, PeerCounters, PeerInfo};
 pub use types::{
     ChannelOpen, CommandError, DEFAULT_POLICY, DisconnectReason, EXCUSE_STEADY, Event,
-    MAX_QUEUED_OUTPUTS, Output, REHOLD_GRACE, RejoinError, SessionConfig, SessionError,
-    SessionStats, UserCommand,
+    HOST_CHANGE_GRACE, HostChangeRefusal, MAX_QUEUED_OUTPUTS, Output, REHOLD_GRACE,
+    RefusedHostChange, RejoinError, SessionConfig, SessionError, SessionStats, UserCommand,
 };
 
 use crate::acceptance::{DropCounts, DropReason, ReplayTable, check_skew};
-use crate::cert::{CertError, CertVerifier, SignedCertificate, VerifiedCertificate};
+use crate::cert::{
+    CertError, CertVerifier, CertificateBody, SignedCertificate, VerifiedCertificate,
+};
 use crate::channels::{self, ChannelId};
 use crate::clock::ClockPing;
 use crate::crypto::{KeyId, PublicKey, SigningKey};
@@ -54,6 +57,7 @@ use crate::sync::{SyncEngine, SyncEvent, SyncOutput, SyncStatus};
 use crate::time::{LocalTime, MediaPos, Rate, RoomTime, TimeDelta};
 use crate::timeline::PlaybackState;
 
+use custody::PresentHost;
 use limits::{Limits, MemberBuckets};
 use mesh::{Dedupe, FrameKey, PingRoutes, digest};
 use observe::PeerRecords;
@@ -99,6 +103,15 @@ struct MemberStatus {
     received: LocalTime,
 }
 
+/// A refused host certificate a follower keeps for a signed `Handoff` that
+/// may still arrive; the refusal is reported at `report_at` unless it did.
+#[derive(Debug, Clone)]
+struct HeldHostCert {
+    cert: SignedCertificate,
+    refusal: RefusedHostChange,
+    report_at: Option<LocalTime>,
+}
+
 /// Who signed a frame.
 #[derive(Debug, Clone, Copy)]
 struct Signer {
@@ -140,8 +153,12 @@ pub struct Session {
     ping_routes: PingRoutes,
     peer_records: PeerRecords,
     pending_handoff: Option<Handoff>,
-    /// A host certificate refused by the pin, kept until a signed handoff.
-    pending_host_cert: Option<SignedCertificate>,
+    /// A host certificate refused by the pin or for lack of the current
+    /// host's signature, kept until a signed handoff.
+    pending_host_cert: Option<HeldHostCert>,
+    /// The latest host change the server announced and we refused (since
+    /// the current host term began).
+    refused_host_change: Option<RefusedHostChange>,
     last_state_frame: Option<Vec<u8>>,
     // our player
     my_media: Option<ContentHash>,
@@ -235,6 +252,7 @@ impl Session {
             peer_records: PeerRecords::default(),
             pending_handoff: None,
             pending_host_cert: None,
+            refused_host_change: None,
             last_state_frame: None,
             my_media: None,
             media_failed: false,
@@ -284,6 +302,14 @@ impl Session {
     #[must_use]
     pub fn epoch(&self) -> Epoch {
         self.epoch
+    }
+
+    /// The latest host change the server announced without the current
+    /// host's signature, refused (docs/protocol.md §6); cleared when a new
+    /// host term begins.
+    #[must_use]
+    pub fn refused_host_change(&self) -> Option<&RefusedHostChange> {
+        self.refused_host_change.as_ref()
     }
 
     /// Our role (host-signed grants override the certificate's).
@@ -445,6 +471,7 @@ impl Session {
             watchdog,
             self.end_of_item_at(),
             self.next_expiry(),
+            self.pending_host_cert.as_ref().and_then(|h| h.report_at),
         ]
         .into_iter()
         .flatten()
@@ -622,6 +649,7 @@ impl Session {
             return;
         }
         self.expire_certificates(now);
+        self.report_held_host_change(now);
         self.engine.handle_timeout(now);
         if self.is_host {
             if self.next_state_at.is_some_and(|t| t <= now) {
@@ -984,11 +1012,15 @@ impl Session {
         let v = match self.verifier.verify(cert, self.unix_now(now)) {
             Ok(v) => v,
             Err(error) => {
-                if error == CertError::HostKeyMismatch && self.pending_handoff.is_none() {
+                let claimed = cert.claimed().clone();
+                if error == CertError::HostKeyMismatch
+                    && claimed.role == Role::Host
+                    && claimed.epoch > self.epoch
+                {
                     // The pinned host may not have announced its handoff
                     // yet: keep the certificate until a signed Handoff
                     // names its key.
-                    self.pending_host_cert = Some(cert.clone());
+                    self.refuse_host_change(cert, &claimed, HostChangeRefusal::PinMismatch, now);
                 }
                 self.event(Event::CertificateRefused {
                     user: Some(cert.claimed().user),
@@ -998,14 +1030,18 @@ impl Session {
             }
         };
         let b = v.body().clone();
-        let handoff_ok = self
-            .pending_handoff
-            .is_none_or(|h| h.new_host == b.user && h.new_key == b.key && h.new_epoch == b.epoch);
-        if b.role != Role::Host || b.epoch <= self.epoch || !handoff_ok {
+        if b.role != Role::Host || b.epoch <= self.epoch {
             self.event(Event::CertificateRefused {
                 user: Some(b.user),
                 error: CertError::HostKeyMismatch,
             });
+            return;
+        }
+        // Chain of custody: only the current host hands the room over.
+        if let Err(reason) =
+            custody::approve(self.present_host(now), self.pending_handoff.as_ref(), &b)
+        {
+            self.refuse_host_change(cert, &b, reason, now);
             return;
         }
         let was_host = self.is_host;
@@ -1018,6 +1054,7 @@ impl Session {
         self.epoch = b.epoch;
         self.pending_handoff = None;
         self.pending_host_cert = None;
+        self.refused_host_change = None;
         self.last_control_seq = None;
         self.next_seq = Seq::ZERO;
         self.insert_member(&v);
@@ -1035,6 +1072,81 @@ impl Session {
             epoch: b.epoch,
             us,
         });
+    }
+
+    /// The host that holds the room now and could sign a handoff: us, or a
+    /// host whose certificate is current (not left, not expired).
+    fn present_host(&self, now: LocalTime) -> Option<PresentHost> {
+        let h = self.host?;
+        let here = self.is_host
+            || (self
+                .members
+                .get(&h.user)
+                .is_some_and(|m| m.current && m.key == h.key)
+                && self.unix_now(now) <= h.not_after);
+        here.then_some(PresentHost {
+            user: h.user,
+            key: h.key,
+        })
+    }
+
+    /// Refuses a host change (the current host stays). A follower keeps
+    /// the certificate for a signed `Handoff` that may still arrive and
+    /// reports the refusal after [`HOST_CHANGE_GRACE`] unless it did; the
+    /// host reports at once (it knows it signed nothing), and so does a
+    /// follower that already accepted a `Handoff` naming someone else.
+    fn refuse_host_change(
+        &mut self,
+        cert: &SignedCertificate,
+        claimed: &CertificateBody,
+        reason: HostChangeRefusal,
+        now: LocalTime,
+    ) {
+        let refusal = RefusedHostChange {
+            claimed_host: claimed.user,
+            name: claimed.name.clone(),
+            epoch: claimed.epoch,
+            host: self.host(),
+            we_are_host: self.is_host,
+            reason,
+        };
+        if self.is_host || self.pending_handoff.is_some() {
+            self.report_host_change_refusal(refusal);
+            return;
+        }
+        // A refusal still waiting keeps its deadline: repeating the push
+        // never postpones the report.
+        let report_at = self
+            .pending_host_cert
+            .as_ref()
+            .and_then(|h| h.report_at)
+            .unwrap_or(now + HOST_CHANGE_GRACE);
+        self.pending_host_cert = Some(HeldHostCert {
+            cert: cert.clone(),
+            refusal,
+            report_at: Some(report_at),
+        });
+        self.report_held_host_change(now);
+    }
+
+    /// Reports a held host change once its grace has passed.
+    fn report_held_host_change(&mut self, now: LocalTime) {
+        let due = self
+            .pending_host_cert
+            .as_mut()
+            .filter(|h| h.report_at.is_some_and(|t| t <= now))
+            .map(|h| {
+                h.report_at = None;
+                h.refusal.clone()
+            });
+        if let Some(refusal) = due {
+            self.report_host_change_refusal(refusal);
+        }
+    }
+
+    fn report_host_change_refusal(&mut self, refusal: RefusedHostChange) {
+        self.refused_host_change = Some(refusal.clone());
+        self.event(Event::HostChangeRefused(refusal));
     }
 
     fn start_hosting(&mut self, now: LocalTime, new_room: bool) {
@@ -1362,8 +1474,8 @@ impl Session {
                 self.event(Event::HandoffAnnounced {
                     new_host: h.new_host,
                 });
-                if let Some(cert) = self.pending_host_cert.take() {
-                    self.on_host_changed(&cert, now);
+                if let Some(held) = self.pending_host_cert.take() {
+                    self.on_host_changed(&held.cert, now);
                 }
             }
             Message::Chat(text) => self.event(Event::Chat {

@@ -5,7 +5,7 @@ use crate::acceptance::{DEFAULT_MAX_SKEW_MS, DropReason};
 use crate::cert::CertError;
 use crate::channels::ChannelId;
 use crate::frame::EncodeError;
-use crate::ids::{Epoch, Role, RoomId, UserId};
+use crate::ids::{DisplayName, Epoch, Role, RoomId, UserId};
 use crate::message::{
     Buffering, ChatError, ChatText, Emoji, Fingerprint, MediaItem, Permissions, Policy,
     RefuseReason,
@@ -25,6 +25,15 @@ use crate::time::{MediaPos, Rate, TimeDelta};
 /// Essential outputs (`Disconnect`, `Signal`) are only dropped when nothing
 /// else is queued.
 pub const MAX_QUEUED_OUTPUTS: usize = 1024;
+
+/// A follower that is told of a host change the current host has not
+/// (yet) signed keeps the certificate and waits this long for the signed
+/// `Handoff` (which travels the mesh and may arrive after the server's
+/// push) before it reports the change as refused
+/// ([`Event::HostChangeRefused`]). The change is not applied meanwhile; a
+/// matching `Handoff` that arrives later still applies it. The host itself
+/// reports at once: it knows what it signed.
+pub const HOST_CHANGE_GRACE: TimeDelta = TimeDelta::from_secs(5);
 
 /// Wait-for-everyone: a hold that starts again within this time after the
 /// room was released continues the previous hold's watchdog count, so a
@@ -306,6 +315,11 @@ pub enum Event {
         /// Whether that is us.
         us: bool,
     },
+    /// The server announced a new host that the current host (possibly
+    /// us) never handed the room to: refused (docs/protocol.md §6). The
+    /// current host stays; the refusal is also kept for status
+    /// ([`super::Session::refused_host_change`]).
+    HostChangeRefused(RefusedHostChange),
     /// A member's role changed (host-signed).
     RoleChanged {
         /// The member.
@@ -365,6 +379,63 @@ pub enum Event {
     ServerError(ErrorCode),
     /// The room ended.
     RoomEnded(EndReason),
+}
+
+/// Why a host change announced by the server was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HostChangeRefusal {
+    /// The current host is present and signed no `Handoff`.
+    #[error("the current host did not hand the room over")]
+    NotSignedByHost,
+    /// The current host signed a `Handoff` to another user, key or epoch.
+    #[error("the current host handed the room to someone else")]
+    NotTheSignedHandoff,
+    /// The new host's key is not the one pinned from the invite link (or
+    /// re-pinned by a signed `Handoff`).
+    #[error("the new host's key is not the pinned one")]
+    PinMismatch,
+}
+
+/// A host change the server announced and the session refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusedHostChange {
+    /// The member the server named as host.
+    pub claimed_host: UserId,
+    /// Its display name, as its certificate states it.
+    pub name: DisplayName,
+    /// The epoch the server announced.
+    pub epoch: Epoch,
+    /// The host the session keeps, if any.
+    pub host: Option<UserId>,
+    /// Whether that host is us.
+    pub we_are_host: bool,
+    /// Why.
+    pub reason: HostChangeRefusal,
+}
+
+impl RefusedHostChange {
+    /// One sentence for people (the CLI's log line, the web page's
+    /// warning): no code names.
+    #[must_use]
+    pub fn message(&self) -> String {
+        let name = self.name.as_str();
+        if self.we_are_host {
+            format!(
+                "The server tried to give control of this room to {name} without your \
+                 approval; you are still the host."
+            )
+        } else if self.host.is_some() {
+            format!(
+                "The server tried to make {name} the host without the host's approval; \
+                 you keep following the current host."
+            )
+        } else {
+            format!(
+                "The server tried to make {name} the host without the host's approval; \
+                 refused."
+            )
+        }
+    }
 }
 
 /// Why a repeated `hello` was refused.

@@ -127,6 +127,9 @@ pub struct Room {
     pub max_drift_ppm: i64,
     pub signals: Vec<(usize, ClientMessage)>,
     pub seed: u64,
+    /// Followers added from now on pin the host key (as from an invite
+    /// link); `false` adds followers without a pin.
+    pub pin_followers: bool,
 }
 
 pub fn key(i: usize) -> SigningKey {
@@ -169,6 +172,7 @@ impl Room {
             max_drift_ppm: 200,
             signals: Vec::new(),
             seed,
+            pin_followers: true,
         }
     }
 
@@ -212,7 +216,7 @@ impl Room {
         let mut cfg = SessionConfig::new(ROOM);
         cfg.initial_policy.wait_timeout_ms = 10_000;
         let local = clock.local(self.t);
-        let pin = if i == 0 {
+        let pin = if i == 0 || !self.pin_followers {
             None
         } else {
             Some(key(0).public_key())

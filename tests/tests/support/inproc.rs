@@ -12,12 +12,12 @@ use std::time::{Duration, Instant};
 
 use tokio::time::timeout;
 use watchparty_peer::crypto::{PublicKey, SigningKey};
-use watchparty_peer::ids::{ContentHash, MediaId, PositionMs, RoomId};
+use watchparty_peer::ids::{ContentHash, MediaId, PositionMs, RoomId, UserId};
 use watchparty_peer::message::MediaItem;
 use watchparty_peer::native::api_client::{ApiClient, CreateRoom, Invite};
 use watchparty_peer::native::config_store::new_signing_key;
 use watchparty_peer::native::driver::{
-    DriverConfig, DriverEvent, DriverHandle, StatusSnapshot, VirtualMedia,
+    DriverConfig, DriverEvent, DriverHandle, PeerView, StatusSnapshot, VirtualMedia,
 };
 use watchparty_peer::native::player::PlayerClock;
 use watchparty_peer::native::player::virtual_backend::VirtualBackend;
@@ -213,6 +213,15 @@ pub async fn wait_for(
         Ok(e) => (e, seen),
         Err(_) => panic!("timed out waiting for {what}; events: {seen:#?}"),
     }
+}
+
+/// The status row of neighbour `user`.
+pub fn row(s: &StatusSnapshot, user: UserId) -> PeerView {
+    s.peers
+        .iter()
+        .find(|p| p.user == user.get())
+        .cloned()
+        .unwrap_or_else(|| panic!("no row for {user:?} in {s:?}"))
 }
 
 /// How far a follower is from the host, ms: its player against its view of

@@ -1172,6 +1172,7 @@ impl Driver {
             "host": s.and_then(Session::host).map(UserId::get),
             "is_host": s.is_some_and(Session::is_host),
             "epoch": s.map_or(0, |s| s.epoch().0),
+            "refused_host_change": s.and_then(Session::refused_host_change).map(view::refused_host_change),
             "signaling": self.signal_up,
             "stopped": self.stopped,
             "local_ms": view::ms(now.since(LocalTime::ZERO)),

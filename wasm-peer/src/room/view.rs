@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use watchparty_peer::acceptance::DropReason;
 use watchparty_peer::ids::{Role, UserId};
 use watchparty_peer::message::{Buffering, Policy, Readiness};
-use watchparty_peer::session::{Event, Session};
+use watchparty_peer::session::{Event, RefusedHostChange, Session};
 use watchparty_peer::signaling::{EndReason, ErrorCode};
 use watchparty_peer::sync::SyncEvent;
 use watchparty_peer::time::{LocalTime, TimeDelta};
@@ -121,6 +121,7 @@ pub fn event(e: &Event, session: Option<&Session>, wall_ms: f64) -> Option<Value
         Event::HostChanged { host, epoch, us } => {
             json!({ "type": "host_changed", "host": host.get(), "epoch": epoch.0, "us": us })
         }
+        Event::HostChangeRefused(r) => refused_host_change(r),
         Event::RoleChanged { member, role } => json!({
             "type": "role_changed", "member": member.get(), "role": role_name(*role),
         }),
@@ -172,6 +173,17 @@ pub fn event(e: &Event, session: Option<&Session>, wall_ms: f64) -> Option<Value
         Event::RoomEnded(reason) => json!({ "type": "room_ended", "reason": end_reason(*reason) }),
         #[allow(unreachable_patterns)]
         other => json!({ "type": "session", "detail": format!("{other:?}") }),
+    })
+}
+
+/// A refused host change (event `host_change_refused`, and `status()`'s
+/// `refused_host_change`): who the server named, and a sentence for people.
+#[must_use]
+pub fn refused_host_change(r: &RefusedHostChange) -> Value {
+    json!({
+        "type": "host_change_refused", "user_id": r.claimed_host.get(),
+        "name": r.name.as_str(), "epoch": r.epoch.0, "host": r.host.map(UserId::get),
+        "you_are_host": r.we_are_host, "message": r.message(),
     })
 }
 
