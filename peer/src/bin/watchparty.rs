@@ -327,6 +327,7 @@ fn print_event(json: bool, e: &DriverEvent) {
         match e {
             DriverEvent::Status(s) => print_status(s),
             DriverEvent::Chat { from, text } => println!("[{from}] {text}"),
+            DriverEvent::NoLongerWaitedFor { message, .. } => println!("* {message}"),
             other => println!("* {other:?}"),
         }
     }
