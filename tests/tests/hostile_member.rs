@@ -36,8 +36,8 @@ use inproc::{wait_for, wait_in_sync};
 use watchparty_peer::channels;
 use watchparty_peer::crypto::SigningKey;
 use watchparty_peer::frame::{self, Envelope, Header};
-use watchparty_peer::ids::{Epoch, PositionMs, RoomId, RoomMs, Seq, UserId};
 use watchparty_peer::ids::ContentHash;
+use watchparty_peer::ids::{Epoch, PositionMs, RoomId, RoomMs, Seq, UserId};
 use watchparty_peer::message::{ChatText, Kind, Message, Readiness, Status};
 use watchparty_peer::native::config_store::new_signing_key;
 use watchparty_peer::native::driver::{DriverEvent, DriverHandle, PeerView, StatusSnapshot};
@@ -715,7 +715,10 @@ async fn fake_buffering_cannot_hold_the_room() {
     let played_ms = hs.playback.unwrap().position_ms - from_pos;
     let share = played_ms / wall_ms;
     let row_h = row(&hs, hostile);
-    let row_f = row(&hs, UserId::new(status(&follower).await.you.unwrap()).unwrap());
+    let row_f = row(
+        &hs,
+        UserId::new(status(&follower).await.you.unwrap()).unwrap(),
+    );
     println!(
         "fake buffering: {claims} buffering claims; host told {told:?}; over the last {:.1} s the room played {:.1} s ({:.0} %); hostile row waited_for={:?} allowance={:?} ms; follower row waited_for={:?}",
         wall_ms / 1000.0,
@@ -737,7 +740,10 @@ async fn fake_buffering_cannot_hold_the_room() {
     );
     assert_eq!(row_h.waited_for, Some(false), "{row_h:?}");
     assert_eq!(row_f.waited_for, Some(true), "{row_f:?}");
-    assert!(row_h.readiness.is_some(), "the host took the claims: {row_h:?}");
+    assert!(
+        row_h.readiness.is_some(),
+        "the host took the claims: {row_h:?}"
+    );
     // The honest follower still plays the host's timeline.
     wait_in_sync(&host, &follower, false, 0.0, SYNC_TOLERANCE_MS, STEP).await;
 }

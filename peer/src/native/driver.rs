@@ -1432,7 +1432,10 @@ where
                     .session
                     .as_ref()
                     .and_then(|s| s.member_name(member))
-                    .map_or_else(|| format!("member {}", member.get()), |n| n.as_str().to_owned());
+                    .map_or_else(
+                        || format!("member {}", member.get()),
+                        |n| n.as_str().to_owned(),
+                    );
                 self.emit(DriverEvent::NoLongerWaitedFor {
                     member: member.get(),
                     message: crate::session::no_longer_waited_for_text(&name),

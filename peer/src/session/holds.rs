@@ -108,7 +108,10 @@ impl HoldLedger {
         {
             let held = now.since(since).max(TimeDelta::ZERO);
             for user in holding {
-                let before = self.allowances.get(&user).map_or(full, |a| a.left_at(full, since));
+                let before = self
+                    .allowances
+                    .get(&user)
+                    .map_or(full, |a| a.left_at(full, since));
                 let left = before - held;
                 let ran_out = left <= TimeDelta::ZERO;
                 self.allowances.insert(
