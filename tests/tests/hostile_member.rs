@@ -21,6 +21,11 @@
 //! during the flood) and memory stays bounded (process RSS growth during the
 //! flood under [`MAX_RSS_GROWTH_MIB`], while far more junk than that passes
 //! through).
+//!
+//! A second test (`fake_buffering_cannot_hold_the_room`): the hostile
+//! member claims `Buffering` again and again in signed `Status` frames; its
+//! hold allowance runs out, the host is told in plain words, and the host's
+//! room keeps playing.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
