@@ -447,3 +447,91 @@ fn member_stalling_again_and_again_is_excused_not_waited_for_forever() {
     room.run_for_ms(4_000);
     assert!((0..3).all(|i| room.playing(i)), "room resumed");
 }
+
+/// Runs a room of host, an honest member (peer 1) and a griefer (peer 2)
+/// for five minutes of playback. The griefer's player reports buffering
+/// for 12 s (longer than the policy's 10 s wait) each time it has been
+/// steady for `gap_ms`; the honest member buffers once, for 3 s, at about
+/// 200 s.
+/// Returns the share of the five minutes the host's player was paused (the
+/// room held) and whether the room waited for the honest member.
+fn griefed_room(seed: u64, gap_ms: i64) -> (f64, bool, Room) {
+    let mut room = ready_room(seed, 3, |_| Role::Viewer);
+    room.command(0, UserCommand::Play).unwrap();
+    room.run_for_ms(3_000);
+    assert!((0..3).all(|i| room.playing(i)));
+    let steps = 3_000; // 5 min in 100 ms steps
+    let mut stalled_until = room.t;
+    let mut held = 0;
+    let mut honest_waited = false;
+    let mut honest_stall_at = None;
+    for step in 0..steps {
+        if room.t >= stalled_until + gap_ms * 1000 && room.playing(2) {
+            let l = room.local(2);
+            room.peers[2]
+                .player
+                .stall(l, watchparty_peer::time::TimeDelta::from_millis(12_000));
+            stalled_until = room.t + 12_000_000;
+        }
+        if step >= 2_000 && honest_stall_at.is_none() && room.playing(1) {
+            let l = room.local(1);
+            room.peers[1]
+                .player
+                .stall(l, watchparty_peer::time::TimeDelta::from_millis(3_000));
+            honest_stall_at = Some(room.t);
+        }
+        room.run_for_ms(100);
+        if !room.playing(0) {
+            held += 1;
+            // The room holds (host paused) while the honest member buffers.
+            if honest_stall_at.is_some_and(|t| room.t - t <= 2_500_000)
+                && has_event(
+                    &room,
+                    0,
+                    |e| matches!(e, Event::Waiting(v) if v.contains(&user(1))),
+                )
+            {
+                honest_waited = true;
+            }
+        }
+    }
+    (f64::from(held) / f64::from(steps), honest_waited, room)
+}
+
+/// A griefer faking "buffering" again and again cannot hold the room more
+/// than a small share of the time, while an honest member that buffers
+/// once is still waited for. Before the hold allowance the worst of these
+/// rhythms held the room 35 % of the five minutes; the allowance bounds
+/// one member to 2 waits + 1 s per minute (25 s in 5 min: 8.3 %).
+#[test]
+fn griefer_faking_buffering_cannot_hold_the_room() {
+    let mut worst: f64 = 0.0;
+    for (seed, gap_ms) in [
+        (16, 500),
+        (17, 5_000),
+        (18, 11_000),
+        (19, 16_000),
+        (20, 21_000),
+    ] {
+        let (share, honest_waited, room) = griefed_room(seed, gap_ms);
+        for (t, e) in &room.peers[0].events {
+            if matches!(
+                e,
+                Event::Waiting(_) | Event::WatchdogExpired(_) | Event::NoLongerWaitedFor(_)
+            ) {
+                println!("  host at {:.1} s: {e:?}", *t as f64 / 1e6);
+            }
+        }
+        println!(
+            "griefer steady {gap_ms} ms between 12 s stalls: room held {:.1} % of 5 min; honest member waited for: {honest_waited}",
+            share * 100.0
+        );
+        assert!(honest_waited, "the room did not wait for the honest member");
+        worst = worst.max(share);
+    }
+    assert!(
+        worst <= 0.10,
+        "a griefer held the room {:.1} % of the time",
+        worst * 100.0
+    );
+}

@@ -22,6 +22,11 @@
 //! during the flood) and memory stays bounded (process RSS growth during the
 //! flood under [`MAX_RSS_GROWTH_MIB`], while far more junk than that passes
 //! through).
+//!
+//! A second test (`fake_buffering_cannot_hold_the_room`): the hostile
+//! member claims `Buffering` again and again in signed `Status` frames; its
+//! hold allowance runs out, the host is told in plain words, and the host's
+//! room keeps playing.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -39,6 +44,7 @@ use inproc::{row, wait_for, wait_in_sync};
 use watchparty_peer::channels;
 use watchparty_peer::crypto::SigningKey;
 use watchparty_peer::frame::{self, Envelope, Header};
+use watchparty_peer::ids::ContentHash;
 use watchparty_peer::ids::{Epoch, PositionMs, RoomId, RoomMs, Seq, UserId};
 use watchparty_peer::message::{ChatText, Kind, Message, Readiness, Status};
 use watchparty_peer::native::config_store::new_signing_key;
@@ -127,6 +133,21 @@ impl Hostile {
         frame::encode(&self.key, &h, &msg).unwrap()
     }
 
+    /// A `Status` signed with our own key, issued at room time `room_ms`
+    /// (within the host's skew bound), claiming `readiness` for `item`.
+    fn status(&mut self, readiness: Readiness, item: ContentHash, room_ms: i64) -> Vec<u8> {
+        let mut h = self.header(self.room);
+        h.issued_at = RoomMs(room_ms);
+        let msg = Message::Status(Status {
+            readiness,
+            item: Some(item),
+            position: PositionMs::new(0).unwrap(),
+            at: RoomMs(room_ms),
+            detached: false,
+        });
+        frame::encode(&self.key, &h, &msg).unwrap()
+    }
+
     /// The same, with the signature zeroed.
     fn unsigned_pause(&mut self) -> Vec<u8> {
         let mut f = self.own_pause();
@@ -151,8 +172,9 @@ impl Hostile {
 
 /// Connects the hostile member: signaling with its own session key (the
 /// server issues it a valid viewer certificate), then a webrtc-rs offer to
-/// every online member (the server's offerer rule is `joiner`).
-async fn connect_hostile(room: &inproc::Room, index: usize) -> Hostile {
+/// every online member (the server's offerer rule is `joiner`); `online`
+/// other members are expected.
+async fn connect_hostile(room: &inproc::Room, index: usize, online_peers: usize) -> Hostile {
     let key = new_signing_key().unwrap();
     let api = &room.apis[index];
     let mut signal = SignalClient::spawn(
@@ -192,7 +214,7 @@ async fn connect_hostile(room: &inproc::Room, index: usize) -> Hostile {
     })
     .await
     .expect("hello");
-    assert_eq!(online.len(), 3, "host and two followers online");
+    assert_eq!(online.len(), online_peers, "honest members online");
     let mut pending = BTreeMap::new();
     for peer in &online {
         let (w, offer) = webrtc_peer::webrtc_side(None, None).await;
@@ -338,7 +360,7 @@ async fn hostile_member_is_rejected_counted_and_harmless() {
     let (room, host, followers) = playing_room().await;
 
     // The hostile member joins with a valid certificate, over webrtc-rs.
-    let mut h = connect_hostile(&room, 3).await;
+    let mut h = connect_hostile(&room, 3, 3).await;
     let mut seen = wait_open(&mut h).await;
     let hostile = h.me;
     // Host commands while connected: frames to replay later.
@@ -667,7 +689,7 @@ async fn status_flood_and_stray_stream_are_bounded_and_counted() {
             .finish(),
     );
     let (room, host, followers) = playing_room().await;
-    let mut h = connect_hostile(&room, 3).await;
+    let mut h = connect_hostile(&room, 3, 3).await;
     let mut seen = wait_open(&mut h).await;
     let hostile = h.me;
     seen.extend(collect(&mut h, Duration::from_secs(1)).await);
@@ -793,4 +815,167 @@ async fn status_flood_and_stray_stream_are_bounded_and_counted() {
     for f in &followers {
         wait_in_sync(&host, f, false, 30_000.0, SYNC_TOLERANCE_MS, STEP).await;
     }
+}
+
+/// The fake-buffering attack's rhythm: claim `Buffering` for this long
+/// (longer than the policy's 10 s wait), then `Ready` for as long (longer
+/// than `EXCUSE_STEADY`, so that the room waits for it again), again and
+/// again. Before the hold allowance this held the room about half the time.
+const FAKE_PHASE: Duration = Duration::from_millis(10_500);
+/// The attacker reports this often.
+const FAKE_REPORT_EVERY: Duration = Duration::from_millis(500);
+/// The attack runs this long…
+const FAKE_ATTACK: Duration = Duration::from_secs(105);
+/// …and the host's room must play for at least [`MIN_PLAYING_SHARE`] of
+/// the time from here to the end (after the member's allowance of two
+/// waits is used up; before the fix the room played about 55 % of it).
+const FAKE_MEASURE_FROM: Duration = Duration::from_secs(45);
+/// Generous for a loaded 2-core machine: the room is expected to play all
+/// of the measured span.
+const MIN_PLAYING_SHARE: f64 = 0.80;
+
+/// The room clock as the hostile member sees it: the issued-at of the
+/// latest host frame and when it arrived.
+fn note_host_time(
+    clock: &mut Option<(i64, Instant)>,
+    pin: &watchparty_peer::crypto::PublicKey,
+    data: &[u8],
+) {
+    if let Ok(f) = Envelope::parse(data)
+        .and_then(|e| e.verify(pin))
+        .and_then(|v| v.decode())
+    {
+        let issued = f.header().issued_at.0;
+        if clock.is_none_or(|(t, _)| issued >= t) {
+            *clock = Some((issued, Instant::now()));
+        }
+    }
+}
+
+/// Griefing through the buffering policy, with real WebRTC: a member with a
+/// valid certificate (webrtc-rs) sends the host signed `Status` frames
+/// claiming `Buffering` for [`FAKE_PHASE`], then `Ready` for as long, again
+/// and again. Its hold allowance runs out after two waits: the host is told
+/// in plain words, its `status` row says the room no longer waits for it,
+/// and the host's room plays (position advancing with wall time) for at
+/// least [`MIN_PLAYING_SHARE`] of the rest of the attack, while the honest
+/// follower is still waited for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fake_buffering_cannot_hold_the_room() {
+    let mut room = inproc::room(2).await;
+    let mut host = room.driver(0, 0).await;
+    wait_for(&mut host, "host joined", STEP, |e| {
+        matches!(e, DriverEvent::Joined { .. })
+    })
+    .await;
+    let mut follower = room.driver(1, 0).await;
+    wait_for(&mut follower, "follower connected", STEP, |e| {
+        matches!(e, DriverEvent::PeerConnected { .. })
+    })
+    .await;
+    host.command(UserCommand::Load(room.item.clone()))
+        .await
+        .unwrap();
+    wait_for(&mut follower, "media loaded", STEP, |e| {
+        matches!(e, DriverEvent::MediaLoaded { .. })
+    })
+    .await;
+    host.command(UserCommand::Play).await.unwrap();
+    wait_in_sync(&host, &follower, false, 0.0, SYNC_TOLERANCE_MS, STEP).await;
+
+    let mut h = connect_hostile(&room, 2, 2).await;
+    let hostile = h.me;
+    let host_id = UserId::new(status(&host).await.you.unwrap()).unwrap();
+    let mut clock = None;
+    for (peer, _, d) in wait_open(&mut h).await {
+        if peer == host_id {
+            note_host_time(&mut clock, &room.pin, &d);
+        }
+    }
+    // The host's periodic State gives the room time.
+    let t0 = Instant::now();
+    while clock.is_none() && t0.elapsed() < STEP {
+        for (peer, _, d) in collect(&mut h, Duration::from_millis(500)).await {
+            if peer == host_id {
+                note_host_time(&mut clock, &room.pin, &d);
+            }
+        }
+    }
+    assert!(clock.is_some(), "no host frame reached the hostile member");
+
+    let hash = room.item.hash;
+    let start = Instant::now();
+    let mut window: Option<(Instant, f64)> = None;
+    let mut told = None;
+    let mut claims = 0u32;
+    while start.elapsed() < FAKE_ATTACK {
+        let buffering = (start.elapsed().as_millis() / FAKE_PHASE.as_millis()).is_multiple_of(2);
+        let w = h.peers.get_mut(&host_id).unwrap();
+        while let Ok(ev) = w.events.try_recv() {
+            if let WEvent::Message(_, d) = ev {
+                note_host_time(&mut clock, &room.pin, &d);
+            }
+        }
+        let (issued, at) = clock.unwrap();
+        let room_ms = issued + i64::try_from(at.elapsed().as_millis()).unwrap();
+        let readiness = if buffering {
+            claims += 1;
+            Readiness::Buffering
+        } else {
+            Readiness::Ready
+        };
+        let f = h.status(readiness, hash, room_ms);
+        h.peers[&host_id].send(channels::CONTROL, &f).await;
+        while let Ok(ev) = host.events.try_recv() {
+            if let DriverEvent::NoLongerWaitedFor {
+                member, message, ..
+            } = &ev
+                && *member == hostile.get()
+            {
+                told = Some((start.elapsed(), message.clone()));
+            }
+        }
+        if window.is_none() && start.elapsed() >= FAKE_MEASURE_FROM {
+            let p = status(&host).await.playback.unwrap();
+            window = Some((Instant::now(), p.position_ms));
+        }
+        tokio::time::sleep(FAKE_REPORT_EVERY).await;
+    }
+    let hs = status(&host).await;
+    let (from, from_pos) = window.unwrap();
+    let wall_ms = from.elapsed().as_secs_f64() * 1000.0;
+    let played_ms = hs.playback.unwrap().position_ms - from_pos;
+    let share = played_ms / wall_ms;
+    let row_h = row(&hs, hostile);
+    let row_f = row(
+        &hs,
+        UserId::new(status(&follower).await.you.unwrap()).unwrap(),
+    );
+    println!(
+        "fake buffering: {claims} buffering claims; host told {told:?}; over the last {:.1} s the room played {:.1} s ({:.0} %); hostile row waited_for={:?} allowance={:?} ms; follower row waited_for={:?}",
+        wall_ms / 1000.0,
+        played_ms / 1000.0,
+        share * 100.0,
+        row_h.waited_for,
+        row_h.hold_allowance_ms,
+        row_f.waited_for,
+    );
+    assert!(
+        share >= MIN_PLAYING_SHARE,
+        "the room played only {:.0} % of the time",
+        share * 100.0
+    );
+    let (_, message) = told.expect("the host was not told that the room no longer waits");
+    assert!(
+        message.contains("kept stalling") && message.contains("no longer waits for"),
+        "{message}"
+    );
+    assert_eq!(row_h.waited_for, Some(false), "{row_h:?}");
+    assert_eq!(row_f.waited_for, Some(true), "{row_f:?}");
+    assert!(
+        row_h.readiness.is_some(),
+        "the host took the claims: {row_h:?}"
+    );
+    // The honest follower still plays the host's timeline.
+    wait_in_sync(&host, &follower, false, 0.0, SYNC_TOLERANCE_MS, STEP).await;
 }

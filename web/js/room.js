@@ -504,6 +504,11 @@ function onEvent(ctx, ui, ev, setBanner) {
       // Also when the viewer started the video another way.
       ui.autoplay.hidden = true;
       break;
+    case 'not_waited_for':
+      // Host: a member kept stalling; the room plays on without it.
+      setBanner(ev.message, 'warn');
+      renderMembers(ctx, ui);
+      break;
     case 'dropped':
       ctx.dropped = (ctx.dropped || 0) + 1;
       break;
@@ -592,10 +597,11 @@ function renderMembersFromRest(ctx, ui) {
 
 function fmtMs(v) { return Number.isFinite(v) ? `${Math.round(v)} ms` : '–'; }
 
-function syncText(offset, error, rtt, buffering) {
+function syncText(offset, error, rtt, buffering, waitedFor) {
   let t = `offset ${fmtMs(offset)} · error ${fmtMs(error)}`;
   if (Number.isFinite(rtt)) t += ` · rtt ${fmtMs(rtt)}`;
   if (buffering) t += ' · buffering…';
+  if (waitedFor === false) t += ' · kept stalling: the room does not wait for them';
   return t;
 }
 
@@ -616,7 +622,7 @@ function renderMembers(ctx, ui, force) {
       h('span', { class: 'name' }, nameOf(ctx, id) + (you ? ' (you)' : '')),
       h('span', { class: 'pill role' }, m.role),
       h('span', { class: 'pill conn', 'data-state': m.connection || (m.online ? 'online' : 'offline') }, m.connection || (m.online ? 'online' : 'offline')),
-      h('small', { class: 'sync muted' }, syncText(offset, error, m.rtt_ms ?? p.rtt_ms, buffering)));
+      h('small', { class: 'sync muted' }, syncText(offset, error, m.rtt_ms ?? p.rtt_ms, buffering, m.waited_for ?? p.waited_for)));
     if (ctx.role === 'host' && !you && m.role !== 'host') {
       const role = h('select', { 'aria-label': `Role of ${nameOf(ctx, id)}` },
         h('option', { value: 'viewer', selected: m.role === 'viewer' }, 'viewer'),

@@ -328,6 +328,7 @@ fn print_event(json: bool, e: &DriverEvent) {
             DriverEvent::Status(s) => print_status(s),
             DriverEvent::Chat { from, text } => println!("[{from}] {text}"),
             DriverEvent::HostChangeRefused(r) => println!("! {}", r.message),
+            DriverEvent::NoLongerWaitedFor { message, .. } => println!("* {message}"),
             other => println!("* {other:?}"),
         }
     }

@@ -269,6 +269,13 @@ pub struct PeerView {
     pub position_error_ms: Option<f64>,
     /// Host, member rows: the member's last reported player readiness.
     pub readiness: Option<&'static str>,
+    /// Host, member rows: whether the room waits for this member when it
+    /// buffers (false: it kept stalling and now catches up by itself, or
+    /// the policy is laggards-catch-up).
+    pub waited_for: Option<bool>,
+    /// Host, member rows: what is left of its hold allowance, ms
+    /// (docs/protocol.md, buffering).
+    pub hold_allowance_ms: Option<f64>,
     /// Frames accepted from this neighbour (direct or forwarded).
     pub accepted: u64,
     /// Exact copies of accepted frames from it, dropped silently.
@@ -487,6 +494,16 @@ pub enum DriverEvent {
     Session {
         /// Debug rendering of the session event.
         detail: String,
+    },
+    /// Host: a member's player kept stalling; the room no longer waits for
+    /// it (it catches up by itself) until it has been steady for a while.
+    NoLongerWaitedFor {
+        /// The member.
+        member: u64,
+        /// Its name.
+        name: String,
+        /// A sentence for people.
+        message: String,
     },
     /// A status snapshot.
     Status(Box<StatusSnapshot>),
@@ -1308,6 +1325,8 @@ where
             clock_rtt_ms: info.and_then(|i| i.clock_round_trip).map(ms),
             position_error_ms: report.and_then(|r| r.position_error).map(ms),
             readiness: report.map(|r| readiness_label(r.readiness)),
+            waited_for: info.and_then(|i| i.hold).map(|h| h.waited_for),
+            hold_allowance_ms: info.and_then(|i| i.hold).map(|h| ms(h.allowance)),
             accepted: info.map_or(0, |i| i.counters.accepted),
             duplicates: info.map_or(0, |i| i.counters.duplicates),
             drops: info.map_or_else(BTreeMap::new, |i| labelled(&i.counters.drops)),
@@ -1466,6 +1485,21 @@ where
                     view.message
                 );
                 self.emit(DriverEvent::HostChangeRefused(view));
+            }
+            Event::NoLongerWaitedFor(member) => {
+                let name = self
+                    .session
+                    .as_ref()
+                    .and_then(|s| s.member_name(member))
+                    .map_or_else(
+                        || format!("member {}", member.get()),
+                        |n| n.as_str().to_owned(),
+                    );
+                self.emit(DriverEvent::NoLongerWaitedFor {
+                    member: member.get(),
+                    message: crate::session::no_longer_waited_for_text(&name),
+                    name,
+                });
             }
             Event::Chat { from, text } => self.emit(DriverEvent::Chat {
                 from: from.get(),

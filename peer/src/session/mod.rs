@@ -16,6 +16,7 @@
 //! `auth` itself (it owns the token), with [`Session::public_key`] as `key`.
 
 mod custody;
+mod holds;
 mod limits;
 mod mesh;
 mod observe;
@@ -23,12 +24,15 @@ mod types;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+pub use holds::{
+    HOLD_ALLOWANCE_WAITS, HOLD_REFILL_DIVISOR, MAX_HOLD_RECORDS, no_longer_waited_for_text,
+};
 pub use limits::{
     DEFAULT_CHAT_LIMIT, DEFAULT_REACTION_LIMIT, DEFAULT_REQUEST_LIMIT, HOST_PATH_MEMORY, RateLimit,
     STATE_REPLY_INTERVAL,
 };
 pub use mesh::{MAX_DEDUPE_ENTRIES, MAX_PING_ROUTES};
-pub use observe::{MAX_PEER_RECORDS, MemberReport, PeerCounters, PeerInfo};
+pub use observe::{HoldView, MAX_PEER_RECORDS, MemberReport, PeerCounters, PeerInfo};
 pub use types::{
     ChannelOpen, CommandError, DEFAULT_POLICY, DisconnectReason, EXCUSE_STEADY, Event,
     HOST_CHANGE_GRACE, HostChangeRefusal, MAX_QUEUED_OUTPUTS, Output, REHOLD_GRACE,
@@ -44,7 +48,7 @@ use crate::clock::ClockPing;
 use crate::crypto::{KeyId, PublicKey, SigningKey};
 use crate::frame::{self, Envelope, Frame, Header};
 use crate::ids::{
-    ContentHash, Epoch, PositionMs, RateMilli, Role, RoomMs, Seq, UnixSeconds, UserId,
+    ContentHash, DisplayName, Epoch, PositionMs, RateMilli, Role, RoomMs, Seq, UnixSeconds, UserId,
 };
 use crate::message::{
     Buffering, ChatText, DtlsBinding, Emoji, Fingerprint, Handoff, Kind, MAX_ROLE_GRANTS,
@@ -58,6 +62,7 @@ use crate::time::{LocalTime, MediaPos, Rate, RoomTime, TimeDelta};
 use crate::timeline::PlaybackState;
 
 use custody::PresentHost;
+use holds::{HoldLedger, full_allowance};
 use limits::{Limits, MemberBuckets};
 use mesh::{Dedupe, FrameKey, PingRoutes, digest};
 use observe::PeerRecords;
@@ -74,6 +79,8 @@ struct Member {
     not_after: UnixSeconds,
     /// Rate limits of this member's reactions, chat and requests.
     buckets: MemberBuckets,
+    /// The certificate's display name.
+    name: DisplayName,
 }
 
 /// The current host term.
@@ -177,6 +184,8 @@ pub struct Session {
     /// Members the watchdog excused, with since when each has been `Ready`
     /// (waited for again after [`EXCUSE_STEADY`]).
     excused: BTreeMap<UserId, Option<LocalTime>>,
+    /// What holding the room has cost each member (its hold allowance).
+    holds: HoldLedger,
     next_state_at: Option<LocalTime>,
     /// Our own buckets: we never send what receivers would drop.
     own_buckets: MemberBuckets,
@@ -265,6 +274,7 @@ impl Session {
             waiting_since: None,
             wait_released_at: None,
             excused: BTreeMap::new(),
+            holds: HoldLedger::default(),
             next_state_at: None,
             own_buckets,
             own_cert_expired: false,
@@ -412,9 +422,30 @@ impl Session {
                         }),
                         received: s.received,
                     }),
+                    hold: self.hold_view(user, now),
                 }
             })
             .collect()
+    }
+
+    /// Host: how the buffering policy treats current member `user` at `now`.
+    fn hold_view(&self, user: UserId, now: LocalTime) -> Option<HoldView> {
+        if !self.is_host || !self.members.get(&user).is_some_and(|m| m.current) {
+            return None;
+        }
+        let full = full_allowance(self.wait_timeout());
+        Some(HoldView {
+            waited_for: self.policy.buffering == Buffering::WaitForEveryone
+                && !self.excused.contains_key(&user)
+                && self.holds.waits_for(user, full, now),
+            allowance: self.holds.left(user, full, now),
+        })
+    }
+
+    /// A current or former member's certificate name.
+    #[must_use]
+    pub fn member_name(&self, user: UserId) -> Option<&DisplayName> {
+        self.members.get(&user).map(|m| &m.name)
     }
 
     /// The latest host-signed `State` frame this follower holds (what it
@@ -464,11 +495,13 @@ impl Session {
             Some(released) => Some(released + REHOLD_GRACE),
             None => self.waiting_since.map(|s| s + self.wait_timeout()),
         };
+        let allowance_out = self.holds.runs_out_at(full_allowance(self.wait_timeout()));
         [
             self.engine.next_timeout(),
             self.next_state_at,
             self.next_status_at,
             watchdog,
+            allowance_out,
             self.end_of_item_at(),
             self.next_expiry(),
             self.pending_host_cert.as_ref().and_then(|h| h.report_at),
@@ -902,6 +935,7 @@ impl Session {
                 current: true,
                 not_after: b.not_after,
                 buckets,
+                name: b.name.clone(),
             },
         );
         if Some(b.user) == self.me {
@@ -1153,6 +1187,7 @@ impl Session {
         self.is_host = true;
         self.statuses.clear();
         self.excused.clear();
+        self.holds.clear();
         self.reset_wait();
         self.next_status_at = None;
         if new_room {
@@ -1924,7 +1959,8 @@ impl Session {
     }
 
     /// Who holds up the room (wait-for-everyone).
-    fn blockers(&self) -> Vec<UserId> {
+    fn blockers(&self, now: LocalTime) -> Vec<UserId> {
+        let full = full_allowance(self.wait_timeout());
         let mut v: Vec<UserId> = self
             .statuses
             .iter()
@@ -1932,6 +1968,7 @@ impl Session {
                 !s.detached
                     && matches!(s.readiness, Readiness::Loading | Readiness::Buffering)
                     && !self.excused.contains_key(u)
+                    && self.holds.waits_for(**u, full, now)
                     && self.members.get(u).is_some_and(|m| m.current)
             })
             .map(|(u, _)| *u)
@@ -1950,12 +1987,18 @@ impl Session {
 
     /// Host: pause the room for buffering members or (re)start it.
     fn evaluate_buffering(&mut self, now: LocalTime) {
+        // What the hold so far cost the members it waited for; a member
+        // whose allowance ran out is no longer waited for.
+        for user in self.holds.settle(full_allowance(self.wait_timeout()), now) {
+            self.excused.insert(user, None);
+            self.event(Event::NoLongerWaitedFor(user));
+        }
         if !self.is_host || !self.want_playing {
             self.reset_wait();
             return;
         }
         let wait = self.policy.buffering == Buffering::WaitForEveryone;
-        let blockers = if wait { self.blockers() } else { Vec::new() };
+        let blockers = if wait { self.blockers(now) } else { Vec::new() };
         if blockers.is_empty() {
             if self.waiting_since.is_some() && self.wait_released_at.is_none() {
                 self.wait_released_at = Some(now);
@@ -1992,7 +2035,13 @@ impl Session {
             if self.room_paused() {
                 self.issue_play(now);
             }
-        } else if !self.room_paused()
+            return;
+        }
+        // The room is held for these members from now on (we, the host,
+        // have no allowance).
+        let charged = blockers.iter().copied().filter(|u| Some(*u) != self.me);
+        self.holds.hold(charged.collect(), now);
+        if !self.room_paused()
             && let Some(at) = self.engine.scheduled_at(now)
             && let Ok(s) = self.timeline_at(at, |t| t.pause_at(at))
         {

@@ -65,6 +65,21 @@ pub struct PeerInfo {
     pub clock_round_trip: Option<TimeDelta>,
     /// Host, for a member's row: its last `Status`.
     pub report: Option<MemberReport>,
+    /// Host, for a current member's row: whether the room waits for it and
+    /// its hold allowance.
+    pub hold: Option<HoldView>,
+}
+
+/// Host: how the buffering policy treats one member (see
+/// [`super::HOLD_ALLOWANCE_WAITS`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HoldView {
+    /// The room would wait for it if it buffered now (false: it kept
+    /// stalling and catches up by itself; or the policy is
+    /// laggards-catch-up).
+    pub waited_for: bool,
+    /// Hold allowance left.
+    pub allowance: TimeDelta,
 }
 
 /// Per-neighbour counters, bounded by [`MAX_PEER_RECORDS`].

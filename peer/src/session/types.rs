@@ -373,6 +373,11 @@ pub enum Event {
     Waiting(Vec<UserId>),
     /// Host: the watchdog expired; these members are left to catch up.
     WatchdogExpired(Vec<UserId>),
+    /// Host: this member's hold allowance ran out (its player kept
+    /// stalling, [`super::HOLD_ALLOWANCE_WAITS`]): the room no longer waits
+    /// for it (it catches up by itself) until the allowance is full again
+    /// and it has been steady for [`EXCUSE_STEADY`].
+    NoLongerWaitedFor(UserId),
     /// From the sync engine.
     Sync(SyncEvent),
     /// The server reported an error.

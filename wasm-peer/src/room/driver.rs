@@ -1129,6 +1129,7 @@ impl Driver {
                     "offset_ms": s.and_then(|v| v.get("offset_ms")).cloned(),
                     "error_ms": s.and_then(|v| v.get("error_ms")).cloned(),
                     "buffering": s.and_then(|v| v.get("buffering")).cloned().unwrap_or(json!(false)),
+                    "waited_for": s.and_then(|v| v.get("waited_for")).cloned(),
                 })
             })
             .collect();

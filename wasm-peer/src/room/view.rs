@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use watchparty_peer::acceptance::DropReason;
 use watchparty_peer::ids::{Role, UserId};
 use watchparty_peer::message::{Buffering, Policy, Readiness};
-use watchparty_peer::session::{Event, RefusedHostChange, Session};
+use watchparty_peer::session::{Event, RefusedHostChange, Session, no_longer_waited_for_text};
 use watchparty_peer::signaling::{EndReason, ErrorCode};
 use watchparty_peer::sync::SyncEvent;
 use watchparty_peer::time::{LocalTime, TimeDelta};
@@ -157,6 +157,15 @@ pub fn event(e: &Event, session: Option<&Session>, wall_ms: f64) -> Option<Value
             "type": "watchdog_expired",
             "members": users.iter().map(|u| u.get()).collect::<Vec<_>>(),
         }),
+        Event::NoLongerWaitedFor(u) => {
+            let name = session
+                .and_then(|s| s.member_name(*u))
+                .map_or_else(|| format!("member {}", u.get()), |n| n.as_str().to_owned());
+            json!({
+                "type": "not_waited_for", "member": u.get(),
+                "message": no_longer_waited_for_text(&name), "name": name,
+            })
+        }
         Event::Sync(s) => match s {
             SyncEvent::UserIntent { attached, .. } => {
                 json!({ "type": "user_intent", "attached": attached })
@@ -243,6 +252,8 @@ pub fn peer_sync(session: &Session, now: LocalTime) -> Vec<(UserId, Value)> {
                     "readiness": report.map(|r| readiness(r.readiness)),
                     "buffering": report.is_some_and(|r| r.readiness == Readiness::Buffering),
                     "detached": report.is_some_and(|r| r.detached),
+                    "waited_for": p.hold.map(|h| h.waited_for),
+                    "hold_allowance_ms": p.hold.map(|h| ms(h.allowance)),
                     "accepted": p.counters.accepted,
                 }),
             )
