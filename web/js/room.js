@@ -441,7 +441,7 @@ function updateChatCount(ctx, ui) {
   ui.chatCount.textContent = over ? `${n}/${CHAT_MAX_CHARS} — too long by ${n - CHAT_MAX_CHARS}` : `${n}/${CHAT_MAX_CHARS}`;
   ui.chatCount.classList.toggle('warn', n > CHAT_MAX_CHARS - 50);
   ui.chatCount.classList.toggle('over', over);
-  ui.chatSend.disabled = over || !ctx.client || !canChat(ctx);
+  ui.chatSend.disabled = over || !ctx.connected || !canChat(ctx);
 }
 
 /**
@@ -665,7 +665,7 @@ async function refreshRoom(ctx, ui) {
     // which can be older than the grant that prompted it.
     if (room.my_role && !(ctx.client && safeStatus(ctx) && safeStatus(ctx).role)) ctx.role = room.my_role;
     renderInvites(ctx, ui);
-    setEnabled(ctx, ui, !!ctx.client && ctx.connected !== false);
+    setEnabled(ctx, ui, !!ctx.client && ctx.connected);
   } catch (_) { /* shown through events */ }
 }
 
