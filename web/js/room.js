@@ -134,7 +134,8 @@ async function enter(ctx, main, msg, setBanner, navigate) {
       video: ui.video,
     });
   } catch (e) {
-    showMessage(ui.msg, 'Could not start the room connection: ' + describeError(e));
+    console.error('RoomClient.join failed:', e);
+    showMessage(ui.msg, 'Could not start the room connection. Reload the page to try again.');
     return;
   }
   window.__watchparty_room = ctx.client;
@@ -572,7 +573,7 @@ function onEvent(ctx, ui, ev, setBanner) {
       if (ev.state === 'ready') ensureSubtitles(ctx, ui);
       break;
     case 'policy':
-      if (ev.policy) { ctx.sessionPolicy = ev.policy; setEnabled(ctx, ui, true); }
+      if (ev.policy) { ctx.sessionPolicy = ev.policy; setEnabled(ctx, ui, ctx.connected); }
       break;
     case 'queue':
       ctx.queue = { items: ev.items || [], index: ev.index || 0 };
