@@ -129,13 +129,8 @@ async fn role_changes_show_at_once_and_messages_are_plain_words() {
 
     let viewer = json!({"me": "You are a viewer", "play": false, "member": "viewer"});
     wait_view(&bob, bob_id, &viewer, WAIT).await;
-    wait_view(
-        &alice,
-        bob_id,
-        &json!({"member": "viewer", "toggle": "Make controller"}),
-        WAIT,
-    )
-    .await;
+    let host_sees_viewer = json!({"member": "viewer", "toggle": "Make controller"});
+    wait_view(&alice, bob_id, &host_sees_viewer, WAIT).await;
     // One role per row: the pill, and the host's button saying what it does.
     let row = alice
         .exec(
@@ -214,14 +209,9 @@ async fn role_changes_show_at_once_and_messages_are_plain_words() {
         &format!("#members li[data-user=\"{bob_id}\"] .role-toggle"),
     )
     .await;
-    let (_, _) = tokio::join!(
+    tokio::join!(
         wait_view(&bob, bob_id, &viewer, ROLE_SHOWN),
-        wait_view(
-            &alice,
-            bob_id,
-            &json!({"member": "viewer", "toggle": "Make controller"}),
-            ROLE_SHOWN
-        ),
+        wait_view(&alice, bob_id, &host_sees_viewer, ROLE_SHOWN),
     );
 
     // The server drops bob's signaling connection: the banner says what
