@@ -478,9 +478,7 @@ impl fmt::Display for RefuseReason {
                 "only the host and controllers can control playback; \
                  ask the host to make you a controller"
             }
-            Self::PolicyDenied => {
-                "the room's rules do not let controllers do this; ask the host"
-            }
+            Self::PolicyDenied => "the room's rules do not let controllers do this; ask the host",
             Self::InvalidState => "that is not possible right now",
             Self::RateLimited => "too many requests at once; wait a moment and try again",
         })

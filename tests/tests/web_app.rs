@@ -133,8 +133,8 @@ async fn sign_in_create_room_invite_accept_and_refusals() {
         .await;
     assert_eq!(hidden, json!(true));
 
-    // Carol is not invited to the invite-only room: the page says so and
-    // what to do.
+    // Carol is not invited to the invite-only room (a bare address, no
+    // invite link): the page says so and what to do.
     let carol = Browser::start("carol").await;
     sign_in(&carol, &site, "carol").await;
     carol.goto(&site.url(&format!("/room/{room}"))).await;
@@ -147,7 +147,10 @@ async fn sign_in_create_room_invite_accept_and_refusals() {
         .await;
     assert_eq!(
         m,
-        json!("You are not invited to this room. Ask the host to invite carol.")
+        json!(
+            "This room does not exist, or you are not invited to it. \
+             If someone sent you the link, ask them to invite carol."
+        )
     );
     carol.close().await;
 

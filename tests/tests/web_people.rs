@@ -164,7 +164,8 @@ async fn role_changes_show_at_once_and_messages_are_plain_words() {
         &format!("#members li[data-user=\"{bob_id}\"] .role-toggle"),
     )
     .await;
-    let controller = json!({"me": "You are a controller", "play": true, "pause": true, "member": "controller"});
+    let controller =
+        json!({"me": "You are a controller", "play": true, "pause": true, "member": "controller"});
     let host_sees = json!({"member": "controller", "toggle": "Make viewer"});
     let (on_bob, on_alice) = tokio::join!(
         wait_view(&bob, bob_id, &controller, ROLE_SHOWN),
@@ -240,7 +241,9 @@ async fn role_changes_show_at_once_and_messages_are_plain_words() {
         .await;
     assert_eq!(
         banners[0],
-        json!("Lost the connection to the server. Reconnecting… The video keeps playing meanwhile."),
+        json!(
+            "Lost the connection to the server. Reconnecting… The video keeps playing meanwhile."
+        ),
         "{banners}"
     );
     bob.wait_until(

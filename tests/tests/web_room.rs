@@ -237,7 +237,10 @@ async fn three_browsers_sync_chat_is_literal_and_viewer_is_refused() {
     assert_eq!(counter, "520/500 — too long by 20");
     assert_eq!(send_off, json!(true));
     alice.type_into(&input, &"x".repeat(500)).await;
-    assert_eq!(alice.text(&alice.find("#chat-count").await).await, "500/500");
+    assert_eq!(
+        alice.text(&alice.find("#chat-count").await).await,
+        "500/500"
+    );
     alice.type_into(&input, "").await;
 
     // The viewer forcing playback: refused locally by its own client…

@@ -167,8 +167,7 @@ async function joinOverRest(ctx, main, msg) {
       return passwordPrompt(ctx, main, msg);
     }
     if (e instanceof ApiError && e.status === 404) {
-      // The server never says whether a room exists to people outside it;
-      // links come from hosts, so the likely reason is a missing invitation.
+      // The server never says whether a room exists to people outside it.
       showMessage(msg, notInvitedText(ctx.me));
       return null;
     }
@@ -182,9 +181,15 @@ async function joinOverRest(ctx, main, msg) {
   }
 }
 
-/** What a person who opens a link without an invitation reads. */
+/**
+ * What a person outside an invite-only room reads. An invite link (with the
+ * host's key after `#k=`) names a room that exists; a bare address may be
+ * mistyped, and the server never says which.
+ */
 export function notInvitedText(me) {
-  return `You are not invited to this room. Ask the host to invite ${me.username}.`;
+  return hostKeyFromFragment()
+    ? `You are not invited to this room. Ask the host to invite ${me.username}.`
+    : `This room does not exist, or you are not invited to it. If someone sent you the link, ask them to invite ${me.username}.`;
 }
 
 function passwordPrompt(ctx, main, msg) {

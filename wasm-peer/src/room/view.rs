@@ -187,7 +187,9 @@ pub fn server_error_text(code: ErrorCode) -> &'static str {
     match code {
         ErrorCode::Unauthorized => "your sign-in has expired; sign in again",
         ErrorCode::Forbidden => "the server did not allow that",
-        ErrorCode::BadRequest => "the server did not understand a message from this page; reload it",
+        ErrorCode::BadRequest => {
+            "the server did not understand a message from this page; reload it"
+        }
         ErrorCode::UnsupportedProtocol => "this page is older than the server; reload it",
         ErrorCode::NotFound => "that room or member no longer exists",
         ErrorCode::RoomFull => "the room is full",
