@@ -469,6 +469,22 @@ pub enum RefuseReason {
     RateLimited,
 }
 
+/// Plain words for people (shown by the browser page and the CLI): what
+/// happened and what they can do.
+impl fmt::Display for RefuseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::ViewerRole => {
+                "only the host and controllers can control playback; \
+                 ask the host to make you a controller"
+            }
+            Self::PolicyDenied => "the room's rules do not let controllers do this; ask the host",
+            Self::InvalidState => "that is not possible right now",
+            Self::RateLimited => "too many requests at once; wait a moment and try again",
+        })
+    }
+}
+
 /// A refusal of a member's request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Refusal {

@@ -217,10 +217,12 @@ async fn three_browsers_sync_chat_is_literal_and_viewer_is_refused() {
             b.name
         );
     }
-    // The counter and limit.
+    // The counter and limit: text over it is kept (not cut silently), the
+    // counter says by how much it is too long, and Send is off until the
+    // text fits.
     let input = alice.find("#chat-input").await;
     alice.type_into(&input, &"x".repeat(520)).await;
-    let (len, counter) = (
+    let (len, counter, send_off) = (
         alice
             .exec(
                 "return document.getElementById('chat-input').value.length",
@@ -228,9 +230,21 @@ async fn three_browsers_sync_chat_is_literal_and_viewer_is_refused() {
             )
             .await,
         alice.text(&alice.find("#chat-count").await).await,
+        alice
+            .exec(
+                "return document.getElementById('chat-send').disabled",
+                json!([]),
+            )
+            .await,
     );
-    assert_eq!(len, json!(500));
-    assert_eq!(counter, "500/500");
+    assert_eq!(len, json!(520));
+    assert_eq!(counter, "520/500 — too long by 20");
+    assert_eq!(send_off, json!(true));
+    alice.type_into(&input, &"x".repeat(500)).await;
+    assert_eq!(
+        alice.text(&alice.find("#chat-count").await).await,
+        "500/500"
+    );
     alice.type_into(&input, "").await;
 
     // The viewer forcing playback: refused locally by its own client…

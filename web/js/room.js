@@ -54,17 +54,32 @@ function signalUrl(roomId) {
   return `${scheme}//${location.host}/api/v1/rooms/${roomId}/signal`;
 }
 
-const ERROR_TEXT = {
+/** What the page says about the connection to the server. */
+export const CONNECTION_TEXT = {
   host_left: 'The host left. Playback waits until they come back or hand the room over.',
-  retrying: 'Connection lost — reconnecting…',
-  closed: 'Disconnected from the room.',
+  retrying: 'Lost the connection to the server. Reconnecting… The video keeps playing meanwhile.',
+  closed: 'Disconnected from the room. Reload the page to try again.',
 };
+
+/** Short words for the connection pill (by the client's connection state). */
+const CONNECTION_PILL = { connecting: 'connecting…', open: 'connected', retrying: 'reconnecting…', closed: 'disconnected' };
+
+/** "You are …" by role. */
+const ROLE_TEXT = { host: 'You are the host', controller: 'You are a controller', viewer: 'You are a viewer' };
+
+/** Capitalised, with a full stop: `text` as a sentence. */
+function sentence(text) {
+  const t = String(text || '').trim();
+  if (!t) return '';
+  const s = t[0].toUpperCase() + t.slice(1);
+  return /[.!?…]$/.test(s) ? s : s + '.';
+}
 
 export function roomPage(main, { roomId, me, setBanner, navigate }) {
   const ctx = {
     roomId, me, room: null, role: null, policy: null, client: null,
     closed: false, roster: [], you: String(me.id), queue: { items: [], index: 0 }, titles: new Map(),
-    media: [], dragging: false, timers: [], unsubs: [],
+    media: [], dragging: false, timers: [], unsubs: [], removed: new Set(), connected: false,
   };
   const msg = messageBox('room-message');
   mount(main, h('h1', { id: 'room-title' }, 'Joining room…'), msg);
@@ -119,7 +134,8 @@ async function enter(ctx, main, msg, setBanner, navigate) {
       video: ui.video,
     });
   } catch (e) {
-    showMessage(ui.msg, 'Could not start the room connection: ' + describeError(e));
+    console.error('RoomClient.join failed:', e);
+    showMessage(ui.msg, 'Could not start the room connection. Reload the page to try again.');
     return;
   }
   window.__watchparty_room = ctx.client;
@@ -151,15 +167,29 @@ async function joinOverRest(ctx, main, msg) {
       return passwordPrompt(ctx, main, msg);
     }
     if (e instanceof ApiError && e.status === 404) {
-      showMessage(msg, 'This room does not exist, or it is invite-only and you are not invited (no access).');
+      // The server never says whether a room exists to people outside it.
+      showMessage(msg, notInvitedText(ctx.me));
       return null;
     }
     if (e instanceof ApiError && e.status === 403 && e.code === 'forbidden') {
-      showMessage(msg, 'You cannot join this room (no access): you were removed, or the video is not shared with you.');
+      showMessage(msg, /removed/.test(e.message || '')
+        ? `The host removed you from this room. Ask the host to invite ${ctx.me.username} again.`
+        : 'You cannot join this room: the video is not shared with you. Ask the server admin for access.');
       return null;
     }
     throw e;
   }
+}
+
+/**
+ * What a person outside an invite-only room reads. An invite link (with the
+ * host's key after `#k=`) names a room that exists; a bare address may be
+ * mistyped, and the server never says which.
+ */
+export function notInvitedText(me) {
+  return hostKeyFromFragment()
+    ? `You are not invited to this room. Ask the host to invite ${me.username}.`
+    : `This room does not exist, or you are not invited to it. If someone sent you the link, ask them to invite ${me.username}.`;
 }
 
 function passwordPrompt(ctx, main, msg) {
@@ -215,8 +245,8 @@ function render(ctx, main, setBanner, navigate) {
     ui.autoplay.hidden = true;
   });
   ui.mediaTitle = h('p', { id: 'media-title', class: 'muted' }, '');
-  ui.conn = h('span', { id: 'conn-status', class: 'pill' }, 'connecting');
-  ui.roleLabel = h('span', { id: 'my-role', class: 'pill' }, ctx.role);
+  ui.conn = h('span', { id: 'conn-status', class: 'pill' }, CONNECTION_PILL.connecting);
+  ui.roleLabel = h('span', { id: 'my-role', class: 'pill' }, ROLE_TEXT[ctx.role] || '');
 
   // Transport controls.
   const cmd = (c) => send(ctx, ui, c);
@@ -263,6 +293,7 @@ function render(ctx, main, setBanner, navigate) {
   ui.members = h('ul', { id: 'members', class: 'plain members', 'aria-label': 'Members' });
   // Queue.
   ui.queue = h('ol', { id: 'queue', class: 'queue', 'aria-label': 'Queue' });
+  ui.queueEmpty = h('p', { id: 'queue-empty', class: 'muted', hidden: true }, 'The queue is empty.');
   ui.queueAddSel = h('select', { id: 'queue-add-select', 'aria-label': 'Video to add' },
     ctx.media.map((m) => h('option', { value: m.id }, m.title)));
   ui.queueAdd = h('button', { id: 'queue-add', type: 'button', onclick: () => {
@@ -274,13 +305,11 @@ function render(ctx, main, setBanner, navigate) {
   ui.next = h('button', { id: 'queue-next', type: 'button', onclick: () => cmd({ type: 'next' }) }, 'Skip ⏭');
   // Chat.
   ui.chatLog = h('ul', { id: 'chat-log', class: 'chat-log', 'aria-live': 'polite', 'aria-label': 'Chat messages' });
-  ui.chatInput = h('input', { id: 'chat-input', type: 'text', maxlength: CHAT_MAX_CHARS, autocomplete: 'off', 'aria-describedby': 'chat-count' });
-  ui.chatCount = h('small', { id: 'chat-count', class: 'muted' }, `0/${CHAT_MAX_CHARS}`);
-  ui.chatInput.addEventListener('input', () => {
-    const n = [...ui.chatInput.value].length;
-    ui.chatCount.textContent = `${n}/${CHAT_MAX_CHARS}`;
-    ui.chatCount.classList.toggle('warn', n > CHAT_MAX_CHARS - 50);
-  });
+  // No `maxlength`: the browser would cut pasted text silently. Over the
+  // limit the counter says so and Send is off.
+  ui.chatInput = h('input', { id: 'chat-input', type: 'text', autocomplete: 'off', 'aria-describedby': 'chat-count' });
+  ui.chatCount = h('small', { id: 'chat-count', class: 'muted', 'aria-live': 'polite' }, `0/${CHAT_MAX_CHARS}`);
+  ui.chatInput.addEventListener('input', () => updateChatCount(ctx, ui));
   ui.chatSend = h('button', { id: 'chat-send', type: 'submit' }, 'Send');
   const chatForm = h('form', { id: 'chat-form', class: 'chat-form' },
     h('label', { for: 'chat-input', class: 'sr-only' }, 'Chat message'), ui.chatInput, ui.chatSend, ui.chatCount);
@@ -288,9 +317,9 @@ function render(ctx, main, setBanner, navigate) {
     ev.preventDefault();
     const text = ui.chatInput.value;
     if (!text.trim()) return;
-    if ([...text].length > CHAT_MAX_CHARS) { showMessage(ui.msg, `Chat messages are limited to ${CHAT_MAX_CHARS} characters.`); return; }
+    if ([...text].length > CHAT_MAX_CHARS) { showMessage(ui.msg, chatTooLongText([...text].length)); return; }
     send(ctx, ui, { type: 'chat', text }).then((ok) => {
-      if (ok) { ui.chatInput.value = ''; ui.chatCount.textContent = `0/${CHAT_MAX_CHARS}`; }
+      if (ok) { ui.chatInput.value = ''; updateChatCount(ctx, ui); }
     });
   });
   ui.reactions = h('div', { class: 'reactions', role: 'group', 'aria-label': 'Quick reactions' },
@@ -298,6 +327,19 @@ function render(ctx, main, setBanner, navigate) {
 
   // Host tools.
   ui.invite = h('input', { id: 'invite-link', readonly: true, value: inviteLink(ctx), 'aria-label': 'Invite link' });
+  ui.inviteNote = h('p', { id: 'invite-note', class: 'muted' });
+  ui.inviteUser = h('input', { id: 'invite-username', type: 'text', autocomplete: 'off', maxlength: 32, list: 'invite-audience', placeholder: 'username', 'aria-label': 'Username to invite' });
+  ui.inviteAudience = h('datalist', { id: 'invite-audience' });
+  ui.inviteRole = h('select', { id: 'invite-role', 'aria-label': 'Role of the person invited' },
+    h('option', { value: 'viewer' }, 'viewer'), h('option', { value: 'controller' }, 'controller'));
+  ui.inviteSend = h('button', { id: 'invite-send', type: 'submit' }, 'Invite');
+  ui.inviteMsg = h('p', { id: 'invite-message', class: 'message', role: 'status', hidden: true });
+  ui.invitePending = h('ul', { id: 'invite-pending', class: 'plain', 'aria-label': 'Invited, not joined yet' });
+  ui.inviteForm = h('form', { id: 'invite-form', class: 'invite-form' },
+    h('label', { for: 'invite-username' }, 'Invite someone'),
+    h('div', { class: 'row wrap' }, ui.inviteUser, ui.inviteAudience, ui.inviteRole, ui.inviteSend),
+    ui.inviteMsg, ui.invitePending);
+  ui.inviteForm.addEventListener('submit', (ev) => { ev.preventDefault(); inviteFromRoom(ctx, ui); });
   ui.copy = h('button', { id: 'copy-invite', type: 'button' }, 'Copy invite link');
   ui.copy.addEventListener('click', async () => {
     try { await navigator.clipboard.writeText(ui.invite.value); ui.copy.textContent = 'Copied'; } catch (_) {
@@ -340,13 +382,16 @@ function render(ctx, main, setBanner, navigate) {
       h('aside', { class: 'side' },
         h('section', { class: 'card', 'aria-labelledby': 'members-h' }, h('h2', { id: 'members-h' }, 'Members'), ui.members),
         h('section', { class: 'card', 'aria-labelledby': 'chat-h' }, h('h2', { id: 'chat-h' }, 'Chat'), ui.chatLog, ui.reactions, chatForm),
-        h('section', { class: 'card', 'aria-labelledby': 'queue-h' }, h('h2', { id: 'queue-h' }, 'Queue'), ui.queue,
+        h('section', { class: 'card', 'aria-labelledby': 'queue-h' }, h('h2', { id: 'queue-h' }, 'Queue'), ui.queue, ui.queueEmpty,
           h('div', { class: 'row wrap', id: 'queue-tools' }, ui.prev, ui.next, ui.queueAddSel, ui.queueAdd)),
-        h('section', { class: 'card', 'aria-labelledby': 'invite-h' }, h('h2', { id: 'invite-h' }, 'Invite'), h('div', { class: 'row' }, ui.invite, ui.copy)),
+        h('section', { class: 'card', 'aria-labelledby': 'invite-h' }, h('h2', { id: 'invite-h' }, 'Invite'),
+          h('div', { class: 'row' }, ui.invite, ui.copy), ui.inviteNote, ui.inviteForm),
         ui.hostTools)));
   ctx.onKey = (ev) => keyboard(ctx, ui, ev);
   document.addEventListener('keydown', ctx.onKey);
   renderMembersFromRest(ctx, ui);
+  renderInvites(ctx, ui);
+  loadAudience(ctx, ui);
   setEnabled(ctx, ui, false);
   return ui;
 }
@@ -384,18 +429,48 @@ async function send(ctx, ui, cmd) {
     showMessage(ui.msg, '');
     return true;
   } catch (e) {
-    showMessage(ui.msg, 'Refused: ' + describeError(e));
+    // The client's refusals are already plain words (what happened and
+    // what to do); shown as one sentence.
+    showMessage(ui.msg, sentence(describeError(e)));
     return false;
   }
 }
 
+/** The message for chat text of `n` characters, over the limit. */
+export function chatTooLongText(n) {
+  return `Chat messages can be at most ${CHAT_MAX_CHARS} characters; this one has ${n}. Shorten it to send it.`;
+}
+
+function updateChatCount(ctx, ui) {
+  const n = [...ui.chatInput.value].length;
+  const over = n > CHAT_MAX_CHARS;
+  ui.chatCount.textContent = over ? `${n}/${CHAT_MAX_CHARS} — too long by ${n - CHAT_MAX_CHARS}` : `${n}/${CHAT_MAX_CHARS}`;
+  ui.chatCount.classList.toggle('warn', n > CHAT_MAX_CHARS - 50);
+  ui.chatCount.classList.toggle('over', over);
+  ui.chatSend.disabled = over || !ctx.connected || !canChat(ctx);
+}
+
+/**
+ * Our role now. Once joined, the room client's session is the truth (it
+ * applies the host-signed role grants the moment they arrive); the REST
+ * view may still be older then.
+ */
+function syncRole(ctx) {
+  const st = ctx.client ? safeStatus(ctx) : null;
+  if (st && st.role) ctx.role = st.role;
+  return ctx.role;
+}
+
 function setEnabled(ctx, ui, connected) {
+  ctx.connected = connected;
   const on = (el, yes, why) => {
     el.disabled = !yes;
     if (!yes && why) el.title = why; else el.removeAttribute('title');
   };
-  const role = ctx.role;
-  const why = role === 'viewer' ? 'Viewers cannot control playback' : 'Not allowed by the room policy';
+  const role = syncRole(ctx);
+  const why = role === 'viewer'
+    ? 'Only the host and controllers can control playback; ask the host to make you a controller'
+    : 'The room\'s rules do not let controllers do this';
   on(ui.play, connected && can(ctx, 'play'), why);
   on(ui.pause, connected && can(ctx, 'pause'), why);
   on(ui.seek, connected && can(ctx, 'seek'), why);
@@ -403,15 +478,19 @@ function setEnabled(ctx, ui, connected) {
   on(ui.fwd, connected && can(ctx, 'seek'), why);
   on(ui.rate, connected && can(ctx, 'rate'), why);
   const q = connected && canEditQueue(ctx);
-  for (const el of [ui.prev, ui.next, ui.queueAdd, ui.queueAddSel]) on(el, q, why);
+  for (const el of [ui.queueAdd, ui.queueAddSel]) on(el, q, why);
   on(ui.chatInput, connected && canChat(ctx), 'Viewers may not chat in this room');
   on(ui.chatSend, connected && canChat(ctx));
+  updateChatCount(ctx, ui);
   for (const b of ui.reactions.querySelectorAll('button')) on(b, connected);
   on(ui.freeWatch, connected);
   on(ui.resync, connected);
   ui.hostTools.hidden = role !== 'host';
   ui.leave.hidden = role === 'host';
-  ui.roleLabel.textContent = `you: ${role}`;
+  ui.roleLabel.textContent = ROLE_TEXT[role] || '';
+  ui.roleLabel.dataset.role = role || '';
+  ui.inviteForm.hidden = role !== 'host';
+  ui.inviteNote.textContent = inviteNote(ctx);
   renderQueue(ctx, ui);
   renderMembers(ctx, ui);
 }
@@ -421,11 +500,12 @@ function setEnabled(ctx, ui, connected) {
 function onEvent(ctx, ui, ev, setBanner) {
   switch (ev.type) {
     case 'connection': {
-      ui.conn.textContent = ev.state;
+      // `detail` (close codes, server reasons) is for diagnostics only.
+      ui.conn.textContent = CONNECTION_PILL[ev.state] || '';
       ui.conn.dataset.state = ev.state;
       if (ev.state === 'open') setBanner('');
-      else if (ev.state === 'retrying') setBanner(ERROR_TEXT.retrying + (ev.detail ? ` (${ev.detail})` : ''), 'warn');
-      else if (ev.state === 'closed') { setBanner(ERROR_TEXT.closed + (ev.detail ? ` ${ev.detail}` : ''), 'error'); setEnabled(ctx, ui, false); }
+      else if (ev.state === 'retrying') setBanner(CONNECTION_TEXT.retrying, 'warn');
+      else if (ev.state === 'closed') { if (!ctx.fatalShown) setBanner(CONNECTION_TEXT.closed, 'error'); setEnabled(ctx, ui, false); }
       break;
     }
     case 'joined':
@@ -444,17 +524,21 @@ function onEvent(ctx, ui, ev, setBanner) {
       renderMembers(ctx, ui);
       break;
     case 'member_joined':
+      ctx.removed.delete(String(ev.user_id));
+      refreshRoom(ctx, ui);
+      break;
     case 'member_left':
       refreshRoom(ctx, ui);
       break;
     case 'host_left':
-      setBanner(ERROR_TEXT.host_left, 'warn');
+      setBanner(CONNECTION_TEXT.host_left, 'warn');
       break;
     case 'host_changed':
       ctx.host = String(ev.host);
       if (ev.us) ctx.role = 'host';
       else if (ctx.role === 'host') ctx.role = 'controller';
-      setBanner(ev.us ? 'You are now the host.' : 'The room has a new host.', 'info');
+      setBanner(ev.us ? 'You are now the host.' : `${nameOf(ctx, ev.host)} is now the host.`, 'info');
+      setEnabled(ctx, ui, ctx.connected);
       refreshRoom(ctx, ui);
       break;
     case 'host_change_refused':
@@ -463,14 +547,23 @@ function onEvent(ctx, ui, ev, setBanner) {
       setBanner(ev.message, 'warn');
       break;
     case 'role_changed':
-      if (String(ev.member) === ctx.you) ctx.role = ev.role;
+      if (String(ev.member) === ctx.you) {
+        ctx.role = ev.role;
+        showMessage(ui.msg, ev.role === 'controller'
+          ? 'The host made you a controller: you can now control playback.'
+          : 'The host made you a viewer.', 'info');
+      }
+      for (const m of ctx.roster) if (String(m.user_id) === String(ev.member)) m.role = ev.role;
+      setEnabled(ctx, ui, ctx.connected);
       refreshRoom(ctx, ui);
       break;
     case 'kicked':
       if (ev.us) {
-        showMessage(ui.msg, 'You were removed from the room by the host.');
+        showMessage(ui.msg, 'The host removed you from this room.');
         setEnabled(ctx, ui, false);
       } else {
+        ctx.removed.add(String(ev.member));
+        renderMembers(ctx, ui);
         refreshRoom(ctx, ui);
       }
       break;
@@ -485,12 +578,12 @@ function onEvent(ctx, ui, ev, setBanner) {
       if (ev.rate) ui.rate.value = String(ev.rate);
       break;
     case 'media':
-      if (ev.state === 'failed') showMessage(ui.msg, 'The video could not be loaded: ' + (ev.error || 'unknown error'));
+      if (ev.state === 'failed') showMessage(ui.msg, 'The video could not be loaded. Check your connection, then reload the page.');
       ui.mediaTitle.textContent = (ev.title || ctx.titles.get(String(ev.media_id)) || '') + (ev.state === 'loading' ? ' (loading…)' : '');
       if (ev.state === 'ready') ensureSubtitles(ctx, ui);
       break;
     case 'policy':
-      if (ev.policy) { ctx.sessionPolicy = ev.policy; setEnabled(ctx, ui, true); }
+      if (ev.policy) { ctx.sessionPolicy = ev.policy; setEnabled(ctx, ui, ctx.connected); }
       break;
     case 'queue':
       ctx.queue = { items: ev.items || [], index: ev.index || 0 };
@@ -514,9 +607,10 @@ function onEvent(ctx, ui, ev, setBanner) {
       break;
     case 'error':
       showMessage(ui.msg, friendlyError(ev));
+      if (FATAL_CODES.has(ev.code)) ctx.fatalShown = true;
       break;
     case 'room_ended':
-      showMessage(ui.msg, 'The room has ended' + (ev.reason ? ` (${ev.reason})` : '') + '.');
+      showMessage(ui.msg, ENDED_TEXT[ev.reason] || ENDED_TEXT.closed);
       setBanner('');
       setEnabled(ctx, ui, false);
       break;
@@ -525,27 +619,73 @@ function onEvent(ctx, ui, ev, setBanner) {
   }
 }
 
+/** Why a room ended, as people read it (by the event's `reason`). */
+const ENDED_TEXT = {
+  closed: 'The host ended the room.',
+  expired: 'The room ended because nobody used it for a long time.',
+  kicked: 'The host removed you from this room.',
+  other: 'The room has ended.',
+};
+
+/** Error codes after which the client stops (no reconnect). */
+const FATAL_CODES = new Set(['auth', 'unauthorized', 'not_member', 'bad_url', 'session']);
+
+/**
+ * Plain words for the room client's error events, by code. Codes and the
+ * client's own `message` never reach the page as they are.
+ */
+const ERROR_EVENT_TEXT = {
+  auth: 'Your sign-in has expired. Sign in again to rejoin the room.',
+  unauthorized: 'Your sign-in has expired. Sign in again to rejoin the room.',
+  not_member: 'You are no longer a member of this room, or it has ended. Ask the host to invite you again.',
+  bad_url: 'Could not connect to the room server. Reload the page to try again.',
+  session: 'Could not start the room here. Reload the page to try again.',
+  webrtc: 'Your browser could not open a connection to another member. Reloading the page may help.',
+  certificate_refused: 'A member\'s pass for this room could not be checked, so you are not connected to them. It usually sorts itself out when they reconnect.',
+  certificate_expired: 'A member\'s pass for this room expired; they reconnect on their own.',
+  server_key_mismatch: 'The server answered with a different identity than before, so it is not trusted. Tell the server operator.',
+  binding_mismatch: 'The connection to the host could not be verified and was closed for safety. Tell the server operator if this keeps happening.',
+  forbidden: 'The server did not allow that.',
+  bad_request: 'The server did not understand a message from this page. Reload the page.',
+  unsupported_protocol: 'This page is older than the server. Reload the page.',
+  not_found: 'That room or member no longer exists.',
+  room_full: 'The room is full.',
+  rate_limited: 'Too many messages at once; wait a moment and try again.',
+  internal: 'The server had a problem. Try again in a moment.',
+};
+
+/** What a failed host action (over REST) means to the host, by `what`. */
+const REST_ACTION_TEXT = {
+  'role change': 'The server did not accept the role change. Reload the page to see the current roles.',
+  kick: 'The server did not remove that member. Reload the page and try again.',
+  handoff: 'The server did not hand the room over (the new host must be in the room). Try again.',
+};
+
 function friendlyError(ev) {
-  switch (ev.code) {
-    case 'auth': case 'unauthorized': return 'Your session expired; sign in again.';
-    case 'not_member': return 'You are no longer a member of this room (no access).';
-    case 'room_full': return 'The room is full.';
-    case 'host_gone': return 'The host is gone.';
-    default: return ev.message || ev.code || 'error';
+  if (ev.code === 'refused') return sentence(ev.message || 'The host refused the request');
+  if (ev.code === 'rest') {
+    const what = ev.what || Object.keys(REST_ACTION_TEXT).find((w) => String(ev.message || '').startsWith(w));
+    return REST_ACTION_TEXT[what] || 'The server did not accept that. Try again.';
   }
+  return ERROR_EVENT_TEXT[ev.code] || 'Something went wrong in the room connection. Reloading the page may help.';
 }
 
 async function refreshRoom(ctx, ui) {
   try {
     const room = await api('GET', `/api/v1/rooms/${ctx.roomId}`);
+    if (ctx.closed) return;
     ctx.room = room;
     ctx.policy = room.policy;
     // The server's record of roles can be overruled by the room itself: a
     // host that refused a host change it never signed is still the host.
+    // Before the session joined, the REST role is all we know; after it,
+    // the session's (host-signed, applied at once) wins over this read,
+    // which can be older than the grant that prompted it.
     const st = safeStatus(ctx);
     if (st && st.is_host) ctx.role = 'host';
-    else if (room.my_role) ctx.role = room.my_role;
-    setEnabled(ctx, ui, !!ctx.client);
+    else if (room.my_role && !(ctx.client && st && st.role)) ctx.role = room.my_role;
+    renderInvites(ctx, ui);
+    setEnabled(ctx, ui, !!ctx.client && ctx.connected);
   } catch (_) { /* shown through events */ }
 }
 
@@ -590,51 +730,192 @@ function addChat(ctx, ui, from, name, text, atMs, isReaction) {
 
 function renderMembersFromRest(ctx, ui) {
   ctx.roster = ctx.room.members.filter((m) => m.status === 'joined').map((m) => ({
-    user_id: m.user_id, name: m.display_name, role: m.role, online: false, connection: 'offline',
+    user_id: m.user_id, name: m.display_name, role: m.role, online: false, connection: 'unknown',
   }));
   renderMembers(ctx, ui);
 }
 
-function fmtMs(v) { return Number.isFinite(v) ? `${Math.round(v)} ms` : '–'; }
+/** Playback offsets under this many ms read as "in sync". */
+const IN_SYNC_MS = 20;
 
-function syncText(offset, error, rtt, buffering, waitedFor) {
-  let t = `offset ${fmtMs(offset)} · error ${fmtMs(error)}`;
-  if (Number.isFinite(rtt)) t += ` · rtt ${fmtMs(rtt)}`;
-  if (buffering) t += ' · buffering…';
-  if (waitedFor === false) t += ' · kept stalling: the room does not wait for them';
-  return t;
+/**
+ * The sync figure of a member: how far its playback is from the room's
+ * (the member's own measurement for us, its report for the host), never a
+ * clock difference between machines. Empty when this page does not know.
+ * A member whose player kept stalling (the host's hold allowance ran out)
+ * says so: the room plays on without waiting for it.
+ */
+function syncText(errorMs, buffering, detached, waitedFor) {
+  if (detached) return 'watching on their own (free watch)';
+  if (waitedFor === false) return 'kept stalling: the room does not wait for them';
+  if (buffering) return 'loading the video…';
+  if (!Number.isFinite(errorMs)) return '';
+  const ms = Math.round(Math.abs(errorMs));
+  if (ms < IN_SYNC_MS) return `in sync (${ms} ms off)`;
+  return `${ms} ms ${errorMs > 0 ? 'ahead of' : 'behind'} the room`;
 }
 
-function renderMembers(ctx, ui, force) {
+/** Words for a member's connection to us. */
+function connectionText(state, online) {
+  switch (state) {
+    case 'connected': return 'connected';
+    case 'connecting': return 'connecting…';
+    case 'disconnected': return 'reconnecting…';
+    case 'failed': return 'connection failed';
+    case 'none': return online ? 'not connected yet' : 'away';
+    case 'unknown': return '';
+    default: return online ? 'here' : 'away';
+  }
+}
+
+/**
+ * Renders the member list in place: existing rows are updated, not rebuilt,
+ * so the host's buttons keep the keyboard focus while roles change.
+ */
+function renderMembers(ctx, ui) {
   if (!ui.members) return;
-  // Do not rebuild under the keyboard focus (host actions live in this list).
-  if (!force && ui.members.contains(document.activeElement)) return;
   const status = ctx.client ? safeStatus(ctx) : null;
   const peers = new Map(((status && status.peers) || []).map((p) => [String(p.user_id), p]));
-  const items = ctx.roster.map((m) => {
+  const hostView = ctx.role === 'host';
+  ui.memberRows = ui.memberRows || new Map();
+  const rows = [];
+  const seen = new Set();
+  for (const m of ctx.roster) {
     const id = String(m.user_id);
-    const p = peers.get(id) || {};
+    if (ctx.removed.has(id) || seen.has(id)) continue;
+    seen.add(id);
     const you = id === ctx.you;
-    const offset = m.offset_ms ?? p.offset_ms;
-    const error = m.error_ms ?? p.error_ms;
-    const buffering = m.buffering ?? p.buffering;
-    const li = h('li', { class: 'member', 'data-user': id },
-      h('span', { class: 'name' }, nameOf(ctx, id) + (you ? ' (you)' : '')),
-      h('span', { class: 'pill role' }, m.role),
-      h('span', { class: 'pill conn', 'data-state': m.connection || (m.online ? 'online' : 'offline') }, m.connection || (m.online ? 'online' : 'offline')),
-      h('small', { class: 'sync muted' }, syncText(offset, error, m.rtt_ms ?? p.rtt_ms, buffering, m.waited_for ?? p.waited_for)));
-    if (ctx.role === 'host' && !you && m.role !== 'host') {
-      const role = h('select', { 'aria-label': `Role of ${nameOf(ctx, id)}` },
-        h('option', { value: 'viewer', selected: m.role === 'viewer' }, 'viewer'),
-        h('option', { value: 'controller', selected: m.role === 'controller' }, 'controller'));
-      role.addEventListener('change', () => send(ctx, ui, { type: 'set_role', member: id, role: role.value }));
-      li.appendChild(h('span', { class: 'actions' }, role,
-        h('button', { type: 'button', 'aria-label': `Make ${nameOf(ctx, id)} the host`, onclick: () => { if (confirm('Hand the room over?')) send(ctx, ui, { type: 'handoff', member: id }); } }, 'Make host'),
-        h('button', { type: 'button', class: 'danger', 'aria-label': `Remove ${nameOf(ctx, id)}`, onclick: () => { if (confirm('Remove this member?')) send(ctx, ui, { type: 'kick', member: id }); } }, 'Remove')));
+    const p = peers.get(id) || {};
+    let row = ui.memberRows.get(id);
+    if (!row) {
+      row = {
+        name: h('span', { class: 'name' }),
+        role: h('span', { class: 'pill role' }),
+        conn: h('span', { class: 'pill conn' }),
+        sync: h('small', { class: 'sync muted' }),
+        actions: null,
+        actionsKey: null,
+      };
+      row.li = h('li', { class: 'member', 'data-user': id }, row.name, row.role, row.conn, row.sync);
+      ui.memberRows.set(id, row);
     }
-    return li;
-  });
-  mount(ui.members, items.length ? items : h('li', { class: 'muted' }, 'Nobody here yet.'));
+    const name = nameOf(ctx, id);
+    setText(row.name, name + (you ? ' (you)' : ''));
+    setText(row.role, m.role);
+    row.li.dataset.role = m.role;
+    const state = you ? 'self' : (m.connection || (m.online ? 'online' : 'offline'));
+    row.conn.hidden = you;
+    row.conn.dataset.state = state;
+    setText(row.conn, connectionText(state, m.online));
+    let err = m.error_ms ?? p.error_ms;
+    let buffering = m.buffering ?? p.buffering;
+    let detached = p.detached;
+    if (you) {
+      // Our own offset from the room, as our sync engine measures it.
+      err = status && status.sync && ctx.role !== 'host' ? status.sync.error_ms : null;
+      buffering = false;
+      detached = !!(status && status.free_watch);
+    }
+    if (m.role === 'host') err = null; // the host's playback is the room's
+    setText(row.sync, syncText(err, buffering, detached, you ? null : (m.waited_for ?? p.waited_for)));
+    const key = hostView && !you && m.role !== 'host' ? 'guest' : '';
+    if (row.actionsKey !== key) {
+      if (row.actions) row.actions.remove();
+      row.actions = key ? memberActions(ctx, ui, id) : null;
+      row.actionsKey = key;
+      if (row.actions) row.li.appendChild(row.actions);
+    }
+    if (row.actions) {
+      const toggle = row.actions.querySelector('.role-toggle');
+      const next = m.role === 'controller' ? 'viewer' : 'controller';
+      toggle.dataset.role = next;
+      setText(toggle, next === 'controller' ? 'Make controller' : 'Make viewer');
+      toggle.setAttribute('aria-label', `Make ${name} a ${next}`);
+    }
+    rows.push(row.li);
+  }
+  for (const id of [...ui.memberRows.keys()]) if (!seen.has(id)) ui.memberRows.delete(id);
+  const current = [...ui.members.children];
+  if (rows.length === 0) {
+    mount(ui.members, h('li', { class: 'muted' }, 'Nobody here yet.'));
+  } else if (current.length !== rows.length || current.some((el, i) => el !== rows[i])) {
+    mount(ui.members, rows);
+  }
+}
+
+function setText(el, text) {
+  if (el.textContent !== text) el.textContent = text;
+}
+
+function memberActions(ctx, ui, id) {
+  const name = () => nameOf(ctx, id);
+  const toggle = h('button', { type: 'button', class: 'role-toggle' });
+  toggle.addEventListener('click', () => send(ctx, ui, { type: 'set_role', member: id, role: toggle.dataset.role }));
+  return h('span', { class: 'actions' }, toggle,
+    h('button', { type: 'button', class: 'make-host', 'aria-label': `Make ${name()} the host`, onclick: () => { if (confirm(`Hand the room over to ${name()}?`)) send(ctx, ui, { type: 'handoff', member: id }); } }, 'Make host'),
+    h('button', { type: 'button', class: 'danger remove', 'aria-label': `Remove ${name()}`, onclick: () => { if (confirm(`Remove ${name()} from the room?`)) send(ctx, ui, { type: 'kick', member: id }); } }, 'Remove'));
+}
+
+// ------------------------------------------------------------------ invites
+
+function inviteNote(ctx) {
+  const room = ctx.room || {};
+  if (room.invite_only) {
+    return ctx.role === 'host'
+      ? 'Only people you invite can join, even with the link. Invite them below, then send them the link.'
+      : 'Only people the host invites can join, even with the link.';
+  }
+  return room.has_password
+    ? 'Anyone with the link and the room password can join.'
+    : 'Anyone with the link can join.';
+}
+
+/** The host's list of people invited who have not joined yet. */
+function renderInvites(ctx, ui) {
+  if (!ui.invitePending) return;
+  const invited = ((ctx.room && ctx.room.members) || []).filter((m) => m.status === 'invited');
+  mount(ui.invitePending, invited.map((m) => h('li', { class: 'invited', 'data-user': String(m.user_id) },
+    `${m.display_name} (${m.username}) — invited as ${m.role}, not joined yet`)));
+}
+
+/** Suggestions for the invite box: people who may watch the room's video. */
+async function loadAudience(ctx, ui) {
+  if (!ctx.room || !ctx.room.media_id || ctx.room.my_role !== 'host') return;
+  try {
+    const people = await api('GET', `/api/v1/media/${ctx.room.media_id}/audience`);
+    mount(ui.inviteAudience, people.map((p) => h('option', { value: p.username }, p.display_name)));
+  } catch (_) { /* suggestions only */ }
+}
+
+async function inviteFromRoom(ctx, ui) {
+  const username = ui.inviteUser.value.trim().toLowerCase();
+  const role = ui.inviteRole.value;
+  const say = (text, kind) => { ui.inviteMsg.textContent = text; ui.inviteMsg.hidden = !text; ui.inviteMsg.className = 'message ' + (kind || 'info'); };
+  if (!username) { say('Type the username of the person to invite.', 'error'); return; }
+  ui.inviteSend.disabled = true;
+  try {
+    const room = await api('POST', `/api/v1/rooms/${ctx.roomId}/members`, { username, role });
+    if (room && room.members) { ctx.room = room; renderInvites(ctx, ui); }
+    ui.inviteUser.value = '';
+    say(`Invited ${username} as ${role}. Send them the link above; the invitation also waits for them under Invitations.`);
+  } catch (e) {
+    say(inviteErrorText(e, username), 'error');
+  } finally {
+    ui.inviteSend.disabled = false;
+  }
+}
+
+function inviteErrorText(e, username) {
+  if (!(e instanceof ApiError)) return describeError(e);
+  if (e.code === 'invalid_request') return `There is no user named ${username} on this server.`;
+  if (e.code === 'conflict') {
+    return /too many/.test(e.message || '')
+      ? 'The room has too many members and invitations; nobody more can be invited.'
+      : `${username} is already in the room or invited.`;
+  }
+  if (e.code === 'forbidden') return `${username} cannot watch this room's videos, so they cannot be invited. Ask the server admin to share the library with them.`;
+  if (e.code === 'room_ended') return 'The room has ended.';
+  return describeError(e);
 }
 
 function safeStatus(ctx) {
@@ -664,7 +945,18 @@ function renderQueue(ctx, ui) {
     }
     return li;
   });
-  mount(ui.queue, rows.length ? rows : h('li', { class: 'muted' }, 'The queue is empty.'));
+  mount(ui.queue, rows);
+  ui.queue.hidden = rows.length === 0;
+  ui.queueEmpty.hidden = rows.length !== 0;
+  // Previous/Skip only where there is somewhere to go.
+  const at = ctx.queue.index || 0;
+  const why = 'Only the host and controllers who may change the video can do this';
+  const canPrev = edit && ctx.connected && at > 0;
+  const canNext = edit && ctx.connected && at < ids.length - 1;
+  ui.prev.disabled = !canPrev;
+  ui.next.disabled = !canNext;
+  ui.prev.title = canPrev ? '' : (edit ? 'This is the first video in the queue' : why);
+  ui.next.title = canNext ? '' : (edit ? 'This is the last video in the queue' : why);
 }
 
 // ------------------------------------------------------------------ tick
@@ -677,6 +969,9 @@ function tick(ctx, ui) {
   const st = safeStatus(ctx);
   if (st) {
     if (typeof st.free_watch === 'boolean' && document.activeElement !== ui.freeWatch) ui.freeWatch.checked = st.free_watch;
+    // A role the session applied without an event for the page (e.g. a
+    // re-issued certificate) shows within one tick.
+    if (st.role && st.role !== ctx.role) setEnabled(ctx, ui, ctx.connected);
     ctx.ticks = (ctx.ticks || 0) + 1;
     if (ctx.ticks % 4 === 0) renderMembers(ctx, ui);
   }

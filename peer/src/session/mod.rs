@@ -173,6 +173,9 @@ pub struct Session {
     buffering: bool,
     player_ended: bool,
     last_position: MediaPos,
+    /// When `last_position` was read (a `Status` pairs the reading with
+    /// the room time of that instant, not of the send).
+    last_position_at: Option<LocalTime>,
     next_status_at: Option<LocalTime>,
     // host
     statuses: BTreeMap<UserId, MemberStatus>,
@@ -268,6 +271,7 @@ impl Session {
             buffering: false,
             player_ended: false,
             last_position: MediaPos::ZERO,
+            last_position_at: None,
             next_status_at: None,
             statuses: BTreeMap::new(),
             want_playing: false,
@@ -651,6 +655,7 @@ impl Session {
     pub fn handle_player(&mut self, obs: PlayerObservation, now: LocalTime) {
         self.advance(now);
         self.last_position = obs.position;
+        self.last_position_at = Some(obs.at);
         self.engine.handle_player(obs, now);
         self.drive(now);
     }
@@ -2209,12 +2214,19 @@ impl Session {
             return;
         }
         self.next_status_at = Some(now + self.cfg.status_interval);
-        let room_now = self.engine.room_time(now).unwrap_or(RoomTime::ZERO);
+        // The room time when the position was read: stamping the send
+        // instant instead would report a playing member up to one sampling
+        // interval behind.
+        let read_at = self
+            .last_position_at
+            .and_then(|t| self.engine.room_time(t))
+            .or_else(|| self.engine.room_time(now))
+            .unwrap_or(RoomTime::ZERO);
         let s = Message::Status(Status {
             readiness: self.readiness(),
             item: self.my_media,
             position: PositionMs::from_media_pos(self.last_position),
-            at: RoomMs::from_room_time(room_now),
+            at: RoomMs::from_room_time(read_at),
             detached: !self.engine.is_attached(),
         });
         if let Ok(bytes) = self.sign(&s, now) {

@@ -181,23 +181,23 @@ pub enum CommandError {
     #[error("not in a room")]
     NotJoined,
     /// Refused by role or policy.
-    #[error("refused: {0:?}")]
+    #[error("{0}")]
     Refused(RefuseReason),
     /// Only the host may do this.
     #[error("only the host may do this")]
     NotHost,
     /// The chat text breaks the chat rules.
-    #[error("invalid chat text: {0}")]
+    #[error("{0}")]
     Chat(#[from] ChatError),
     /// The reaction is not a short emoji.
-    #[error("invalid reaction")]
+    #[error("a reaction must be one short emoji")]
     Reaction,
     /// Not a member of the room.
-    #[error("unknown member {0}")]
+    #[error("that person is no longer in the room")]
     UnknownMember(UserId),
     /// The queue is too long, an index is out of range, or the room has no
     /// media loaded.
-    #[error("invalid state for this command")]
+    #[error("that is not possible right now")]
     InvalidState,
     /// The frame could not be encoded.
     #[error(transparent)]
@@ -206,7 +206,7 @@ pub enum CommandError {
     #[error("sequence numbers exhausted; a new epoch is needed")]
     SeqExhausted,
     /// Our own rate limit for this kind is spent (receivers would drop it).
-    #[error("rate limited; try again shortly")]
+    #[error("too many at once; wait a moment and try again")]
     RateLimited,
 }
 

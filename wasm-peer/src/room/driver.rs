@@ -356,13 +356,9 @@ impl Driver {
         let retry_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
         self.reconnect_at =
             Some(self.now() + watchparty_peer::time::TimeDelta::from_duration(delay));
-        let detail = if reason.is_empty() {
-            format!("connection lost (code {code})")
-        } else {
-            format!("connection lost: {reason}")
-        };
         self.emit(json!({
-            "type": "connection", "state": "retrying", "detail": detail, "retry_ms": retry_ms,
+            "type": "connection", "state": "retrying", "detail": view::close_text(code),
+            "close_code": code, "close_reason": reason, "retry_ms": retry_ms,
         }));
     }
 
@@ -948,7 +944,8 @@ impl Driver {
             Input::Player(p) => self.on_player(p),
             Input::MediaResolved { media, result } => self.on_media_resolved(&media, result),
             Input::RestFailed { what, message } => self.emit(json!({
-                "type": "error", "code": "rest", "message": format!("{what} failed: {message}"),
+                "type": "error", "code": "rest", "what": what,
+                "message": format!("{what} failed: {message}"),
             })),
             Input::Timer => self.on_timer(),
         }

@@ -143,7 +143,7 @@ pub fn event(e: &Event, session: Option<&Session>, wall_ms: f64) -> Option<Value
         }
         Event::RequestRefused { reason } => json!({
             "type": "error", "code": "refused",
-            "message": format!("the host refused the request ({reason:?})"),
+            "message": format!("the host refused the request: {reason}"),
         }),
         Event::BindingVerified(h) => json!({ "type": "binding_verified", "host": h.get() }),
         Event::BindingMismatch { host, pinned } => json!({
@@ -206,15 +206,28 @@ pub fn end_reason(r: EndReason) -> String {
 #[must_use]
 pub fn server_error_text(code: ErrorCode) -> &'static str {
     match code {
-        ErrorCode::Unauthorized => "not signed in or the session expired",
-        ErrorCode::Forbidden => "not allowed",
-        ErrorCode::BadRequest => "the server refused a malformed message",
-        ErrorCode::UnsupportedProtocol => "this page is too old for the server; reload",
-        ErrorCode::NotFound => "no such room or member",
+        ErrorCode::Unauthorized => "your sign-in has expired; sign in again",
+        ErrorCode::Forbidden => "the server did not allow that",
+        ErrorCode::BadRequest => {
+            "the server did not understand a message from this page; reload it"
+        }
+        ErrorCode::UnsupportedProtocol => "this page is older than the server; reload it",
+        ErrorCode::NotFound => "that room or member no longer exists",
         ErrorCode::RoomFull => "the room is full",
-        ErrorCode::RateLimited => "too many messages; slow down",
-        ErrorCode::Internal => "server error",
-        ErrorCode::Other => "error",
+        ErrorCode::RateLimited => "too many messages at once; wait a moment and try again",
+        ErrorCode::Internal => "the server had a problem; try again in a moment",
+        ErrorCode::Other => "the server refused that",
+    }
+}
+
+/// Plain words for a closed signaling connection (the close code and the
+/// server's reason stay diagnostics: they are not for people).
+#[must_use]
+pub fn close_text(code: u16) -> &'static str {
+    match code {
+        1001 => "the server is restarting",
+        1011 | 1013 => "the server is busy or had a problem",
+        _ => "the connection to the server dropped",
     }
 }
 
