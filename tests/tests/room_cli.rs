@@ -43,7 +43,15 @@ fn host_and_three_followers_stay_in_sync_through_storms_and_a_late_joiner() {
     for s in &snaps {
         assert_eq!(s["playback"]["paused"], false, "{s}");
         assert_eq!(s["playback"]["rate"], 1.25, "{s}");
-        assert!(s["drops"].as_object().is_some_and(|d| d.is_empty()), "{s}");
+        // The only drops an honest room causes: a forwarded copy of a host
+        // command that arrived after a newer one (docs/protocol.md §7.1),
+        // which a back-to-back storm makes likely.
+        assert!(
+            s["drops"]
+                .as_object()
+                .is_some_and(|d| d.keys().all(|k| k == "old_sequence")),
+            "{s}"
+        );
     }
 
     // Paused: everyone holds the same frame.
