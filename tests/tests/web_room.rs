@@ -601,7 +601,7 @@ async fn browser_host_refuses_a_server_installed_host_and_says_so() {
         "{after}"
     );
     let label = web_host.text(&web_host.find("#my-role").await).await;
-    assert_eq!(label, "you: host");
+    assert_eq!(label, "You are the host");
     let text = web_host.body_text().await;
     assert!(!text.contains("not_signed_by_host"), "{text}");
     web_host.close().await;
