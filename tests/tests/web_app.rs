@@ -63,8 +63,8 @@ async fn sign_in_create_room_invite_accept_and_refusals() {
     let leaks = alice
         .exec_async(
             "const done = arguments[arguments.length - 1]; \
-             import('/js/api.js').then(m => { const t = m.accessToken(); \
-             done(!t || location.href.includes(t) || [...Object.values(localStorage), ...Object.values(sessionStorage)].some(v => v.includes(t))); });",
+             import('/js/api.js').then(m => m.ready.then(() => { const t = m.accessToken(); \
+             done(!t || location.href.includes(t) || [...Object.values(localStorage), ...Object.values(sessionStorage)].some(v => v.includes(t))); }));",
             json!([]),
         )
         .await;
@@ -152,7 +152,7 @@ async fn sign_in_create_room_invite_accept_and_refusals() {
     // is refused with a clear message, the right one lets him in.
     let token = alice
         .exec_async(
-            "const done = arguments[arguments.length - 1]; import('/js/api.js').then(m => done(m.accessToken()));",
+            "const done = arguments[arguments.length - 1]; import('/js/api.js').then(m => m.ready.then(() => done(m.accessToken())));",
             json!([]),
         )
         .await;
