@@ -175,9 +175,9 @@ mod tests {
     #[test]
     fn cookie_round_trip() {
         let c = config();
-        let set = set(&c, "abc_DEF-123", 1_000, 400).unwrap();
+        let stored = set(&c, "abc_DEF-123", 1_000, 400).unwrap();
         assert_eq!(
-            set,
+            stored,
             "__Secure-watchparty_refresh=abc_DEF-123; Max-Age=600; Path=/api/v1/auth; HttpOnly; Secure; SameSite=Strict"
         );
         let h = headers(&[(
