@@ -110,6 +110,8 @@ pub struct NewSession {
     pub session_id: [u8; 16],
     /// The refresh token (only ever returned to the client).
     pub refresh_token: String,
+    /// When the session ends (Unix seconds).
+    pub expires_at: i64,
 }
 
 /// Creates a session for `user_id` with a first refresh token; trims old sessions.
@@ -121,6 +123,7 @@ pub async fn create_session(
     let session_id = random_bytes::<16>()?;
     let refresh_token = URL_SAFE_NO_PAD.encode(random_bytes::<REFRESH_TOKEN_BYTES>()?);
     let now = now_secs();
+    let expires_at = now.saturating_add(ttl_secs);
     let mut tx = begin_immediate(db).await?;
     sqlx::query(
         "INSERT INTO sessions (id, user_id, status, created_at, expires_at)
@@ -129,7 +132,7 @@ pub async fn create_session(
     .bind(session_id.as_slice())
     .bind(user_id)
     .bind(now)
-    .bind(now.saturating_add(ttl_secs))
+    .bind(expires_at)
     .execute(&mut *tx)
     .await?;
     sqlx::query(
@@ -156,6 +159,7 @@ pub async fn create_session(
     Ok(NewSession {
         session_id,
         refresh_token,
+        expires_at,
     })
 }
 
@@ -170,6 +174,8 @@ pub enum RefreshOutcome {
         session_id: [u8; 16],
         /// The replacement refresh token.
         refresh_token: String,
+        /// When the session ends (Unix seconds); rotation does not extend it.
+        expires_at: i64,
     },
     /// Unknown, expired, revoked, or the user is disabled.
     Invalid,
@@ -234,7 +240,37 @@ pub async fn rotate_refresh(db: &SqlitePool, presented: &str) -> Result<RefreshO
         user_id,
         session_id,
         refresh_token: new_token,
+        expires_at,
     })
+}
+
+/// The active session a refresh token belongs to, whether the token is the
+/// current one or an already-used one of the same session (logout by cookie:
+/// whoever holds an old token of the family could revoke the session through
+/// reuse detection anyway). `None` for unknown tokens and ended sessions.
+pub async fn active_session_of_refresh(
+    db: &SqlitePool,
+    presented: &str,
+) -> Result<Option<(i64, [u8; 16])>, ApiError> {
+    if presented.len() != REFRESH_TOKEN_CHARS {
+        return Ok(None);
+    }
+    let row: Option<(i64, Vec<u8>)> = sqlx::query_as(
+        "SELECT s.user_id, s.id
+           FROM refresh_tokens rt JOIN sessions s ON s.id = rt.session_id
+          WHERE rt.token_hash = ?1 AND s.status = 'active' AND s.expires_at > ?2",
+    )
+    .bind(hash_refresh(presented).as_slice())
+    .bind(now_secs())
+    .fetch_optional(db)
+    .await?;
+    row.map(|(user_id, sid)| {
+        let sid: [u8; 16] = sid
+            .try_into()
+            .map_err(|_| ApiError::internal("session id length"))?;
+        Ok((user_id, sid))
+    })
+    .transpose()
 }
 
 /// Revokes a session (logout).

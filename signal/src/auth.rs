@@ -7,6 +7,7 @@
 //! WebSocket (issue 5) can call [`authenticate`] with a token from elsewhere.
 
 use axum::extract::FromRequestParts;
+use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 
@@ -58,7 +59,12 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<AuthUser, Api
 
 /// Extracts the bearer token from the Authorization header.
 pub fn bearer_token(parts: &Parts) -> Option<&str> {
-    let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
+    bearer_from_headers(&parts.headers)
+}
+
+/// Extracts the bearer token from the Authorization header of `headers`.
+pub fn bearer_from_headers(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }

@@ -190,6 +190,13 @@ pub struct Config {
     pub access_token_ttl: Duration,
     /// Session / refresh-token lifetime.
     pub refresh_token_ttl: Duration,
+    /// Whether the web app's refresh-token cookie carries `Secure` (and the
+    /// `__Secure-` name prefix); default `true`. Browsers store such a cookie
+    /// only from a secure context (HTTPS, or `http://localhost` /
+    /// `http://127.0.0.1`), so only a plain-HTTP server reached by another
+    /// address needs `false` — and then the token crosses the network in
+    /// clear text. See docs/operations.md.
+    pub cookie_secure: bool,
     /// Signed stream URL lifetime (≤ [`MAX_STREAM_URL_TTL`]).
     pub stream_url_ttl: Duration,
     /// Maximum joined members per room (2..=[`ROOM_MAX_MEMBERS_LIMIT`]).
@@ -244,6 +251,7 @@ impl Config {
             cors_origins: Vec::new(),
             access_token_ttl: DEFAULT_ACCESS_TTL,
             refresh_token_ttl: DEFAULT_REFRESH_TTL,
+            cookie_secure: true,
             stream_url_ttl: DEFAULT_STREAM_URL_TTL,
             room_max_members: DEFAULT_ROOM_MAX_MEMBERS,
             room_idle_timeout: DEFAULT_ROOM_IDLE_TIMEOUT,
@@ -363,6 +371,14 @@ impl Config {
         Ok(())
     }
 
+    /// The browser origins the web app runs on: `[signaling]
+    /// allowed_origins`, else the origin of `public_url` (none when both are
+    /// unset). The signaling WebSocket and the refresh-cookie routes admit
+    /// browser requests only from these.
+    pub fn app_origins(&self) -> Vec<crate::ws::origin::Origin> {
+        crate::ws::origin::allowlist(&self.signaling.allowed_origins, self.public_url.as_deref())
+    }
+
     /// Whether TLS is configured.
     pub fn tls_enabled(&self) -> bool {
         self.tls_cert.is_some() && self.tls_key.is_some()
@@ -399,6 +415,8 @@ pub struct FileConfig {
     pub access_token_ttl_secs: Option<u64>,
     /// Seconds; see [`Config::refresh_token_ttl`].
     pub refresh_token_ttl_secs: Option<u64>,
+    /// See [`Config::cookie_secure`].
+    pub cookie_secure: Option<bool>,
     /// Seconds; see [`Config::stream_url_ttl`].
     pub stream_url_ttl_secs: Option<u64>,
     /// See [`Config::room_max_members`].
@@ -481,6 +499,9 @@ pub fn resolve(over: FileConfig, file: FileConfig) -> Result<Config, String> {
     }
     if let Some(v) = file.refresh_token_ttl_secs {
         c.refresh_token_ttl = secs(v);
+    }
+    if let Some(v) = file.cookie_secure {
+        c.cookie_secure = v;
     }
     if let Some(v) = file.stream_url_ttl_secs {
         c.stream_url_ttl = secs(v);

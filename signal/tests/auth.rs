@@ -295,6 +295,229 @@ async fn refresh_rotates_and_reuse_revokes_the_session() {
     s.stop().await;
 }
 
+/// The web app's origin in the cookie tests (the server's `public_url`).
+const APP: &str = "https://party.example.org";
+
+/// `Set-Cookie` of a fresh cookie login or refresh: exact attributes, a
+/// 43-character token, `Max-Age` = the rest of the session (30 days at login).
+fn assert_refresh_cookie_line(line: &str, ttl: u64) {
+    let (pair, attrs) = line.split_once("; Max-Age=").unwrap();
+    let token = pair.strip_prefix("__Secure-watchparty_refresh=").unwrap();
+    assert_eq!(token.len(), 43, "{line}");
+    let (max_age, rest) = attrs.split_once(';').unwrap();
+    let max_age: u64 = max_age.parse().unwrap();
+    assert!(max_age == ttl || max_age + 1 == ttl, "{line}");
+    assert_eq!(
+        rest, " Path=/api/v1/auth; HttpOnly; Secure; SameSite=Strict",
+        "{line}"
+    );
+}
+
+#[tokio::test]
+async fn refresh_cookie_login_rotation_csrf_reuse_and_logout() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), |c| c.public_url = Some(APP.into())).await;
+    s.add_user("erin", false).await;
+    let ttl = 30 * 24 * 3600;
+
+    // Asking for the cookie needs the CSRF header and the app's origin.
+    for (csrf, origin) in [
+        (false, Some(APP)),
+        (true, None),
+        (true, Some("https://evil.example")),
+        (true, Some("null")),
+    ] {
+        let mut req = s
+            .client
+            .post(s.url("/api/v1/auth/login"))
+            .json(&json!({"username": "erin", "password": PASSWORD, "refresh_cookie": true}));
+        if csrf {
+            req = req.header(CSRF_HEADER, "1");
+        }
+        if let Some(o) = origin {
+            req = req.header("origin", o);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{csrf} {origin:?}");
+        assert!(refresh_cookie(&r).is_none());
+    }
+
+    // Login: the refresh token only in the cookie, with the exact attributes.
+    let r = s.cookie_login("erin", APP).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let (c1, line) = refresh_cookie(&r).unwrap();
+    assert_refresh_cookie_line(&line, ttl);
+    let t1 = json(r).await;
+    assert!(t1.get("refresh_token").is_none(), "{t1}");
+    let access1 = t1["access_token"].as_str().unwrap().to_owned();
+    let me = |t: String| {
+        let s = &s;
+        async move { s.call(Method::GET, "/api/v1/me", &t, None).await.status() }
+    };
+    assert_eq!(me(access1.clone()).await, StatusCode::OK);
+
+    // Refresh by cookie without the CSRF header, from a foreign or missing
+    // origin: refused, and nothing rotates (the cookie still works after).
+    for (csrf, origin) in [
+        (false, Some(APP)),
+        (true, Some("https://evil.example")),
+        (true, Some("https://party.example.org.evil.example")),
+        (true, Some("http://party.example.org")),
+        (true, None),
+    ] {
+        let r = s
+            .cookie_post("/api/v1/auth/refresh", &c1, csrf, origin, None)
+            .await;
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{csrf} {origin:?}");
+        assert!(refresh_cookie(&r).is_none());
+    }
+    // No cookie at all: 401.
+    let r = s
+        .client
+        .post(s.url("/api/v1/auth/refresh"))
+        .header(CSRF_HEADER, "1")
+        .header("origin", APP)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+
+    // Refresh by cookie: a new access token, the cookie rotates.
+    let r = s
+        .cookie_post("/api/v1/auth/refresh", &c1, true, Some(APP), None)
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let (c2, line) = refresh_cookie(&r).unwrap();
+    assert_refresh_cookie_line(&line, ttl);
+    assert_ne!(c2, c1, "rotated");
+    let t2 = json(r).await;
+    assert!(t2.get("refresh_token").is_none(), "{t2}");
+    let access2 = t2["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(me(access2.clone()).await, StatusCode::OK);
+    let r = s
+        .cookie_post("/api/v1/auth/refresh", &c2, true, Some(APP), None)
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let (c3, _) = refresh_cookie(&r).unwrap();
+
+    // Reuse of an old cookie value: refused, the cookie deleted, and the
+    // whole session revoked (the newest cookie and every access token too).
+    let r = s
+        .cookie_post("/api/v1/auth/refresh", &c1, true, Some(APP), None)
+        .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let (gone, line) = refresh_cookie(&r).unwrap();
+    assert_eq!(gone, "__Secure-watchparty_refresh=");
+    assert!(line.contains("Max-Age=0"), "{line}");
+    let r = s
+        .cookie_post("/api/v1/auth/refresh", &c3, true, Some(APP), None)
+        .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "session revoked");
+    assert_eq!(me(access2).await, StatusCode::UNAUTHORIZED);
+
+    // Logout with the cookie (and the page's access token): the session
+    // ends and the cookie is deleted.
+    let r = s.cookie_login("erin", APP).await;
+    let (c, _) = refresh_cookie(&r).unwrap();
+    let access = json(r).await["access_token"].as_str().unwrap().to_owned();
+    // From a foreign origin: refused, nothing ends.
+    let r = s
+        .cookie_post(
+            "/api/v1/auth/logout",
+            &c,
+            true,
+            Some("https://evil.example"),
+            Some(&access),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(refresh_cookie(&r).is_none());
+    assert_eq!(me(access.clone()).await, StatusCode::OK);
+    let r = s
+        .cookie_post("/api/v1/auth/logout", &c, true, Some(APP), Some(&access))
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let (gone, line) = refresh_cookie(&r).unwrap();
+    assert_eq!(gone, "__Secure-watchparty_refresh=");
+    assert_eq!(
+        line,
+        "__Secure-watchparty_refresh=; Max-Age=0; Path=/api/v1/auth; HttpOnly; Secure; SameSite=Strict"
+    );
+    assert_eq!(me(access).await, StatusCode::UNAUTHORIZED);
+    let r = s
+        .cookie_post("/api/v1/auth/refresh", &c, true, Some(APP), None)
+        .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+
+    // Logout with the cookie alone (the page lost its access token) also
+    // ends the session; a second logout has nothing left to end.
+    let r = s.cookie_login("erin", APP).await;
+    let (c, _) = refresh_cookie(&r).unwrap();
+    let access = json(r).await["access_token"].as_str().unwrap().to_owned();
+    let r = s
+        .cookie_post("/api/v1/auth/logout", &c, true, Some(APP), None)
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(me(access).await, StatusCode::UNAUTHORIZED);
+    let r = s
+        .cookie_post("/api/v1/auth/logout", &c, true, Some(APP), None)
+        .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(refresh_cookie(&r).is_some(), "the dead cookie is deleted");
+
+    // Native clients are untouched: the JSON-body flow never sets a cookie.
+    let r = s
+        .client
+        .post(s.url("/api/v1/auth/login"))
+        .json(&json!({"username": "erin", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert!(refresh_cookie(&r).is_none());
+    let t = json(r).await;
+    let r = s
+        .client
+        .post(s.url("/api/v1/auth/refresh"))
+        .json(&json!({"refresh_token": t["refresh_token"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(refresh_cookie(&r).is_none());
+    assert_eq!(json(r).await["refresh_token"].as_str().unwrap().len(), 43);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn refresh_cookie_without_secure_when_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), |c| {
+        c.public_url = Some("http://192.0.2.10:8080".into());
+        c.cookie_secure = false;
+    })
+    .await;
+    s.add_user("erin", false).await;
+    let r = s.cookie_login("erin", "http://192.0.2.10:8080").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let (c, line) = refresh_cookie(&r).unwrap();
+    assert!(c.starts_with("watchparty_refresh="), "{line}");
+    assert!(
+        line.ends_with("; Path=/api/v1/auth; HttpOnly; SameSite=Strict"),
+        "{line}"
+    );
+    let r = s
+        .cookie_post(
+            "/api/v1/auth/refresh",
+            &c,
+            true,
+            Some("http://192.0.2.10:8080"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    s.stop().await;
+}
+
 fn b64(v: &Value) -> String {
     URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap())
 }

@@ -15,7 +15,12 @@ async fn secrets_never_reach_the_logs() {
 
     let dir = tempfile::tempdir().unwrap();
     let lib_dir = media_tree(&dir.path().join("lib"));
-    let s = Server::start(&dir.path().join("data"), |c| c.open_registration = true).await;
+    let app = "https://party.example.org";
+    let s = Server::start(&dir.path().join("data"), |c| {
+        c.open_registration = true;
+        c.signaling.allowed_origins = vec![app.into()];
+    })
+    .await;
     let lib = s.add_library("films", &lib_dir).await;
     let movie = s.item_id("films/movie.mp4").await;
 
@@ -74,6 +79,29 @@ async fn secrets_never_reach_the_logs() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // The web app's cookie: login, rotation, reuse and logout.
+    let r = s.cookie_login("guest", app).await;
+    let (cookie1, _) = refresh_cookie(&r).unwrap();
+    let r = s
+        .cookie_post("/api/v1/auth/refresh", &cookie1, true, Some(app), None)
+        .await;
+    let (cookie2, _) = refresh_cookie(&r).unwrap();
+    let r = s
+        .cookie_post("/api/v1/auth/refresh", &cookie1, true, Some(app), None)
+        .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = s.cookie_login("guest", app).await;
+    let (cookie3, _) = refresh_cookie(&r).unwrap();
+    let r = s
+        .cookie_post("/api/v1/auth/logout", &cookie3, true, Some(app), None)
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let cookie_value = |c: &str| c.split_once('=').unwrap().1.to_owned();
+    let cookies = [
+        cookie_value(&cookie1),
+        cookie_value(&cookie2),
+        cookie_value(&cookie3),
+    ];
     let access = {
         // The session was revoked by the reuse; log in again.
         let t = json(
@@ -199,6 +227,9 @@ async fn secrets_never_reach_the_logs() {
         ("refresh token 2", refresh2.clone()),
         ("stream token", stream_token.clone()),
         ("stream query", "t=".to_owned() + &stream_token[..10]),
+        ("refresh cookie 1", cookies[0].clone()),
+        ("refresh cookie 2", cookies[1].clone()),
+        ("refresh cookie 3", cookies[2].clone()),
     ];
     let secrets = secrets
         .into_iter()

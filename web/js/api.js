@@ -1,11 +1,22 @@
 // REST client and session handling.
 //
-// Tokens live in memory, mirrored to sessionStorage (this tab only) so a page
-// reload keeps the session. They are sent only in the Authorization header or
-// a JSON body — never in a URL. The access token is refreshed shortly before it
-// expires and once more on a 401.
+// The access token lives in this page's memory only; it is sent only in the
+// Authorization header, never in a URL. The refresh token is an HttpOnly
+// cookie (Path=/api/v1/auth) that no script can read: the server sets it at
+// sign-in and rotates it on every refresh. Every page — a new tab, a reload,
+// a browser restart — starts by trading that cookie for an access token, so
+// people stay signed in across tabs and restarts. The access token is
+// refreshed shortly before it expires and once more on a 401.
+//
+// Requests that send the cookie carry the CSRF header the server requires.
+// Refreshes of all tabs of this browser take turns (a Web Lock): two tabs
+// presenting the same cookie at once would look like a stolen token being
+// replayed, and the server would end the session.
 
-const STORE_KEY = 'watchparty.session';
+/** Header (and value) the server requires on every request that uses the refresh cookie. */
+const CSRF_HEADER = 'X-Watchparty-CSRF';
+/** Web Lock that serializes refreshes across this browser's tabs. */
+const REFRESH_LOCK = 'watchparty.refresh';
 /** Refresh this many seconds before the access token expires. */
 const REFRESH_MARGIN_S = 60;
 /** Shortest delay between two scheduled refreshes (ms). */
@@ -41,36 +52,18 @@ export function describeError(err) {
   }
 }
 
-let session = null; // {access_token, refresh_token, expires_at_ms}
+let session = null; // {access_token, expires_at_ms}; memory only
 let refreshTimer = null;
 let refreshing = null;
 const listeners = new Set();
 
-function load() {
-  try {
-    const raw = sessionStorage.getItem(STORE_KEY);
-    if (raw) session = JSON.parse(raw);
-  } catch (_) {
-    session = null;
-  }
-}
-
-function save() {
-  try {
-    if (session) sessionStorage.setItem(STORE_KEY, JSON.stringify(session));
-    else sessionStorage.removeItem(STORE_KEY);
-  } catch (_) { /* storage unavailable: memory only */ }
-}
-
 function setTokens(t) {
   session = {
     access_token: t.access_token,
-    refresh_token: t.refresh_token,
     expires_at_ms: Date.now() + t.expires_in * 1000,
   };
-  save();
   schedule();
-  for (const fn of listeners) fn(session ? session.access_token : null);
+  for (const fn of listeners) fn(session.access_token);
 }
 
 function schedule() {
@@ -86,39 +79,46 @@ export function onToken(fn) { listeners.add(fn); return () => listeners.delete(f
 export function accessToken() { return session ? session.access_token : null; }
 export function signedIn() { return !!session; }
 
+/** Forgets this page's access token (the cookie stays; see `logout`). */
 export function clearSession() {
   session = null;
   clearTimeout(refreshTimer);
-  save();
   for (const fn of listeners) fn(null);
 }
 
-/** Rotates the refresh token; clears the session when it is refused. */
+/** Runs `fn` while no other tab of this browser refreshes. */
+function oneTabAtATime(fn) {
+  if (navigator.locks && navigator.locks.request) return navigator.locks.request(REFRESH_LOCK, fn);
+  return fn();
+}
+
+/** Trades the refresh cookie for a new access token (and a rotated cookie);
+ * clears the session when the server refuses. */
 export function refresh() {
-  if (!session) return Promise.reject(new ApiError(401, 'unauthorized'));
   if (refreshing) return refreshing;
-  const rt = session.refresh_token;
-  refreshing = raw('POST', '/api/v1/auth/refresh', { refresh_token: rt }, null)
+  refreshing = oneTabAtATime(() => raw('POST', '/api/v1/auth/refresh', null, null, true))
     .then((t) => { setTokens(t); return t.access_token; })
     .catch((e) => {
-      if (e instanceof ApiError && (e.status === 401 || e.status === 400)) clearSession();
+      if (e instanceof ApiError && e.status >= 400 && e.status < 500 && e.status !== 429) clearSession();
       throw e;
     })
     .finally(() => { refreshing = null; });
   return refreshing;
 }
 
-async function raw(method, path, body, token) {
+// `withCookie`: send and accept the refresh cookie (the auth routes only).
+async function raw(method, path, body, token, withCookie) {
   const headers = { Accept: 'application/json' };
   if (body !== undefined && body !== null) headers['Content-Type'] = 'application/json';
   if (token) headers.Authorization = 'Bearer ' + token;
+  if (withCookie) headers[CSRF_HEADER] = '1';
   let resp;
   try {
     resp = await fetch(path, {
       method,
       headers,
       body: body !== undefined && body !== null ? JSON.stringify(body) : undefined,
-      credentials: 'omit',
+      credentials: withCookie ? 'same-origin' : 'omit',
       cache: 'no-store',
     });
   } catch (e) {
@@ -151,7 +151,7 @@ export async function api(method, path, body) {
 }
 
 export async function login(username, password) {
-  const t = await raw('POST', '/api/v1/auth/login', { username, password }, null);
+  const t = await raw('POST', '/api/v1/auth/login', { username, password, refresh_cookie: true }, null, true);
   setTokens(t);
 }
 
@@ -160,16 +160,11 @@ export async function register(username, password, displayName) {
   await login(username, password);
 }
 
+/** Ends the session on the server (it revokes it and deletes the cookie). */
 export async function logout() {
-  try { if (session) await raw('POST', '/api/v1/auth/logout', null, session.access_token); } catch (_) { /* gone anyway */ }
+  try { await raw('POST', '/api/v1/auth/logout', null, accessToken(), true); } catch (_) { /* gone anyway */ }
   clearSession();
 }
 
-load();
-if (session) {
-  if (session.expires_at_ms - Date.now() < REFRESH_MARGIN_S * 1000) {
-    refresh().catch(() => {});
-  } else {
-    schedule();
-  }
-}
+/** Settles once this page knows whether the browser is signed in (true/false). */
+export const ready = refresh().then(() => true, () => false);

@@ -351,4 +351,5 @@ async function createPage() {
   });
 }
 
-route();
+// Route once the refresh cookie has been traded for an access token (or not).
+session.ready.then(route);

@@ -1,6 +1,7 @@
 //! The HTTP API: routes, middleware and the OpenAPI document.
 
 pub mod auth;
+pub mod cookie;
 pub mod health;
 pub mod media;
 pub mod rooms;
@@ -18,7 +19,7 @@ use tower_http::request_id::{
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
@@ -60,6 +61,16 @@ impl Modify for BearerScheme {
                     .bearer_format("JWT")
                     .build(),
             ),
+        );
+        components.add_security_scheme(
+            "refresh_cookie",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                cookie::REFRESH_COOKIE_NAME,
+                "The web app's refresh token (`HttpOnly; Secure; SameSite=Strict`, \
+                 `Path=/api/v1/auth`); read only with `X-Watchparty-CSRF: 1` and an \
+                 `Origin` of the app. Named `watchparty_refresh` (no `Secure`) when \
+                 the server runs with `cookie_secure = false`.",
+            ))),
         );
     }
 }

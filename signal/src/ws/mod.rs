@@ -47,7 +47,7 @@ pub async fn signal(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     let cfg = &state.config.signaling;
-    let allowed = origin::allowlist(&cfg.allowed_origins, state.config.public_url.as_deref());
+    let allowed = state.config.app_origins();
     if origin::check(&headers, &allowed) == origin::OriginCheck::Refused {
         tracing::info!(%ip, "signaling origin refused");
         return ApiError::Forbidden("origin not allowed".into()).into_response();

@@ -22,6 +22,22 @@ pub const TEST_ARGON2: Argon2Cost = Argon2Cost {
     parallelism: 1,
 };
 
+/// The CSRF header of the refresh-cookie routes.
+pub const CSRF_HEADER: &str = "x-watchparty-csrf";
+
+/// The refresh cookie of a response as `name=value` (what a browser sends
+/// back) and its full `Set-Cookie` line.
+pub fn refresh_cookie(r: &Response) -> Option<(String, String)> {
+    let line = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|v| v.contains("watchparty_refresh="))?;
+    let pair = line.split(';').next().unwrap().to_owned();
+    Some((pair, line))
+}
+
 /// A test password.
 pub const PASSWORD: &str = "correct-horse-battery";
 
@@ -134,6 +150,43 @@ impl Server {
             .unwrap();
         assert_eq!(r.status(), StatusCode::OK, "login {name}");
         r.json().await.unwrap()
+    }
+
+    /// Logs in as the web app does (`refresh_cookie`, CSRF header, `origin`);
+    /// returns the response.
+    pub async fn cookie_login(&self, name: &str, origin: &str) -> Response {
+        self.client
+            .post(self.url("/api/v1/auth/login"))
+            .header(CSRF_HEADER, "1")
+            .header("origin", origin)
+            .json(&json!({"username": name, "password": PASSWORD, "refresh_cookie": true}))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// A body-less `POST` to an auth route carrying the refresh cookie
+    /// `cookie` (`name=value`), and optionally the CSRF header, an `Origin`
+    /// and a bearer token.
+    pub async fn cookie_post(
+        &self,
+        path: &str,
+        cookie: &str,
+        csrf: bool,
+        origin: Option<&str>,
+        bearer: Option<&str>,
+    ) -> Response {
+        let mut req = self.client.post(self.url(path)).header("cookie", cookie);
+        if csrf {
+            req = req.header(CSRF_HEADER, "1");
+        }
+        if let Some(o) = origin {
+            req = req.header("origin", o);
+        }
+        if let Some(t) = bearer {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.unwrap()
     }
 
     /// Logs in; returns the access token.

@@ -51,6 +51,32 @@ impl Browser {
     /// `policy` (e.g. `document-user-activation-required`: unmuted media
     /// plays only after the page was clicked, as for a real visitor).
     pub async fn start_with_autoplay_policy(name: &str, policy: &str) -> Browser {
+        Self::start_in_profile(name, policy, tempfile::tempdir().unwrap()).await
+    }
+
+    /// Quits Chromium (as a person closing the browser) and starts it again on
+    /// the same profile, cookies and storage included.
+    pub async fn restart(mut self) -> Browser {
+        let url = format!("{}/session/{}", self.base, self.session);
+        let _ = self.http.delete(url).send().await;
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+        let profile = std::mem::replace(&mut self._profile, tempfile::tempdir().unwrap());
+        let name = self.name.clone();
+        drop(self);
+        Self::start_in_profile(&name, "no-user-gesture-required", profile).await
+    }
+
+    /// Opens a new tab, closes the current one and continues in the new tab.
+    pub async fn replace_tab(&self) {
+        let new = self.cmd("POST", "window/new", json!({"type": "tab"})).await;
+        let handle = new["handle"].as_str().unwrap().to_owned();
+        self.cmd("DELETE", "window", json!({})).await;
+        self.cmd("POST", "window", json!({ "handle": handle }))
+            .await;
+    }
+
+    async fn start_in_profile(name: &str, policy: &str, profile: tempfile::TempDir) -> Browser {
         let driver_bin = chromedriver_path().expect("CHROMEDRIVER is set");
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -82,7 +108,6 @@ impl Browser {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let profile = tempfile::tempdir().unwrap();
         let caps = json!({
             "capabilities": {"alwaysMatch": {
                 "browserName": "chrome",
