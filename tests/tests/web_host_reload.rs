@@ -84,7 +84,9 @@ fn wall_ms() -> f64 {
         * 1000.0
 }
 
-/// The native player as a page-style sample.
+/// The native player as a page-style sample (`paused` is the room's
+/// latest state, which is a *scheduled* pause while the host is away; the
+/// watch judges the native player by its position instead).
 async fn native_sample(h: &DriverHandle) -> Value {
     let s = h.status().await.unwrap();
     let pb = s.playback.as_ref();
@@ -116,21 +118,23 @@ where
         min_pos: f64::MAX,
         ..Watch::default()
     };
-    let mut last: Option<f64> = None;
+    let mut last: Option<(f64, f64)> = None;
     while !stop.load(Ordering::SeqCst) {
         let s = sample().await;
         w.samples += 1;
         let pos = s["pos"].as_f64().unwrap_or(f64::NAN);
-        if s["paused"].as_bool() != Some(false) {
-            w.paused.push(s.clone());
-        }
-        if let Some(prev) = last
-            && pos < prev - BACKSTEP_TOLERANCE_MS
-        {
-            w.backsteps.push((prev, pos));
+        let wall = s["wall"].as_f64().unwrap_or(f64::NAN);
+        if let Some((prev, prev_wall)) = last {
+            if pos < prev - BACKSTEP_TOLERANCE_MS {
+                w.backsteps.push((prev, pos));
+            }
+            // Stopped: the player advanced less than half the time passed.
+            if pos - prev < (wall - prev_wall) * 0.5 {
+                w.paused.push(s.clone());
+            }
         }
         w.min_pos = w.min_pos.min(pos);
-        last = Some(pos);
+        last = Some((pos, wall));
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     w
