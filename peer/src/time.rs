@@ -254,11 +254,54 @@ instant_type!(
 );
 
 instant_type!(
-    /// An instant on the room clock (the host's monotonic clock), in
+    /// An instant on the room clock (the host's monotonic clock, which a
+    /// host session starts at its wall clock: Unix microseconds, so a host
+    /// that reloads or restarts continues the same room clock), in
     /// microseconds. The wire carries it in milliseconds (commands) or
     /// microseconds (clock pings).
     RoomTime
 );
+
+/// Wall-clock time: microseconds since the Unix epoch. A session reads it
+/// once, at its start (drivers: `Date.now()`, `SystemTime::now()`); it
+/// anchors certificate expiry and a host's room clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct WallTime(i64);
+
+impl WallTime {
+    /// `us` microseconds after the Unix epoch.
+    #[must_use]
+    pub const fn from_unix_micros(us: i64) -> Self {
+        Self(us)
+    }
+
+    /// Milliseconds after the Unix epoch as a float (`Date.now()`);
+    /// NaN saturates to the epoch.
+    #[must_use]
+    pub fn from_unix_millis_f64(ms: f64) -> Self {
+        Self(f64_to_i64_saturating(ms * MICROS_PER_MILLI as f64))
+    }
+
+    /// Microseconds after the Unix epoch.
+    #[must_use]
+    pub const fn as_unix_micros(self) -> i64 {
+        self.0
+    }
+
+    /// Whole seconds after the Unix epoch (0 before it).
+    #[must_use]
+    pub const fn unix_seconds(self) -> crate::ids::UnixSeconds {
+        let s = self.0.div_euclid(MICROS_PER_SEC);
+        crate::ids::UnixSeconds(if s < 0 { 0 } else { s as u64 })
+    }
+}
+
+impl From<crate::ids::UnixSeconds> for WallTime {
+    fn from(s: crate::ids::UnixSeconds) -> Self {
+        let secs = i64::try_from(s.0).unwrap_or(i64::MAX);
+        Self(secs.saturating_mul(MICROS_PER_SEC))
+    }
+}
 
 impl LocalTime {
     /// The instant `since_origin` after the driver's origin (saturating).

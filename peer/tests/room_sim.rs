@@ -268,7 +268,10 @@ fn host_leaves_room_pauses_and_server_cannot_promote_without_handoff() {
     room.command(0, UserCommand::Play).unwrap();
     room.run_for_ms(5000);
     room.leave(0);
-    room.run_for_ms(2000);
+    // The room plays on for a host that reloads (HOST_RETURN_GRACE after
+    // the latest State), then pauses.
+    let grace_ms = watchparty_peer::session::HOST_RETURN_GRACE.as_micros() / 1000;
+    room.run_for_ms(grace_ms + 2000);
     for i in 1..4 {
         assert!(!room.playing(i), "peer {i} still playing without a host");
         assert!(has_event(&room, i, |e| matches!(e, Event::HostLeft(_))));

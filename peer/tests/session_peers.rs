@@ -31,10 +31,8 @@ fn follower_sees_host_clock_with_a_bound_that_holds() {
         assert!(h.is_host && h.linked, "{h:?}");
         assert!(h.report.is_none(), "followers get no reports: {h:?}");
         let est = h.clock.expect("clock estimate of the host");
-        // The true offset host − follower at this instant.
-        let t = room.t;
-        let truth =
-            room.peers[0].clock.local(t).as_micros() - room.peers[i].clock.local(t).as_micros();
+        // The true offset room clock (the host's) − follower at this instant.
+        let truth = room.room_time_of_host().as_micros() - room.local(i).as_micros();
         let err = (est.offset.as_micros() - truth).abs();
         assert!(
             err <= est.uncertainty.as_micros() + 1_000,

@@ -347,12 +347,12 @@ fn host_reregistering_in_a_new_epoch_keeps_hosting_without_a_reset() {
     let ev = events_since(&room, 0, mark);
     let s = &room.peers[0].session;
     assert!(s.is_host() && s.epoch() == Epoch(2), "{ev:?}");
+    // The same host with the same key: it returned, it is no new host.
     assert!(
         ev.iter().any(|e| matches!(
             e,
-            Event::HostChanged {
+            Event::HostReturned {
                 epoch: Epoch(2),
-                us: true,
                 ..
             }
         )),
@@ -370,6 +370,17 @@ fn host_reregistering_in_a_new_epoch_keeps_hosting_without_a_reset() {
             },
         );
         assert_eq!(room.peers[i].session.epoch(), Epoch(2));
+        let ev = events_since(&room, i, room.peers[i].events.len() - 1);
+        assert!(
+            matches!(
+                ev.as_slice(),
+                [Event::HostReturned {
+                    epoch: Epoch(2),
+                    ..
+                }]
+            ),
+            "{ev:?}"
+        );
     }
     room.command(0, UserCommand::Seek(MediaPos::from_millis(200_000)))
         .unwrap();

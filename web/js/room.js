@@ -56,7 +56,7 @@ function signalUrl(roomId) {
 
 /** What the page says about the connection to the server. */
 export const CONNECTION_TEXT = {
-  host_left: 'The host left. Playback waits until they come back or hand the room over.',
+  host_left: 'The host left. The video plays on for half a minute, then waits until they come back or hand the room over.',
   retrying: 'Lost the connection to the server. Reconnecting… The video keeps playing meanwhile.',
   closed: 'Disconnected from the room. Reload the page to try again.',
 };
@@ -513,11 +513,17 @@ function onEvent(ctx, ui, ev, setBanner) {
       ctx.you = String(ev.you);
       ctx.host = String(ev.host);
       setEnabled(ctx, ui, true);
-      // The host starts the room on its video if nothing is loaded yet.
-      if (ctx.role === 'host') {
-        const st = safeStatus(ctx);
-        if (st && !st.loaded && ctx.room && ctx.room.media_id) send(ctx, ui, { type: 'load', media_id: String(ctx.room.media_id) });
-      }
+      // A returning host (reload) first takes the room back from the others
+      // ('room_resumed'); a new room starts on its video.
+      if (ctx.role === 'host' && !(safeStatus(ctx) || {}).resuming) loadRoomVideo(ctx, ui);
+      break;
+    case 'room_resumed':
+      if (!ev.adopted) loadRoomVideo(ctx, ui);
+      break;
+    case 'host_returned':
+      // The same host reconnected (e.g. reloaded its page): nothing changes.
+      setBanner(String(ev.host) === ctx.you ? '' : 'The host is back.', 'info');
+      showMessage(ui.msg, '');
       break;
     case 'roster':
       ctx.roster = ev.members || [];
@@ -660,6 +666,12 @@ const REST_ACTION_TEXT = {
   kick: 'The server did not remove that member. Reload the page and try again.',
   handoff: 'The server did not hand the room over (the new host must be in the room). Try again.',
 };
+
+/** The host starts the room on its video if nothing is loaded yet. */
+function loadRoomVideo(ctx, ui) {
+  const st = safeStatus(ctx);
+  if (st && !st.loaded && ctx.room && ctx.room.media_id) send(ctx, ui, { type: 'load', media_id: String(ctx.room.media_id) });
+}
 
 function friendlyError(ev) {
   if (ev.code === 'refused') return sentence(ev.message || 'The host refused the request');

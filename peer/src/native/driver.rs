@@ -53,7 +53,7 @@ use super::udp::{BindError, UdpRtc};
 use crate::acceptance::{DropCounts, DropReason};
 use crate::channels::{self, ChannelId};
 use crate::crypto::{PublicKey, SigningKey};
-use crate::ids::{ContentHash, RoomId, UnixSeconds, UserId};
+use crate::ids::{ContentHash, RoomId, UserId};
 use crate::message::{Fingerprint, MediaItem, Readiness};
 use crate::player::PlayerObservation;
 use crate::session::{
@@ -61,7 +61,7 @@ use crate::session::{
     Session, SessionConfig, SessionError, UserCommand,
 };
 use crate::signaling::{ClientMessage, ServerMessage};
-use crate::time::{LocalTime, TimeDelta};
+use crate::time::{LocalTime, TimeDelta, WallTime};
 
 /// Capacity of the user-command queue.
 pub const COMMAND_QUEUE: usize = 64;
@@ -600,11 +600,12 @@ fn playback_view(session: &Session, now: LocalTime) -> Option<PlaybackView> {
     })
 }
 
-fn unix_now() -> UnixSeconds {
-    UnixSeconds(
+/// The wall clock (a host's room clock starts from it).
+fn wall_now() -> WallTime {
+    WallTime::from_unix_micros(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
+            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX)),
     )
 }
 
@@ -865,7 +866,7 @@ where
             server_key,
             self.pinned_host,
             self.now(),
-            unix_now(),
+            wall_now(),
         ) {
             Ok(s) => {
                 self.session = Some(s);

@@ -35,8 +35,9 @@ pub use mesh::{MAX_DEDUPE_ENTRIES, MAX_PING_ROUTES};
 pub use observe::{HoldView, MAX_PEER_RECORDS, MemberReport, PeerCounters, PeerInfo};
 pub use types::{
     ChannelOpen, CommandError, DEFAULT_POLICY, DisconnectReason, EXCUSE_STEADY, Event,
-    HOST_CHANGE_GRACE, HostChangeRefusal, MAX_QUEUED_OUTPUTS, Output, REHOLD_GRACE,
-    RefusedHostChange, RejoinError, SessionConfig, SessionError, SessionStats, UserCommand,
+    HOST_CHANGE_GRACE, HOST_RETURN_GRACE, HOST_RETURN_WAIT, HostChangeRefusal, MAX_QUEUED_OUTPUTS,
+    Output, REHOLD_GRACE, RefusedHostChange, RejoinError, SessionConfig, SessionError,
+    SessionStats, UserCommand,
 };
 
 use crate::acceptance::{DropCounts, DropReason, ReplayTable, check_skew};
@@ -58,7 +59,7 @@ use crate::message::{
 use crate::player::{PlayerObservation, UserIntent};
 use crate::signaling::{ClientMessage, RosterEntry, ServerMessage};
 use crate::sync::{SyncEngine, SyncEvent, SyncOutput, SyncStatus};
-use crate::time::{LocalTime, MediaPos, Rate, RoomTime, TimeDelta};
+use crate::time::{LocalTime, MediaPos, Rate, RoomTime, TimeDelta, WallTime};
 use crate::timeline::PlaybackState;
 
 use custody::PresentHost;
@@ -119,6 +120,27 @@ struct HeldHostCert {
     report_at: Option<LocalTime>,
 }
 
+/// A host that joined with members online, waiting for its own signed
+/// `State` of an earlier term from them (docs/protocol.md §7.2).
+#[derive(Debug, Clone)]
+struct Resume {
+    /// When to give up and start afresh ([`HOST_RETURN_WAIT`]).
+    until: LocalTime,
+    /// Members online at `hello` that have not reported a `Status` yet
+    /// (each sends the state it holds before its `Status`).
+    waiting: BTreeSet<UserId>,
+    /// The (epoch, seq) of the freshest state adopted so far.
+    adopted: Option<(Epoch, Seq)>,
+}
+
+/// Who signed the latest host `State` a follower holds, and when.
+#[derive(Debug, Clone, Copy)]
+struct StateMeta {
+    signer: KeyId,
+    epoch: Epoch,
+    issued_at: RoomMs,
+}
+
 /// Who signed a frame.
 #[derive(Debug, Clone, Copy)]
 struct Signer {
@@ -135,7 +157,7 @@ pub struct Session {
     identity: SigningKey,
     server_key: PublicKey,
     verifier: CertVerifier,
-    wall_origin: (LocalTime, UnixSeconds),
+    wall_origin: (LocalTime, WallTime),
     now: LocalTime,
     me: Option<UserId>,
     ended: bool,
@@ -167,6 +189,10 @@ pub struct Session {
     /// the current host term began).
     refused_host_change: Option<RefusedHostChange>,
     last_state_frame: Option<Vec<u8>>,
+    /// Signer, epoch and issue time of `last_state_frame`.
+    last_state_meta: Option<StateMeta>,
+    /// A returning host collecting the room state (see [`Resume`]).
+    resume: Option<Resume>,
     // our player
     my_media: Option<ContentHash>,
     media_failed: bool,
@@ -202,7 +228,8 @@ impl Session {
     /// session key; for the host, the room key), trusting certificates from
     /// `server_key`, and, when the invite link carried one, accepting only
     /// `pinned_host` as host key. `wall_clock` is the Unix time at `now`
-    /// (certificate expiry).
+    /// (certificate expiry; as host, the origin of the room clock, so pass
+    /// it with sub-second precision: a [`WallTime`]).
     ///
     /// # Errors
     /// [`SessionError`] for an invalid configuration.
@@ -212,7 +239,7 @@ impl Session {
         server_key: PublicKey,
         pinned_host: Option<PublicKey>,
         now: LocalTime,
-        wall_clock: UnixSeconds,
+        wall_clock: impl Into<WallTime>,
     ) -> Result<Self, SessionError> {
         if config.state_interval <= TimeDelta::ZERO {
             return Err(SessionError::Interval("state_interval"));
@@ -241,7 +268,7 @@ impl Session {
             identity,
             server_key,
             verifier,
-            wall_origin: (now, wall_clock),
+            wall_origin: (now, wall_clock.into()),
             now,
             me: None,
             ended: false,
@@ -266,6 +293,8 @@ impl Session {
             pending_host_cert: None,
             refused_host_change: None,
             last_state_frame: None,
+            last_state_meta: None,
+            resume: None,
             my_media: None,
             media_failed: false,
             buffering: false,
@@ -479,6 +508,14 @@ impl Session {
             .map(|(u, _)| *u)
     }
 
+    /// Whether we are a host that joined with members online and is still
+    /// collecting the room state they hold for it (docs/protocol.md §7.2);
+    /// ends with [`Event::RoomResumed`].
+    #[must_use]
+    pub fn is_resuming(&self) -> bool {
+        self.resume.is_some()
+    }
+
     /// Whether the session ended (kicked, room ended).
     #[must_use]
     pub fn is_ended(&self) -> bool {
@@ -509,6 +546,7 @@ impl Session {
             self.end_of_item_at(),
             self.next_expiry(),
             self.pending_host_cert.as_ref().and_then(|h| h.report_at),
+            self.resume.as_ref().map(|r| r.until),
         ]
         .into_iter()
         .flatten()
@@ -637,6 +675,9 @@ impl Session {
             // goes to the neighbours, which answer with the latest signed
             // State they hold (late join through any peer).
             let host_linked = self.host().is_some_and(|h| self.links.contains_key(&h));
+            if Some(peer) == self.host() {
+                self.offer_state_to_returning_host(peer);
+            }
             if Some(peer) == self.host() || !host_linked {
                 self.send_status(now);
             }
@@ -690,6 +731,9 @@ impl Session {
         self.report_held_host_change(now);
         self.engine.handle_timeout(now);
         if self.is_host {
+            if self.resume.as_ref().is_some_and(|r| r.until <= now) {
+                self.finish_resume(now);
+            }
             if self.next_state_at.is_some_and(|t| t <= now) {
                 self.send_state_to(None, now);
             }
@@ -757,9 +801,16 @@ impl Session {
 
     // ------------------------------------------------------------ signaling --
 
+    /// Wall-clock microseconds (Unix) at `now`.
+    fn wall_micros(&self, now: LocalTime) -> i64 {
+        self.wall_origin
+            .1
+            .as_unix_micros()
+            .saturating_add(now.since(self.wall_origin.0).as_micros())
+    }
+
     fn unix_now(&self, now: LocalTime) -> UnixSeconds {
-        let secs = now.since(self.wall_origin.0).as_micros() / 1_000_000;
-        UnixSeconds(self.wall_origin.1.0.saturating_add_signed(secs))
+        WallTime::from_unix_micros(self.wall_micros(now)).unix_seconds()
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -815,7 +866,15 @@ impl Session {
             && h.user == you
             && h.key == self.identity.public_key()
         {
-            self.start_hosting(now, true);
+            // Members online may hold the room state of our earlier term
+            // (we reloaded or restarted): ask them before starting afresh.
+            let online: BTreeSet<UserId> = members
+                .iter()
+                .filter(|m| m.online)
+                .map(|m| m.certificate.claimed().user)
+                .filter(|u| *u != you && self.members.get(u).is_some_and(|m| m.current))
+                .collect();
+            self.start_hosting(now, true, online);
         }
         let role = self.role().unwrap_or(Role::Viewer);
         self.event(Event::Joined {
@@ -901,11 +960,10 @@ impl Session {
                 let body = v.body();
                 if body.role == Role::Host && body.epoch != self.epoch {
                     // A host certificate of another term: only HostChanged
-                    // may open a new one.
-                    self.event(Event::CertificateRefused {
-                        user: Some(body.user),
-                        error: CertError::WrongRoom,
-                    });
+                    // may open a new one. Not an error: the server announces
+                    // a host's (re)registration with `member_joined` as well
+                    // as `host_changed`, in that order, and an older term's
+                    // certificate is merely stale.
                     return None;
                 }
                 Some(self.insert_member(&v))
@@ -972,12 +1030,32 @@ impl Session {
         self.remove_member(user);
         self.event(Event::MemberLeft(user));
         if was_host && !self.is_host {
-            self.pause_without_host(now);
+            self.pause_after_grace(now);
             self.event(Event::HostLeft(user));
         }
         if self.is_host {
+            if let Some(r) = self.resume.as_mut() {
+                r.waiting.remove(&user);
+            }
+            self.maybe_finish_resume(now);
             self.evaluate_buffering(now);
         }
+    }
+
+    /// The host left: the room plays on until [`HOST_RETURN_GRACE`] after
+    /// the latest host `State` we hold was issued (a host that reloads is
+    /// back long before), then pauses there. A returning host computes the
+    /// same point from the same signed `State` (§7.2).
+    fn pause_after_grace(&mut self, now: LocalTime) {
+        let (Some(t), Some(room_now)) = (self.engine.timeline(), self.engine.room_time(now)) else {
+            return;
+        };
+        let at = self
+            .last_state_meta
+            .map_or(room_now, |m| m.issued_at.to_room_time() + HOST_RETURN_GRACE)
+            .max(room_now);
+        let s = t.pause_at(at);
+        self.engine.handle_timeline(s, now);
     }
 
     /// The host is gone (left, or its certificate expired): the room pauses
@@ -993,9 +1071,9 @@ impl Session {
     /// (the first second after it), if within the representable future.
     fn expiry_time(&self, not_after: UnixSeconds) -> Option<LocalTime> {
         let (origin, wall) = self.wall_origin;
-        let secs = i128::from(not_after.0) + 1 - i128::from(wall.0);
-        let secs = i64::try_from(secs).ok()?;
-        Some(origin + TimeDelta::from_secs(secs))
+        let us = (i128::from(not_after.0) + 1) * 1_000_000 - i128::from(wall.as_unix_micros());
+        let us = i64::try_from(us).ok()?;
+        Some(origin + TimeDelta::from_micros(us))
     }
 
     /// When the next current member's (or our own) certificate expires.
@@ -1069,6 +1147,16 @@ impl Session {
             }
         };
         let b = v.body().clone();
+        if b.role == Role::Host
+            && b.epoch == self.epoch
+            && self
+                .host
+                .is_some_and(|h| h.user == b.user && h.key == b.key)
+        {
+            // The current term announced again: a refresh, not a change.
+            self.insert_member(&v);
+            return;
+        }
         if b.role != Role::Host || b.epoch <= self.epoch {
             self.event(Event::CertificateRefused {
                 user: Some(b.user),
@@ -1084,6 +1172,11 @@ impl Session {
             return;
         }
         let was_host = self.is_host;
+        // The same user with the same key: the host came back (reloaded,
+        // restarted, reconnected), not a new host.
+        let returned = self
+            .host
+            .is_some_and(|h| h.user == b.user && h.key == b.key);
         if let Some(old) = self.host
             && let Some(m) = self.members.get_mut(&old.user)
             && m.key == old.key
@@ -1100,17 +1193,24 @@ impl Session {
         self.roles.remove(&b.user);
         let us = Some(b.user) == self.me && b.key == self.identity.public_key();
         if us {
-            self.start_hosting(now, false);
+            self.start_hosting(now, false, BTreeSet::new());
         } else if was_host {
             self.stop_hosting(now);
         } else {
             self.engine.new_room_clock(now);
         }
-        self.event(Event::HostChanged {
-            host: b.user,
-            epoch: b.epoch,
-            us,
-        });
+        if returned {
+            self.event(Event::HostReturned {
+                host: b.user,
+                epoch: b.epoch,
+            });
+        } else {
+            self.event(Event::HostChanged {
+                host: b.user,
+                epoch: b.epoch,
+                us,
+            });
+        }
     }
 
     /// The host that holds the room now and could sign a handoff: us, or a
@@ -1188,7 +1288,11 @@ impl Session {
         self.event(Event::HostChangeRefused(refusal));
     }
 
-    fn start_hosting(&mut self, now: LocalTime, new_room: bool) {
+    /// We host: a new room (our own clock, started at our wall clock so a
+    /// host that reloads or restarts continues the same room clock), or a
+    /// handoff / a new term of ours (the clock goes on). `online`: members
+    /// that may hold our earlier term's state, asked first (§7.2).
+    fn start_hosting(&mut self, now: LocalTime, new_room: bool, online: BTreeSet<UserId>) {
         self.is_host = true;
         self.statuses.clear();
         self.excused.clear();
@@ -1196,9 +1300,19 @@ impl Session {
         self.reset_wait();
         self.next_status_at = None;
         if new_room {
-            match SyncEngine::host(self.cfg.sync.clone(), TimeDelta::ZERO) {
+            let offset =
+                TimeDelta::from_micros(self.wall_micros(now).saturating_sub(now.as_micros()));
+            match SyncEngine::host(self.cfg.sync.clone(), offset) {
                 Ok(e) => self.engine = e,
                 Err(_) => return, // config checked in `new`
+            }
+            if !online.is_empty() && self.engine.timeline().is_none() {
+                self.resume = Some(Resume {
+                    until: now + HOST_RETURN_WAIT,
+                    waiting: online,
+                    adopted: None,
+                });
+                return; // no State until we know whether to resume
             }
         } else {
             self.engine.become_host(now);
@@ -1211,6 +1325,85 @@ impl Session {
         self.want_playing = !state.paused;
         self.engine.handle_timeline(state, now);
         self.send_state_to(None, now);
+    }
+
+    /// Returning host: every member online at `hello` reported (each sends
+    /// the state it holds before its `Status`), or one left: resume.
+    fn maybe_finish_resume(&mut self, now: LocalTime) {
+        if self.resume.as_ref().is_some_and(|r| r.waiting.is_empty()) {
+            self.finish_resume(now);
+        }
+    }
+
+    /// Ends the wait for our earlier term's state: with nothing adopted the
+    /// room starts afresh (paused at 0, nothing loaded).
+    fn finish_resume(&mut self, now: LocalTime) {
+        let Some(r) = self.resume.take() else {
+            return;
+        };
+        if r.adopted.is_none() && self.engine.timeline().is_none() {
+            let room = self.engine.room_time(now).unwrap_or(RoomTime::ZERO);
+            self.want_playing = false;
+            self.engine.handle_timeline(
+                PlaybackState::paused(MediaPos::ZERO, room, Rate::NORMAL),
+                now,
+            );
+            self.send_state_to(None, now);
+        }
+        self.event(Event::RoomResumed {
+            adopted: r.adopted.is_some(),
+        });
+    }
+
+    /// Returning host: a member handed us our own signed `State` of an
+    /// earlier term (verified by the caller: our key, our room). The
+    /// freshest one (highest epoch, then seq) becomes the room state, re-
+    /// issued in our new term. If the room was playing and we stayed away
+    /// past [`HOST_RETURN_GRACE`], the followers paused at that point (see
+    /// `pause_after_grace`): the room resumes playing from there.
+    fn adopt_state(&mut self, frame: &Frame, now: LocalTime) {
+        let h = *frame.header();
+        let (Some(r), Message::State(state)) = (self.resume.as_mut(), frame.message()) else {
+            return;
+        };
+        if r.adopted.is_some_and(|a| a >= (h.epoch, h.seq)) {
+            return;
+        }
+        r.adopted = Some((h.epoch, h.seq));
+        self.apply_command(&Message::State(state.clone()), h.issued_at, now);
+        let stop = h.issued_at.to_room_time() + HOST_RETURN_GRACE;
+        let latest = self
+            .engine
+            .timeline()
+            .map(|t| (*t.latest(), t.pause_at(stop)));
+        if let Some((latest, paused_at_stop)) = latest {
+            self.want_playing = !latest.paused;
+            if !latest.paused && self.engine.room_time(now).is_some_and(|r| r > stop) {
+                self.engine.handle_timeline(paused_at_stop, now);
+            }
+        }
+        // We catch up like any member: our own loading does not hold the
+        // room (as for a member the watchdog excused).
+        if let Some(me) = self.me {
+            self.excused.insert(me, None);
+        }
+        self.send_state_to(None, now);
+        self.evaluate_buffering(now);
+    }
+
+    /// Follower: the host came back in a new term with the key that signed
+    /// the latest `State` we hold; hand it that state (before our `Status`,
+    /// on the same ordered channel) so it can resume the room (§7.2).
+    fn offer_state_to_returning_host(&mut self, host: UserId) {
+        let (Some(meta), Some(h)) = (self.last_state_meta, self.host) else {
+            return;
+        };
+        if meta.signer == h.key.key_id()
+            && meta.epoch < self.epoch
+            && let Some(bytes) = self.last_state_frame.clone()
+        {
+            self.send(host, channels::CONTROL.id, bytes);
+        }
     }
 
     fn stop_hosting(&mut self, now: LocalTime) {
@@ -1340,8 +1533,15 @@ impl Session {
         if h.room != self.cfg.room {
             return Err(Rx::Drop(DropReason::WrongRoom));
         }
-        // 7. epoch
+        // 7. epoch (a returning host adopts its own earlier State, §7.2)
         if h.epoch < self.epoch {
+            if frame.kind() == Kind::State
+                && self.resume.is_some()
+                && signer.key == self.identity.public_key()
+            {
+                self.adopt_state(&frame, now);
+                return Ok(());
+            }
             return Err(Rx::Drop(DropReason::StaleEpoch));
         }
         if h.epoch > self.epoch {
@@ -1567,6 +1767,10 @@ impl Session {
                             *ready_since = None;
                         }
                     }
+                    if let Some(r) = self.resume.as_mut() {
+                        r.waiting.remove(&signer);
+                    }
+                    self.maybe_finish_resume(now);
                     self.evaluate_buffering(now);
                 }
             }
@@ -1578,6 +1782,11 @@ impl Session {
             msg => {
                 if frame.kind() == Kind::State {
                     self.last_state_frame = Some(frame.bytes().to_vec());
+                    self.last_state_meta = Some(StateMeta {
+                        signer: frame.signer(),
+                        epoch: frame.header().epoch,
+                        issued_at: issued,
+                    });
                 }
                 let first = self.next_status_at.is_none() && !self.is_host;
                 self.apply_command(msg, issued, now);
@@ -1790,6 +1999,8 @@ impl Session {
     // --------------------------------------------------------------- host --
 
     fn host_command(&mut self, cmd: UserCommand, now: LocalTime) -> Result<(), CommandError> {
+        // Acting ends the wait for our earlier state (§7.2).
+        self.finish_resume(now);
         let at = self
             .engine
             .scheduled_at(now)
@@ -1908,6 +2119,12 @@ impl Session {
             }),
             m => self.apply_command(m, issued, now),
         }
+        if is_command(msg.kind()) && !matches!(msg.kind(), Kind::State | Kind::Handoff) {
+            // A State follows every change at the next timeout (commands in
+            // the same instant share it): the latest State a follower holds
+            // is then the room as it is, which a returning host adopts.
+            self.next_state_at = Some(now);
+        }
         Ok(())
     }
 
@@ -1998,6 +2215,7 @@ impl Session {
             self.excused.insert(user, None);
             self.event(Event::NoLongerWaitedFor(user));
         }
+        self.track_own_excuse(now);
         if !self.is_host || !self.want_playing {
             self.reset_wait();
             return;
@@ -2051,6 +2269,25 @@ impl Session {
             && let Ok(s) = self.timeline_at(at, |t| t.pause_at(at))
         {
             let _ = self.issue(&pause_msg(&s), now);
+        }
+    }
+
+    /// A host excused from holding the room (returning, catching up) is
+    /// waited for again once it has been ready for [`EXCUSE_STEADY`].
+    fn track_own_excuse(&mut self, now: LocalTime) {
+        let loading = self
+            .loaded
+            .as_ref()
+            .is_some_and(|i| self.my_media != Some(i.hash));
+        let ready = !loading && !self.buffering && !self.media_failed;
+        let Some(me) = self.me else { return };
+        let Some(since) = self.excused.get_mut(&me) else {
+            return;
+        };
+        if !ready {
+            *since = None;
+        } else if now.since(*since.get_or_insert(now)) >= EXCUSE_STEADY {
+            self.excused.remove(&me);
         }
     }
 
@@ -2251,10 +2488,12 @@ impl Session {
     /// Signs `msg` with our key under the current epoch and next seq.
     fn sign(&mut self, msg: &Message, now: LocalTime) -> Result<Vec<u8>, CommandError> {
         let seq = self.next_seq;
-        let issued_at = self
-            .engine
-            .room_time(now)
-            .map_or(RoomMs(now.as_millis_floor()), RoomMs::from_room_time);
+        // Before the room clock is known: our wall clock, which a host's
+        // room clock starts from (so the host's skew check passes).
+        let issued_at = self.engine.room_time(now).map_or_else(
+            || RoomMs(self.wall_micros(now).div_euclid(1000)),
+            RoomMs::from_room_time,
+        );
         let header = Header {
             room: self.cfg.room,
             epoch: self.epoch,

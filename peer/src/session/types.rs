@@ -45,6 +45,20 @@ pub const REHOLD_GRACE: TimeDelta = TimeDelta::from_secs(3);
 /// only once it has reported `Ready` for this long without a break.
 pub const EXCUSE_STEADY: TimeDelta = TimeDelta::from_secs(10);
 
+/// Followers keep the room playing this long (in room time) after the
+/// `issued-at` of the latest host `State` they hold when the host leaves,
+/// so a host that reloads its page, restarts or loses its network for a
+/// moment finds the room where it left it; then they pause there. A host
+/// that comes back later resumes from that same point (docs/protocol.md
+/// §7.2).
+pub const HOST_RETURN_GRACE: TimeDelta = TimeDelta::from_secs(30);
+
+/// A host that joins a room with other members online first asks them for
+/// the room state they hold (its own signed `State` of an earlier term) and
+/// waits at most this long, or until every one of them reported its
+/// `Status`, before it starts the room afresh (docs/protocol.md §7.2).
+pub const HOST_RETURN_WAIT: TimeDelta = TimeDelta::from_secs(10);
+
 /// Default room policy of a new room: wait for everyone (10 s watchdog),
 /// controllers may do everything.
 pub const DEFAULT_POLICY: Policy = Policy {
@@ -299,7 +313,8 @@ pub enum Event {
     MemberJoined(UserId),
     /// A member left.
     MemberLeft(UserId),
-    /// The host left: the room is paused locally until a new host acts.
+    /// The host left: the room plays on for [`HOST_RETURN_GRACE`], then
+    /// pauses locally until the host comes back or a new host acts.
     HostLeft(UserId),
     /// The old host announced a handoff (signed).
     HandoffAnnounced {
@@ -320,6 +335,21 @@ pub enum Event {
     /// current host stays; the refusal is also kept for status
     /// ([`super::Session::refused_host_change`]).
     HostChangeRefused(RefusedHostChange),
+    /// The host came back (a new term of the same user with the same key,
+    /// e.g. after reloading its page): not a new host. The room goes on.
+    HostReturned {
+        /// The host.
+        host: UserId,
+        /// The new epoch.
+        epoch: Epoch,
+    },
+    /// We are the host and the room is running: `adopted` when it resumed
+    /// from the state a member held for us (our own signed `State` of an
+    /// earlier term), otherwise it starts afresh (nothing to resume).
+    RoomResumed {
+        /// Whether an earlier room state was adopted.
+        adopted: bool,
+    },
     /// A member's role changed (host-signed).
     RoleChanged {
         /// The member.

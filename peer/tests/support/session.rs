@@ -203,9 +203,13 @@ pub fn sign_at(
     frame::encode(key, &h, msg).unwrap()
 }
 
-/// A frame of [`ROOM`], epoch 1, issued at room time 0.
+/// Room time (ms) at [`START`] of a fixture host: a host's room clock
+/// starts at its wall clock ([`WALL`] at [`START`]).
+pub const ROOM_MS_AT_START: i64 = WALL.0 as i64 * 1000;
+
+/// A frame of [`ROOM`], epoch 1, issued at room time [`ROOM_MS_AT_START`].
 pub fn sign(key: &SigningKey, seq: u64, msg: &Message) -> Vec<u8> {
-    sign_at(key, ROOM, 1, seq, 0, msg)
+    sign_at(key, ROOM, 1, seq, ROOM_MS_AT_START, msg)
 }
 
 /// A correctly signed frame of [`ROOM`], epoch 1, with an arbitrary

@@ -9,7 +9,7 @@ use wasm_bindgen_futures::spawn_local;
 use watchparty_peer::backoff::Backoff;
 use watchparty_peer::channels::ChannelId;
 use watchparty_peer::crypto::{PublicKey, SigningKey};
-use watchparty_peer::ids::{Role, RoomId, UnixSeconds, UserId};
+use watchparty_peer::ids::{Role, RoomId, UserId};
 use watchparty_peer::message::MediaItem;
 use watchparty_peer::negotiation::{Links, OfferDecision, Retry};
 use watchparty_peer::session::{
@@ -18,7 +18,7 @@ use watchparty_peer::session::{
 use watchparty_peer::signaling::{
     self, ClientMessage, IceServer as WireIceServer, ServerMessage, Token,
 };
-use watchparty_peer::time::LocalTime;
+use watchparty_peer::time::{LocalTime, WallTime};
 
 use super::conn::Conn;
 use super::view;
@@ -384,7 +384,7 @@ impl Driver {
         };
         let server_key = *self.server_key.get_or_insert(hello_key);
         let now = self.now();
-        let wall = UnixSeconds((wall_ms() / 1000.0).max(0.0) as u64);
+        let wall = WallTime::from_unix_millis_f64(wall_ms());
         match Session::new(
             SessionConfig::new(self.opts.room),
             identity,
@@ -1169,6 +1169,7 @@ impl Driver {
             "role": s.and_then(Session::role).map(view::role_name),
             "host": s.and_then(Session::host).map(UserId::get),
             "is_host": s.is_some_and(Session::is_host),
+            "resuming": s.is_some_and(Session::is_resuming),
             "epoch": s.map_or(0, |s| s.epoch().0),
             "refused_host_change": s.and_then(Session::refused_host_change).map(view::refused_host_change),
             "signaling": self.signal_up,

@@ -122,6 +122,10 @@ pub fn event(e: &Event, session: Option<&Session>, wall_ms: f64) -> Option<Value
             json!({ "type": "host_changed", "host": host.get(), "epoch": epoch.0, "us": us })
         }
         Event::HostChangeRefused(r) => refused_host_change(r),
+        Event::HostReturned { host, epoch } => {
+            json!({ "type": "host_returned", "host": host.get(), "epoch": epoch.0 })
+        }
+        Event::RoomResumed { adopted } => json!({ "type": "room_resumed", "adopted": adopted }),
         Event::RoleChanged { member, role } => json!({
             "type": "role_changed", "member": member.get(), "role": role_name(*role),
         }),
