@@ -25,6 +25,7 @@ mod procfs;
 mod report;
 mod room;
 mod room_bench;
+mod room_life;
 mod stats;
 
 use std::path::PathBuf;
@@ -90,11 +91,14 @@ pub struct Options {
     /// Raw samples of the browser spread measurement (JSON written by
     /// `tests/tests/browser_spread.rs`), for the `browser` section.
     pub browser_samples: Option<PathBuf>,
+    /// Room-life figures (JSON lines written by the reload e2e tests), for
+    /// the `room_life` section.
+    pub room_life_samples: Option<PathBuf>,
 }
 
 const USAGE: &str = "usage: watchparty-bench [--quick] --json FILE --markdown FILE \
-[--signal-bin FILE] [--matchbox-bin FILE] [--wasm FILE]... [--only SECTION,...] [--commit SHA] [--analysis FILE] [--previous RESULTS.json] [--browser-samples FILE]
-sections: rooms, grid, micro, capacity, accounts, browser (all by default); connect (connect time only, more runs);
+[--signal-bin FILE] [--matchbox-bin FILE] [--wasm FILE]... [--only SECTION,...] [--commit SHA] [--analysis FILE] [--previous RESULTS.json] [--browser-samples FILE] [--room-life-samples FILE]
+sections: rooms, grid, micro, capacity, accounts, browser, room_life (all by default); connect (connect time only, more runs);
 relay (the relay part of capacity only)
 env: WATCHPARTY_BENCH_LOG=<tracing filter> traces to stderr, e.g. watchparty_peer=debug;
 WATCHPARTY_BENCH_SERVER_WRAPPER=<command> runs our server under it (e.g. valgrind --tool=callgrind)";
@@ -142,6 +146,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--analysis" => o.analysis = Some(value()?.into()),
             "--previous" => o.previous = Some(value()?.into()),
             "--browser-samples" => o.browser_samples = Some(value()?.into()),
+            "--room-life-samples" => o.room_life_samples = Some(value()?.into()),
             other => return Err(format!("unknown argument `{other}`")),
         }
     }
@@ -316,6 +321,16 @@ async fn run_all(opts: &Options) -> Run {
         );
         run.timings
             .push(("browser".into(), t.elapsed().as_secs_f64()));
+    }
+    if wanted(opts, "room_life") {
+        let t = Instant::now();
+        room_life::run(
+            opts.room_life_samples.as_deref(),
+            &mut run.figures,
+            &mut run.notes,
+        );
+        run.timings
+            .push(("room_life".into(), t.elapsed().as_secs_f64()));
     }
     if wanted(opts, "accounts") {
         let t = Instant::now();

@@ -104,6 +104,10 @@ const SECTIONS: &[(&str, &str)] = &[
         "browser",
         "Browser sync: two headless Chromium video elements",
     ),
+    (
+        "room_life",
+        "Room life: a page reloads mid-play (two Chromium profiles + a native follower)",
+    ),
     ("micro", "Micro benchmarks"),
     (
         "capacity",

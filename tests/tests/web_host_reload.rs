@@ -290,6 +290,8 @@ async fn host_reload_resumes_the_room_and_followers_never_stop() {
         (position_at(&n, t) - position_at(&p, t)).abs() <= 250.0,
         "native {n} / host page {p}"
     );
+    // Only a run that passed is a figure (`cargo xtask bench`).
+    record_room_life_figure("host_reload_resume", took.as_secs_f64() * 1000.0);
     for b in [alice, bob] {
         b.close().await;
     }

@@ -17,6 +17,12 @@
 //! [`browser_measurement`]); its raw samples go to
 //! `target/bench/browser_spread.json` and on to the bench binary with
 //! `--browser-samples`.
+//!
+//! The `room_life` section (time to resume after a host reload, and the
+//! like) is measured in the same namespace right after: the reload tests of
+//! [`ROOM_LIFE_TESTS`] run [`ROOM_LIFE_RUNS`] times each, and every passing
+//! run appends its figure to `target/bench/room_life.jsonl`, passed on with
+//! `--room-life-samples`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -47,6 +53,17 @@ const BROWSER_QUICK_ENV: &str = "WATCHPARTY_BENCH_QUICK";
 /// Longest the browser measurement may take, its build included (the run
 /// itself takes under 2 minutes).
 const BROWSER_TIME_LIMIT: Duration = Duration::from_secs(30 * 60);
+/// The e2e test targets that measure the room-life figures (each one's
+/// figure names are in `bench/src/room_life.rs`).
+pub const ROOM_LIFE_TESTS: &[&str] = &["web_host_reload"];
+/// Runs of each room-life test in a full bench (`--quick`: 1).
+const ROOM_LIFE_RUNS: usize = 5;
+/// File (under `target/bench/`) the room-life tests append their figures to.
+const ROOM_LIFE_SAMPLES: &str = "room_life.jsonl";
+/// Env naming that file for the tests (`tests/tests/browser/mod.rs`).
+const ROOM_LIFE_OUT_ENV: &str = "WATCHPARTY_BENCH_ROOM_LIFE_OUT";
+/// Longest one room-life test run may take (one takes under a minute).
+const ROOM_LIFE_TIME_LIMIT: Duration = Duration::from_secs(10 * 60);
 
 /// Options of `cargo xtask bench`.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -68,10 +85,9 @@ pub fn parse(args: &[String]) -> Result<BenchOptions, String> {
             "--quick" => o.quick = true,
             IN_NETNS_BROWSER => o.in_netns_browser = true,
             "--only" => {
-                o.only =
-                    Some(it.next().cloned().ok_or(
-                        "`--only` needs a list: rooms,grid,micro,capacity,accounts,browser",
-                    )?);
+                o.only = Some(it.next().cloned().ok_or(
+                    "`--only` needs a list: rooms,grid,micro,capacity,accounts,browser,room_life",
+                )?);
             }
             other => return Err(format!("unknown option `{other}` for `bench`")),
         }
@@ -166,6 +182,7 @@ struct BenchArgs {
     wasm: Vec<PathBuf>,
     previous: Option<PathBuf>,
     browser_samples: Option<PathBuf>,
+    room_life_samples: Option<PathBuf>,
 }
 
 /// The bench binary's command line (without the program).
@@ -193,35 +210,67 @@ fn bench_args(opts: &BenchOptions, b: &BenchArgs) -> Result<Vec<String>, Failure
     if let Some(p) = &b.browser_samples {
         v.extend(["--browser-samples".to_owned(), arg(p)?]);
     }
+    if let Some(p) = &b.room_life_samples {
+        v.extend(["--room-life-samples".to_owned(), arg(p)?]);
+    }
     Ok(v)
 }
 
-/// The browser measurement: re-runs xtask inside a private network
+/// Which browser measurements a bench run wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct BrowserParts {
+    /// The sync spread (`browser`).
+    spread: bool,
+    /// The reload figures (`room_life`).
+    room_life: bool,
+}
+
+impl BrowserParts {
+    fn of(only: Option<&str>) -> Self {
+        let wants = |s: &str| only.is_none_or(|o| o.split(',').any(|x| x == s));
+        Self {
+            spread: wants("browser"),
+            room_life: wants("room_life"),
+        }
+    }
+}
+
+/// The browser measurements: re-runs xtask inside a private network
 /// namespace (Chromium gathers no loopback candidates) to run
-/// `tests/tests/browser_spread.rs`; returns its samples file. When it
-/// fails, the file holds `{"error": ...}` and the bench notes the failure.
-fn browser_measurement(quick: bool) -> PathBuf {
-    let out = root().join("target").join("bench").join(BROWSER_SAMPLES);
-    // A stale file from an earlier run must not be reported as this one.
+/// `tests/tests/browser_spread.rs` and the room-life tests; returns the
+/// samples files (spread, room life). When the spread measurement fails,
+/// its file holds `{"error": ...}` and the bench notes the failure; a
+/// room-life run that fails adds no line (the bench notes what is missing).
+fn browser_measurement(quick: bool, parts: BrowserParts) -> (Option<PathBuf>, Option<PathBuf>) {
+    let dir = root().join("target").join("bench");
+    let out = dir.join(BROWSER_SAMPLES);
+    let life = dir.join(ROOM_LIFE_SAMPLES);
+    // Stale files from an earlier run must not be reported as this one.
     let _ = std::fs::remove_file(&out);
+    let _ = std::fs::remove_file(&life);
     let mut args = vec!["bench".to_owned(), IN_NETNS_BROWSER.to_owned()];
     if quick {
         args.push("--quick".to_owned());
     }
-    println!("\n==> browser sync spread (two headless Chromium pages)");
+    let only: Vec<&str> = [(parts.spread, "browser"), (parts.room_life, "room_life")]
+        .into_iter()
+        .filter_map(|(want, name)| want.then_some(name))
+        .collect();
+    args.extend(["--only".to_owned(), only.join(",")]);
+    println!("\n==> browser measurements ({})", only.join(", "));
     let result = Cmd::cargo()
         .args(["fetch"])
         .run()
         .and_then(|()| netns::reexec(&args));
     if let Err(e) = result {
         eprintln!("xtask bench: the browser measurement failed: {e}");
-        if !out.is_file() {
-            let _ = std::fs::create_dir_all(root().join("target").join("bench"));
+        if parts.spread && !out.is_file() {
+            let _ = std::fs::create_dir_all(&dir);
             let doc = format!("{{\"error\": {}}}\n", json_string(&e.to_string()));
             let _ = std::fs::write(&out, doc);
         }
     }
-    out
+    (parts.spread.then_some(out), parts.room_life.then_some(life))
 }
 
 /// `text` as a JSON string literal (xtask has no dependencies).
@@ -240,8 +289,8 @@ fn json_string(text: &str) -> String {
 }
 
 /// Inside the namespace: builds the bundle as the `e2e` step does and runs
-/// the measurement.
-fn browser_inner(quick: bool) -> Result<(), Failure> {
+/// the measurements `parts` names.
+fn browser_inner(quick: bool, parts: BrowserParts) -> Result<(), Failure> {
     netns::enter()?;
     let isolated = |cmd: Cmd| {
         netns::NETNS_ENV
@@ -251,25 +300,52 @@ fn browser_inner(quick: bool) -> Result<(), Failure> {
     for cmd in crate::web::bundle_commands(true) {
         isolated(cmd).run()?;
     }
-    let out = root().join("target").join("bench").join(BROWSER_SAMPLES);
-    let mut test = crate::test::browser_env(isolated(Cmd::cargo()))
-        .args(["test", "--offline", "-p", "watchparty-e2e"])
-        .args(["--test", "browser_spread", "--", "--ignored", "--nocapture"])
-        .env("WATCHPARTY_WEB_DIR", root().join("web"))
-        .env("WATCHPARTY_WEB_PKG_DIR", crate::web::pkg_dir())
-        .env(BROWSER_OUT_ENV, out)
-        .time_limit(BROWSER_TIME_LIMIT);
-    if quick {
-        test = test.env(BROWSER_QUICK_ENV, "1");
+    let e2e_test = |target: &str, ignored: bool| {
+        let mut args = vec!["--nocapture"];
+        if ignored {
+            args.push("--ignored");
+        }
+        crate::test::browser_env(isolated(Cmd::cargo()))
+            .args(["test", "--offline", "-p", "watchparty-e2e"])
+            .args(["--test", target, "--"])
+            .args(args)
+            .env("WATCHPARTY_WEB_DIR", root().join("web"))
+            .env("WATCHPARTY_WEB_PKG_DIR", crate::web::pkg_dir())
+    };
+    let dir = root().join("target").join("bench");
+    let mut spread = Ok(());
+    if parts.spread {
+        let mut test = e2e_test("browser_spread", true)
+            .env(BROWSER_OUT_ENV, dir.join(BROWSER_SAMPLES))
+            .time_limit(BROWSER_TIME_LIMIT);
+        if quick {
+            test = test.env(BROWSER_QUICK_ENV, "1");
+        }
+        spread = test.run();
     }
-    test.run()
+    if parts.room_life {
+        let runs = if quick { 1 } else { ROOM_LIFE_RUNS };
+        for target in ROOM_LIFE_TESTS {
+            for i in 1..=runs {
+                println!("\n==> room life: {target}, run {i} of {runs}");
+                let r = e2e_test(target, false)
+                    .env(ROOM_LIFE_OUT_ENV, dir.join(ROOM_LIFE_SAMPLES))
+                    .time_limit(ROOM_LIFE_TIME_LIMIT)
+                    .run();
+                if let Err(e) = r {
+                    eprintln!("xtask bench: {target} run {i} failed (no figure): {e}");
+                }
+            }
+        }
+    }
+    spread
 }
 
 /// Runs `cargo xtask bench`: builds outside, measures inside a private
 /// network namespace.
 pub fn run(opts: &BenchOptions) -> Result<(), Failure> {
     if opts.in_netns_browser {
-        return browser_inner(opts.quick);
+        return browser_inner(opts.quick, BrowserParts::of(opts.only.as_deref()));
     }
     let target = target_dir();
     let mb = matchbox();
@@ -288,11 +364,12 @@ pub fn run(opts: &BenchOptions) -> Result<(), Failure> {
     } else {
         Vec::new()
     };
-    let browser = opts
-        .only
-        .as_deref()
-        .is_none_or(|o| o.contains("browser"))
-        .then(|| browser_measurement(opts.quick));
+    let parts = BrowserParts::of(opts.only.as_deref());
+    let (browser, room_life) = if parts.spread || parts.room_life {
+        browser_measurement(opts.quick, parts)
+    } else {
+        (None, None)
+    };
     let commit = Cmd::new("git")
         .args(["rev-parse", "--short=12", "HEAD"])
         .probe()
@@ -323,6 +400,7 @@ pub fn run(opts: &BenchOptions) -> Result<(), Failure> {
             wasm,
             previous: have_previous.then_some(previous),
             browser_samples: browser,
+            room_life_samples: room_life,
         },
     )?;
     let mut inner = vec![
@@ -391,6 +469,7 @@ mod tests {
             wasm: vec!["/t/a.wasm".into(), "/t/a.js".into()],
             previous: None,
             browser_samples: None,
+            room_life_samples: Some("/t/life.jsonl".into()),
         };
         let quick = BenchOptions {
             quick: true,
@@ -409,6 +488,7 @@ mod tests {
             ("--only", "grid"),
             ("--matchbox-bin", "/bin/mb"),
             ("--wasm", "/t/a.js"),
+            ("--room-life-samples", "/t/life.jsonl"),
         ] {
             assert!(pairs.contains(&want), "{want:?} in {v:?}");
         }
@@ -429,5 +509,37 @@ mod tests {
                 .any(|a| a == "--quick" || a == "--only" || a == "--matchbox-bin")
         );
         assert!(inner(&[]).is_err());
+    }
+
+    #[test]
+    fn browser_parts_follow_only() {
+        let all = BrowserParts::of(None);
+        assert!(all.spread && all.room_life);
+        let life = BrowserParts::of(Some("micro,room_life"));
+        assert!(!life.spread && life.room_life);
+        let spread = BrowserParts::of(Some("browser"));
+        assert!(spread.spread && !spread.room_life);
+        let none = BrowserParts::of(Some("grid"));
+        assert!(!none.spread && !none.room_life);
+    }
+
+    /// Every room-life test exists, and is the one the bench binary names
+    /// for its figures (`test: "..."` in bench/src/room_life.rs).
+    #[test]
+    fn room_life_tests_match_the_bench_figures() {
+        let src = std::fs::read_to_string(root().join("bench/src/room_life.rs")).unwrap();
+        let named: std::collections::BTreeSet<&str> = src
+            .split("test: \"")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next())
+            .collect();
+        let ours: std::collections::BTreeSet<&str> = ROOM_LIFE_TESTS.iter().copied().collect();
+        assert_eq!(named, ours);
+        for t in ROOM_LIFE_TESTS {
+            assert!(
+                root().join("tests/tests").join(format!("{t}.rs")).is_file(),
+                "{t}"
+            );
+        }
     }
 }

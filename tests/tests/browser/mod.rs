@@ -388,3 +388,24 @@ pub async fn save_screenshot(b: &Browser, name: &str) -> PathBuf {
     println!("screenshot: {}", path.display());
     path
 }
+
+/// Env naming the file a room-life test appends its figures to (set by
+/// `cargo xtask bench`, read by `watchparty-bench --room-life-samples`).
+pub const ROOM_LIFE_OUT_ENV: &str = "WATCHPARTY_BENCH_ROOM_LIFE_OUT";
+
+/// Records one room-life figure (`name`, in ms) as a JSON line in the file
+/// `$WATCHPARTY_BENCH_ROOM_LIFE_OUT` names, when it is set (a bench run);
+/// a plain test run only prints it.
+pub fn record_room_life_figure(name: &str, ms: f64) {
+    let Some(path) = std::env::var_os(ROOM_LIFE_OUT_ENV) else {
+        return;
+    };
+    use std::io::Write;
+    let line = format!("{}\n", json!({ "figure": name, "ms": ms }));
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .unwrap();
+    file.write_all(line.as_bytes()).unwrap();
+}
