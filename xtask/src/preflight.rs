@@ -129,7 +129,7 @@ fn need_of(cmd: &Cmd) -> Need {
 
 /// Programs a step's tests start (beyond the commands the step runs).
 pub fn test_programs(step: Step) -> &'static [&'static str] {
-    use crate::setup::{CHROMEDRIVER, CHROMIUM};
+    use crate::setup::{CHROMEDRIVER, CHROMIUM, EMOJI_FONT};
     match step {
         Step::Fmt | Step::Clippy | Step::ClippyWasm | Step::Deny => &[],
         // The isolated steps run under `unshare`, configured with `ip`; the
@@ -151,6 +151,9 @@ pub fn test_programs(step: Step) -> &'static [&'static str] {
             "ffmpeg",
             CHROMIUM,
             CHROMEDRIVER,
+            // Not a program: the font the pages' symbols and the
+            // screenshots need (a file, checked like one).
+            EMOJI_FONT,
         ],
     }
 }

@@ -8,7 +8,8 @@
 //!   `util-linux` (`unshare`).
 //!   Installing them needs root; without root the exact command is printed
 //!   and setup fails.
-//!   Also `mpv` and `ffmpeg` (the native player and its test clips).
+//!   Also `mpv` and `ffmpeg` (the native player and its test clips), and
+//!   `fonts-noto-color-emoji` (the web app's symbols in Chromium).
 //! * `wasm-bindgen-cli` at exactly the `wasm-bindgen` version in `Cargo.lock`
 //!   (`cargo install`, deliberately without `--locked`: with it the install
 //!   fails against today's registry), and cargo-deny (see
@@ -32,8 +33,13 @@ pub const WASM_TARGET: &str = "wasm32-unknown-unknown";
 pub const CHROMIUM: &str = "/usr/bin/chromium";
 /// See [`CHROMIUM`].
 pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+/// The colour emoji font Chromium draws the web app's symbols (⏸ ⏮ ⏭) and
+/// reactions with; without it the pages (and the screenshots in docs/)
+/// show empty boxes.
+pub const EMOJI_FONT: &str = "/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf";
 
-/// A program we need and the Debian package that provides it.
+/// A program (or, by absolute path, a file) we need and the Debian package
+/// that provides it.
 struct SystemTool {
     program: &'static str,
     package: &'static str,
@@ -90,6 +96,11 @@ const SYSTEM_TOOLS: &[SystemTool] = &[
         program: "ffmpeg",
         package: "ffmpeg",
         why: "generates the test clip the mpv tests play",
+    },
+    SystemTool {
+        program: EMOJI_FONT,
+        package: "fonts-noto-color-emoji",
+        why: "draws the web app's symbols and reactions in the browser tests and screenshots",
     },
 ];
 
