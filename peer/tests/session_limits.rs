@@ -594,6 +594,8 @@ fn members_are_refused_once_their_certificate_expires() {
         Entry::new(3, Role::Controller).until(UnixSeconds(WALL.0 + 10)),
     ];
     let mut s = join(2, &roster, &[1, 3]);
+    assert_eq!(s.member_role(u(1)), Some(Role::Host));
+    assert_eq!(s.member_role(u(3)), Some(Role::Controller));
     let at = |secs_after_start: i64, extra_us: i64| {
         START + TimeDelta::from_secs(secs_after_start) + TimeDelta::from_micros(extra_us)
     };
@@ -634,6 +636,8 @@ fn members_are_refused_once_their_certificate_expires() {
     }
     assert_eq!(expired_at, vec![(u(3), at(11, 0)), (u(1), at(21, 0))]);
     assert!(!s.members().any(|m| m == u(3) || m == u(1)));
+    // An expired member has no role (status shows it as not in the room).
+    assert_eq!(s.member_role(u(3)), None);
 
     // The host's control is refused after its certificate expired.
     s.handle_frame(u(1), channels::CONTROL.id, &sign(&k(1), 0, &pause(1)), t);
@@ -649,6 +653,7 @@ fn members_are_refused_once_their_certificate_expires() {
     );
     s.handle_frame(u(3), channels::CHAT.id, &sign(&k(3), 2, &chat("c")), t);
     assert_eq!(s.stats().accepted, 2);
+    assert_eq!(s.member_role(u(3)), Some(Role::Controller));
 }
 
 #[test]

@@ -13,6 +13,8 @@ mod support;
 
 use std::time::Duration;
 
+use serde_json::Value;
+
 use support::procs::{first_media, step, wait_in_sync};
 use support::room::{Room, SETTLE, SYNC_TOLERANCE_MS, connected, host_burst};
 
@@ -99,6 +101,29 @@ fn host_changes_roles_kicks_and_queues_through_the_cli() {
                 .as_str()
                 .is_some_and(|d| d.contains("RoleChanged") && d.contains("Controller"))
     });
+    // Every status shows the new role at once: hers, and her row at the
+    // host and at bob.
+    let alice_id = room.followers[0].status()["you"].as_u64().unwrap();
+    room.followers[0].status_until("alice's own status: controller", STEP, |s| {
+        s["role"] == "controller"
+    });
+    let alice_row_is = |role: &'static str| {
+        move |s: &Value| {
+            s["peers"]
+                .as_array()
+                .is_some_and(|p| p.iter().any(|p| p["user"] == alice_id && p["role"] == role))
+        }
+    };
+    room.host.status_until(
+        "alice's row at the host: controller",
+        STEP,
+        alice_row_is("controller"),
+    );
+    room.followers[1].status_until(
+        "alice's row at bob: controller",
+        STEP,
+        alice_row_is("controller"),
+    );
     room.followers[0].send("play");
     // The room was paused: only alice's play can start it.
     room.followers[1].status_until("alice's play applied", STEP, |s| {
@@ -133,6 +158,12 @@ fn host_changes_roles_kicks_and_queues_through_the_cli() {
     bob.wait_exit(Duration::from_secs(10));
     room.host
         .status_until("bob gone", STEP, |s| connected(s) == 1);
+    // A kicked member has no role any more in the host's status.
+    room.host.status_until("bob's row: no role", STEP, |s| {
+        s["peers"]
+            .as_array()
+            .is_some_and(|p| p.iter().all(|p| p["user"] != bob_id || p["role"].is_null()))
+    });
     host_burst(&mut room, &["seek 12".into(), "play".into()]);
     wait_in_sync(&mut room.all(), SYNC_TOLERANCE_MS, SETTLE);
 
@@ -141,13 +172,13 @@ fn host_changes_roles_kicks_and_queues_through_the_cli() {
     // she keep playing in sync, and her commands are applied.
     step("handoff");
     let before = room.host.status();
-    let alice_id = room.followers[0].status()["you"].as_u64().unwrap();
     room.host.send("handoff alice");
     let done = room.host.wait_for("handoff done", |v| {
         v["event"] == "done" || v["event"] == "error"
     });
     assert_eq!(done["command"], "handoff", "{done}");
     let a = room.followers[0].status_until("alice hosts", STEP, |s| s["is_host"] == true);
+    assert_eq!(a["role"], "host", "{a}");
     assert_eq!(
         a["epoch"].as_u64(),
         before["epoch"].as_u64().map(|e| e + 1),

@@ -336,8 +336,13 @@ fn print_event(json: bool, e: &DriverEvent) {
 
 fn print_status(s: &watchparty_peer::native::driver::StatusSnapshot) {
     println!(
-        "you={:?} host={:?} epoch={} signaling={} playback={:?}",
-        s.you, s.host, s.epoch, s.signaling, s.playback
+        "you={:?} ({}) host={:?} epoch={} signaling={} playback={:?}",
+        s.you,
+        role_word(s.role),
+        s.host,
+        s.epoch,
+        s.signaling,
+        s.playback
     );
     println!(
         "clock offset={:?} ms ± {:?} ms, position error={:?} ms, correcting={} ({} ppm)",
@@ -349,14 +354,32 @@ fn print_status(s: &watchparty_peer::native::driver::StatusSnapshot) {
     );
     for p in &s.peers {
         println!(
-            "  peer {} {} channels={} online={} queued={}B retries={}",
-            p.user, p.state, p.channels_open, p.online, p.queued_bytes, p.attempts
+            "  peer {} {} ({}) {} channels={} online={} queued={}B retries={}",
+            p.user,
+            p.name.as_deref().unwrap_or("?"),
+            role_word(p.role),
+            p.state,
+            p.channels_open,
+            p.online,
+            p.queued_bytes,
+            p.attempts
         );
     }
     println!("  rejected: {:?}", s.drops);
     println!("  counters: {:?}", s.counters);
     if let Some(r) = &s.refused_host_change {
         println!("  ! {}", r.message);
+    }
+}
+
+/// A role as the status line shows it.
+fn role_word(role: Option<watchparty_peer::ids::Role>) -> &'static str {
+    use watchparty_peer::ids::Role;
+    match role {
+        Some(Role::Host) => "host",
+        Some(Role::Controller) => "controller",
+        Some(Role::Viewer) => "viewer",
+        None => "not in the room",
     }
 }
 

@@ -53,7 +53,7 @@ use super::udp::{BindError, UdpRtc};
 use crate::acceptance::{DropCounts, DropReason};
 use crate::channels::{self, ChannelId};
 use crate::crypto::{PublicKey, SigningKey};
-use crate::ids::{ContentHash, RoomId, UserId};
+use crate::ids::{ContentHash, Role, RoomId, UserId};
 use crate::message::{Fingerprint, MediaItem, Readiness};
 use crate::player::PlayerObservation;
 use crate::session::{
@@ -255,6 +255,10 @@ pub struct PeerView {
     pub attempts: u32,
     /// The current host.
     pub is_host: bool,
+    /// Its role now, while it is a current member.
+    pub role: Option<Role>,
+    /// Its display name, once known.
+    pub name: Option<String>,
     /// Round trip of the last ICE check on the selected candidate pair, ms
     /// (refreshed every second).
     pub rtt_ms: Option<f64>,
@@ -298,6 +302,8 @@ pub struct StatusSnapshot {
     pub host: Option<u64>,
     /// We are the host.
     pub is_host: bool,
+    /// Our role now (host-signed grants override the certificate's).
+    pub role: Option<Role>,
     /// Epoch.
     pub epoch: u64,
     /// The signaling connection is up.
@@ -1317,6 +1323,10 @@ where
             queued_bytes: st.as_ref().map_or(0, |s| s.queued_bytes),
             attempts: l.map_or(0, |l| l.backoff.attempts()),
             is_host: info.is_some_and(|i| i.is_host),
+            role: info.and_then(|i| i.role),
+            name: info
+                .and_then(|i| i.name.as_ref())
+                .map(|n| n.as_str().to_owned()),
             rtt_ms: st
                 .as_ref()
                 .and_then(|s| s.rtt)
@@ -1364,6 +1374,7 @@ where
             you: s.and_then(Session::user).map(UserId::get),
             host: s.and_then(Session::host).map(UserId::get),
             is_host: s.is_some_and(Session::is_host),
+            role: s.and_then(Session::role),
             epoch: s.map_or(0, |s| s.epoch().0),
             signaling: self.signal_up,
             local_us: now.as_micros(),

@@ -368,6 +368,17 @@ impl Session {
             .copied()
     }
 
+    /// The role of current member `user` (host-signed grants override the
+    /// certificate's); `None` for someone not in the room.
+    #[must_use]
+    pub fn member_role(&self, user: UserId) -> Option<Role> {
+        if Some(user) == self.host() {
+            return Some(Role::Host);
+        }
+        let m = self.members.get(&user).filter(|m| m.current)?;
+        Some(self.roles.get(&user).copied().unwrap_or(m.role))
+    }
+
     /// The room policy as last signed by the host.
     #[must_use]
     pub fn policy(&self) -> Policy {
@@ -439,6 +450,8 @@ impl Session {
                     user,
                     linked: self.links.contains_key(&user),
                     is_host,
+                    role: self.member_role(user),
+                    name: self.members.get(&user).map(|m| m.name.clone()),
                     counters: self.peer_records.get(user).cloned().unwrap_or_default(),
                     clock: follower_of
                         .then(|| self.engine.clock().estimate(now))

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use crate::acceptance::{DropCounts, DropReason};
 use crate::clock::OffsetEstimate;
-use crate::ids::UserId;
+use crate::ids::{DisplayName, Role, UserId};
 use crate::message::Readiness;
 use crate::time::{LocalTime, TimeDelta};
 
@@ -56,6 +56,11 @@ pub struct PeerInfo {
     pub linked: bool,
     /// It is the current host.
     pub is_host: bool,
+    /// Its role now (host-signed grants override the certificate's), while
+    /// it is a current member.
+    pub role: Option<Role>,
+    /// Its display name (from its certificate), once known.
+    pub name: Option<DisplayName>,
     /// What arrived from it.
     pub counters: PeerCounters,
     /// Follower, for the host's row: our estimate of the host's (room)
