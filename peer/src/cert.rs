@@ -494,6 +494,23 @@ mod tests {
     }
 
     #[test]
+    fn invisible_name_is_refused_before_the_signature() {
+        // A certificate whose name hides a right-to-left override is refused
+        // when parsed, before any signature check, so a correct signature
+        // would not save it either.
+        let mut b = body(Role::Viewer, PublicKey::from_bytes([0; 32]));
+        b.name = DisplayName::new("abc").unwrap();
+        let cert = SignedCertificate::issue(&server(), b).unwrap();
+        let mut bad = cert.as_bytes().to_vec();
+        let at = bad.windows(3).position(|w| w == b"abc").unwrap();
+        bad[at..at + 3].copy_from_slice("\u{202E}".as_bytes());
+        assert!(matches!(
+            SignedCertificate::parse(&bad),
+            Err(CertError::Malformed(_))
+        ));
+    }
+
+    #[test]
     fn structure_errors() {
         let cert = SignedCertificate::issue(
             &server(),

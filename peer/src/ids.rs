@@ -10,6 +10,7 @@ use core::fmt;
 use core::str::FromStr;
 
 use ring::rand::SecureRandom;
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
 use crate::time::{MediaPos, Rate, RoomTime};
 
@@ -260,13 +261,25 @@ pub(crate) fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
+/// Whether `c` is an invisible formatting character refused in names: any
+/// Unicode format character (general category `Cf`). These include every
+/// text-direction control — the bidi embeddings, overrides and isolates
+/// (U+202A–U+202E, U+2066–U+2069), the direction marks U+200E, U+200F and
+/// U+061C — and the zero-width characters U+200B–U+200D, U+2060 and U+FEFF,
+/// which let one name look like another or reorder the text around it.
+#[must_use]
+pub fn is_invisible_format(c: char) -> bool {
+    c.general_category() == GeneralCategory::Format
+}
+
 /// Maximum length of a [`DisplayName`] in characters (Unicode scalar values).
 pub const MAX_DISPLAY_NAME_CHARS: usize = 50;
 
 /// A member's display name, as shown to other members.
 ///
 /// Rules: 1 to [`MAX_DISPLAY_NAME_CHARS`] characters; no Unicode control
-/// characters (`Cc`, which includes newline and tab); no bidi controls; none of
+/// characters (`Cc`, which includes newline and tab); no format characters
+/// (`Cf`, see [`is_invisible_format`]: bidi controls, zero-width ones); none of
 /// `< > " ' &`; no leading or trailing whitespace. JSON: a string.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(transparent)]
@@ -286,8 +299,11 @@ impl DisplayName {
         if count > MAX_DISPLAY_NAME_CHARS {
             return Err(invalid(WHAT, "longer than 50 characters"));
         }
-        if s.chars().any(|c| c.is_control() || is_bidi_control(c)) {
+        if s.chars().any(char::is_control) {
             return Err(invalid(WHAT, "control character"));
+        }
+        if s.chars().any(is_invisible_format) {
+            return Err(invalid(WHAT, "invisible or text-direction character"));
         }
         if s.chars().any(|c| matches!(c, '<' | '>' | '"' | '\'' | '&')) {
             return Err(invalid(WHAT, "one of < > \" ' &"));
@@ -569,7 +585,33 @@ mod tests {
         ] {
             assert!(DisplayName::new(bad).is_err(), "{bad:?}");
         }
-        assert!(DisplayName::new("evil\u{202E}gnp.exe").is_err());
+        for bad in [
+            "evil\u{202E}gnp.exe",
+            "a\u{202A}b",
+            "a\u{2066}b",
+            "a\u{2069}b",
+            "a\u{200E}b",
+            "a\u{200F}b",
+            "a\u{061C}b",
+            "a\u{200B}b",
+            "a\u{200C}b",
+            "a\u{200D}b",
+            "a\u{2060}b",
+            "\u{FEFF}Ada",
+            "a\u{00AD}b",
+            "a\u{E0041}b",
+        ] {
+            assert_eq!(
+                DisplayName::new(bad),
+                Err(invalid(
+                    "display name",
+                    "invisible or text-direction character"
+                )),
+                "{bad:?}"
+            );
+        }
+        // Neighbours that are visible stay allowed.
+        assert!(DisplayName::new("a\u{2010}b\u{2070}").is_ok());
         assert!(DisplayName::new(" Ada").is_err());
         assert!(DisplayName::new("Ada ").is_err());
         assert!(serde_json::from_str::<DisplayName>("\"a<b\"").is_err());

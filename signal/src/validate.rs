@@ -2,6 +2,7 @@
 //! ("parse, don't validate").
 
 use serde::{Deserialize, Deserializer};
+use watchparty_peer::ids::is_invisible_format;
 
 use crate::error::ApiError;
 
@@ -56,13 +57,23 @@ impl<'de> Deserialize<'de> for Username {
     }
 }
 
+/// What people are told when a name holds an invisible or text-direction
+/// character ([`watchparty_peer::ids::is_invisible_format`]).
+pub const INVISIBLE_CHARS_MESSAGE: &str =
+    "Names cannot contain invisible or text-direction characters.";
+
 /// Checks the rule shared by display names and room names: length bounds, no
-/// control characters and none of `<>"'&` (defence in depth; clients render text only).
+/// control characters and none of `<>"'&` (defence in depth; clients render text only),
+/// and no invisible or text-direction characters (Unicode `Cf`, the same rule
+/// peers apply to the names in member certificates).
 fn check_label(
     s: &str,
     bounds: &std::ops::RangeInclusive<usize>,
     what: &str,
 ) -> Result<(), ApiError> {
+    if s.chars().any(is_invisible_format) {
+        return Err(ApiError::InvalidRequest(INVISIBLE_CHARS_MESSAGE.into()));
+    }
     let n = s.chars().count();
     let trimmed_empty = s.trim().is_empty();
     let bad_char = s
@@ -223,6 +234,30 @@ mod tests {
             &"x".repeat(51),
         ] {
             assert!(DisplayName::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn invisible_and_direction_characters_are_refused() {
+        for bad in [
+            "evil\u{202E}gnp.exe",
+            "a\u{2066}b",
+            "a\u{200E}b",
+            "a\u{200F}b",
+            "a\u{061C}b",
+            "zero\u{200B}width",
+            "a\u{200D}b",
+            "\u{FEFF}bom",
+        ] {
+            for result in [
+                DisplayName::parse(bad).map(|_| ()),
+                RoomName::parse(bad).map(|_| ()),
+            ] {
+                match result {
+                    Err(ApiError::InvalidRequest(m)) => assert_eq!(m, INVISIBLE_CHARS_MESSAGE),
+                    other => panic!("{bad:?}: {other:?}"),
+                }
+            }
         }
     }
 

@@ -6,7 +6,8 @@ mod common;
 
 use common::Server;
 use reqwest::{Method, StatusCode};
-use serde_json::json;
+use serde_json::{Value, json};
+use watchparty_signal::validate::INVISIBLE_CHARS_MESSAGE;
 
 /// Injection strings (SQL, and the NoSQL operator objects of the seed
 /// review) are plain data: they never match a user or a room, and the
@@ -52,6 +53,52 @@ async fn injection_strings_are_plain_data() {
             "{room}: {}",
             r.status()
         );
+    }
+    s.stop().await;
+}
+
+/// Names that hide text-direction or invisible characters (visual spoofing,
+/// "Trojan Source") are refused with a plain sentence, whether a display name
+/// at registration or a room name.
+#[tokio::test]
+async fn names_with_invisible_or_direction_characters_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), |c| c.open_registration = true).await;
+    s.add_user("alice", false).await;
+    let token = s.login("alice").await;
+    let expect_refused = |r: reqwest::Response, what: String| async move {
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{what}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"], "invalid_request", "{what}");
+        let message = v["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(INVISIBLE_CHARS_MESSAGE),
+            "{what}: {message}"
+        );
+    };
+    for name in [
+        "evil\u{202E}gnp.exe",
+        "a\u{2066}b\u{2069}",
+        "a\u{200F}b",
+        "a\u{061C}b",
+        "zero\u{200B}width",
+        "\u{FEFF}bom",
+    ] {
+        let r = s
+            .client
+            .post(s.url("/api/v1/auth/register"))
+            .json(
+                &json!({"username": "mallory", "password": "correct horse", "display_name": name}),
+            )
+            .send()
+            .await
+            .unwrap();
+        expect_refused(r, format!("register {name:?}")).await;
+        let body = json!({"name": name, "media_id": 1});
+        let r = s
+            .call(Method::POST, "/api/v1/rooms", &token, Some(body))
+            .await;
+        expect_refused(r, format!("room {name:?}")).await;
     }
     s.stop().await;
 }
