@@ -183,6 +183,8 @@ pub enum RefreshOutcome {
     ReuseDetected {
         /// The user whose session was revoked.
         user_id: i64,
+        /// The revoked session (its sockets must close).
+        session_id: [u8; 16],
     },
 }
 
@@ -216,7 +218,10 @@ pub async fn rotate_refresh(db: &SqlitePool, presented: &str) -> Result<RefreshO
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        return Ok(RefreshOutcome::ReuseDetected { user_id });
+        return Ok(RefreshOutcome::ReuseDetected {
+            user_id,
+            session_id,
+        });
     }
     if session_status != "active" || expires_at <= now || disabled != 0 {
         return Ok(RefreshOutcome::Invalid);

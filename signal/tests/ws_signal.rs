@@ -7,9 +7,9 @@ mod ws_common;
 
 use std::time::Duration;
 
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use reqwest::Method;
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::{self, Message};
 use watchparty_peer::cert::CertVerifier;
 use watchparty_peer::ids::{Role, UnixSeconds, UserId};
@@ -574,6 +574,87 @@ async fn kick_logout_role_change_end_and_revocation_close_sockets() {
     }
     assert_eq!(close_code(&mut d).await, Some(1008));
     assert_eq!(close_code(&mut host).await, Some(1008));
+}
+
+/// Reusing an already-used refresh token revokes its session; the session's
+/// sockets then close at once with a plain reason, as at logout — by either
+/// refresh path (a native client's JSON body, the web app's cookie), and long
+/// before the periodic re-check (left at its default of 30 s here; the bound
+/// below is 5 s). Another session of the same user stays signed in, and
+/// another member's socket stays up.
+#[tokio::test]
+async fn refresh_token_reuse_closes_the_sessions_sockets_at_once() {
+    const APP: &str = "http://party.test";
+    let w = world(&["alice", "bob"], |_| {}).await;
+    let open_as = |access: String, seed: u8| {
+        let w = &w;
+        async move {
+            let mut ws = w.open(&w.room, None).await.unwrap();
+            auth(&mut ws, &access, Some(seed)).await;
+            assert!(matches!(recv(&mut ws).await, ServerMessage::Hello { .. }));
+            ws
+        }
+    };
+    let assert_closed_for_reuse = |closed: Option<(u16, String)>| {
+        let (code, reason) = closed.expect("a close frame");
+        assert_eq!(code, 1008);
+        assert!(reason.contains("signed out"), "{reason}");
+    };
+    // Another member's socket and another session of alice's: untouched.
+    let (mut other, _, _) = w.join("bob", 9).await;
+    let alice_elsewhere = w.s.login("alice").await;
+
+    // Native client: the refresh token in the JSON body.
+    let t = w.s.login_full("alice").await;
+    let mut ws = open_as(t["access_token"].as_str().unwrap().to_owned(), 2).await;
+    let refresh = |token: Value| {
+        let w = &w;
+        async move {
+            w.s.client
+                .post(w.s.url("/api/v1/auth/refresh"))
+                .json(&json!({"refresh_token": token}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(refresh(t["refresh_token"].clone()).await, 200);
+    assert_eq!(refresh(t["refresh_token"].clone()).await, 401);
+    assert_closed_for_reuse(close_frame(&mut ws).await);
+
+    // Web app: the refresh token in the cookie.
+    let r = w.s.cookie_login("alice", APP).await;
+    assert_eq!(r.status(), 200);
+    let (first, _) = common::refresh_cookie(&r).unwrap();
+    let access = common::json(r).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut ws = open_as(access, 3).await;
+    let r =
+        w.s.cookie_post("/api/v1/auth/refresh", &first, true, Some(APP), None)
+            .await;
+    assert_eq!(r.status(), 200);
+    let r =
+        w.s.cookie_post("/api/v1/auth/refresh", &first, true, Some(APP), None)
+            .await;
+    assert_eq!(r.status(), 401);
+    assert_closed_for_reuse(close_frame(&mut ws).await);
+
+    let r =
+        w.s.call(Method::GET, "/api/v1/me", &alice_elsewhere, None)
+            .await;
+    assert_eq!(r.status(), 200);
+    // The other member's socket is still up: it answers a ping.
+    other.send(Message::Ping(vec![7].into())).await.unwrap();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), other.next()).await {
+            Ok(Some(Ok(Message::Pong(p)))) if p.as_ref() == [7] => break,
+            Ok(Some(Ok(Message::Text(_) | Message::Ping(_) | Message::Pong(_)))) => {}
+            other => panic!("another member disturbed: {other:?}"),
+        }
+    }
 }
 
 /// The server rewrites `to` into `from`, which can lengthen a message: a

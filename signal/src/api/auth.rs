@@ -311,7 +311,11 @@ async fn refresh(
             )
             .into_response();
         }
-        Ok(RefreshOutcome::ReuseDetected { user_id }) => {
+        Ok(RefreshOutcome::ReuseDetected {
+            user_id,
+            session_id,
+        }) => {
+            crate::ws::on_refresh_reuse(&state, &session_id);
             tracing::warn!(user_id, "refresh token reuse detected; session revoked");
             ApiError::Unauthorized
         }

@@ -152,11 +152,26 @@ pub fn on_room_ended(state: &AppState, room: &RoomId) {
 
 /// A session was logged out: its sockets close (1008).
 pub fn on_logout(state: &AppState, session: &[u8; 16]) {
+    close_session(state, session, "logged out");
+}
+
+/// A session was revoked because one of its used refresh tokens came back
+/// (reuse detection: the token family may be stolen): its sockets close at
+/// once (1008), as at logout, rather than at the next re-check.
+pub fn on_refresh_reuse(state: &AppState, session: &[u8; 16]) {
+    close_session(
+        state,
+        session,
+        "signed out for safety: an old sign-in was used again",
+    );
+}
+
+fn close_session(state: &AppState, session: &[u8; 16], reason: &'static str) {
     state.hub.close_session(
         session,
         CloseCmd {
             code: CLOSE_POLICY,
-            reason: "logged out",
+            reason,
         },
     );
 }

@@ -173,6 +173,23 @@ pub async fn close_code(ws: &mut Ws) -> Option<u16> {
     }
 }
 
+/// Reads until the close frame; returns its code and reason (skips other
+/// messages). `None` when the connection ends without a close frame.
+pub async fn close_frame(ws: &mut Ws) -> Option<(u16, String)> {
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("close within 5 s");
+        match m {
+            Some(Ok(Message::Close(f))) => {
+                return f.map(|f| (u16::from(f.code), f.reason.as_str().to_owned()));
+            }
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => return None,
+        }
+    }
+}
+
 /// Next message, or `None` if nothing arrives within `d`.
 pub async fn maybe_recv(ws: &mut Ws, d: Duration) -> Option<ServerMessage> {
     loop {
