@@ -184,6 +184,11 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
     /// Peers whose `X-Forwarded-For` header is honoured.
     pub trusted_proxies: Vec<IpNet>,
+    /// Length in bits of the IPv6 prefix that the authentication endpoints'
+    /// per-prefix limit keys on (on top of the per-address limit);
+    /// [`crate::throttle::IPV6_PREFIX_LEN_RANGE`], default
+    /// [`crate::throttle::DEFAULT_IPV6_PREFIX_LEN`] (one subscriber's /64).
+    pub auth_ipv6_prefix_len: u8,
     /// Browser origins allowed by CORS. Empty = CORS off (no CORS headers at all).
     pub cors_origins: Vec<String>,
     /// Access-token lifetime (≤ [`MAX_ACCESS_TTL`]).
@@ -248,6 +253,7 @@ impl Config {
             tls_cert: None,
             tls_key: None,
             trusted_proxies: Vec::new(),
+            auth_ipv6_prefix_len: crate::throttle::DEFAULT_IPV6_PREFIX_LEN,
             cors_origins: Vec::new(),
             access_token_ttl: DEFAULT_ACCESS_TTL,
             refresh_token_ttl: DEFAULT_REFRESH_TTL,
@@ -327,6 +333,13 @@ impl Config {
         if !(1..=SCAN_MAX_ENTRIES_LIMIT).contains(&self.scan_max_entries) {
             return Err(format!(
                 "scan_max_entries must be 1..={SCAN_MAX_ENTRIES_LIMIT}"
+            ));
+        }
+        if !crate::throttle::IPV6_PREFIX_LEN_RANGE.contains(&self.auth_ipv6_prefix_len) {
+            return Err(format!(
+                "auth_ipv6_prefix_len must be {}..={}",
+                crate::throttle::IPV6_PREFIX_LEN_RANGE.start(),
+                crate::throttle::IPV6_PREFIX_LEN_RANGE.end()
             ));
         }
         if !(1..=LIST_MAX_ROWS_LIMIT).contains(&self.list_max_rows) {
@@ -409,6 +422,8 @@ pub struct FileConfig {
     pub tls_key: Option<PathBuf>,
     /// See [`Config::trusted_proxies`].
     pub trusted_proxies: Option<Vec<IpNet>>,
+    /// See [`Config::auth_ipv6_prefix_len`].
+    pub auth_ipv6_prefix_len: Option<u8>,
     /// See [`Config::cors_origins`].
     pub cors_origins: Option<Vec<String>>,
     /// Seconds; see [`Config::access_token_ttl`].
@@ -539,6 +554,9 @@ pub fn resolve(over: FileConfig, file: FileConfig) -> Result<Config, String> {
     if let Some(v) = file.list_max_rows {
         c.list_max_rows = v;
     }
+    if let Some(v) = file.auth_ipv6_prefix_len {
+        c.auth_ipv6_prefix_len = v;
+    }
     if let Some(v) = file.header_read_timeout_ms {
         c.header_read_timeout = Duration::from_millis(v);
     }
@@ -590,6 +608,8 @@ mod tests {
             "scan_max_entries = 0",
             "list_max_rows = 0",
             "list_max_rows = 1001",
+            "auth_ipv6_prefix_len = 31",
+            "auth_ipv6_prefix_len = 129",
             "header_read_timeout_ms = 0",
             "header_read_timeout_ms = 120001",
             "max_connections = 1024",
@@ -600,11 +620,12 @@ mod tests {
             assert!(resolve(FileConfig::default(), file).is_err(), "{bad}");
         }
         let file: FileConfig = toml::from_str(
-            "hash_queue_timeout_ms = 250\nhash_queue_max_waiters = 3\nscan_max_entries = 7\nlist_max_rows = 5",
+            "hash_queue_timeout_ms = 250\nhash_queue_max_waiters = 3\nscan_max_entries = 7\nlist_max_rows = 5\nauth_ipv6_prefix_len = 56",
         )
         .unwrap();
         let c = resolve(FileConfig::default(), file).unwrap();
         assert_eq!(c.hash_queue_timeout, Duration::from_millis(250));
+        assert_eq!(c.auth_ipv6_prefix_len, 56);
         assert_eq!(
             (
                 c.hash_queue_max_waiters,

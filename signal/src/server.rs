@@ -81,6 +81,7 @@ pub async fn cleanup_once(state: &AppState) -> Result<(), crate::error::ApiError
     let sessions = crate::accounts::purge_sessions(&state.db, now).await?;
     let instant = Instant::now();
     state.limits.login_account.purge(instant);
+    state.limits.login_unknown.purge(instant);
     state.limits.room_password.purge(instant);
     state.limits.room_password_ip.purge(instant);
     if ended + deleted + sessions > 0 {

@@ -1,7 +1,8 @@
 //! The shared application state handed to every handler.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
+use std::time::Instant;
 
 use sqlx::SqlitePool;
 
@@ -9,19 +10,40 @@ use crate::config::Config;
 use crate::keys::{KeyError, ServerKeys};
 use crate::password::{HashQueueLimits, HashSetupError, PasswordHasherPool};
 use crate::throttle::{
-    AUTH_IP_BURST, AUTH_IP_REFILL, FailureThrottle, LOGIN_BASE_LOCK, LOGIN_FREE_FAILURES,
-    LOGIN_MAX_LOCK, ROOM_BASE_LOCK, ROOM_CREATE_BURST, ROOM_CREATE_REFILL, ROOM_FREE_FAILURES,
-    ROOM_IP_FREE_FAILURES, ROOM_MAX_LOCK, RateLimiter, THROTTLE_CAPACITY,
+    AUTH_IP_BURST, AUTH_IP_REFILL, AUTH_PREFIX_BURST, AUTH_PREFIX_REFILL, DEFAULT_IPV6_PREFIX_LEN,
+    FailureThrottle, LOGIN_BASE_LOCK, LOGIN_FREE_FAILURES, LOGIN_MAX_LOCK, ROOM_BASE_LOCK,
+    ROOM_CREATE_BURST, ROOM_CREATE_REFILL, ROOM_FREE_FAILURES, ROOM_IP_FREE_FAILURES,
+    ROOM_MAX_LOCK, RateLimiter, RetryAfter, THROTTLE_CAPACITY, ipv6_prefix,
 };
 use crate::tokens::{AccessTokens, StreamTokens};
+
+/// Whose failures a login attempt counts against.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum LoginKey {
+    /// An existing account (by id), disabled or not.
+    Account(i64),
+    /// A name no account has (at most 64 characters of it).
+    Unknown(String),
+}
 
 /// Brute-force throttles and rate limiters (in memory; reset on restart).
 #[derive(Debug)]
 pub struct Limiters {
-    /// Login failures per username (whether or not the account exists).
-    pub login_account: FailureThrottle<String>,
+    /// Login failures per existing account. Only existing accounts enter it,
+    /// so unknown names can never push an account's lock out.
+    pub login_account: FailureThrottle<i64>,
+    /// Login failures per unknown username, apart from the accounts' table
+    /// and with the same policy, so a throttled name looks the same whether
+    /// or not the account exists.
+    pub login_unknown: FailureThrottle<String>,
     /// Requests to authentication endpoints per client IP.
     pub auth_ip: RateLimiter<IpAddr>,
+    /// Requests to authentication endpoints per IPv6 prefix of the client
+    /// (see [`Limiters::ipv6_prefix_len`]); IPv4 clients are not in it.
+    pub auth_prefix: RateLimiter<Ipv6Addr>,
+    /// Length of the prefix [`Limiters::auth_prefix`] keys on
+    /// (`auth_ipv6_prefix_len`).
+    pub ipv6_prefix_len: u8,
     /// Wrong room passwords per room.
     pub room_password: FailureThrottle<String>,
     /// Wrong room passwords per (room, client IP).
@@ -40,7 +62,15 @@ impl Limiters {
                 LOGIN_MAX_LOCK,
                 THROTTLE_CAPACITY,
             ),
+            login_unknown: FailureThrottle::new(
+                LOGIN_FREE_FAILURES,
+                LOGIN_BASE_LOCK,
+                LOGIN_MAX_LOCK,
+                THROTTLE_CAPACITY,
+            ),
             auth_ip: RateLimiter::new(AUTH_IP_BURST, AUTH_IP_REFILL, THROTTLE_CAPACITY),
+            auth_prefix: RateLimiter::new(AUTH_PREFIX_BURST, AUTH_PREFIX_REFILL, THROTTLE_CAPACITY),
+            ipv6_prefix_len: DEFAULT_IPV6_PREFIX_LEN,
             room_password: FailureThrottle::new(
                 ROOM_FREE_FAILURES,
                 ROOM_BASE_LOCK,
@@ -54,6 +84,34 @@ impl Limiters {
                 THROTTLE_CAPACITY,
             ),
             room_create: RateLimiter::new(ROOM_CREATE_BURST, ROOM_CREATE_REFILL, THROTTLE_CAPACITY),
+        }
+    }
+}
+
+impl Limiters {
+    /// Takes one request of an authentication endpoint from `ip`: from its
+    /// own bucket and, for IPv6, from its prefix's.
+    pub fn auth_hit(&self, ip: IpAddr, now: Instant) -> Result<(), RetryAfter> {
+        self.auth_ip.hit(&ip, now)?;
+        match ipv6_prefix(ip, self.ipv6_prefix_len) {
+            Some(prefix) => self.auth_prefix.hit(&prefix, now),
+            None => Ok(()),
+        }
+    }
+
+    /// `Err` while the login key is locked.
+    pub fn login_check(&self, key: &LoginKey, now: Instant) -> Result<(), RetryAfter> {
+        match key {
+            LoginKey::Account(id) => self.login_account.check(id, now),
+            LoginKey::Unknown(name) => self.login_unknown.check(name, now),
+        }
+    }
+
+    /// Records a failed login.
+    pub fn login_failed(&self, key: &LoginKey, now: Instant) {
+        match key {
+            LoginKey::Account(id) => self.login_account.fail(id, now),
+            LoginKey::Unknown(name) => self.login_unknown.fail(name, now),
         }
     }
 }
@@ -146,6 +204,10 @@ impl AppState {
         let keys = ServerKeys::load_or_create(&config.data_dir)?;
         let db = crate::db::open(&config.database_path()).await?;
         let hasher = PasswordHasherPool::new(config.argon2, HashQueueLimits::from_config(&config))?;
+        let limits = Limiters {
+            ipv6_prefix_len: config.auth_ipv6_prefix_len,
+            ..Limiters::new()
+        };
         Ok(AppState {
             access_tokens: Arc::new(AccessTokens::new(&keys.jwt)),
             stream_tokens: Arc::new(StreamTokens::new(&keys.stream)),
@@ -153,7 +215,7 @@ impl AppState {
             config: Arc::new(config),
             db,
             hasher,
-            limits: Arc::new(Limiters::new()),
+            limits: Arc::new(limits),
             hub: Arc::new(crate::ws::Hub::default()),
         })
     }

@@ -17,7 +17,7 @@ use crate::auth::{AuthUser, authenticate, bearer_from_headers};
 use crate::client_ip::ClientIp;
 use crate::db::now_secs;
 use crate::error::{ApiError, ApiJson, ApiResult, ErrorBody};
-use crate::state::AppState;
+use crate::state::{AppState, LoginKey};
 use crate::validate::{DisplayName, NewPassword, PresentedPassword, Username};
 
 /// Routes of this module.
@@ -100,8 +100,7 @@ pub struct RefreshRequest {
 fn auth_ip_limit(state: &AppState, ip: ClientIp) -> ApiResult<()> {
     state
         .limits
-        .auth_ip
-        .hit(&ip.0, Instant::now())
+        .auth_hit(ip.0, Instant::now())
         .map_err(|r| ApiError::RateLimited {
             retry_after_secs: r.secs(),
         })
@@ -210,33 +209,37 @@ async fn login(
         cookie::check_csrf(&state.config, &headers)?;
     }
     auth_ip_limit(&state, ip)?;
-    // The throttle key is the presented name, whether or not the account exists.
-    let key: String = req.username.chars().take(64).collect();
+    let user = match Username::parse(&req.username) {
+        Ok(u) => accounts::find_user(&state.db, u.as_str()).await?,
+        Err(_) => None,
+    };
+    // Failures count against the account when it exists, else against the
+    // presented name in a table of their own (same policy, so a lock looks
+    // the same either way, and unknown names cannot crowd accounts out).
+    let key = match &user {
+        Some(u) => LoginKey::Account(u.id),
+        None => LoginKey::Unknown(req.username.chars().take(64).collect()),
+    };
     state
         .limits
-        .login_account
-        .check(&key, Instant::now())
+        .login_check(&key, Instant::now())
         .map_err(|r| {
             tracing::warn!("login throttled for account");
             ApiError::RateLimited {
                 retry_after_secs: r.secs(),
             }
         })?;
-    let user = match Username::parse(&req.username) {
-        Ok(u) => accounts::find_user(&state.db, u.as_str()).await?,
-        Err(_) => None,
-    };
     let stored = user.as_ref().map(|u| u.password_hash.as_str());
     let verified = state.hasher.verify(req.password.as_bytes(), stored).await?;
     let user = match user {
         Some(u) if verified && req.password.plausible() && u.disabled == 0 => u,
         _ => {
-            state.limits.login_account.fail(&key, Instant::now());
+            state.limits.login_failed(&key, Instant::now());
             tracing::info!(client_ip = %ip.0, "login failed");
             return Err(ApiError::InvalidCredentials);
         }
     };
-    state.limits.login_account.succeed(&key);
+    state.limits.login_account.succeed(&user.id);
     let session =
         accounts::create_session(&state.db, user.id, ttl_secs(state.config.refresh_token_ttl))
             .await?;
