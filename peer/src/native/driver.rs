@@ -57,8 +57,8 @@ use crate::ids::{ContentHash, RoomId, UserId};
 use crate::message::{Fingerprint, MediaItem, Readiness};
 use crate::player::PlayerObservation;
 use crate::session::{
-    AskFor, ChannelOpen, CommandError, Event, HostChangeRefusal, Output, PeerInfo,
-    RefusedHostChange, Session, SessionConfig, SessionError, UserCommand, ask_text, policy_text,
+    ChannelOpen, CommandError, Event, HostChangeRefusal, Output, PeerInfo, RefusedHostChange,
+    Session, SessionConfig, SessionError, UserCommand, ask_text, policy_text,
 };
 use crate::signaling::{ClientMessage, ServerMessage};
 use crate::time::{LocalTime, TimeDelta, WallTime};
@@ -357,31 +357,18 @@ pub struct AskView {
     pub text: String,
 }
 
-/// A member's display name, or "member N" when unknown.
-fn member_name(s: &Session, member: UserId) -> String {
-    s.member_name(member).map_or_else(
-        || format!("member {}", member.get()),
-        |n| n.as_str().to_owned(),
-    )
-}
-
 /// The host's pending asks as views.
 fn ask_views(s: &Session) -> Vec<AskView> {
     s.pending_asks()
         .into_iter()
         .map(|a| {
-            let name = member_name(s, a.member);
-            let (what, position_ms) = match a.what {
-                AskFor::Play => ("play", None),
-                AskFor::Pause => ("pause", None),
-                AskFor::Seek(p) => ("seek", Some(p.as_millis())),
-            };
+            let name = s.member_label(a.member);
             AskView {
                 member: a.member.get(),
                 text: ask_text(&name, a.what),
                 name,
-                what,
-                position_ms,
+                what: a.what.label(),
+                position_ms: a.what.position_ms(),
             }
         })
         .collect()
@@ -1558,7 +1545,7 @@ where
             Event::NoLongerWaitedFor(member) => {
                 let name = self.session.as_ref().map_or_else(
                     || format!("member {}", member.get()),
-                    |s| member_name(s, member),
+                    |s| s.member_label(member),
                 );
                 self.emit(DriverEvent::NoLongerWaitedFor {
                     member: member.get(),

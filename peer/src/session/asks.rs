@@ -68,6 +68,25 @@ impl AskFor {
         }
     }
 
+    /// `play`, `pause` or `seek` (for scripts and JSON).
+    #[must_use]
+    pub const fn label(&self) -> &'static str {
+        match self {
+            Self::Play => "play",
+            Self::Pause => "pause",
+            Self::Seek(_) => "seek",
+        }
+    }
+
+    /// The target of a seek, whole ms; `None` for play and pause.
+    #[must_use]
+    pub const fn position_ms(&self) -> Option<u64> {
+        match self {
+            Self::Seek(p) => Some(p.as_millis()),
+            Self::Play | Self::Pause => None,
+        }
+    }
+
     /// Plain words after "asks to" / "Ask the host to": `pause`, `play`,
     /// `jump to 1:23`.
     #[must_use]

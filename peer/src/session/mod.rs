@@ -488,6 +488,16 @@ impl Session {
         self.members.get(&user).map(|m| &m.name)
     }
 
+    /// What to call a member on screen: its certificate name, or "member N"
+    /// when we never had its certificate.
+    #[must_use]
+    pub fn member_label(&self, user: UserId) -> String {
+        self.member_name(user).map_or_else(
+            || format!("member {}", user.get()),
+            |n| n.as_str().to_owned(),
+        )
+    }
+
     /// The latest host-signed `State` frame this follower holds (what it
     /// hands a neighbour without a path to the host).
     #[must_use]

@@ -8,7 +8,7 @@ use watchparty_peer::acceptance::DropReason;
 use watchparty_peer::ids::{Role, UserId};
 use watchparty_peer::message::{Buffering, Policy, Readiness};
 use watchparty_peer::session::{
-    AskFor, Event, RefusedHostChange, Session, ask_text, no_longer_waited_for_text, policy_text,
+    Event, RefusedHostChange, Session, ask_text, no_longer_waited_for_text, policy_text,
 };
 use watchparty_peer::signaling::{EndReason, ErrorCode};
 use watchparty_peer::sync::SyncEvent;
@@ -79,26 +79,14 @@ pub fn asks(session: &Session) -> Value {
         .pending_asks()
         .into_iter()
         .map(|a| {
-            let name = member_name(session, a.member);
-            let (what, position_ms) = match a.what {
-                AskFor::Play => ("play", None),
-                AskFor::Pause => ("pause", None),
-                AskFor::Seek(p) => ("seek", Some(p.as_millis())),
-            };
+            let name = session.member_label(a.member);
             json!({
-                "member": a.member.get(), "name": name, "what": what,
-                "position_ms": position_ms, "text": ask_text(&name, a.what),
+                "member": a.member.get(), "name": name, "what": a.what.label(),
+                "position_ms": a.what.position_ms(), "text": ask_text(&name, a.what),
             })
         })
         .collect();
     Value::Array(list)
-}
-
-/// A member's display name, or "member N" when unknown.
-fn member_name(session: &Session, u: UserId) -> String {
-    session
-        .member_name(u)
-        .map_or_else(|| format!("member {}", u.get()), |n| n.as_str().to_owned())
 }
 
 /// The queue event: `{type: "queue", items: [media ids], index}`.
@@ -197,7 +185,7 @@ pub fn event(e: &Event, session: Option<&Session>, wall_ms: f64) -> Option<Value
         }),
         Event::NoLongerWaitedFor(u) => {
             let name =
-                session.map_or_else(|| format!("member {}", u.get()), |s| member_name(s, *u));
+                session.map_or_else(|| format!("member {}", u.get()), |s| s.member_label(*u));
             json!({
                 "type": "not_waited_for", "member": u.get(),
                 "message": no_longer_waited_for_text(&name), "name": name,
