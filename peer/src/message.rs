@@ -467,6 +467,12 @@ pub enum RefuseReason {
     InvalidState,
     /// Too many requests (tag 4).
     RateLimited,
+    /// The host saw this member's ask and said no (tag 5; §4.2 *Asking
+    /// the host*).
+    Dismissed,
+    /// The host already holds [`crate::session::MAX_PENDING_ASKS`] asks
+    /// for its decision (tag 6).
+    TooManyPending,
 }
 
 /// Plain words for people (shown by the browser page and the CLI): what
@@ -476,11 +482,17 @@ impl fmt::Display for RefuseReason {
         f.write_str(match self {
             Self::ViewerRole => {
                 "only the host and controllers can control playback; \
-                 ask the host to make you a controller"
+                 you can ask the host instead"
             }
-            Self::PolicyDenied => "the room's rules do not let controllers do this; ask the host",
+            Self::PolicyDenied => {
+                "the room's rules do not let controllers do this; you can ask the host instead"
+            }
             Self::InvalidState => "that is not possible right now",
             Self::RateLimited => "too many requests at once; wait a moment and try again",
+            Self::Dismissed => "the host said no to your request",
+            Self::TooManyPending => {
+                "the host has too many requests waiting; try again in a little while"
+            }
         })
     }
 }
@@ -826,6 +838,8 @@ impl Message {
                     RefuseReason::PolicyDenied => 2,
                     RefuseReason::InvalidState => 3,
                     RefuseReason::RateLimited => 4,
+                    RefuseReason::Dismissed => 5,
+                    RefuseReason::TooManyPending => 6,
                 });
             }
             Self::Reaction(e) => w.bytes("reaction", e.0.as_bytes(), MAX_EMOJI_BYTES)?,
@@ -936,6 +950,8 @@ impl Message {
                     2 => RefuseReason::PolicyDenied,
                     3 => RefuseReason::InvalidState,
                     4 => RefuseReason::RateLimited,
+                    5 => RefuseReason::Dismissed,
+                    6 => RefuseReason::TooManyPending,
                     tag => Err(DecodeError::UnknownTag {
                         field: "reason",
                         tag,
@@ -1362,7 +1378,7 @@ pub(crate) mod strategies {
                     peer_fingerprint: p,
                 })
             }),
-            (user(), 0..Seq::LIMIT, 1u8..=4).prop_map(|(member, s, reason)| {
+            (user(), 0..Seq::LIMIT, 1u8..=6).prop_map(|(member, s, reason)| {
                 Message::Refuse(Refusal {
                     member,
                     request_seq: Seq::new(s).unwrap(),
@@ -1370,7 +1386,9 @@ pub(crate) mod strategies {
                         1 => RefuseReason::ViewerRole,
                         2 => RefuseReason::PolicyDenied,
                         3 => RefuseReason::InvalidState,
-                        _ => RefuseReason::RateLimited,
+                        4 => RefuseReason::RateLimited,
+                        5 => RefuseReason::Dismissed,
+                        _ => RefuseReason::TooManyPending,
                     },
                 })
             }),

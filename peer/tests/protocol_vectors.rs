@@ -13,7 +13,9 @@ use watchparty_peer::ids::{
     ContentHash, DisplayName, Epoch, MediaId, PositionMs, RateMilli, Role, RoomId, RoomMs, Seq,
     UnixSeconds, UserId,
 };
-use watchparty_peer::message::{ChatText, DtlsBinding, Fingerprint, Kind, MediaItem, Message};
+use watchparty_peer::message::{
+    ChatText, DtlsBinding, Fingerprint, Kind, MediaItem, Message, Refusal, RefuseReason,
+};
 use watchparty_peer::session::{ChannelOpen, Event, Output, Session, SessionConfig};
 use watchparty_peer::signaling::{BoundedVec, OffererRule, RosterEntry, ServerMessage};
 use watchparty_peer::time::LocalTime;
@@ -115,6 +117,18 @@ fn vectors() -> Vec<(&'static str, String)> {
                 peer: UserId::new(7).unwrap(),
                 host_fingerprint: Fingerprint::Sha256([0x11; 32]),
                 peer_fingerprint: Fingerprint::Sha256([0x22; 32]),
+            }),
+        ),
+    ));
+    v.push((
+        "frame-refuse-dismissed",
+        frame(
+            &h,
+            header(10, 132_000),
+            Message::Refuse(Refusal {
+                member: UserId::new(7).unwrap(),
+                request_seq: Seq::new(3).unwrap(),
+                reason: RefuseReason::Dismissed,
             }),
         ),
     ));

@@ -155,7 +155,7 @@ async fn role_changes_show_at_once_and_messages_are_plain_words() {
     .await;
     assert_eq!(
         message(&bob, "room-message").await,
-        "Only the host and controllers can control playback; ask the host to make you a controller."
+        "Only the host and controllers can control playback; you can ask the host instead."
     );
 
     // The host makes bob a controller from the member list.

@@ -368,6 +368,11 @@ impl RoomClient {
             }
             C::FreeWatch => UserCommand::FreeWatch,
             C::Resync => UserCommand::Resync,
+            C::Ask { what, position_ms } => {
+                UserCommand::Ask(c::ask(&what, position_ms).map_err(err)?)
+            }
+            C::AcceptAsk { member } => UserCommand::AcceptAsk(member.user().map_err(err)?),
+            C::DismissAsk { member } => UserCommand::DismissAsk(member.user().map_err(err)?),
         })
     }
 

@@ -279,9 +279,15 @@ function render(ctx, main, setBanner, navigate) {
   ui.freeWatch.addEventListener('change', () => cmd({ type: 'free_watch' }));
   ui.resync = h('button', { id: 'btn-resync', type: 'button', onclick: () => { if (ui.freeWatch.checked) ui.freeWatch.checked = false; cmd({ type: 'resync' }); } }, 'Re-sync');
 
+  // Asking the host: for who may not play or pause themselves.
+  ui.askPause = h('button', { id: 'ask-pause', type: 'button', onclick: () => askHost(ctx, ui, 'pause') }, 'Ask the host to pause');
+  ui.askPlay = h('button', { id: 'ask-play', type: 'button', onclick: () => askHost(ctx, ui, 'play') }, 'Ask the host to play');
+  ui.askRow = h('div', { id: 'ask-host', class: 'row wrap', hidden: true }, ui.askPause, ui.askPlay);
+
   ui.stage = h('div', { class: 'stage' }, ui.video, ui.autoplay);
   const controls = h('div', { class: 'controls', role: 'group', 'aria-label': 'Playback controls' },
     h('div', { class: 'row' }, ui.play, ui.pause, ui.back, ui.fwd, ui.clock),
+    ui.askRow,
     h('div', { class: 'row' }, ui.seek),
     h('div', { class: 'row wrap' },
       h('label', { for: 'rate' }, 'Speed '), ui.rate,
@@ -289,8 +295,13 @@ function render(ctx, main, setBanner, navigate) {
       ui.subs, ui.full,
       h('label', { class: 'check', for: 'free-watch' }, ui.freeWatch, ' Free watch'), ui.resync));
 
-  // Members.
+  // Members, and the room's rules in plain words (for everyone).
   ui.members = h('ul', { id: 'members', class: 'plain members', 'aria-label': 'Members' });
+  ui.policyText = h('p', { id: 'room-policy', class: 'muted' }, '');
+  // Host: what members asked for.
+  ui.asks = h('ul', { id: 'asks', class: 'plain members', 'aria-label': 'Requests', 'aria-live': 'polite' });
+  ui.asksCard = h('section', { id: 'asks-card', class: 'card', 'aria-labelledby': 'asks-h', hidden: true },
+    h('h2', { id: 'asks-h' }, 'Requests'), ui.asks);
   // Queue.
   ui.queue = h('ol', { id: 'queue', class: 'queue', 'aria-label': 'Queue' });
   ui.queueEmpty = h('p', { id: 'queue-empty', class: 'muted', hidden: true }, 'The queue is empty.');
@@ -380,7 +391,8 @@ function render(ctx, main, setBanner, navigate) {
     h('div', { class: 'room' },
       h('section', { class: 'player', 'aria-label': 'Player' }, ui.stage, ui.mediaTitle, controls),
       h('aside', { class: 'side' },
-        h('section', { class: 'card', 'aria-labelledby': 'members-h' }, h('h2', { id: 'members-h' }, 'Members'), ui.members),
+        ui.asksCard,
+        h('section', { class: 'card', 'aria-labelledby': 'members-h' }, h('h2', { id: 'members-h' }, 'Members'), ui.members, ui.policyText),
         h('section', { class: 'card', 'aria-labelledby': 'chat-h' }, h('h2', { id: 'chat-h' }, 'Chat'), ui.chatLog, ui.reactions, chatForm),
         h('section', { class: 'card', 'aria-labelledby': 'queue-h' }, h('h2', { id: 'queue-h' }, 'Queue'), ui.queue, ui.queueEmpty,
           h('div', { class: 'row wrap', id: 'queue-tools' }, ui.prev, ui.next, ui.queueAddSel, ui.queueAdd)),
@@ -436,6 +448,42 @@ async function send(ctx, ui, cmd) {
   }
 }
 
+/** Asks the host to `what` (`play` or `pause`); says what happens next. */
+async function askHost(ctx, ui, what) {
+  if (!ctx.client) { showMessage(ui.msg, 'Not connected to the room yet.'); return; }
+  try {
+    await ctx.client.command({ type: 'ask', what });
+    showMessage(ui.msg, `You asked the host to ${what}. They will see your request.`, 'info');
+  } catch (e) {
+    showMessage(ui.msg, sentence(describeError(e)));
+  }
+}
+
+/** Host: the pending asks, each with Accept and Dismiss. */
+function renderAsks(ctx, ui) {
+  const st = ctx.client ? safeStatus(ctx) : null;
+  const list = (st && st.asks) || [];
+  ui.asksCard.hidden = ctx.role !== 'host';
+  if (list.length === 0) {
+    mount(ui.asks, h('li', { class: 'muted' }, 'No requests waiting.'));
+    return;
+  }
+  mount(ui.asks, list.map((a) => {
+    const answer = (type) => send(ctx, ui, { type, member: a.member }).then(() => renderAsks(ctx, ui));
+    return h('li', { class: 'ask', 'data-user': String(a.member) },
+      h('span', { class: 'ask-text' }, a.text),
+      h('button', { type: 'button', class: 'ask-accept primary', 'aria-label': `Accept: ${a.text}`, onclick: () => answer('accept_ask') }, 'Accept'),
+      h('button', { type: 'button', class: 'ask-dismiss', 'aria-label': `Dismiss: ${a.text}`, onclick: () => answer('dismiss_ask') }, 'Dismiss'));
+  }));
+}
+
+/** The room's rules in plain words, from the session (host-signed policy). */
+function renderPolicy(ctx, ui) {
+  const st = ctx.client ? safeStatus(ctx) : null;
+  const text = (st && st.policy && st.policy.text) || (ctx.sessionPolicy && ctx.sessionPolicy.text) || '';
+  setText(ui.policyText, text);
+}
+
 /** The message for chat text of `n` characters, over the limit. */
 export function chatTooLongText(n) {
   return `Chat messages can be at most ${CHAT_MAX_CHARS} characters; this one has ${n}. Shorten it to send it.`;
@@ -469,14 +517,15 @@ function setEnabled(ctx, ui, connected) {
   };
   const role = syncRole(ctx);
   const why = role === 'viewer'
-    ? 'Only the host and controllers can control playback; ask the host to make you a controller'
-    : 'The room\'s rules do not let controllers do this';
+    ? 'Only the host and controllers can control playback; use "Ask the host" instead'
+    : 'The room\'s rules do not let controllers do this; use "Ask the host" instead';
   on(ui.play, connected && can(ctx, 'play'), why);
   on(ui.pause, connected && can(ctx, 'pause'), why);
   on(ui.seek, connected && can(ctx, 'seek'), why);
   on(ui.back, connected && can(ctx, 'seek'), why);
   on(ui.fwd, connected && can(ctx, 'seek'), why);
   on(ui.rate, connected && can(ctx, 'rate'), why);
+  ui.askRow.hidden = !connected || role === 'host' || can(ctx, 'pause');
   const q = connected && canEditQueue(ctx);
   for (const el of [ui.queueAdd, ui.queueAddSel]) on(el, q, why);
   on(ui.chatInput, connected && canChat(ctx), 'Viewers may not chat in this room');
@@ -493,6 +542,8 @@ function setEnabled(ctx, ui, connected) {
   ui.inviteNote.textContent = inviteNote(ctx);
   renderQueue(ctx, ui);
   renderMembers(ctx, ui);
+  renderAsks(ctx, ui);
+  renderPolicy(ctx, ui);
 }
 
 // ------------------------------------------------------------------ events
@@ -590,6 +641,9 @@ function onEvent(ctx, ui, ev, setBanner) {
       break;
     case 'policy':
       if (ev.policy) { ctx.sessionPolicy = ev.policy; setEnabled(ctx, ui, ctx.connected); }
+      break;
+    case 'asks':
+      renderAsks(ctx, ui);
       break;
     case 'queue':
       ctx.queue = { items: ev.items || [], index: ev.index || 0 };

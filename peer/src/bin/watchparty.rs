@@ -8,10 +8,12 @@
 //! ```
 //! `host` and `join` then read commands on stdin: `play`, `pause`,
 //! `seek SECS`, `rate X`, `load ID`, `queue ID…`, `next`, `prev`,
-//! `chat TEXT`, `roster`, `status [TAG]`, and for the host `kick USER`,
-//! `role USER controller|viewer`, `handoff USER` (USER: user id or
-//! username; these go through the server's REST routes, then the signed
-//! frame tells the peers), `quit`.
+//! `chat TEXT`, `roster`, `status [TAG]`, `ask pause|play|seek SECS` (ask
+//! the host for what our role or the room's rules do not let us do), and
+//! for the host `kick USER`, `role USER controller|viewer`, `handoff USER`
+//! (USER: user id or username; these go through the server's REST routes,
+//! then the signed frame tells the peers), `accept USER` / `dismiss USER`
+//! (answer that member's ask; `status` lists the asks waiting), `quit`.
 //! `--json` prints one event per line (for scripts and tests); a status
 //! line carries `wall_us` (Unix µs of the snapshot instant) and the `TAG`
 //! given to `status`.
@@ -42,7 +44,7 @@ use watchparty_peer::native::driver::{
 use watchparty_peer::native::player::virtual_backend::VirtualBackend;
 use watchparty_peer::native::player::{AnyBackend, PlayerClock};
 use watchparty_peer::native::signal_client::tls_config;
-use watchparty_peer::session::UserCommand;
+use watchparty_peer::session::{AskFor, UserCommand};
 use watchparty_peer::time::{MediaPos, Rate};
 use watchparty_peer::virtual_player::VirtualPlayerConfig;
 
@@ -241,6 +243,25 @@ fn parse_command(line: &str) -> Result<Option<LineCmd>, String> {
         "next" => LineCmd::User(UserCommand::Next),
         "prev" | "previous" => LineCmd::User(UserCommand::Previous),
         "chat" => LineCmd::User(UserCommand::Chat(rest.to_owned())),
+        "ask" => {
+            const USAGE: &str = "ask pause|play|seek SECS";
+            let (what, arg) = rest.split_once(' ').unwrap_or((rest, ""));
+            let what = match what {
+                "pause" => AskFor::Pause,
+                "play" => AskFor::Play,
+                "seek" => {
+                    let secs: f64 = arg.trim().parse().map_err(|_| USAGE)?;
+                    if !secs.is_finite() || secs < 0.0 {
+                        return Err(USAGE.into());
+                    }
+                    AskFor::Seek(MediaPos::from_secs_f64(secs))
+                }
+                _ => return Err(USAGE.into()),
+            };
+            LineCmd::User(UserCommand::Ask(what))
+        }
+        "accept" => LineCmd::Answer(UserRef::parse(rest).ok_or("accept USER")?, true),
+        "dismiss" => LineCmd::Answer(UserRef::parse(rest).ok_or("dismiss USER")?, false),
         "roster" => LineCmd::Status(None),
         "status" => {
             if rest.len() > MAX_STATUS_TAG || rest.chars().any(char::is_control) {
@@ -278,6 +299,8 @@ enum LineCmd {
     Kick(UserRef),
     Handoff(UserRef),
     Role(UserRef, Role),
+    /// Host: accept (`true`) or dismiss a member's ask.
+    Answer(UserRef, bool),
     Quit,
 }
 
@@ -329,6 +352,8 @@ fn print_event(json: bool, e: &DriverEvent) {
             DriverEvent::Chat { from, text } => println!("[{from}] {text}"),
             DriverEvent::HostChangeRefused(r) => println!("! {}", r.message),
             DriverEvent::NoLongerWaitedFor { message, .. } => println!("* {message}"),
+            DriverEvent::Asks { asks } => print_asks(asks),
+            DriverEvent::Refused { message } => println!("! {message}"),
             other => println!("* {other:?}"),
         }
     }
@@ -369,6 +394,24 @@ fn print_status(s: &watchparty_peer::native::driver::StatusSnapshot) {
     println!("  counters: {:?}", s.counters);
     if let Some(r) = &s.refused_host_change {
         println!("  ! {}", r.message);
+    }
+    if let Some(p) = &s.policy {
+        println!("  rules: {p}");
+    }
+    print_asks(&s.asks);
+}
+
+/// The host's pending asks, with the commands that answer them.
+fn print_asks(asks: &[watchparty_peer::native::driver::AskView]) {
+    if asks.is_empty() {
+        println!("  requests: none waiting");
+    }
+    for a in asks {
+        println!(
+            "  request: {} (accept {m} / dismiss {m})",
+            a.text,
+            m = a.member
+        );
     }
 }
 
@@ -482,6 +525,11 @@ async fn run_peer(
                     Ok(Some(LineCmd::Handoff(who))) => {
                         let r = host_action(&api, &handle, &room_text, &who, HostAction::Handoff).await;
                         host_result(json, "handoff", r);
+                    }
+                    Ok(Some(LineCmd::Answer(who, accept))) => {
+                        let what = if accept { "accept" } else { "dismiss" };
+                        let r = answer_ask(&api, &handle, &room_text, &who, accept).await;
+                        host_result(json, what, r);
                     }
                     Ok(Some(LineCmd::Role(who, role))) => {
                         let r = host_action(&api, &handle, &room_text, &who, HostAction::Role(role)).await;
@@ -598,6 +646,24 @@ async fn host_action(
         .command(cmd)
         .await
         .map_err(|e| format!("the server accepted, but the signed frame was refused: {e}"))?;
+    Ok(user)
+}
+
+/// Host: accepts or dismisses `who`'s ask (signed by us; no REST route).
+async fn answer_ask(
+    api: &ApiClient,
+    handle: &DriverHandle,
+    room: &str,
+    who: &UserRef,
+    accept: bool,
+) -> Result<UserId, AnyError> {
+    let user = who.resolve(api, room).await?;
+    let cmd = if accept {
+        UserCommand::AcceptAsk(user)
+    } else {
+        UserCommand::DismissAsk(user)
+    };
+    handle.command(cmd).await.map_err(|e| e.to_string())?;
     Ok(user)
 }
 
@@ -848,6 +914,24 @@ mod tests {
             Ok(Some(LineCmd::Load(7)))
         ));
         assert!(matches!(parse_command("  "), Ok(None)));
+        assert!(matches!(
+            parse_command("ask pause"),
+            Ok(Some(LineCmd::User(UserCommand::Ask(AskFor::Pause))))
+        ));
+        assert!(matches!(
+            parse_command("ask seek 90"),
+            Ok(Some(LineCmd::User(UserCommand::Ask(AskFor::Seek(p))))) if p == MediaPos::from_millis(90_000)
+        ));
+        assert!(parse_command("ask seek").is_err());
+        assert!(parse_command("ask rate 2").is_err());
+        assert!(matches!(
+            parse_command("accept bob"),
+            Ok(Some(LineCmd::Answer(UserRef::Name(n), true))) if n == "bob"
+        ));
+        assert!(matches!(
+            parse_command("dismiss 3"),
+            Ok(Some(LineCmd::Answer(UserRef::Id(3), false)))
+        ));
         assert!(matches!(
             parse_command("kick 7"),
             Ok(Some(LineCmd::Kick(UserRef::Id(7))))

@@ -58,7 +58,7 @@ use crate::message::{Fingerprint, MediaItem, Readiness};
 use crate::player::PlayerObservation;
 use crate::session::{
     ChannelOpen, CommandError, Event, HostChangeRefusal, Output, PeerInfo, RefusedHostChange,
-    Session, SessionConfig, SessionError, UserCommand,
+    Session, SessionConfig, SessionError, UserCommand, ask_text, policy_text,
 };
 use crate::signaling::{ClientMessage, ServerMessage};
 use crate::time::{LocalTime, TimeDelta, WallTime};
@@ -342,6 +342,42 @@ pub struct StatusSnapshot {
     /// host's signature, refused (docs/protocol.md §6); none since the
     /// current host term began.
     pub refused_host_change: Option<RefusedHostChangeView>,
+    /// The room's rules in plain words (who may control what).
+    pub policy: Option<String>,
+    /// Host: the asks waiting for our decision, oldest first.
+    pub asks: Vec<AskView>,
+}
+
+/// An ask waiting for the host's decision (status and event).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct AskView {
+    /// Who asks.
+    pub member: u64,
+    /// Its name.
+    pub name: String,
+    /// `play`, `pause` or `seek`.
+    pub what: &'static str,
+    /// Target of a `seek`, ms.
+    pub position_ms: Option<u64>,
+    /// A sentence for people: "bob asks to pause."
+    pub text: String,
+}
+
+/// The host's pending asks as views.
+fn ask_views(s: &Session) -> Vec<AskView> {
+    s.pending_asks()
+        .into_iter()
+        .map(|a| {
+            let name = s.member_label(a.member);
+            AskView {
+                member: a.member.get(),
+                text: ask_text(&name, a.what),
+                name,
+                what: a.what.label(),
+                position_ms: a.what.position_ms(),
+            }
+        })
+        .collect()
 }
 
 /// A refused host change (status and event).
@@ -508,6 +544,16 @@ pub enum DriverEvent {
         member: u64,
         /// Its name.
         name: String,
+        /// A sentence for people.
+        message: String,
+    },
+    /// Host: the asks waiting for our decision changed (the full list).
+    Asks {
+        /// Oldest first.
+        asks: Vec<AskView>,
+    },
+    /// The host refused our request or ask (`message`: plain words).
+    Refused {
         /// A sentence for people.
         message: String,
     },
@@ -1403,6 +1449,8 @@ where
             refused_host_change: s
                 .and_then(Session::refused_host_change)
                 .map(RefusedHostChangeView::from),
+            policy: s.map(|s| policy_text(&s.policy())),
+            asks: s.map(ask_views).unwrap_or_default(),
         }
     }
 
@@ -1498,15 +1546,18 @@ where
                 );
                 self.emit(DriverEvent::HostChangeRefused(view));
             }
+            Event::AsksChanged => {
+                let asks = self.session.as_ref().map(ask_views).unwrap_or_default();
+                self.emit(DriverEvent::Asks { asks });
+            }
+            Event::RequestRefused { reason } => self.emit(DriverEvent::Refused {
+                message: reason.to_string(),
+            }),
             Event::NoLongerWaitedFor(member) => {
-                let name = self
-                    .session
-                    .as_ref()
-                    .and_then(|s| s.member_name(member))
-                    .map_or_else(
-                        || format!("member {}", member.get()),
-                        |n| n.as_str().to_owned(),
-                    );
+                let name = self.session.as_ref().map_or_else(
+                    || format!("member {}", member.get()),
+                    |s| s.member_label(member),
+                );
                 self.emit(DriverEvent::NoLongerWaitedFor {
                     member: member.get(),
                     message: crate::session::no_longer_waited_for_text(&name),

@@ -53,6 +53,17 @@ pub const DEFAULT_REQUEST_LIMIT: RateLimit = RateLimit {
     interval: TimeDelta::from_millis(200),
 };
 
+/// Default limit on asks per member (a viewer's, or a controller's the
+/// policy does not allow, held for the host's decision; docs/protocol.md
+/// §4.2 *Asking the host*): bursts of 3, then one per 10 s. Asks reach a
+/// person, so this is far below [`DEFAULT_REQUEST_LIMIT`]; the host checks
+/// it on top of the request limit, and the asking session keeps one in
+/// reserve (so it asks at most twice back to back).
+pub const DEFAULT_ASK_LIMIT: RateLimit = RateLimit {
+    burst: 3,
+    interval: TimeDelta::from_secs(10),
+};
+
 /// A follower answers a member's own `Status` (sent to it directly, the
 /// sign of a member without a channel to the host) with its latest signed
 /// `State` at most once per this interval per member (docs/protocol.md
@@ -67,12 +78,14 @@ pub const STATE_REPLY_INTERVAL: TimeDelta = TimeDelta::from_secs(5);
 /// so a lost or late `Status` does not flip it.
 pub const HOST_PATH_MEMORY: TimeDelta = TimeDelta::from_secs(15);
 
-/// The three limits of a session.
+/// The limits of a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Limits {
     pub(crate) reaction: RateLimit,
     pub(crate) chat: RateLimit,
     pub(crate) request: RateLimit,
+    /// Requests held for the host's decision (a subset of requests).
+    pub(crate) ask: RateLimit,
 }
 
 impl Limits {
@@ -143,9 +156,12 @@ pub(crate) struct MemberBuckets {
     reaction: Bucket,
     chat: Bucket,
     request: Bucket,
+    ask: Bucket,
     /// Host: a `Refuse{RateLimited}` was sent since this member's last
     /// request within its limit (one refusal per over-limit streak).
     pub(crate) refused: bool,
+    /// Host: the same for asks (one refusal per over-limit streak).
+    pub(crate) ask_refused: bool,
     /// Follower: when we last answered this member's own `Status` with a
     /// `State`.
     state_reply_at: Option<LocalTime>,
@@ -161,7 +177,9 @@ impl MemberBuckets {
             reaction: Bucket::full(limits.reaction, now),
             chat: Bucket::full(limits.chat, now),
             request: Bucket::full(limits.request, now),
+            ask: Bucket::full(limits.ask, now),
             refused: false,
+            ask_refused: false,
             state_reply_at: None,
             via_host_at: None,
         }
@@ -206,6 +224,19 @@ impl MemberBuckets {
         }
     }
 
+    /// Receiving (host): whether an ask of this member is within the ask
+    /// limit (takes a token if so).
+    pub(crate) fn admit_ask(&mut self, limits: &Limits, now: LocalTime) -> bool {
+        self.ask.try_take(limits.ask, now, 0)
+    }
+
+    /// Sending: whether we may ask the host now, keeping the sender's
+    /// reserve (takes a token if so).
+    pub(crate) fn admit_own_ask(&mut self, limits: &Limits, now: LocalTime) -> bool {
+        self.ask
+            .try_take(limits.ask, now, limits.ask.sender_reserve())
+    }
+
     /// Sending: like [`MemberBuckets::admit`], but keeps the sender's
     /// reserve so receivers (which see the same messages with jitter) admit
     /// everything an honest sender sends.
@@ -228,6 +259,7 @@ mod tests {
         },
         chat: DEFAULT_CHAT_LIMIT,
         request: DEFAULT_REQUEST_LIMIT,
+        ask: DEFAULT_ASK_LIMIT,
     };
 
     fn ms(v: i64) -> LocalTime {
@@ -303,6 +335,7 @@ mod tests {
         assert!(DEFAULT_REACTION_LIMIT.is_valid());
         assert!(DEFAULT_CHAT_LIMIT.is_valid());
         assert!(DEFAULT_REQUEST_LIMIT.is_valid());
+        assert!(DEFAULT_ASK_LIMIT.is_valid());
         let zero_burst = RateLimit {
             burst: 0,
             interval: TimeDelta::from_millis(1),

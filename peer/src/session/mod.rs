@@ -15,6 +15,7 @@
 //! [`Event::Dropped`], and changes nothing. The driver sends the signaling
 //! `auth` itself (it owns the token), with [`Session::public_key`] as `key`.
 
+mod asks;
 mod custody;
 mod holds;
 mod limits;
@@ -24,12 +25,13 @@ mod types;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+pub use asks::{AskFor, MAX_PENDING_ASKS, PendingAsk, ask_text, policy_text};
 pub use holds::{
     HOLD_ALLOWANCE_WAITS, HOLD_REFILL_DIVISOR, MAX_HOLD_RECORDS, no_longer_waited_for_text,
 };
 pub use limits::{
-    DEFAULT_CHAT_LIMIT, DEFAULT_REACTION_LIMIT, DEFAULT_REQUEST_LIMIT, HOST_PATH_MEMORY, RateLimit,
-    STATE_REPLY_INTERVAL,
+    DEFAULT_ASK_LIMIT, DEFAULT_CHAT_LIMIT, DEFAULT_REACTION_LIMIT, DEFAULT_REQUEST_LIMIT,
+    HOST_PATH_MEMORY, RateLimit, STATE_REPLY_INTERVAL,
 };
 pub use mesh::{MAX_DEDUPE_ENTRIES, MAX_PING_ROUTES};
 pub use observe::{HoldView, MAX_PEER_RECORDS, MemberReport, PeerCounters, PeerInfo};
@@ -62,6 +64,7 @@ use crate::sync::{SyncEngine, SyncEvent, SyncOutput, SyncStatus};
 use crate::time::{LocalTime, MediaPos, Rate, RoomTime, TimeDelta, WallTime};
 use crate::timeline::PlaybackState;
 
+use asks::AskTable;
 use custody::PresentHost;
 use holds::{HoldLedger, full_allowance};
 use limits::{Limits, MemberBuckets};
@@ -215,6 +218,8 @@ pub struct Session {
     excused: BTreeMap<UserId, Option<LocalTime>>,
     /// What holding the room has cost each member (its hold allowance).
     holds: HoldLedger,
+    /// Asks waiting for our user's decision (host).
+    asks: AskTable,
     next_state_at: Option<LocalTime>,
     /// Our own buckets: we never send what receivers would drop.
     own_buckets: MemberBuckets,
@@ -251,6 +256,7 @@ impl Session {
             ("reaction_limit", config.reaction_limit),
             ("chat_limit", config.chat_limit),
             ("request_limit", config.request_limit),
+            ("ask_limit", config.ask_limit),
         ] {
             if !limit.is_valid() {
                 return Err(SessionError::RateLimit(name));
@@ -308,6 +314,7 @@ impl Session {
             wait_released_at: None,
             excused: BTreeMap::new(),
             holds: HoldLedger::default(),
+            asks: AskTable::default(),
             next_state_at: None,
             own_buckets,
             own_cert_expired: false,
@@ -492,6 +499,16 @@ impl Session {
     #[must_use]
     pub fn member_name(&self, user: UserId) -> Option<&DisplayName> {
         self.members.get(&user).map(|m| &m.name)
+    }
+
+    /// What to call a member on screen: its certificate name, or "member N"
+    /// when we never had its certificate.
+    #[must_use]
+    pub fn member_label(&self, user: UserId) -> String {
+        self.member_name(user).map_or_else(
+            || format!("member {}", user.get()),
+            |n| n.as_str().to_owned(),
+        )
     }
 
     /// The latest host-signed `State` frame this follower holds (what it
@@ -807,6 +824,9 @@ impl Session {
                 self.send_status(now);
                 Ok(())
             }
+            UserCommand::Ask(what) => self.ask(what, now),
+            UserCommand::AcceptAsk(member) => self.accept_ask(member, now),
+            UserCommand::DismissAsk(member) => self.dismiss_ask(member, now),
             cmd if self.is_host => self.host_command(cmd, now),
             cmd => self.follower_command(cmd, now),
         }
@@ -1036,6 +1056,9 @@ impl Session {
         self.roles.remove(&user);
         self.statuses.remove(&user);
         self.excused.remove(&user);
+        if self.asks.remove(user).is_some() {
+            self.event(Event::AsksChanged);
+        }
     }
 
     fn on_member_left(&mut self, user: UserId, now: LocalTime) {
@@ -1307,6 +1330,7 @@ impl Session {
     /// that may hold our earlier term's state, asked first (§7.2).
     fn start_hosting(&mut self, now: LocalTime, new_room: bool, online: BTreeSet<UserId>) {
         self.is_host = true;
+        self.asks.clear();
         self.statuses.clear();
         self.excused.clear();
         self.holds.clear();
@@ -1421,6 +1445,9 @@ impl Session {
 
     fn stop_hosting(&mut self, now: LocalTime) {
         self.is_host = false;
+        if self.asks.clear() {
+            self.event(Event::AsksChanged);
+        }
         self.next_state_at = None;
         self.reset_wait();
         let latest = self.engine.timeline().map(|t| *t.latest());
@@ -1650,12 +1677,7 @@ impl Session {
             return;
         }
         m.buckets.refused = true;
-        let refusal = Message::Refuse(Refusal {
-            member,
-            request_seq: seq,
-            reason: RefuseReason::RateLimited,
-        });
-        let _ = self.issue(&refusal, now);
+        self.refuse(member, seq, RefuseReason::RateLimited, now);
     }
 
     fn forward(&mut self, frame: &Frame, from: UserId, signer: UserId) {
@@ -2101,10 +2123,14 @@ impl Session {
                 self.evaluate_buffering(now);
                 Ok(())
             }
+            // Handled before the role split (`command_inner`).
             UserCommand::Chat(_)
             | UserCommand::Reaction(_)
             | UserCommand::FreeWatch
-            | UserCommand::Resync => Ok(()),
+            | UserCommand::Resync
+            | UserCommand::Ask(_)
+            | UserCommand::AcceptAsk(_)
+            | UserCommand::DismissAsk(_) => Ok(()),
         }
     }
 
@@ -2156,6 +2182,16 @@ impl Session {
             }
             Role::Controller => None,
         };
+        // What the member may not do itself but may ask for waits for our
+        // user's decision (§4.2 *Asking the host*).
+        if matches!(
+            refuse,
+            Some(RefuseReason::ViewerRole | RefuseReason::PolicyDenied)
+        ) && let Some(what) = AskFor::from_request(&cmd)
+        {
+            self.hold_ask(member, seq, what, now);
+            return;
+        }
         let result = match refuse {
             Some(r) => Err(r),
             None => {
@@ -2176,13 +2212,79 @@ impl Session {
             }
         };
         if let Err(reason) = result {
-            let m = Message::Refuse(Refusal {
-                member,
-                request_seq: seq,
-                reason,
-            });
-            let _ = self.issue(&m, now);
+            self.refuse(member, seq, reason, now);
         }
+    }
+
+    /// Host: signs a `Refuse` of `member`'s request `seq`.
+    fn refuse(&mut self, member: UserId, seq: Seq, reason: RefuseReason, now: LocalTime) {
+        let m = Message::Refuse(Refusal {
+            member,
+            request_seq: seq,
+            reason,
+        });
+        let _ = self.issue(&m, now);
+    }
+
+    /// Host: holds an ask for our user's decision, within the member's ask
+    /// limit (one refusal per over-limit streak) and [`MAX_PENDING_ASKS`].
+    fn hold_ask(&mut self, member: UserId, seq: Seq, what: AskFor, now: LocalTime) {
+        let limits = limits_of(&self.cfg);
+        let Some(m) = self.members.get_mut(&member) else {
+            return;
+        };
+        if !m.buckets.admit_ask(&limits, now) {
+            if !std::mem::replace(&mut m.buckets.ask_refused, true) {
+                self.refuse(member, seq, RefuseReason::RateLimited, now);
+            }
+            return;
+        }
+        m.buckets.ask_refused = false;
+        let ask = PendingAsk {
+            member,
+            what,
+            request_seq: seq,
+            at: now,
+        };
+        if self.asks.insert(ask) {
+            self.event(Event::AsksChanged);
+        } else {
+            self.refuse(member, seq, RefuseReason::TooManyPending, now);
+        }
+    }
+
+    /// Host: the asks waiting for our user's decision, oldest first (at
+    /// most one per member, [`MAX_PENDING_ASKS`] in all). Empty on a
+    /// follower.
+    #[must_use]
+    pub fn pending_asks(&self) -> Vec<PendingAsk> {
+        self.asks.list()
+    }
+
+    /// Host: carries out `member`'s ask as our own signed command. If the
+    /// command no longer applies, the member is told (`invalid state`).
+    fn accept_ask(&mut self, member: UserId, now: LocalTime) -> Result<(), CommandError> {
+        if !self.is_host {
+            return Err(CommandError::NotHost);
+        }
+        let ask = self.asks.remove(member).ok_or(CommandError::NoSuchAsk)?;
+        self.event(Event::AsksChanged);
+        let r = self.host_command(ask.what.to_command(), now);
+        if r.is_err() {
+            self.refuse(member, ask.request_seq, RefuseReason::InvalidState, now);
+        }
+        r
+    }
+
+    /// Host: says no to `member`'s ask (`Refuse` with `dismissed`).
+    fn dismiss_ask(&mut self, member: UserId, now: LocalTime) -> Result<(), CommandError> {
+        if !self.is_host {
+            return Err(CommandError::NotHost);
+        }
+        let ask = self.asks.remove(member).ok_or(CommandError::NoSuchAsk)?;
+        self.event(Event::AsksChanged);
+        self.refuse(member, ask.request_seq, RefuseReason::Dismissed, now);
+        Ok(())
     }
 
     fn wait_timeout(&self) -> TimeDelta {
@@ -2411,14 +2513,43 @@ impl Session {
             | UserCommand::Kick(_)
             | UserCommand::Handoff(_)
             | UserCommand::SetPolicy(_) => return Err(CommandError::NotHost),
+            UserCommand::AcceptAsk(_) | UserCommand::DismissAsk(_) => {
+                return Err(CommandError::NotHost);
+            }
             UserCommand::Chat(_)
             | UserCommand::Reaction(_)
             | UserCommand::FreeWatch
-            | UserCommand::Resync => {
+            | UserCommand::Resync
+            | UserCommand::Ask(_) => {
                 return Ok(());
             }
         };
         self.request(req, now)
+    }
+
+    /// Asks the host for what we may not do ourselves; what we may do is
+    /// simply done (§4.2 *Asking the host*).
+    fn ask(&mut self, what: AskFor, now: LocalTime) -> Result<(), CommandError> {
+        if self.is_host {
+            return self.host_command(what.to_command(), now);
+        }
+        let req = what.to_request();
+        if self.role() == Some(Role::Controller)
+            && self
+                .policy
+                .controllers
+                .contains(Permissions::needed_for(&req))
+        {
+            return self.request(req, now);
+        }
+        let limits = limits_of(&self.cfg);
+        if !self.own_buckets.admit_own_ask(&limits, now) {
+            return Err(CommandError::AskedTooOften);
+        }
+        self.admit_own(Kind::Request, now)?;
+        let bytes = self.sign(&Message::Request(req), now)?;
+        self.send_to_host(channels::CONTROL.id, bytes);
+        Ok(())
     }
 
     fn request(&mut self, req: RequestedCommand, now: LocalTime) -> Result<(), CommandError> {
@@ -2657,6 +2788,7 @@ fn limits_of(cfg: &SessionConfig) -> Limits {
         reaction: cfg.reaction_limit,
         chat: cfg.chat_limit,
         request: cfg.request_limit,
+        ask: cfg.ask_limit,
     }
 }
 

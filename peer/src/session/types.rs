@@ -1,6 +1,9 @@
 //! The session's configuration, inputs and outputs.
 
-use super::limits::{DEFAULT_CHAT_LIMIT, DEFAULT_REACTION_LIMIT, DEFAULT_REQUEST_LIMIT, RateLimit};
+use super::asks::AskFor;
+use super::limits::{
+    DEFAULT_ASK_LIMIT, DEFAULT_CHAT_LIMIT, DEFAULT_REACTION_LIMIT, DEFAULT_REQUEST_LIMIT, RateLimit,
+};
 use crate::acceptance::{DEFAULT_MAX_SKEW_MS, DropReason};
 use crate::cert::CertError;
 use crate::channels::ChannelId;
@@ -95,6 +98,11 @@ pub struct SessionConfig {
     /// with `RateLimited`). Default [`DEFAULT_REQUEST_LIMIT`] (bursts of 10,
     /// then 5/s).
     pub request_limit: RateLimit,
+    /// Asks per member held for the host's decision, checked by the host on
+    /// top of `request_limit` (over the limit: `Refuse` with
+    /// `RateLimited`). Default [`DEFAULT_ASK_LIMIT`] (bursts of 3, then one
+    /// per 10 s).
+    pub ask_limit: RateLimit,
 }
 
 impl SessionConfig {
@@ -112,6 +120,7 @@ impl SessionConfig {
             reaction_limit: DEFAULT_REACTION_LIMIT,
             chat_limit: DEFAULT_CHAT_LIMIT,
             request_limit: DEFAULT_REQUEST_LIMIT,
+            ask_limit: DEFAULT_ASK_LIMIT,
         }
     }
 }
@@ -186,6 +195,15 @@ pub enum UserCommand {
     FreeWatch,
     /// Follow the room again.
     Resync,
+    /// Ask the host for something our role or the room policy does not let
+    /// us do ourselves (docs/protocol.md §4.2 *Asking the host*). When we
+    /// may do it, it is simply done.
+    Ask(AskFor),
+    /// Host: carry out this member's pending ask (signed by us, as any
+    /// command).
+    AcceptAsk(UserId),
+    /// Host: say no to this member's pending ask.
+    DismissAsk(UserId),
 }
 
 /// Why a command was not carried out.
@@ -222,6 +240,13 @@ pub enum CommandError {
     /// Our own rate limit for this kind is spent (receivers would drop it).
     #[error("too many at once; wait a moment and try again")]
     RateLimited,
+    /// Our own ask limit is spent ([`super::DEFAULT_ASK_LIMIT`]).
+    #[error("you asked the host several times just now; wait a few seconds before asking again")]
+    AskedTooOften,
+    /// Host: that member has no ask waiting (answered, withdrawn, or the
+    /// member left).
+    #[error("that request is no longer waiting")]
+    NoSuchAsk,
 }
 
 /// Why the session asks the driver to close a connection.
@@ -383,6 +408,9 @@ pub enum Event {
         /// The emoji.
         emoji: Emoji,
     },
+    /// Host: the asks waiting for our decision changed (see
+    /// [`super::Session::pending_asks`]).
+    AsksChanged,
     /// The host refused our request.
     RequestRefused {
         /// Why.

@@ -5,6 +5,7 @@
 use serde::Deserialize;
 use watchparty_peer::ids::{Role, UserId};
 use watchparty_peer::message::{Buffering, MAX_QUEUE_ITEMS, Permissions, Policy};
+use watchparty_peer::session::AskFor;
 use watchparty_peer::time::{MediaPos, Rate};
 
 /// A user id or catalog id given as a number or a decimal string.
@@ -119,6 +120,23 @@ pub enum JsCommand {
     FreeWatch,
     /// Follow the room again.
     Resync,
+    /// Ask the host (`what`: `play`, `pause` or `seek` with `position_ms`).
+    Ask {
+        /// `play`, `pause` or `seek`.
+        what: String,
+        /// Target of a `seek`, ms.
+        position_ms: Option<f64>,
+    },
+    /// Host: carry out a member's pending ask.
+    AcceptAsk {
+        /// The member who asked.
+        member: IdRef,
+    },
+    /// Host: say no to a member's pending ask.
+    DismissAsk {
+        /// The member who asked.
+        member: IdRef,
+    },
 }
 
 /// Parses a command from its JSON text.
@@ -172,6 +190,20 @@ pub fn rate(r: f64) -> Result<Rate, String> {
         ));
     }
     Ok(clamped)
+}
+
+/// What an `ask` command asks for.
+///
+/// # Errors
+/// An unknown `what`, or a `seek` without a valid position.
+pub fn ask(what: &str, position_ms: Option<f64>) -> Result<AskFor, String> {
+    match (what, position_ms) {
+        ("play", _) => Ok(AskFor::Play),
+        ("pause", _) => Ok(AskFor::Pause),
+        ("seek", Some(ms)) => Ok(AskFor::Seek(position(ms)?)),
+        ("seek", None) => Err("asking to seek needs position_ms".into()),
+        _ => Err("what must be `play`, `pause` or `seek`".into()),
+    }
 }
 
 /// `controller` or `viewer`.

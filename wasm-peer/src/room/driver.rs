@@ -1206,6 +1206,7 @@ impl Driver {
                 }),
             },
             "policy": s.map(|s| view::policy(s.policy())),
+            "asks": s.map_or_else(|| json!([]), view::asks),
             "queue": s.map(view::queue),
             "peers": peers,
             "dropped": s.map_or_else(|| json!({}), view::drops),

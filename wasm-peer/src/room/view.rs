@@ -7,7 +7,9 @@ use serde_json::{Value, json};
 use watchparty_peer::acceptance::DropReason;
 use watchparty_peer::ids::{Role, UserId};
 use watchparty_peer::message::{Buffering, Policy, Readiness};
-use watchparty_peer::session::{Event, RefusedHostChange, Session, no_longer_waited_for_text};
+use watchparty_peer::session::{
+    Event, RefusedHostChange, Session, ask_text, no_longer_waited_for_text, policy_text,
+};
 use watchparty_peer::signaling::{EndReason, ErrorCode};
 use watchparty_peer::sync::SyncEvent;
 use watchparty_peer::time::{LocalTime, TimeDelta};
@@ -54,10 +56,11 @@ pub fn playback(session: &Session, now: LocalTime) -> Option<Value> {
     }))
 }
 
-/// The policy as an object.
+/// The policy as an object; `text` says it in plain words for everyone.
 #[must_use]
 pub fn policy(p: Policy) -> Value {
     json!({
+        "text": policy_text(&p),
         "buffering": match p.buffering {
             Buffering::WaitForEveryone => "wait_for_everyone",
             Buffering::LaggardsCatchUp => "laggards_catch_up",
@@ -65,6 +68,25 @@ pub fn policy(p: Policy) -> Value {
         "wait_timeout_ms": p.wait_timeout_ms,
         "controllers": p.controllers.bits(),
     })
+}
+
+/// The host's pending asks, oldest first: `[{member, name, what,
+/// position_ms, text}]` (`what`: `play`, `pause` or `seek`; `text`: "bob
+/// asks to pause."). Empty on a follower.
+#[must_use]
+pub fn asks(session: &Session) -> Value {
+    let list: Vec<Value> = session
+        .pending_asks()
+        .into_iter()
+        .map(|a| {
+            let name = session.member_label(a.member);
+            json!({
+                "member": a.member.get(), "name": name, "what": a.what.label(),
+                "position_ms": a.what.position_ms(), "text": ask_text(&name, a.what),
+            })
+        })
+        .collect();
+    Value::Array(list)
 }
 
 /// The queue event: `{type: "queue", items: [media ids], index}`.
@@ -145,9 +167,9 @@ pub fn event(e: &Event, session: Option<&Session>, wall_ms: f64) -> Option<Value
         Event::Reaction { from, emoji } => {
             json!({ "type": "reaction", "from": from.get(), "emoji": emoji.as_str() })
         }
+        Event::AsksChanged => json!({ "type": "asks", "asks": asks(session?) }),
         Event::RequestRefused { reason } => json!({
-            "type": "error", "code": "refused",
-            "message": format!("the host refused the request: {reason}"),
+            "type": "error", "code": "refused", "message": reason.to_string(),
         }),
         Event::BindingVerified(h) => json!({ "type": "binding_verified", "host": h.get() }),
         Event::BindingMismatch { host, pinned } => json!({
@@ -162,9 +184,8 @@ pub fn event(e: &Event, session: Option<&Session>, wall_ms: f64) -> Option<Value
             "members": users.iter().map(|u| u.get()).collect::<Vec<_>>(),
         }),
         Event::NoLongerWaitedFor(u) => {
-            let name = session
-                .and_then(|s| s.member_name(*u))
-                .map_or_else(|| format!("member {}", u.get()), |n| n.as_str().to_owned());
+            let name =
+                session.map_or_else(|| format!("member {}", u.get()), |s| s.member_label(*u));
             json!({
                 "type": "not_waited_for", "member": u.get(),
                 "message": no_longer_waited_for_text(&name), "name": name,
