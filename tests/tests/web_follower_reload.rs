@@ -33,9 +33,14 @@ const READY_LIMIT: Duration = Duration::from_secs(60);
 const IN_SYNC_RUN: usize = 3;
 
 /// Once back in sync, the pages are sampled this many times (≥ 100 ms
-/// apart) and must all be in sync: the page stays there, it does not settle
-/// behind.
+/// apart): the page stays there, it does not settle behind (issue #20: a
+/// reloaded page stayed 90–187 ms behind). The median offset must be within
+/// [`SYNC_TOLERANCE_MS`] and every sample within [`STEADY_MAX_MS`].
 const STEADY_SAMPLES: usize = 20;
+
+/// Most any one steady sample may be off (ms): one reading on a loaded
+/// machine, caught mid-correction, may cross [`SYNC_TOLERANCE_MS`].
+const STEADY_MAX_MS: f64 = 2.0 * SYNC_TOLERANCE_MS;
 
 /// One native status (a round trip through the driver) against one page
 /// sample (as in `web_host_reload`).
@@ -54,6 +59,27 @@ const RECORD_READY_JS: &str = "window.__wp_ready = null; \
      document.addEventListener('canplay', (e) => { \
        if (e.target && e.target.id === 'video' && window.__wp_ready === null) \
          window.__wp_ready = performance.timeOrigin + performance.now(); }, true);";
+
+/// The follower page's room clock against the host's (they share the
+/// machine's wall clock): how far off its estimate of room time is (ms),
+/// with its own uncertainty.
+async fn clock_error(host: &Browser, follower: &Browser) -> String {
+    const ROOM_JS: &str = "const s = window.__watchparty_room.status(); \
+         return {room: s.room_ms, wall: performance.timeOrigin + performance.now(), \
+         uncertainty: s.sync.offset_uncertainty_ms, error: s.sync.error_ms};";
+    let (h, f) = tokio::join!(
+        host.exec(ROOM_JS, json!([])),
+        follower.exec(ROOM_JS, json!([]))
+    );
+    let at =
+        |v: &Value| v["room"].as_f64().unwrap_or(f64::NAN) - v["wall"].as_f64().unwrap_or(f64::NAN);
+    format!(
+        "off by {:.1} ms (its uncertainty {}, its own error estimate {} ms)",
+        at(&f) - at(&h),
+        f["uncertainty"],
+        f["error"]
+    )
+}
 
 /// Whether both pages play, not seeking, within [`SYNC_TOLERANCE_MS`].
 fn in_sync(samples: &[Value], spread: f64) -> bool {
@@ -131,18 +157,17 @@ async fn reloaded_follower_is_back_in_sync_within_a_second_and_the_room_never_st
         );
         let took = (run[0] - ready).max(0.0);
         // It stays in sync.
-        let mut off = Vec::new();
+        let mut steady = Vec::new();
         for _ in 0..STEADY_SAMPLES {
             let (s, spread) = sample_all(&[alice, bob]).await;
-            if !in_sync(&s, spread) {
-                off.push((spread, s));
-            }
+            let playing = in_sync(&s, 0.0);
+            steady.push((if playing { spread } else { f64::MAX }, s));
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         stop.store(true, Ordering::SeqCst);
-        (took, off)
+        (took, steady)
     };
-    let (w_alice, w_nat, (took, off)) = tokio::join!(
+    let (w_alice, w_nat, (took, steady)) = tokio::join!(
         watch_player(|| alice.exec(SAMPLE_JS, json!([])), &stop),
         watch_player(|| native_sample(nat), &stop),
         reload
@@ -157,7 +182,22 @@ async fn reloaded_follower_is_back_in_sync_within_a_second_and_the_room_never_st
         took <= BACK_IN_SYNC_LIMIT.as_secs_f64() * 1000.0,
         "back in sync {took:.0} ms after the video was ready (limit {BACK_IN_SYNC_LIMIT:?})"
     );
-    assert!(off.is_empty(), "the reloaded page left sync again: {off:?}");
+    let mut spreads: Vec<f64> = steady.iter().map(|(d, _)| *d).collect();
+    spreads.sort_by(f64::total_cmp);
+    let median = spreads[spreads.len() / 2];
+    println!(
+        "follower reload: then off by {median:.1} ms (median), {:.1} ms (worst) over {} samples",
+        spreads[spreads.len() - 1],
+        spreads.len()
+    );
+    println!(
+        "follower reload: page clock {}",
+        clock_error(alice, bob).await
+    );
+    assert!(
+        median <= SYNC_TOLERANCE_MS && spreads[spreads.len() - 1] <= STEADY_MAX_MS,
+        "the reloaded page did not stay in sync: {steady:?}"
+    );
     // The room never stuttered: the host's player never paused, and
     // neither the host nor the native follower stopped or went back.
     let transitions = alice
