@@ -121,7 +121,7 @@ async fn host_reload_resumes_the_room_and_followers_never_stop() {
         );
     }
     // Everyone in sync again, and no stale error on the follower's page.
-    let s = wait_in_sync(&[&alice, &bob], false).await;
+    let s = wait_in_sync(&[alice, bob], false).await;
     println!("after the reload: {s:?}");
     let msg = bob.exec(MESSAGE_JS, json!([])).await;
     assert_eq!(msg, json!(""), "the follower's page shows no error");
