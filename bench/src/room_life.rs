@@ -35,13 +35,22 @@ pub struct Known {
 }
 
 /// Every room-life figure.
-pub const KNOWN: &[Known] = &[Known {
-    name: "host_reload_resume",
-    test: "web_host_reload",
-    what: "host page reloads mid-play → the room plays on its own video again (page load, \
+pub const KNOWN: &[Known] = &[
+    Known {
+        name: "host_reload_resume",
+        test: "web_host_reload",
+        what: "host page reloads mid-play → the room plays on its own video again (page load, \
            sign-in restore, reconnect, resume from the followers' state)",
-    target: None,
-}];
+        target: None,
+    },
+    Known {
+        name: "follower_reload_in_sync",
+        test: "web_follower_reload",
+        what: "follower page reloads mid-play → its video is ready → it is within 50 ms of the \
+           host page (issue #20: within 1 s)",
+        target: Some((Stat::Max, 1000.0, "max ≤ 1 s")),
+    },
+];
 
 /// Adds the figures from the samples file `path`, or a note saying why not.
 pub fn run(path: Option<&Path>, out: &mut Vec<Figure>, notes: &mut Vec<String>) {

@@ -538,3 +538,58 @@ fn griefer_faking_buffering_cannot_hold_the_room() {
         worst * 100.0
     );
 }
+
+/// Issue #20 item 2: a member that joins (or reloads its page) while the
+/// room plays loads, seeks and buffers again after each of its first seeks
+/// (as a browser page aligning itself). It catches up on its own: the room
+/// never pauses for it meanwhile (no stutter), it ends in sync, and once
+/// it has been steady for `EXCUSE_STEADY` it is waited for like everyone.
+#[test]
+fn catching_up_member_never_makes_the_room_stutter() {
+    let mut room = ready_room(21, 3, |_| Role::Viewer);
+    room.command(0, UserCommand::Play).unwrap();
+    room.run_for_ms(10_000);
+    assert!((0..3).all(|i| room.playing(i)));
+    let j = room.add(Role::Viewer, None);
+    room.peers[j].load_delay = Some(1_500_000);
+    let mut host_stopped = 0;
+    let mut stalls = 0;
+    for step in 0..100 {
+        // 10 s in 100 ms steps; the newcomer buffers 300 ms at every
+        // other step it plays during its first 8 s.
+        if step < 80 && step % 6 == 0 && room.playing(j) {
+            let l = room.local(j);
+            room.peers[j]
+                .player
+                .stall(l, watchparty_peer::time::TimeDelta::from_millis(300));
+            stalls += 1;
+        }
+        room.run_for_ms(100);
+        if !room.playing(0) {
+            host_stopped += 1;
+        }
+    }
+    assert!(stalls >= 5, "the newcomer kept stalling: {stalls}");
+    assert_eq!(host_stopped, 0, "the room paused for a catching-up member");
+    assert!(
+        !has_event(
+            &room,
+            0,
+            |e| matches!(e, Event::Waiting(v) if v.contains(&user(j)))
+        ),
+        "the room waited for a catching-up member"
+    );
+    // It catches up on its own, and having been steady since, it is
+    // waited for like everyone.
+    room.run_for_ms(14_000);
+    let e = room.error_now(j).unwrap().abs();
+    assert!(e <= 10_000, "the newcomer is {e} µs off");
+    let l = room.local(j);
+    room.peers[j]
+        .player
+        .stall(l, watchparty_peer::time::TimeDelta::from_millis(2_000));
+    room.run_for_ms(700);
+    assert!(!room.playing(1), "the steady newcomer is waited for");
+    room.run_for_ms(4_000);
+    assert!((0..=j).all(|i| room.playing(i)), "room resumed");
+}

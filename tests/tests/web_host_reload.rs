@@ -9,22 +9,12 @@
 
 mod browser;
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
+use browser::native::*;
 use browser::*;
-use serde_json::{Value, json};
-use watchparty_peer::ids::RoomId;
-use watchparty_peer::native::api_client::ApiClient;
-use watchparty_peer::native::config_store::new_signing_key;
-use watchparty_peer::native::driver::{DriverConfig, DriverEvent, DriverHandle, VirtualMedia};
-use watchparty_peer::native::player::PlayerClock;
-use watchparty_peer::native::player::virtual_backend::VirtualBackend;
-use watchparty_peer::time::MediaPos;
-use watchparty_peer::virtual_player::VirtualPlayerConfig;
-
-const WAIT: Duration = Duration::from_secs(30);
+use serde_json::json;
 
 /// Longest time the room may take to be back after the reload started.
 const RESUME_LIMIT: Duration = Duration::from_secs(30);
@@ -32,113 +22,6 @@ const RESUME_LIMIT: Duration = Duration::from_secs(30);
 /// How far (ms) the resumed room may be from where it would be had the
 /// host never left.
 const POSITION_TOLERANCE_MS: f64 = 1_000.0;
-
-/// How far (ms) a follower's player may step back between two samples
-/// without counting as a jump (sampling jitter, small corrective seeks).
-const BACKSTEP_TOLERANCE_MS: f64 = 500.0;
-
-async fn native_follower(
-    api: &ApiClient,
-    room: RoomId,
-    pin: Option<watchparty_peer::crypto::PublicKey>,
-) -> DriverHandle {
-    let clock = PlayerClock::new(tokio::time::Instant::now());
-    let url = api.signal_url(&room.to_string()).unwrap().to_string();
-    let mut cfg = DriverConfig::new(room, url, new_signing_key().unwrap());
-    // Every interface: Chromium never uses 127.0.0.1 candidates.
-    cfg.bind = SocketAddr::from(([0, 0, 0, 0], 0));
-    cfg.pinned_host = pin;
-    cfg.jitter_seed = 11;
-    let backend = VirtualBackend::new(
-        VirtualPlayerConfig {
-            duration: Some(MediaPos::from_millis(u64::from(CLIP_SECS) * 1000)),
-            ..VirtualPlayerConfig::default()
-        },
-        clock,
-    );
-    DriverHandle::spawn(cfg, clock, backend, api.clone(), VirtualMedia)
-        .await
-        .unwrap()
-}
-
-async fn wait_event(h: &mut DriverHandle, what: &str, f: impl Fn(&DriverEvent) -> bool) {
-    let r = tokio::time::timeout(WAIT, async {
-        loop {
-            match h.events.recv().await {
-                Some(e) if f(&e) => return,
-                Some(DriverEvent::Stopped { reason }) => panic!("driver stopped: {reason}"),
-                Some(_) => {}
-                None => panic!("driver gone"),
-            }
-        }
-    })
-    .await;
-    assert!(r.is_ok(), "timed out waiting for {what}");
-}
-
-fn wall_ms() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-        * 1000.0
-}
-
-/// The native player as a page-style sample (`paused` is the room's
-/// latest state, which is a *scheduled* pause while the host is away; the
-/// watch judges the native player by its position instead).
-async fn native_sample(h: &DriverHandle) -> Value {
-    let s = h.status().await.unwrap();
-    let pb = s.playback.as_ref();
-    json!({
-        "pos": s.player_position_ms.unwrap_or(f64::NAN),
-        "wall": wall_ms(),
-        "paused": pb.is_none_or(|p| p.paused),
-        "rate": pb.map_or(1.0, |p| p.rate),
-    })
-}
-
-/// What a follower did while the host was away.
-#[derive(Debug, Default)]
-struct Watch {
-    samples: usize,
-    paused: Vec<Value>,
-    backsteps: Vec<(f64, f64)>,
-    min_pos: f64,
-}
-
-/// Samples a follower every 100 ms until `stop`: records pauses and steps
-/// back.
-async fn watch_follower<F, Fut>(sample: F, stop: &AtomicBool) -> Watch
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Value>,
-{
-    let mut w = Watch {
-        min_pos: f64::MAX,
-        ..Watch::default()
-    };
-    let mut last: Option<(f64, f64)> = None;
-    while !stop.load(Ordering::SeqCst) {
-        let s = sample().await;
-        w.samples += 1;
-        let pos = s["pos"].as_f64().unwrap_or(f64::NAN);
-        let wall = s["wall"].as_f64().unwrap_or(f64::NAN);
-        if let Some((prev, prev_wall)) = last {
-            if pos < prev - BACKSTEP_TOLERANCE_MS {
-                w.backsteps.push((prev, pos));
-            }
-            // Stopped: the player advanced less than half the time passed.
-            if pos - prev < (wall - prev_wall) * 0.5 {
-                w.paused.push(s.clone());
-            }
-        }
-        w.min_pos = w.min_pos.min(pos);
-        last = Some((pos, wall));
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    w
-}
 
 /// The room position (ms) and state as the page's RoomClient sees it.
 const PLAYBACK_JS: &str = "const r = window.__watchparty_room; if (!r) return null; \
@@ -158,52 +41,11 @@ async fn host_reload_resumes_the_room_and_followers_never_stop() {
         return;
     }
     require_room_client();
-    let site = Site::start(&["alice", "bob", "nat"]).await;
-    let alice = Browser::start("alice").await;
-    let bob = Browser::start("bob").await;
-    sign_in(&alice, &site, "alice").await;
-    sign_in(&bob, &site, "bob").await;
-    let room = create_room(&alice, &site, &[("bob", "viewer"), ("nat", "viewer")]).await;
-    let link = alice
-        .property(&alice.find("#invite-link").await, "value")
-        .await;
-    let link = link.as_str().unwrap().to_owned();
-    let pin = link
-        .split_once("#k=")
-        .map(|(_, k)| watchparty_peer::crypto::PublicKey::from_base64url(k).unwrap());
-    bob.goto(&link).await;
-    bob.find("#video").await;
-    let api = ApiClient::new(&site.base, None).unwrap();
-    api.login("nat", PASSWORD).await.unwrap();
-    api.join_room(&room, None).await.unwrap();
-    let mut nat = native_follower(&api, room.parse().unwrap(), pin).await;
-    wait_event(&mut nat, "native follower joined", |e| {
-        matches!(e, DriverEvent::Joined { .. })
-    })
-    .await;
-    wait_connected(&alice, 2).await;
-    wait_connected(&bob, 2).await;
-
-    // Play, seek to 20 s; everyone follows.
-    click(&alice, "#btn-play").await;
-    wait_in_sync(&[&alice, &bob], false).await;
-    seek_from_page(&alice, 20_000.0).await;
-    let s = wait_in_sync(&[&alice, &bob], false).await;
-    assert!(s[0]["pos"].as_f64().unwrap() >= 19_000.0, "{s:?}");
-    let native_ok = tokio::time::timeout(SETTLE, async {
-        loop {
-            let (n, p) = tokio::join!(native_sample(&nat), alice.exec(SAMPLE_JS, json!([])));
-            let t = n["wall"].as_f64().unwrap().max(p["wall"].as_f64().unwrap());
-            if n["paused"] == json!(false)
-                && (position_at(&n, t) - position_at(&p, t)).abs() <= SYNC_TOLERANCE_MS
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
-    })
-    .await;
-    assert!(native_ok.is_ok(), "the native follower follows the host");
+    let r = mixed_room().await;
+    play_in_sync_from(&r, 20_000.0).await;
+    let MixedRoom {
+        alice, bob, nat, ..
+    } = &r;
 
     // The room before the reload: where it would be at any later instant.
     let before = alice.exec(PLAYBACK_JS, json!([])).await;
@@ -244,8 +86,8 @@ async fn host_reload_resumes_the_room_and_followers_never_stop() {
         (took, after)
     };
     let (w_bob, w_nat, (took, after)) = tokio::join!(
-        watch_follower(|| bob.exec(SAMPLE_JS, json!([])), &stop),
-        watch_follower(|| native_sample(&nat), &stop),
+        watch_player(|| bob.exec(SAMPLE_JS, json!([])), &stop),
+        watch_player(|| native_sample(nat), &stop),
         reload
     );
     println!("host reload: room resumed in {} ms", took.as_millis());
@@ -279,19 +121,19 @@ async fn host_reload_resumes_the_room_and_followers_never_stop() {
         );
     }
     // Everyone in sync again, and no stale error on the follower's page.
-    let s = wait_in_sync(&[&alice, &bob], false).await;
+    let s = wait_in_sync(&[alice, bob], false).await;
     println!("after the reload: {s:?}");
     let msg = bob.exec(MESSAGE_JS, json!([])).await;
     assert_eq!(msg, json!(""), "the follower's page shows no error");
-    let n = native_sample(&nat).await;
+    let n = native_sample(nat).await;
     let p = alice.exec(SAMPLE_JS, json!([])).await;
-    let t = n["wall"].as_f64().unwrap().max(p["wall"].as_f64().unwrap());
     assert!(
-        (position_at(&n, t) - position_at(&p, t)).abs() <= 250.0,
+        native_offset(&n, &p).abs() <= 250.0,
         "native {n} / host page {p}"
     );
     // Only a run that passed is a figure (`cargo xtask bench`).
     record_room_life_figure("host_reload_resume", took.as_secs_f64() * 1000.0);
+    let MixedRoom { alice, bob, .. } = r;
     for b in [alice, bob] {
         b.close().await;
     }

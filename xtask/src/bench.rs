@@ -55,7 +55,7 @@ const BROWSER_QUICK_ENV: &str = "WATCHPARTY_BENCH_QUICK";
 const BROWSER_TIME_LIMIT: Duration = Duration::from_secs(30 * 60);
 /// The e2e test targets that measure the room-life figures (each one's
 /// figure names are in `bench/src/room_life.rs`).
-pub const ROOM_LIFE_TESTS: &[&str] = &["web_host_reload"];
+pub const ROOM_LIFE_TESTS: &[&str] = &["web_host_reload", "web_follower_reload"];
 /// Runs of each room-life test in a full bench (`--quick`: 1).
 const ROOM_LIFE_RUNS: usize = 5;
 /// File (under `target/bench/`) the room-life tests append their figures to.

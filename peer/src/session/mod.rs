@@ -636,6 +636,7 @@ impl Session {
             ),
             ServerMessage::MemberJoined { member } => {
                 if let Some(user) = self.add_member(&member.certificate, now) {
+                    self.excuse_late_joiner(user);
                     self.event(Event::MemberJoined(user));
                 }
             }
@@ -2384,6 +2385,17 @@ impl Session {
             && let Ok(s) = self.timeline_at(at, |t| t.pause_at(at))
         {
             let _ = self.issue(&pause_msg(&s), now);
+        }
+    }
+
+    /// Host: a member that joins (or comes back after a reload) while the
+    /// room plays catches up on its own: its loading and the buffering of
+    /// its first seeks do not hold the room, or a member aligning itself
+    /// would pause and resume everyone again and again. It is waited for
+    /// like everyone once it has reported `Ready` for [`EXCUSE_STEADY`].
+    fn excuse_late_joiner(&mut self, user: UserId) {
+        if self.is_host && self.want_playing && Some(user) != self.me {
+            self.excused.insert(user, None);
         }
     }
 

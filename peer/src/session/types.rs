@@ -44,8 +44,9 @@ pub const HOST_CHANGE_GRACE: TimeDelta = TimeDelta::from_secs(5);
 /// buffer) is excused by the watchdog instead of stopping the room forever.
 pub const REHOLD_GRACE: TimeDelta = TimeDelta::from_secs(3);
 
-/// Wait-for-everyone: a member excused by the watchdog is waited for again
-/// only once it has reported `Ready` for this long without a break.
+/// Wait-for-everyone: a member excused by the watchdog, or one that joined
+/// (or reloaded its page) while the room played, is waited for again only
+/// once it has reported `Ready` for this long without a break.
 pub const EXCUSE_STEADY: TimeDelta = TimeDelta::from_secs(10);
 
 /// Followers keep the room playing this long (in room time) after the

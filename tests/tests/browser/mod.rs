@@ -8,6 +8,7 @@
 //! address — in `cargo xtask test` the private namespace's 192.0.2.77.
 #![allow(dead_code)]
 
+pub mod native;
 pub mod webdriver;
 
 use std::path::PathBuf;

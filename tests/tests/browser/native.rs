@@ -1,0 +1,221 @@
+//! A native follower next to the browser pages (in-process driver, virtual
+//! player) and a watch that samples a player while something happens
+//! elsewhere in the room (used by the reload tests).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+use watchparty_peer::crypto::PublicKey;
+use watchparty_peer::ids::RoomId;
+use watchparty_peer::native::api_client::ApiClient;
+use watchparty_peer::native::config_store::new_signing_key;
+use watchparty_peer::native::driver::{DriverConfig, DriverEvent, DriverHandle, VirtualMedia};
+use watchparty_peer::native::player::PlayerClock;
+use watchparty_peer::native::player::virtual_backend::VirtualBackend;
+use watchparty_peer::time::MediaPos;
+use watchparty_peer::virtual_player::VirtualPlayerConfig;
+
+use super::CLIP_SECS;
+
+/// Longest wait for a native driver event.
+const EVENT_WAIT: Duration = Duration::from_secs(30);
+
+/// How far (ms) a player may step back between two samples without
+/// counting as a jump (sampling jitter, small corrective seeks).
+pub const BACKSTEP_TOLERANCE_MS: f64 = 500.0;
+
+/// A native follower of `room` (signed in through `api`), host key pinned
+/// to `pin` when given.
+pub async fn native_follower(
+    api: &ApiClient,
+    room: RoomId,
+    pin: Option<PublicKey>,
+) -> DriverHandle {
+    let clock = PlayerClock::new(tokio::time::Instant::now());
+    let url = api.signal_url(&room.to_string()).unwrap().to_string();
+    let mut cfg = DriverConfig::new(room, url, new_signing_key().unwrap());
+    // Every interface: Chromium never uses 127.0.0.1 candidates.
+    cfg.bind = SocketAddr::from(([0, 0, 0, 0], 0));
+    cfg.pinned_host = pin;
+    cfg.jitter_seed = 11;
+    let backend = VirtualBackend::new(
+        VirtualPlayerConfig {
+            duration: Some(MediaPos::from_millis(u64::from(CLIP_SECS) * 1000)),
+            ..VirtualPlayerConfig::default()
+        },
+        clock,
+    );
+    DriverHandle::spawn(cfg, clock, backend, api.clone(), VirtualMedia)
+        .await
+        .unwrap()
+}
+
+/// Waits for the first driver event matching `f`.
+pub async fn wait_event(h: &mut DriverHandle, what: &str, f: impl Fn(&DriverEvent) -> bool) {
+    let r = tokio::time::timeout(EVENT_WAIT, async {
+        loop {
+            match h.events.recv().await {
+                Some(e) if f(&e) => return,
+                Some(DriverEvent::Stopped { reason }) => panic!("driver stopped: {reason}"),
+                Some(_) => {}
+                None => panic!("driver gone"),
+            }
+        }
+    })
+    .await;
+    assert!(r.is_ok(), "timed out waiting for {what}");
+}
+
+/// Wall-clock now (ms since the epoch), comparable with a page's
+/// `performance.timeOrigin + performance.now()`.
+pub fn wall_ms() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+        * 1000.0
+}
+
+/// The native player as a page-style sample (`paused` is the room's
+/// latest state, which is a *scheduled* pause while the host is away; a
+/// [`Watch`] judges a player by its position instead).
+pub async fn native_sample(h: &DriverHandle) -> Value {
+    let s = h.status().await.unwrap();
+    let pb = s.playback.as_ref();
+    json!({
+        "pos": s.player_position_ms.unwrap_or(f64::NAN),
+        "wall": wall_ms(),
+        "paused": pb.is_none_or(|p| p.paused),
+        "rate": pb.map_or(1.0, |p| p.rate),
+    })
+}
+
+/// What a player did while it was watched.
+#[derive(Debug, Default)]
+pub struct Watch {
+    /// Samples taken.
+    pub samples: usize,
+    /// Samples at which the player had stopped advancing.
+    pub paused: Vec<Value>,
+    /// Steps back (from, to) larger than [`BACKSTEP_TOLERANCE_MS`].
+    pub backsteps: Vec<(f64, f64)>,
+    /// The lowest position seen.
+    pub min_pos: f64,
+}
+
+/// Samples a player every 100 ms until `stop`: records stops and steps
+/// back.
+pub async fn watch_player<F, Fut>(sample: F, stop: &AtomicBool) -> Watch
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Value>,
+{
+    let mut w = Watch {
+        min_pos: f64::MAX,
+        ..Watch::default()
+    };
+    let mut last: Option<(f64, f64)> = None;
+    while !stop.load(Ordering::SeqCst) {
+        let s = sample().await;
+        w.samples += 1;
+        let pos = s["pos"].as_f64().unwrap_or(f64::NAN);
+        let wall = s["wall"].as_f64().unwrap_or(f64::NAN);
+        if let Some((prev, prev_wall)) = last {
+            if pos < prev - BACKSTEP_TOLERANCE_MS {
+                w.backsteps.push((prev, pos));
+            }
+            // Stopped: the player advanced less than half the time passed.
+            if pos - prev < (wall - prev_wall) * 0.5 {
+                w.paused.push(s.clone());
+            }
+        }
+        w.min_pos = w.min_pos.min(pos);
+        last = Some((pos, wall));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    w
+}
+
+/// A room of a browser host (alice), a browser follower (bob, a second
+/// Chromium profile) and a native follower (nat), all connected.
+pub struct MixedRoom {
+    /// The server.
+    pub site: super::Site,
+    /// The host's page.
+    pub alice: super::Browser,
+    /// The browser follower's page.
+    pub bob: super::Browser,
+    /// The native follower.
+    pub nat: DriverHandle,
+}
+
+/// Starts a [`MixedRoom`]: alice creates it, bob joins by the invite link,
+/// nat by the API; returns once every page sees both of its peers.
+pub async fn mixed_room() -> MixedRoom {
+    use super::*;
+    let site = Site::start(&["alice", "bob", "nat"]).await;
+    let alice = Browser::start("alice").await;
+    let bob = Browser::start("bob").await;
+    sign_in(&alice, &site, "alice").await;
+    sign_in(&bob, &site, "bob").await;
+    let room = create_room(&alice, &site, &[("bob", "viewer"), ("nat", "viewer")]).await;
+    let link = alice
+        .property(&alice.find("#invite-link").await, "value")
+        .await;
+    let link = link.as_str().unwrap().to_owned();
+    let pin = link
+        .split_once("#k=")
+        .map(|(_, k)| PublicKey::from_base64url(k).unwrap());
+    bob.goto(&link).await;
+    bob.find("#video").await;
+    let api = ApiClient::new(&site.base, None).unwrap();
+    api.login("nat", PASSWORD).await.unwrap();
+    api.join_room(&room, None).await.unwrap();
+    let mut nat = native_follower(&api, room.parse().unwrap(), pin).await;
+    wait_event(&mut nat, "native follower joined", |e| {
+        matches!(e, DriverEvent::Joined { .. })
+    })
+    .await;
+    wait_connected(&alice, 2).await;
+    wait_connected(&bob, 2).await;
+    MixedRoom {
+        site,
+        alice,
+        bob,
+        nat,
+    }
+}
+
+/// The host plays and seeks to `pos_ms`; waits until both pages and the
+/// native follower play in sync there.
+pub async fn play_in_sync_from(r: &MixedRoom, pos_ms: f64) {
+    use super::*;
+    click(&r.alice, "#btn-play").await;
+    wait_in_sync(&[&r.alice, &r.bob], false).await;
+    seek_from_page(&r.alice, pos_ms).await;
+    let s = wait_in_sync(&[&r.alice, &r.bob], false).await;
+    assert!(s[0]["pos"].as_f64().unwrap() >= pos_ms - 1_000.0, "{s:?}");
+    let native_ok = tokio::time::timeout(SETTLE, async {
+        loop {
+            let (n, p) = tokio::join!(native_sample(&r.nat), r.alice.exec(SAMPLE_JS, json!([])));
+            if n["paused"] == json!(false) && native_offset(&n, &p).abs() <= SYNC_TOLERANCE_MS {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    })
+    .await;
+    assert!(native_ok.is_ok(), "the native follower follows the host");
+}
+
+/// The native sample's offset (ms) to a page's sample, at the later of
+/// the two sampling instants.
+pub fn native_offset(native: &Value, page: &Value) -> f64 {
+    let t = native["wall"]
+        .as_f64()
+        .unwrap()
+        .max(page["wall"].as_f64().unwrap());
+    super::position_at(native, t) - super::position_at(page, t)
+}
