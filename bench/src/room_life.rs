@@ -152,14 +152,21 @@ mod tests {
         let text = "{\"figure\":\"host_reload_resume\",\"ms\":600}\n\
                     {\"figure\":\"host_reload_resume\",\"ms\":800}\n\
                     {\"figure\":\"host_reload_resume\",\"ms\":700}\n\
+                    {\"figure\":\"follower_reload_in_sync\",\"ms\":300}\n\
+                    {\"figure\":\"follower_reload_in_sync\",\"ms\":1200}\n\
                     {\"figure\":\"nonsense\",\"ms\":1}\n\
                     {\"figure\":\"host_reload_resume\",\"ms\":-1}\n\
                     not json\n";
         let (figs, notes) = figures(text);
-        assert_eq!(figs.len(), 1);
+        assert_eq!(figs.len(), 2);
         assert_eq!(figs[0].name, "host_reload_resume");
         assert_eq!(figs[0].runs, 3);
         assert!((figs[0].median - 700.0).abs() < 1e-9);
+        assert_eq!(figs[0].met, None, "no goal");
+        // The 1 s goal judges the worst run.
+        assert_eq!(figs[1].name, "follower_reload_in_sync");
+        assert_eq!(figs[1].met, Some(false));
+        assert_eq!(figs[1].missed_by, Some(200.0));
         assert_eq!(notes.len(), 3, "{notes:?}");
         assert!(notes[0].contains("unknown figure"), "{notes:?}");
         assert!(notes[1].contains("bad value"), "{notes:?}");
