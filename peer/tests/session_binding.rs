@@ -87,8 +87,7 @@ fn pinned_follower_applies_no_host_control_and_sends_no_chat_before_the_bind() {
     assert_eq!(s.drops().get(DropReason::UnboundLink), 1);
     assert!(s.playback().is_none(), "nothing applied before the Bind");
     // Chat goes to member 3, not over the unbound host link.
-    s.command(UserCommand::Chat("hi".into()), t)
-        .unwrap();
+    s.command(UserCommand::Chat("hi".into()), t).unwrap();
     let out = drain(&mut s);
     assert_eq!(chat_sent_to(&out, 1), 0);
     assert_eq!(chat_sent_to(&out, 3), 1);
@@ -105,8 +104,7 @@ fn pinned_follower_applies_no_host_control_and_sends_no_chat_before_the_bind() {
     s.handle_frame(u(1), channels::CONTROL.id, &host_pause(1, 5, t), t);
     assert!(s.playback().is_some_and(|p| p.paused));
     let t2 = ms(3_500);
-    s.command(UserCommand::Chat("again".into()), t2)
-        .unwrap();
+    s.command(UserCommand::Chat("again".into()), t2).unwrap();
     assert_eq!(chat_sent_to(&drain(&mut s), 1), 1);
     // Bound in time: the deadline never closes it.
     let late = START + BIND_DEADLINE + TimeDelta::from_secs(1);
@@ -123,10 +121,7 @@ fn a_missing_bind_closes_the_host_link_at_the_deadline() {
     assert!(s.poll_timeout().is_some_and(|t| t <= START + BIND_DEADLINE));
     s.handle_timeout(before);
     let out = drain(&mut s);
-    assert!(
-        !out.iter()
-            .any(|o| matches!(o, Output::Disconnect { .. }))
-    );
+    assert!(!out.iter().any(|o| matches!(o, Output::Disconnect { .. })));
     assert!(s.neighbours().any(|n| n == u(1)));
     // At the deadline: closed and reported, counted.
     s.handle_timeout(START + BIND_DEADLINE);

@@ -6,8 +6,8 @@
 mod support;
 
 use support::session::{
-    Entry, ROOM, ROOM_MS_AT_START, START, WALL, cert_until, drain, events, follower, frames, host, join, join_with,
-    join_pinned, k, ms, raw_chat, room, room_ms_at, sign, sign_at, sign_raw, u,
+    Entry, ROOM, ROOM_MS_AT_START, START, WALL, cert_until, drain, events, follower, frames, host,
+    join, join_pinned, join_with, k, ms, raw_chat, room, room_ms_at, sign, sign_at, sign_raw, u,
 };
 use watchparty_peer::acceptance::{DropReason, MAX_TRACKED_SIGNERS};
 use watchparty_peer::channels::{self, ChannelId};

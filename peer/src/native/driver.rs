@@ -255,6 +255,9 @@ pub struct PeerView {
     pub attempts: u32,
     /// The current host.
     pub is_host: bool,
+    /// Follower, host row: the host's signed `Bind` verified on this very
+    /// connection (docs/protocol.md §7.1 *Binding*).
+    pub bound: bool,
     /// Round trip of the last ICE check on the selected candidate pair, ms
     /// (refreshed every second).
     pub rtt_ms: Option<f64>,
@@ -1317,6 +1320,7 @@ where
             queued_bytes: st.as_ref().map_or(0, |s| s.queued_bytes),
             attempts: l.map_or(0, |l| l.backoff.attempts()),
             is_host: info.is_some_and(|i| i.is_host),
+            bound: info.is_some_and(|i| i.bound),
             rtt_ms: st
                 .as_ref()
                 .and_then(|s| s.rtt)
@@ -1500,6 +1504,15 @@ where
                     member: member.get(),
                     message: crate::session::no_longer_waited_for_text(&name),
                     name,
+                });
+            }
+            Event::BindingMissing { host } => {
+                tracing::warn!(
+                    host = host.get(),
+                    "the connection to the host could not be verified in time; closed for safety"
+                );
+                self.emit(DriverEvent::Session {
+                    detail: format!("{e:?}"),
                 });
             }
             Event::Chat { from, text } => self.emit(DriverEvent::Chat {

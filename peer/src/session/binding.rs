@@ -2,8 +2,8 @@
 //! §7.1 *Binding*): the one rule both drivers act on.
 //!
 //! The host signs a `Bind` naming the DTLS fingerprints of each direct
-//! connection (on channel open, when it starts hosting, and once more on the
-//! first direct `Status` of each member in its term). The follower compares
+//! connection (on channel open, and for every open link when it starts
+//! hosting). The follower compares
 //! it with its own connection. In a room whose host key the follower pinned
 //! (invite link), the link to the host counts as unproven until a `Bind`
 //! verified on it: host control frames arriving over it are dropped
@@ -22,8 +22,8 @@ use super::{DisconnectReason, Event, Output, Session};
 
 /// Pinned room, follower: how long the link to the host may stay without a
 /// verified `Bind` before it is closed. The honest host sends `Bind` as the
-/// first frame on the link (and again on the first `Status` of its term),
-/// so this only runs out when someone removed it.
+/// first frame on the link (or right when it starts hosting), so this only
+/// runs out when someone removed it.
 pub const BIND_DEADLINE: TimeDelta = TimeDelta::from_secs(10);
 
 impl Session {
@@ -38,8 +38,7 @@ impl Session {
     /// Whether `peer` is the host link of a pinned room and no `Bind`
     /// verified on it yet.
     pub(super) fn link_unbound(&self, peer: UserId) -> bool {
-        self.binding_required_for() == Some(peer)
-            && !self.links.get(&peer).is_some_and(|l| l.bound)
+        self.binding_required_for() == Some(peer) && !self.links.get(&peer).is_some_and(|l| l.bound)
     }
 
     /// Whether a frame of `kind` from `from` must be dropped unapplied
@@ -112,26 +111,6 @@ impl Session {
         });
         if let Ok(bytes) = self.sign(&bind, now) {
             self.send(peer, channels::CONTROL.id, bytes);
-        }
-    }
-
-    /// Host: a member's own `Status` arrived directly from it; the first in
-    /// this term gets a `Bind` again (an earlier one may have reached it
-    /// before it knew our epoch). Once per link and term, so a `Status`
-    /// flood draws no `Bind` flood.
-    pub(super) fn rebind_on_status(&mut self, from: UserId, signer: UserId, now: LocalTime) {
-        let epoch = self.epoch;
-        if self.is_host
-            && from == signer
-            && self
-                .links
-                .get(&from)
-                .is_some_and(|l| l.status_bind_epoch != Some(epoch))
-        {
-            if let Some(l) = self.links.get_mut(&from) {
-                l.status_bind_epoch = Some(epoch);
-            }
-            self.send_bind(from, now);
         }
     }
 

@@ -54,9 +54,9 @@ use crate::ids::{
     ContentHash, DisplayName, Epoch, PositionMs, RateMilli, Role, RoomMs, Seq, UnixSeconds, UserId,
 };
 use crate::message::{
-    Buffering, ChatText, Emoji, Fingerprint, Handoff, Kind, MAX_ROLE_GRANTS,
-    MediaItem, Message, Permissions, Policy, Queue, Readiness, Refusal, RefuseReason,
-    RequestedCommand, RoleGrant, RoomState, SignerClass, Status, Timeline as WireTimeline,
+    Buffering, ChatText, Emoji, Fingerprint, Handoff, Kind, MAX_ROLE_GRANTS, MediaItem, Message,
+    Permissions, Policy, Queue, Readiness, Refusal, RefuseReason, RequestedCommand, RoleGrant,
+    RoomState, SignerClass, Status, Timeline as WireTimeline,
 };
 use crate::player::{PlayerObservation, UserIntent};
 use crate::signaling::{ClientMessage, RosterEntry, ServerMessage};
@@ -105,9 +105,6 @@ struct Link {
     /// Pinned room, follower, host link: when it is closed unless a `Bind`
     /// verified by then ([`BIND_DEADLINE`]).
     bind_deadline: Option<LocalTime>,
-    /// Host: the epoch in which the member's first direct `Status` drew a
-    /// repeated `Bind`.
-    status_bind_epoch: Option<Epoch>,
 }
 
 /// What the host knows of a member's player.
@@ -1748,7 +1745,6 @@ impl Session {
                 let _ = self.add_member(cert, now);
             }
             Message::Status(s) => {
-                // self.rebind_on_status(from, signer, now);
                 if !self.is_host && from == signer {
                     // Its own Status, sent to us: a member without a
                     // channel to the host. Hand it the latest signed State
