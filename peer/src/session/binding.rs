@@ -2,8 +2,9 @@
 //! §7.1 *Binding*): the one rule both drivers act on.
 //!
 //! The host signs a `Bind` naming the DTLS fingerprints of each direct
-//! connection (on channel open, and for every open link when it starts
-//! hosting). The follower compares
+//! connection (on channel open; for every open link when it starts
+//! hosting, and then once more on each such member's first direct `Status`
+//! of the term). The follower compares
 //! it with its own connection. In a room whose host key the follower pinned
 //! (invite link), the link to the host counts as unproven until a `Bind`
 //! verified on it: host control frames arriving over it are dropped
@@ -111,6 +112,23 @@ impl Session {
         });
         if let Ok(bytes) = self.sign(&bind, now) {
             self.send(peer, channels::CONTROL.id, bytes);
+        }
+    }
+
+    /// Host: a member we were linked to when we started hosting sent its
+    /// own `Status` directly: it knows our epoch now, so it gets the `Bind`
+    /// again (the first may have reached it before our host certificate
+    /// did, and been dropped as `unknown_epoch`). Once per link and term, so
+    /// a `Status` flood draws no `Bind` flood.
+    pub(super) fn rebind_on_status(&mut self, from: UserId, signer: UserId, now: LocalTime) {
+        if !self.is_host || from != signer {
+            return;
+        }
+        if let Some(l) = self.links.get_mut(&from)
+            && l.rebind_on_status
+        {
+            l.rebind_on_status = false;
+            self.send_bind(from, now);
         }
     }
 

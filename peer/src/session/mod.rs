@@ -105,6 +105,9 @@ struct Link {
     /// Pinned room, follower, host link: when it is closed unless a `Bind`
     /// verified by then ([`BIND_DEADLINE`]).
     bind_deadline: Option<LocalTime>,
+    /// Host: we started hosting with this link open; its member's first
+    /// direct `Status` of our term draws the `Bind` again.
+    rebind_on_status: bool,
 }
 
 /// What the host knows of a member's player.
@@ -1310,6 +1313,9 @@ impl Session {
         let peers: Vec<UserId> = self.links.keys().copied().collect();
         for peer in peers {
             self.send_bind(peer, now);
+            if let Some(l) = self.links.get_mut(&peer) {
+                l.rebind_on_status = true;
+            }
         }
         if new_room {
             let offset =
@@ -1745,6 +1751,7 @@ impl Session {
                 let _ = self.add_member(cert, now);
             }
             Message::Status(s) => {
+                self.rebind_on_status(from, signer, now);
                 if !self.is_host && from == signer {
                     // Its own Status, sent to us: a member without a
                     // channel to the host. Hand it the latest signed State
