@@ -14,6 +14,10 @@
 //!   data-channel message between them. The follower, which pinned the host
 //!   key from the invite link, detects the mismatch through the host-signed
 //!   binding and drops the connection (`BindingMismatch { pinned: true }`).
+//! * `DropBind`: as `Mitm`, but the proxy removes the host's signed `Bind`
+//!   from what it relays, so the mismatch is never shown. The pinned
+//!   follower applies no host control over the unbound link, and closes
+//!   and reports it at `BIND_DEADLINE` (`BindingMissing`).
 //! * `ForgeHost`: the proxy swaps the server's certificate-signing key for
 //!   its own, re-issues every certificate of `hello` / `member_joined` /
 //!   `host_changed` with it, and gives the host certificate a key of its
@@ -51,6 +55,7 @@ use watchparty_peer::cert::SignedCertificate;
 use watchparty_peer::channels::ChannelId;
 use watchparty_peer::crypto::SigningKey;
 use watchparty_peer::ids::{Role, UserId};
+use watchparty_peer::message::Kind;
 use watchparty_peer::native::candidates::HostAddrs;
 use watchparty_peer::native::config_store::new_signing_key;
 use watchparty_peer::native::driver::{DriverEvent, DriverHandle, StatusSnapshot};
@@ -68,8 +73,19 @@ const EVENT_WAIT: Duration = Duration::from_secs(30);
 enum Mode {
     PassThrough,
     Mitm,
+    DropBind,
     ForgeHost,
 }
+
+impl Mode {
+    /// The proxy terminates WebRTC itself.
+    fn terminates(self) -> bool {
+        matches!(self, Self::Mitm | Self::DropBind)
+    }
+}
+
+/// Offset of the kind byte in a frame (magic, version, kind).
+const KIND_OFFSET: usize = 3;
 
 // ------------------------------------------------------------------ proxy --
 
@@ -148,6 +164,7 @@ type Upstream =
 struct ProxyStats {
     offers_terminated: u32,
     frames_relayed: u32,
+    binds_dropped: u32,
     certificates_forged: u32,
 }
 
@@ -181,7 +198,7 @@ async fn proxy_connection(
         tokio::select! {
             m = down.next() => {
                 let Some(Ok(m)) = m else { break };
-                if mode != Mode::Mitm {
+                if !mode.terminates() {
                     if up.send(m).await.is_err() { break }
                     continue;
                 }
@@ -235,7 +252,7 @@ async fn proxy_connection(
                         }
                         send_down(&mut down, forged).await;
                     }
-                    (Mode::Mitm, ServerMessage::Offer { from, sdp }) => {
+                    (Mode::Mitm | Mode::DropBind, ServerMessage::Offer { from, sdp }) => {
                         if let (Ok(answer), Ok(offer)) = (
                             b.accept_offer(TO_HOST, sdp.as_str()),
                             a.create_offer(TO_FOLLOWER),
@@ -245,11 +262,11 @@ async fn proxy_connection(
                             stats.send_modify(|s| s.offers_terminated += 1);
                         }
                     }
-                    (Mode::Mitm, ServerMessage::Answer { sdp, .. }) => {
+                    (Mode::Mitm | Mode::DropBind, ServerMessage::Answer { sdp, .. }) => {
                         let _ = b.accept_answer(TO_HOST, sdp.as_str());
                     }
-                    (Mode::Mitm, ServerMessage::Ice { .. }) => {}
-                    (Mode::Mitm, msg) => send_down(&mut down, msg).await,
+                    (Mode::Mitm | Mode::DropBind, ServerMessage::Ice { .. }) => {}
+                    (Mode::Mitm | Mode::DropBind, msg) => send_down(&mut down, msg).await,
                 }
             }
             ev = a.next_event() => {
@@ -259,7 +276,13 @@ async fn proxy_connection(
             }
             ev = b.next_event() => {
                 if let TransportEvent::Data { channel, data, .. } = ev {
-                    to_follower.push_back((channel, data));
+                    if mode == Mode::DropBind
+                        && data.get(KIND_OFFSET) == Some(&Kind::Bind.to_byte())
+                    {
+                        stats.send_modify(|s| s.binds_dropped += 1);
+                    } else {
+                        to_follower.push_back((channel, data));
+                    }
                 }
             }
         }
@@ -379,6 +402,58 @@ async fn dtls_mitm_by_the_signaling_path_is_detected_by_the_pinned_follower() {
     // over it afterwards.
     let status = follower.status().await.unwrap();
     assert_eq!(status.commands_applied, 0, "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_bind_closes_the_pinned_followers_link_and_nothing_is_applied_over_it() {
+    let (_room, _host, mut follower, stats) = run_room(Mode::DropBind).await;
+    // Before the deadline the link is up but unbound, and the host's
+    // control relayed over it is refused, not applied.
+    let t0 = std::time::Instant::now();
+    let before = loop {
+        let s = follower.status().await.unwrap();
+        if s.drops.get("unbound_link").copied().unwrap_or(0) >= 1 {
+            break s;
+        }
+        assert!(t0.elapsed() < EVENT_WAIT, "no host control relayed: {s:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    println!("follower before the deadline: {before:?}");
+    assert_eq!(
+        before.commands_applied + before.states_applied,
+        0,
+        "{before:?}"
+    );
+    assert_eq!(before.playback, None, "{before:?}");
+    assert_eq!(before.bindings_missing, 0, "{before:?}");
+    let host_row = before.peers.iter().find(|p| p.is_host).expect("host row");
+    assert!(!host_row.bound, "{before:?}");
+    assert!(host_row.channels_open > 0, "still linked: {before:?}");
+    // At the deadline the link is closed and reported.
+    let (_, seen) = wait_for(&mut follower, "binding missing", EVENT_WAIT, |e| {
+        session_detail(e, "BindingMissing")
+    })
+    .await;
+    assert!(
+        !seen
+            .iter()
+            .any(|e| session_detail(e, "BindingVerified") || session_detail(e, "BindingMismatch")),
+        "{seen:#?}"
+    );
+    let after = follower.status().await.unwrap();
+    println!("follower after the deadline: {after:?}");
+    assert_eq!(after.bindings_missing, 1, "{after:?}");
+    assert_eq!(
+        after.commands_applied + after.states_applied,
+        0,
+        "{after:?}"
+    );
+    // The attack really happened: WebRTC terminated by the proxy, frames
+    // relayed, the host's Bind removed.
+    let s = *stats.borrow();
+    assert!(s.offers_terminated >= 1, "{s:?}");
+    assert!(s.frames_relayed >= 1, "{s:?}");
+    assert!(s.binds_dropped >= 1, "{s:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -331,6 +331,9 @@ pub struct StatusSnapshot {
     pub commands_applied: u64,
     /// Host `State` frames applied.
     pub states_applied: u64,
+    /// Pinned room: links to the host closed because the host's `Bind`
+    /// never verified on them (docs/protocol.md §7.1 *Binding*).
+    pub bindings_missing: u64,
     /// Frames accepted.
     pub accepted: u64,
     /// Driver counters.
@@ -1385,6 +1388,7 @@ where
             drops,
             commands_applied: s.map_or(0, |s| s.stats().commands_applied),
             states_applied: s.map_or(0, |s| s.stats().states_applied),
+            bindings_missing: s.map_or(0, |s| s.stats().bindings_missing),
             accepted: s.map_or(0, |s| s.stats().accepted),
             counters: DriverCounters {
                 signal_dropped: self
