@@ -58,10 +58,10 @@ use watchparty_peer::ids::{Role, UserId};
 use watchparty_peer::message::Kind;
 use watchparty_peer::native::candidates::HostAddrs;
 use watchparty_peer::native::config_store::new_signing_key;
-use watchparty_peer::native::driver::{DriverEvent, DriverHandle, StatusSnapshot};
+use watchparty_peer::native::driver::{DriverCommand, DriverEvent, DriverHandle, StatusSnapshot};
 use watchparty_peer::native::rtc::{TransportConfig, TransportEvent};
 use watchparty_peer::native::udp::UdpRtc;
-use watchparty_peer::session::UserCommand;
+use watchparty_peer::session::{SessionConfig, UserCommand};
 use watchparty_peer::signaling::{BoundedVec, ClientMessage, RosterEntry, Sdp, ServerMessage};
 use watchparty_peer::time::MediaPos;
 
@@ -75,6 +75,9 @@ enum Mode {
     Mitm,
     DropBind,
     ForgeHost,
+    /// Relays WebRTC negotiation with this user only (the follower reaches
+    /// nobody else, the host included).
+    OnlyWith(UserId),
 }
 
 impl Mode {
@@ -82,6 +85,11 @@ impl Mode {
     fn terminates(self) -> bool {
         matches!(self, Self::Mitm | Self::DropBind)
     }
+}
+
+/// Whether the proxy in `mode` blocks negotiation with `peer`.
+fn blocked(mode: Mode, peer: UserId) -> bool {
+    matches!(mode, Mode::OnlyWith(u) if u != peer)
 }
 
 /// Offset of the kind byte in a frame (magic, version, kind).
@@ -198,6 +206,16 @@ async fn proxy_connection(
         tokio::select! {
             m = down.next() => {
                 let Some(Ok(m)) = m else { break };
+                if let (Mode::OnlyWith(_), WsMessage::Text(t)) = (mode, &m)
+                    && let Ok(
+                        ClientMessage::Offer { to, .. }
+                        | ClientMessage::Answer { to, .. }
+                        | ClientMessage::Ice { to, .. },
+                    ) = ClientMessage::from_json(t.as_str())
+                    && blocked(mode, to)
+                {
+                    continue;
+                }
                 if !mode.terminates() {
                     if up.send(m).await.is_err() { break }
                     continue;
@@ -242,7 +260,13 @@ async fn proxy_connection(
                     continue;
                 };
                 match (mode, msg) {
-                    (Mode::PassThrough, _) => {
+                    (
+                        Mode::OnlyWith(_),
+                        ServerMessage::Offer { from, .. }
+                        | ServerMessage::Answer { from, .. }
+                        | ServerMessage::Ice { from, .. },
+                    ) if blocked(mode, from) => {}
+                    (Mode::PassThrough | Mode::OnlyWith(_), _) => {
                         if down.send(m).await.is_err() { break }
                     }
                     (Mode::ForgeHost, msg) => {
@@ -472,6 +496,104 @@ async fn forged_host_certificate_is_refused_by_the_pinned_follower() {
     assert!(stats.borrow().certificates_forged >= 1);
     let status = follower.status().await.unwrap();
     assert_eq!(status.host, None, "{status:?}");
+}
+
+// ------------------------------------------------- replay to a rejoiner --
+
+/// Where the room was when the hostile member recorded the host's frames.
+const OLD_POSITION_MS: u64 = 20_000;
+/// Where the host moves the room afterwards.
+const NEW_POSITION_MS: u64 = 120_000;
+/// How much older than the skew window the replayed frames are, ms.
+const AGE_MARGIN_MS: f64 = 2_000.0;
+
+/// Issue #15 item 4: a hostile member records the host's signed frames,
+/// waits until they are older than the skew window, and replays them to
+/// the follower when it rejoins (a new session: empty replay memory, no
+/// clock estimate yet; the proxy keeps it from reaching the host, so the
+/// replay is all it hears). The rejoiner refuses every one (`skewed_time`,
+/// checked against its wall clock) and applies nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_frames_replayed_to_a_rejoiner_are_refused() {
+    let mut room = inproc::room(2).await;
+    let mut host = room.driver(0, 0).await;
+    wait_for(&mut host, "host joined", EVENT_WAIT, |e| {
+        matches!(e, DriverEvent::Joined { .. })
+    })
+    .await;
+    let mut follower = room.driver(1, 0).await;
+    wait_for(&mut follower, "follower connected", EVENT_WAIT, |e| {
+        matches!(e, DriverEvent::PeerConnected { .. })
+    })
+    .await;
+    host.command(UserCommand::Load(room.item.clone()))
+        .await
+        .unwrap();
+    host.command(UserCommand::Seek(MediaPos::from_millis(OLD_POSITION_MS)))
+        .await
+        .unwrap();
+    let hs = host.status().await.unwrap();
+    let host_id = UserId::new(hs.you.unwrap()).unwrap();
+
+    // The hostile member joins and records what the host signs for it
+    // (its Bind and the State it gets on joining, at the old position).
+    let mut t = Usurper::connect(&room.apis[2], room.room, room.signal_url(2)).await;
+    let t0 = std::time::Instant::now();
+    let mut recorded = Vec::new();
+    while recorded.len() < 2 {
+        recorded.extend(t.recorded_control(host_id));
+        assert!(t0.elapsed() < EVENT_WAIT, "nothing recorded from the host");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let recorded_at = host.status().await.unwrap().room_ms.unwrap();
+    // The host moves on.
+    host.command(UserCommand::Seek(MediaPos::from_millis(NEW_POSITION_MS)))
+        .await
+        .unwrap();
+    // The follower leaves; the frames age past the skew window.
+    follower.commands.send(DriverCommand::Quit).await.unwrap();
+    let _ = follower.task.await;
+    let window = SessionConfig::new(room.room).max_skew_ms as f64;
+    loop {
+        let now = host.status().await.unwrap().room_ms.unwrap();
+        if now - recorded_at > window + AGE_MARGIN_MS {
+            break;
+        }
+        assert!(
+            t0.elapsed() < EVENT_WAIT * 3,
+            "the host's room clock does not advance"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    // The follower rejoins (new process: new session key, new session),
+    // reaching only the hostile member, which replays everything at once.
+    let (proxied, _) = start_proxy(room.signal_url(1), Mode::OnlyWith(t.me)).await;
+    let rejoiner = room.driver_via(1, 0, Some(proxied)).await;
+    let rejoiner_id = t.answer_next_offer().await;
+    t.replay(rejoiner_id, &recorded).await;
+    let n = recorded.len() as u64;
+    let t1 = std::time::Instant::now();
+    let s = loop {
+        let s = rejoiner.status().await.unwrap();
+        if s.peers
+            .iter()
+            .any(|p| p.user == t.me.get() && p.accepted + p.drops.values().sum::<u64>() >= n)
+        {
+            break s;
+        }
+        assert!(t1.elapsed() < EVENT_WAIT, "replay never judged: {s:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    println!("rejoiner after the replay: {s:?}");
+    let from_t = row(&s, t.me);
+    assert_eq!(from_t.accepted, 0, "{s:?}");
+    assert!(
+        from_t.drops.get("skewed_time").copied().unwrap_or(0) >= 1,
+        "{s:?}"
+    );
+    assert_eq!(s.commands_applied + s.states_applied, 0, "{s:?}");
+    assert_eq!(s.playback, None, "an old state was applied: {s:?}");
 }
 
 // ------------------------------------------------ server-installed host --
