@@ -500,6 +500,32 @@ async fn forged_host_certificate_is_refused_by_the_pinned_follower() {
 
 // ------------------------------------------------- replay to a rejoiner --
 
+/// The host and a pinned follower connected directly, the room's item
+/// loaded on both; the host's user id.
+async fn host_and_follower_loaded(room: &mut inproc::Room) -> (DriverHandle, DriverHandle, u64) {
+    let mut host = room.driver(0, 0).await;
+    let (joined, _) = wait_for(&mut host, "host joined", EVENT_WAIT, |e| {
+        matches!(e, DriverEvent::Joined { .. })
+    })
+    .await;
+    let DriverEvent::Joined { you: host_id, .. } = joined else {
+        unreachable!()
+    };
+    let mut follower = room.driver(1, 0).await;
+    wait_for(&mut follower, "follower connected", EVENT_WAIT, |e| {
+        matches!(e, DriverEvent::PeerConnected { .. })
+    })
+    .await;
+    host.command(UserCommand::Load(room.item.clone()))
+        .await
+        .unwrap();
+    wait_for(&mut follower, "media loaded", EVENT_WAIT, |e| {
+        matches!(e, DriverEvent::MediaLoaded { .. })
+    })
+    .await;
+    (host, follower, host_id)
+}
+
 /// Where the room was when the hostile member recorded the host's frames.
 const OLD_POSITION_MS: u64 = 20_000;
 /// Where the host moves the room afterwards.
@@ -516,24 +542,11 @@ const AGE_MARGIN_MS: f64 = 2_000.0;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn old_frames_replayed_to_a_rejoiner_are_refused() {
     let mut room = inproc::room(2).await;
-    let mut host = room.driver(0, 0).await;
-    wait_for(&mut host, "host joined", EVENT_WAIT, |e| {
-        matches!(e, DriverEvent::Joined { .. })
-    })
-    .await;
-    let mut follower = room.driver(1, 0).await;
-    wait_for(&mut follower, "follower connected", EVENT_WAIT, |e| {
-        matches!(e, DriverEvent::PeerConnected { .. })
-    })
-    .await;
-    host.command(UserCommand::Load(room.item.clone()))
-        .await
-        .unwrap();
+    let (host, follower, host_id) = host_and_follower_loaded(&mut room).await;
+    let host_id = UserId::new(host_id).unwrap();
     host.command(UserCommand::Seek(MediaPos::from_millis(OLD_POSITION_MS)))
         .await
         .unwrap();
-    let hs = host.status().await.unwrap();
-    let host_id = UserId::new(hs.you.unwrap()).unwrap();
 
     // The hostile member joins and records what the host signs for it
     // (its Bind and the State it gets on joining, at the old position).
@@ -616,26 +629,7 @@ fn judged(s: &StatusSnapshot, user: UserId) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_installed_host_is_refused_by_the_host_and_the_pinned_follower() {
     let mut room = inproc::room(2).await;
-    let mut host = room.driver(0, 0).await;
-    let (joined, _) = wait_for(&mut host, "host joined", EVENT_WAIT, |e| {
-        matches!(e, DriverEvent::Joined { .. })
-    })
-    .await;
-    let DriverEvent::Joined { you: host_id, .. } = joined else {
-        unreachable!()
-    };
-    let mut follower = room.driver(1, 0).await;
-    wait_for(&mut follower, "follower connected", EVENT_WAIT, |e| {
-        matches!(e, DriverEvent::PeerConnected { .. })
-    })
-    .await;
-    host.command(UserCommand::Load(room.item.clone()))
-        .await
-        .unwrap();
-    wait_for(&mut follower, "media loaded", EVENT_WAIT, |e| {
-        matches!(e, DriverEvent::MediaLoaded { .. })
-    })
-    .await;
+    let (host, follower, host_id) = host_and_follower_loaded(&mut room).await;
     host.command(UserCommand::Seek(MediaPos::from_millis(HOST_POSITION_MS)))
         .await
         .unwrap();

@@ -24,6 +24,20 @@ use watchparty_peer::signaling::{ClientMessage, Sdp, ServerMessage};
 
 use super::webrtc_peer::{self, WEvent, WebrtcPeer};
 
+/// Waits until every watchparty channel of `w` is open.
+async fn wait_open(w: &mut WebrtcPeer) {
+    let mut open = 0;
+    tokio::time::timeout(STEP_WAIT, async {
+        while open < channels::ALL.len() {
+            if let WEvent::Open(_) = w.events.recv().await.expect("webrtc-rs events") {
+                open += 1;
+            }
+        }
+    })
+    .await
+    .expect("usurper channels open");
+}
+
 /// How long each step may take.
 pub const STEP_WAIT: Duration = Duration::from_secs(30);
 
@@ -91,16 +105,7 @@ impl Usurper {
             }
         }
         for w in peers.values_mut() {
-            let mut open = 0;
-            tokio::time::timeout(STEP_WAIT, async {
-                while open < channels::ALL.len() {
-                    if let WEvent::Open(_) = w.events.recv().await.expect("webrtc-rs events") {
-                        open += 1;
-                    }
-                }
-            })
-            .await
-            .expect("usurper channels open");
+            wait_open(w).await;
         }
         Self {
             me,
@@ -199,16 +204,7 @@ impl Usurper {
             })
             .await
             .unwrap();
-        let mut open = 0;
-        tokio::time::timeout(STEP_WAIT, async {
-            while open < channels::ALL.len() {
-                if let WEvent::Open(_) = w.events.recv().await.expect("webrtc-rs events") {
-                    open += 1;
-                }
-            }
-        })
-        .await
-        .expect("channels to the joiner open");
+        wait_open(&mut w).await;
         self.peers.insert(from, w);
         from
     }
