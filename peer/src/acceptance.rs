@@ -88,6 +88,9 @@ drop_reasons! {
     /// The signer exceeded its rate limit for this kind (reactions, chat,
     /// requests; see `SessionConfig`).
     RateLimited => "rate_limited",
+    /// Pinned room: host control over the link to the host before a host
+    /// `Bind` verified on it (docs/protocol.md §7.1 *Binding*).
+    UnboundLink => "unbound_link",
 }
 
 impl From<&FrameError> for DropReason {

@@ -350,13 +350,14 @@ fn member_cert() -> SignedCertificate {
 /// The receiver of §11: user 3 (a viewer; its key is irrelevant to the
 /// vectors), a follower of the vectors' room at epoch 1 that holds
 /// `certificate-host` (user 1, pinned) and `certificate-member` (user 2),
-/// has a channel to the host and no clock estimate yet (so no skew
-/// check), at Unix time 1 800 000 000.
+/// has a channel to the host and no clock estimate yet (so skew is checked
+/// against its wall clock), at Unix time 124 (the vectors' issued-at are
+/// 120 000 to 131 000 ms).
 fn receiver() -> Session {
     let me = SigningKey::from_seed(&seed(0x60)).unwrap();
     let mine = issue(3, "Cy", Role::Viewer, &me);
     let now = LocalTime::from_millis(1_000);
-    let wall = UnixSeconds(1_800_000_000);
+    let wall = UnixSeconds(124);
     let mut s = Session::new(
         SessionConfig::new(room()),
         me,

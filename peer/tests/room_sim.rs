@@ -254,6 +254,17 @@ fn host_handoff_moves_authority() {
     }
     let errs = room.errors(room.t / 1000 - 5000, room.t / 1000);
     assert!(p99(&errs) <= 10_000, "p99 {}", p99(&errs));
+    // The pinned followers' links to the new host were bound by its `Bind`
+    // (15 s > BIND_DEADLINE: none was closed for want of one).
+    for i in [0, 1, 3] {
+        let s = &room.peers[i].session;
+        assert_eq!(s.stats().bindings_missing, 0, "peer {i}");
+        let now = room.local(i);
+        assert!(
+            s.peers(now).iter().any(|p| p.user == user(2) && p.bound),
+            "peer {i}: link to the new host bound"
+        );
+    }
     // the old host's key no longer commands anyone (its frames are refused)
     assert!(
         room.peers

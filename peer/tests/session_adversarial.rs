@@ -8,7 +8,7 @@ use proptest::prelude::*;
 
 mod support;
 
-use support::session::{ROOM, follower, k, sign_at, u};
+use support::session::{ROOM, ROOM_MS_AT_START, follower, k, sign_at, u};
 use watchparty_peer::acceptance::DropReason;
 use watchparty_peer::channels;
 use watchparty_peer::crypto::SigningKey;
@@ -19,7 +19,7 @@ use watchparty_peer::session::{Event, Output};
 use watchparty_peer::time::LocalTime;
 
 fn sign(key: &SigningKey, room: RoomId, epoch: u64, seq: u64, msg: &Message) -> Vec<u8> {
-    sign_at(key, room, epoch, seq, 0, msg)
+    sign_at(key, room, epoch, seq, ROOM_MS_AT_START, msg)
 }
 
 fn pause(pos: u64) -> Message {

@@ -6,8 +6,8 @@
 mod support;
 
 use support::session::{
-    Entry, ROOM, START, WALL, cert_until, drain, events, follower, frames, host, join, join_with,
-    k, ms, raw_chat, room, sign, sign_at, sign_raw, u,
+    Entry, ROOM, ROOM_MS_AT_START, START, WALL, cert_until, drain, events, follower, frames, host,
+    join, join_pinned, join_with, k, ms, raw_chat, room, room_ms_at, sign, sign_at, sign_raw, u,
 };
 use watchparty_peer::acceptance::{DropReason, MAX_TRACKED_SIGNERS};
 use watchparty_peer::channels::{self, ChannelId};
@@ -478,11 +478,24 @@ fn issued_at_outside_the_skew_window_is_dropped() {
     }
     assert_eq!(h.drops().get(DropReason::SkewedTime), 4);
 
-    // A follower without a room clock yet cannot judge issued-at (§7.1).
+    // A follower without a room clock yet judges issued-at against its
+    // wall clock, which the room clock starts from (§7.1): a frame from
+    // long ago (a replay to a joiner) is refused, a current one accepted.
     let mut f = follower();
-    let b = sign_at(&k(3), ROOM, 1, 0, i64::MAX, &chat("hi"));
-    f.handle_frame(u(3), channels::CHAT.id, &b, now);
-    assert_eq!(f.stats().accepted, 1);
+    let window = SessionConfig::new(ROOM).max_skew_ms as i64;
+    let wall_now = room_ms_at(now);
+    for (seq, issued, accepted) in [
+        (0, i64::MAX, 0),
+        (1, wall_now - window - 1, 0),
+        (2, wall_now + window + 1, 0),
+        (3, wall_now - window, 1),
+        (4, wall_now + window, 2),
+    ] {
+        let b = sign_at(&k(3), ROOM, 1, seq, issued, &chat("hi"));
+        f.handle_frame(u(3), channels::CHAT.id, &b, now);
+        assert_eq!(f.stats().accepted, accepted, "issued {issued}");
+    }
+    assert_eq!(f.drops().get(DropReason::SkewedTime), 3);
 }
 
 // -------------------------------------------------------------------- chat --
@@ -507,7 +520,7 @@ fn invalid_chat_is_dropped_valid_chat_shown() {
     ];
     for (seq, (text, valid)) in cases.iter().enumerate() {
         let before = s.stats().accepted;
-        let b = raw_chat(&k(3), seq as u64, 0, text);
+        let b = raw_chat(&k(3), seq as u64, ROOM_MS_AT_START, text);
         s.handle_frame(u(3), channels::CHAT.id, &b, now);
         let out = drain(&mut s);
         let shown: Vec<_> = events(&out)
@@ -651,7 +664,8 @@ fn members_are_refused_once_their_certificate_expires() {
         },
         t,
     );
-    s.handle_frame(u(3), channels::CHAT.id, &sign(&k(3), 2, &chat("c")), t);
+    let current = sign_at(&k(3), ROOM, 1, 2, room_ms_at(t), &chat("c"));
+    s.handle_frame(u(3), channels::CHAT.id, &current, t);
     assert_eq!(s.stats().accepted, 2);
     assert_eq!(s.member_role(u(3)), Some(Role::Controller));
 }
@@ -785,6 +799,13 @@ fn provoke(reason: DropReason) -> Provoke {
             drain(&mut s);
             chat_frame(s, sign(&k(last as u8), 0, &chat("hi")))
         }
+        DropReason::UnboundLink => Provoke {
+            from: 1,
+            ..control(
+                join_pinned(SessionConfig::new(ROOM), 2, &room(), &[1, 3], Some(&hk)),
+                sign(&hk, 0, &pause(1)),
+            )
+        },
         DropReason::RateLimited => {
             let mut s = follower();
             for seq in 0..u64::from(DEFAULT_CHAT_LIMIT.burst) {
@@ -848,10 +869,15 @@ fn every_drop_reason_is_reachable_through_the_session() {
 
 // ------------------------------------------------------- status → state --
 
+/// Member 3's `Status` number `seq`, issued 10 ms per seq after the start
+/// (the pace of the flood below).
 fn status_frame(seq: u64) -> Vec<u8> {
-    sign(
+    sign_at(
         &k(3),
+        ROOM,
+        1,
         seq,
+        ROOM_MS_AT_START + 10 * seq as i64,
         &Message::Status(Status {
             readiness: Readiness::Ready,
             item: None,

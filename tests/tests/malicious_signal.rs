@@ -14,6 +14,10 @@
 //!   data-channel message between them. The follower, which pinned the host
 //!   key from the invite link, detects the mismatch through the host-signed
 //!   binding and drops the connection (`BindingMismatch { pinned: true }`).
+//! * `DropBind`: as `Mitm`, but the proxy removes the host's signed `Bind`
+//!   from what it relays, so the mismatch is never shown. The pinned
+//!   follower applies no host control over the unbound link, and closes
+//!   and reports it at `BIND_DEADLINE` (`BindingMissing`).
 //! * `ForgeHost`: the proxy swaps the server's certificate-signing key for
 //!   its own, re-issues every certificate of `hello` / `member_joined` /
 //!   `host_changed` with it, and gives the host certificate a key of its
@@ -51,12 +55,13 @@ use watchparty_peer::cert::SignedCertificate;
 use watchparty_peer::channels::ChannelId;
 use watchparty_peer::crypto::SigningKey;
 use watchparty_peer::ids::{Role, UserId};
+use watchparty_peer::message::{Kind, SignerClass};
 use watchparty_peer::native::candidates::HostAddrs;
 use watchparty_peer::native::config_store::new_signing_key;
-use watchparty_peer::native::driver::{DriverEvent, DriverHandle, StatusSnapshot};
+use watchparty_peer::native::driver::{DriverCommand, DriverEvent, DriverHandle, StatusSnapshot};
 use watchparty_peer::native::rtc::{TransportConfig, TransportEvent};
 use watchparty_peer::native::udp::UdpRtc;
-use watchparty_peer::session::UserCommand;
+use watchparty_peer::session::{SessionConfig, UserCommand};
 use watchparty_peer::signaling::{BoundedVec, ClientMessage, RosterEntry, Sdp, ServerMessage};
 use watchparty_peer::time::MediaPos;
 
@@ -68,8 +73,27 @@ const EVENT_WAIT: Duration = Duration::from_secs(30);
 enum Mode {
     PassThrough,
     Mitm,
+    DropBind,
     ForgeHost,
+    /// Relays WebRTC negotiation with this user only (the follower reaches
+    /// nobody else, the host included).
+    OnlyWith(UserId),
 }
+
+impl Mode {
+    /// The proxy terminates WebRTC itself.
+    fn terminates(self) -> bool {
+        matches!(self, Self::Mitm | Self::DropBind)
+    }
+}
+
+/// Whether the proxy in `mode` blocks negotiation with `peer`.
+fn blocked(mode: Mode, peer: UserId) -> bool {
+    matches!(mode, Mode::OnlyWith(u) if u != peer)
+}
+
+/// Offset of the kind byte in a frame (magic, version, kind).
+const KIND_OFFSET: usize = 3;
 
 // ------------------------------------------------------------------ proxy --
 
@@ -148,6 +172,7 @@ type Upstream =
 struct ProxyStats {
     offers_terminated: u32,
     frames_relayed: u32,
+    binds_dropped: u32,
     certificates_forged: u32,
 }
 
@@ -181,7 +206,17 @@ async fn proxy_connection(
         tokio::select! {
             m = down.next() => {
                 let Some(Ok(m)) = m else { break };
-                if mode != Mode::Mitm {
+                if let (Mode::OnlyWith(_), WsMessage::Text(t)) = (mode, &m)
+                    && let Ok(
+                        ClientMessage::Offer { to, .. }
+                        | ClientMessage::Answer { to, .. }
+                        | ClientMessage::Ice { to, .. },
+                    ) = ClientMessage::from_json(t.as_str())
+                    && blocked(mode, to)
+                {
+                    continue;
+                }
+                if !mode.terminates() {
                     if up.send(m).await.is_err() { break }
                     continue;
                 }
@@ -225,7 +260,13 @@ async fn proxy_connection(
                     continue;
                 };
                 match (mode, msg) {
-                    (Mode::PassThrough, _) => {
+                    (
+                        Mode::OnlyWith(_),
+                        ServerMessage::Offer { from, .. }
+                        | ServerMessage::Answer { from, .. }
+                        | ServerMessage::Ice { from, .. },
+                    ) if blocked(mode, from) => {}
+                    (Mode::PassThrough | Mode::OnlyWith(_), _) => {
                         if down.send(m).await.is_err() { break }
                     }
                     (Mode::ForgeHost, msg) => {
@@ -235,7 +276,7 @@ async fn proxy_connection(
                         }
                         send_down(&mut down, forged).await;
                     }
-                    (Mode::Mitm, ServerMessage::Offer { from, sdp }) => {
+                    (Mode::Mitm | Mode::DropBind, ServerMessage::Offer { from, sdp }) => {
                         if let (Ok(answer), Ok(offer)) = (
                             b.accept_offer(TO_HOST, sdp.as_str()),
                             a.create_offer(TO_FOLLOWER),
@@ -245,11 +286,11 @@ async fn proxy_connection(
                             stats.send_modify(|s| s.offers_terminated += 1);
                         }
                     }
-                    (Mode::Mitm, ServerMessage::Answer { sdp, .. }) => {
+                    (Mode::Mitm | Mode::DropBind, ServerMessage::Answer { sdp, .. }) => {
                         let _ = b.accept_answer(TO_HOST, sdp.as_str());
                     }
-                    (Mode::Mitm, ServerMessage::Ice { .. }) => {}
-                    (Mode::Mitm, msg) => send_down(&mut down, msg).await,
+                    (Mode::Mitm | Mode::DropBind, ServerMessage::Ice { .. }) => {}
+                    (Mode::Mitm | Mode::DropBind, msg) => send_down(&mut down, msg).await,
                 }
             }
             ev = a.next_event() => {
@@ -259,7 +300,13 @@ async fn proxy_connection(
             }
             ev = b.next_event() => {
                 if let TransportEvent::Data { channel, data, .. } = ev {
-                    to_follower.push_back((channel, data));
+                    if mode == Mode::DropBind
+                        && data.get(KIND_OFFSET) == Some(&Kind::Bind.to_byte())
+                    {
+                        stats.send_modify(|s| s.binds_dropped += 1);
+                    } else {
+                        to_follower.push_back((channel, data));
+                    }
                 }
             }
         }
@@ -382,6 +429,58 @@ async fn dtls_mitm_by_the_signaling_path_is_detected_by_the_pinned_follower() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_bind_closes_the_pinned_followers_link_and_nothing_is_applied_over_it() {
+    let (_room, _host, mut follower, stats) = run_room(Mode::DropBind).await;
+    // Before the deadline the link is up but unbound, and the host's
+    // control relayed over it is refused, not applied.
+    let t0 = std::time::Instant::now();
+    let before = loop {
+        let s = follower.status().await.unwrap();
+        if s.drops.get("unbound_link").copied().unwrap_or(0) >= 1 {
+            break s;
+        }
+        assert!(t0.elapsed() < EVENT_WAIT, "no host control relayed: {s:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    println!("follower before the deadline: {before:?}");
+    assert_eq!(
+        before.commands_applied + before.states_applied,
+        0,
+        "{before:?}"
+    );
+    assert_eq!(before.playback, None, "{before:?}");
+    assert_eq!(before.bindings_missing, 0, "{before:?}");
+    let host_row = before.peers.iter().find(|p| p.is_host).expect("host row");
+    assert!(!host_row.bound, "{before:?}");
+    assert!(host_row.channels_open > 0, "still linked: {before:?}");
+    // At the deadline the link is closed and reported.
+    let (_, seen) = wait_for(&mut follower, "binding missing", EVENT_WAIT, |e| {
+        session_detail(e, "BindingMissing")
+    })
+    .await;
+    assert!(
+        !seen
+            .iter()
+            .any(|e| session_detail(e, "BindingVerified") || session_detail(e, "BindingMismatch")),
+        "{seen:#?}"
+    );
+    let after = follower.status().await.unwrap();
+    println!("follower after the deadline: {after:?}");
+    assert_eq!(after.bindings_missing, 1, "{after:?}");
+    assert_eq!(
+        after.commands_applied + after.states_applied,
+        0,
+        "{after:?}"
+    );
+    // The attack really happened: WebRTC terminated by the proxy, frames
+    // relayed, the host's Bind removed.
+    let s = *stats.borrow();
+    assert!(s.offers_terminated >= 1, "{s:?}");
+    assert!(s.frames_relayed >= 1, "{s:?}");
+    assert!(s.binds_dropped >= 1, "{s:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_host_certificate_is_refused_by_the_pinned_follower() {
     let (_room, _host, mut follower, stats) = run_room(Mode::ForgeHost).await;
     let (_, seen) = wait_for(&mut follower, "host certificate refused", EVENT_WAIT, |e| {
@@ -397,6 +496,121 @@ async fn forged_host_certificate_is_refused_by_the_pinned_follower() {
     assert!(stats.borrow().certificates_forged >= 1);
     let status = follower.status().await.unwrap();
     assert_eq!(status.host, None, "{status:?}");
+}
+
+// ------------------------------------------------- replay to a rejoiner --
+
+/// The host and a pinned follower connected directly, the room's item
+/// loaded on both; the host's user id.
+async fn host_and_follower_loaded(room: &mut inproc::Room) -> (DriverHandle, DriverHandle, u64) {
+    let mut host = room.driver(0, 0).await;
+    let (joined, _) = wait_for(&mut host, "host joined", EVENT_WAIT, |e| {
+        matches!(e, DriverEvent::Joined { .. })
+    })
+    .await;
+    let DriverEvent::Joined { you: host_id, .. } = joined else {
+        unreachable!()
+    };
+    let mut follower = room.driver(1, 0).await;
+    wait_for(&mut follower, "follower connected", EVENT_WAIT, |e| {
+        matches!(e, DriverEvent::PeerConnected { .. })
+    })
+    .await;
+    host.command(UserCommand::Load(room.item.clone()))
+        .await
+        .unwrap();
+    wait_for(&mut follower, "media loaded", EVENT_WAIT, |e| {
+        matches!(e, DriverEvent::MediaLoaded { .. })
+    })
+    .await;
+    (host, follower, host_id)
+}
+
+/// Where the room was when the hostile member recorded the host's frames.
+const OLD_POSITION_MS: u64 = 20_000;
+/// Where the host moves the room afterwards.
+const NEW_POSITION_MS: u64 = 120_000;
+/// How much older than the skew window the replayed frames are, ms.
+const AGE_MARGIN_MS: f64 = 2_000.0;
+
+/// Issue #15 item 4: a hostile member records the host's signed frames,
+/// waits until they are older than the skew window, and replays them to
+/// the follower when it rejoins (a new session: empty replay memory, no
+/// clock estimate yet; the proxy keeps it from reaching the host, so the
+/// replay is all it hears). The rejoiner refuses every one (`skewed_time`,
+/// checked against its wall clock) and applies nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_frames_replayed_to_a_rejoiner_are_refused() {
+    let mut room = inproc::room(2).await;
+    let (host, follower, host_id) = host_and_follower_loaded(&mut room).await;
+    let host_id = UserId::new(host_id).unwrap();
+    host.command(UserCommand::Seek(MediaPos::from_millis(OLD_POSITION_MS)))
+        .await
+        .unwrap();
+
+    // The hostile member joins and records what the host signs for it
+    // (its Bind and the State it gets on joining, at the old position).
+    let mut t = Usurper::connect(&room.apis[2], room.room, room.signal_url(2)).await;
+    let t0 = std::time::Instant::now();
+    let kind = |f: &Vec<u8>| f.get(KIND_OFFSET).copied().and_then(Kind::from_byte);
+    let mut recorded: Vec<Vec<u8>> = Vec::new();
+    while !recorded.iter().any(|f| kind(f) == Some(Kind::State)) {
+        // Only what the host signed (members' frames forwarded by the host
+        // are signed by keys the rejoiner may not know).
+        recorded.extend(
+            t.recorded_control(host_id)
+                .into_iter()
+                .filter(|f| kind(f).is_some_and(|k| k.signer() == SignerClass::Host)),
+        );
+        assert!(t0.elapsed() < EVENT_WAIT, "no State recorded from the host");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let recorded_at = host.status().await.unwrap().room_ms.unwrap();
+    // The host moves on.
+    host.command(UserCommand::Seek(MediaPos::from_millis(NEW_POSITION_MS)))
+        .await
+        .unwrap();
+    // The follower leaves; the frames age past the skew window.
+    follower.commands.send(DriverCommand::Quit).await.unwrap();
+    let _ = follower.task.await;
+    let window = SessionConfig::new(room.room).max_skew_ms as f64;
+    loop {
+        let now = host.status().await.unwrap().room_ms.unwrap();
+        if now - recorded_at > window + AGE_MARGIN_MS {
+            break;
+        }
+        assert!(
+            t0.elapsed() < EVENT_WAIT * 3,
+            "the host's room clock does not advance"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    // The follower rejoins (new process: new session key, new session),
+    // reaching only the hostile member, which replays everything at once.
+    let (proxied, _) = start_proxy(room.signal_url(1), Mode::OnlyWith(t.me)).await;
+    let rejoiner = room.driver_via(1, 0, Some(proxied)).await;
+    let rejoiner_id = t.answer_next_offer().await;
+    t.replay(rejoiner_id, &recorded).await;
+    let n = recorded.len() as u64;
+    let t1 = std::time::Instant::now();
+    let s = loop {
+        let s = rejoiner.status().await.unwrap();
+        if s.peers
+            .iter()
+            .any(|p| p.user == t.me.get() && p.accepted + p.drops.values().sum::<u64>() >= n)
+        {
+            break s;
+        }
+        assert!(t1.elapsed() < EVENT_WAIT, "replay never judged: {s:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    println!("rejoiner after the replay: {s:?}");
+    let from_t = row(&s, t.me);
+    assert_eq!(from_t.accepted, 0, "{s:?}");
+    assert_eq!(from_t.drops.get("skewed_time").copied(), Some(n), "{s:?}");
+    assert_eq!(s.commands_applied + s.states_applied, 0, "{s:?}");
+    assert_eq!(s.playback, None, "an old state was applied: {s:?}");
 }
 
 // ------------------------------------------------ server-installed host --
@@ -419,26 +633,7 @@ fn judged(s: &StatusSnapshot, user: UserId) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_installed_host_is_refused_by_the_host_and_the_pinned_follower() {
     let mut room = inproc::room(2).await;
-    let mut host = room.driver(0, 0).await;
-    let (joined, _) = wait_for(&mut host, "host joined", EVENT_WAIT, |e| {
-        matches!(e, DriverEvent::Joined { .. })
-    })
-    .await;
-    let DriverEvent::Joined { you: host_id, .. } = joined else {
-        unreachable!()
-    };
-    let mut follower = room.driver(1, 0).await;
-    wait_for(&mut follower, "follower connected", EVENT_WAIT, |e| {
-        matches!(e, DriverEvent::PeerConnected { .. })
-    })
-    .await;
-    host.command(UserCommand::Load(room.item.clone()))
-        .await
-        .unwrap();
-    wait_for(&mut follower, "media loaded", EVENT_WAIT, |e| {
-        matches!(e, DriverEvent::MediaLoaded { .. })
-    })
-    .await;
+    let (host, follower, host_id) = host_and_follower_loaded(&mut room).await;
     host.command(UserCommand::Seek(MediaPos::from_millis(HOST_POSITION_MS)))
         .await
         .unwrap();

@@ -705,6 +705,7 @@ const ERROR_EVENT_TEXT = {
   certificate_expired: 'A member\'s pass for this room expired; they reconnect on their own.',
   server_key_mismatch: 'The server answered with a different identity than before, so it is not trusted. Tell the server operator.',
   binding_mismatch: 'The connection to the host could not be verified and was closed for safety. Tell the server operator if this keeps happening.',
+  binding_missing: 'The connection to the host could not be verified in time, so it was closed for safety; the room still reaches you through the other members. Tell the server operator if this keeps happening.',
   forbidden: 'The server did not allow that.',
   bad_request: 'The server did not understand a message from this page. Reload the page.',
   unsupported_protocol: 'This page is older than the server. Reload the page.',
@@ -872,7 +873,12 @@ function renderMembers(ctx, ui) {
     const state = you ? 'self' : (m.connection || (m.online ? 'online' : 'offline'));
     row.conn.hidden = you;
     row.conn.dataset.state = state;
-    setText(row.conn, connectionText(state, m.online));
+    let connText = connectionText(state, m.online);
+    if (!you && m.role === 'host' && ctx.role !== 'host' && p.linked) {
+      // Whether the host's signature vouches for this very connection.
+      connText += p.bound ? ', verified link' : ', link not verified yet';
+    }
+    setText(row.conn, connText);
     let err = m.error_ms ?? p.error_ms;
     let buffering = m.buffering ?? p.buffering;
     let detached = p.detached;

@@ -378,8 +378,14 @@ fn print_status(s: &watchparty_peer::native::driver::StatusSnapshot) {
         s.rate_offset_ppm
     );
     for p in &s.peers {
+        // Only a follower's link to the host can carry the host's binding.
+        let link = match (p.is_host && !s.is_host, p.bound) {
+            (true, true) => " (verified link)",
+            (true, false) => " (link not verified)",
+            (false, _) => "",
+        };
         println!(
-            "  peer {} {} ({}) {} channels={} online={} queued={}B retries={}",
+            "  peer {} {} ({}) {}{link} channels={} online={} queued={}B retries={}",
             p.user,
             p.name.as_deref().unwrap_or("?"),
             role_word(p.role),

@@ -259,6 +259,9 @@ pub struct PeerView {
     pub role: Option<Role>,
     /// Its display name, once known.
     pub name: Option<String>,
+    /// Follower, host row: the host's signed `Bind` verified on this very
+    /// connection (docs/protocol.md §7.1 *Binding*).
+    pub bound: bool,
     /// Round trip of the last ICE check on the selected candidate pair, ms
     /// (refreshed every second).
     pub rtt_ms: Option<f64>,
@@ -334,6 +337,9 @@ pub struct StatusSnapshot {
     pub commands_applied: u64,
     /// Host `State` frames applied.
     pub states_applied: u64,
+    /// Pinned room: links to the host closed because the host's `Bind`
+    /// never verified on them (docs/protocol.md §7.1 *Binding*).
+    pub bindings_missing: u64,
     /// Frames accepted.
     pub accepted: u64,
     /// Driver counters.
@@ -1373,6 +1379,7 @@ where
             name: info
                 .and_then(|i| i.name.as_ref())
                 .map(|n| n.as_str().to_owned()),
+            bound: info.is_some_and(|i| i.bound),
             rtt_ms: st
                 .as_ref()
                 .and_then(|s| s.rtt)
@@ -1438,6 +1445,7 @@ where
             drops,
             commands_applied: s.map_or(0, |s| s.stats().commands_applied),
             states_applied: s.map_or(0, |s| s.stats().states_applied),
+            bindings_missing: s.map_or(0, |s| s.stats().bindings_missing),
             accepted: s.map_or(0, |s| s.stats().accepted),
             counters: DriverCounters {
                 signal_dropped: self
@@ -1562,6 +1570,15 @@ where
                     member: member.get(),
                     message: crate::session::no_longer_waited_for_text(&name),
                     name,
+                });
+            }
+            Event::BindingMissing { host } => {
+                tracing::warn!(
+                    host = host.get(),
+                    "the connection to the host could not be verified in time; closed for safety"
+                );
+                self.emit(DriverEvent::Session {
+                    detail: format!("{e:?}"),
                 });
             }
             Event::Chat { from, text } => self.emit(DriverEvent::Chat {

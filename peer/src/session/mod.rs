@@ -16,6 +16,7 @@
 //! `auth` itself (it owns the token), with [`Session::public_key`] as `key`.
 
 mod asks;
+mod binding;
 mod custody;
 mod holds;
 mod limits;
@@ -26,6 +27,7 @@ mod types;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 pub use asks::{AskFor, MAX_PENDING_ASKS, PendingAsk, ask_text, policy_text};
+pub use binding::BIND_DEADLINE;
 pub use holds::{
     HOLD_ALLOWANCE_WAITS, HOLD_REFILL_DIVISOR, MAX_HOLD_RECORDS, no_longer_waited_for_text,
 };
@@ -54,9 +56,9 @@ use crate::ids::{
     ContentHash, DisplayName, Epoch, PositionMs, RateMilli, Role, RoomMs, Seq, UnixSeconds, UserId,
 };
 use crate::message::{
-    Buffering, ChatText, DtlsBinding, Emoji, Fingerprint, Handoff, Kind, MAX_ROLE_GRANTS,
-    MediaItem, Message, Permissions, Policy, Queue, Readiness, Refusal, RefuseReason,
-    RequestedCommand, RoleGrant, RoomState, SignerClass, Status, Timeline as WireTimeline,
+    Buffering, ChatText, Emoji, Fingerprint, Handoff, Kind, MAX_ROLE_GRANTS, MediaItem, Message,
+    Permissions, Policy, Queue, Readiness, Refusal, RefuseReason, RequestedCommand, RoleGrant,
+    RoomState, SignerClass, Status, Timeline as WireTimeline,
 };
 use crate::player::{PlayerObservation, UserIntent};
 use crate::signaling::{ClientMessage, RosterEntry, ServerMessage};
@@ -101,6 +103,14 @@ struct HostTerm {
 struct Link {
     local_fingerprint: Option<Fingerprint>,
     remote_fingerprint: Option<Fingerprint>,
+    /// Follower: a host `Bind` verified on this connection.
+    bound: bool,
+    /// Pinned room, follower, host link: when it is closed unless a `Bind`
+    /// verified by then ([`BIND_DEADLINE`]).
+    bind_deadline: Option<LocalTime>,
+    /// Host: we started hosting with this link open; its member's first
+    /// direct `Status` of our term draws the `Bind` again.
+    rebind_on_status: bool,
 }
 
 /// What the host knows of a member's player.
@@ -456,6 +466,7 @@ impl Session {
                 PeerInfo {
                     user,
                     linked: self.links.contains_key(&user),
+                    bound: self.links.get(&user).is_some_and(|l| l.bound),
                     is_host,
                     role: self.member_role(user),
                     name: self.members.get(&user).map(|m| m.name.clone()),
@@ -577,6 +588,7 @@ impl Session {
             self.next_expiry(),
             self.pending_host_cert.as_ref().and_then(|h| h.report_at),
             self.resume.as_ref().map(|r| r.until),
+            self.next_bind_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -680,22 +692,11 @@ impl Session {
             Link {
                 local_fingerprint: open.local_fingerprint,
                 remote_fingerprint: open.remote_fingerprint,
+                ..Link::default()
             },
         );
         if self.is_host {
-            if let (Some(me), Some(local), Some(remote)) =
-                (self.me, open.local_fingerprint, open.remote_fingerprint)
-            {
-                let _ = me;
-                let bind = Message::Bind(DtlsBinding {
-                    peer,
-                    host_fingerprint: local,
-                    peer_fingerprint: remote,
-                });
-                if let Ok(bytes) = self.sign(&bind, now) {
-                    self.send(peer, channels::CONTROL.id, bytes);
-                }
-            }
+            self.send_bind(peer, now);
             // One new State for everyone at the next timeout, so joins in
             // the same instant share it (a State sent to the newcomer alone,
             // or a burst of them, would reach the others forwarded after
@@ -759,6 +760,7 @@ impl Session {
             return;
         }
         self.expire_certificates(now);
+        self.enforce_bind_deadlines(now);
         self.report_held_host_change(now);
         self.engine.handle_timeout(now);
         if self.is_host {
@@ -841,6 +843,14 @@ impl Session {
             .1
             .as_unix_micros()
             .saturating_add(now.since(self.wall_origin.0).as_micros())
+    }
+
+    /// The room clock at `now`, or our wall clock before we know it.
+    fn room_ms(&self, now: LocalTime) -> RoomMs {
+        self.engine.room_time(now).map_or_else(
+            || RoomMs(self.wall_micros(now).div_euclid(1000)),
+            RoomMs::from_room_time,
+        )
     }
 
     fn unix_now(&self, now: LocalTime) -> UnixSeconds {
@@ -1337,6 +1347,14 @@ impl Session {
         self.holds.clear();
         self.reset_wait();
         self.next_status_at = None;
+        // Our links were member links: bind each to us as host.
+        let peers: Vec<UserId> = self.links.keys().copied().collect();
+        for peer in peers {
+            self.send_bind(peer, now);
+            if let Some(l) = self.links.get_mut(&peer) {
+                l.rebind_on_status = true;
+            }
+        }
         if new_room {
             let offset =
                 TimeDelta::from_micros(self.wall_micros(now).saturating_sub(now.as_micros()));
@@ -1594,16 +1612,13 @@ impl Session {
             return Err(Rx::Drop(DropReason::OldSequence));
         }
         // 9. skew (pings carry their own timestamps and may be sent before
-        // the sender knows the room clock)
-        if frame.kind() != Kind::ClockPing
-            && let Some(room_now) = self.engine.room_time(now)
-        {
-            check_skew(
-                h.issued_at,
-                RoomMs::from_room_time(room_now),
-                self.cfg.max_skew_ms,
-            )
-            .map_err(Rx::Drop)?;
+        // the sender knows the room clock). Before our clock estimate is
+        // usable, against our wall clock: the room clock starts at the
+        // host's wall clock and unsynchronised senders stamp theirs, so a
+        // joiner refuses frames replayed from long ago (docs/protocol.md
+        // §7.1 *Skew*).
+        if frame.kind() != Kind::ClockPing {
+            check_skew(h.issued_at, self.room_ms(now), self.cfg.max_skew_ms).map_err(Rx::Drop)?;
         }
         // 10. kind-specific checks
         if let Message::Announce(cert) = frame.message() {
@@ -1626,6 +1641,12 @@ impl Session {
                 self.refuse_rate_limited(signer.user, h.seq, now);
             }
             return Err(Rx::Drop(DropReason::RateLimited));
+        }
+        // 12. pinned room: no host control over a host link not bound yet
+        // (not committed: the same frame may still arrive over another
+        // link, §7.1 *Binding*)
+        if self.refused_unbound(from, frame.kind()) {
+            return Err(Rx::Drop(DropReason::UnboundLink));
         }
         // accepted: commit, remember, forward, apply
         self.replay.commit(&frame).map_err(Rx::Drop)?;
@@ -1766,6 +1787,7 @@ impl Session {
                 let _ = self.add_member(cert, now);
             }
             Message::Status(s) => {
+                self.rebind_on_status(from, signer, now);
                 if !self.is_host && from == signer {
                     // Its own Status, sent to us: a member without a
                     // channel to the host. Hand it the latest signed State
@@ -1852,30 +1874,6 @@ impl Session {
             } else {
                 self.broadcast(channels::CLOCK.id, bytes, Some(from));
             }
-        }
-    }
-
-    fn on_bind(&mut self, b: &DtlsBinding, from: UserId) {
-        let Some(host) = self.host() else { return };
-        if Some(b.peer) != self.me || from != host || self.is_host {
-            return; // not about our direct connection to the host
-        }
-        let Some(link) = self.links.get(&host) else {
-            return;
-        };
-        let (Some(remote), Some(local)) = (link.remote_fingerprint, link.local_fingerprint) else {
-            return; // the stack exposes no fingerprints: nothing to compare
-        };
-        if remote == b.host_fingerprint && local == b.peer_fingerprint {
-            self.event(Event::BindingVerified(host));
-        } else {
-            self.links.remove(&host);
-            self.push(Output::Disconnect {
-                peer: host,
-                reason: DisconnectReason::FingerprintMismatch,
-            });
-            let pinned = self.verifier.pinned_host().is_some();
-            self.event(Event::BindingMismatch { host, pinned });
         }
     }
 
@@ -2646,10 +2644,7 @@ impl Session {
         let seq = self.next_seq;
         // Before the room clock is known: our wall clock, which a host's
         // room clock starts from (so the host's skew check passes).
-        let issued_at = self.engine.room_time(now).map_or_else(
-            || RoomMs(self.wall_micros(now).div_euclid(1000)),
-            RoomMs::from_room_time,
-        );
+        let issued_at = self.room_ms(now);
         let header = Header {
             room: self.cfg.room,
             epoch: self.epoch,
@@ -2665,6 +2660,9 @@ impl Session {
     }
 
     fn send(&mut self, to: UserId, channel: ChannelId, bytes: Vec<u8>) {
+        if self.withheld(to, channel) {
+            return;
+        }
         self.push(Output::SendFrame { to, channel, bytes });
     }
 
@@ -2682,6 +2680,7 @@ impl Session {
 
     /// Drains the sync engine's outputs.
     fn drive(&mut self, now: LocalTime) {
+        self.arm_bind_deadlines(now);
         while let Some(o) = self.engine.poll_output() {
             match o {
                 SyncOutput::Player(a) => self.push(Output::Player(a)),

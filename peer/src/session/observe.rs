@@ -54,6 +54,10 @@ pub struct PeerInfo {
     pub user: UserId,
     /// Data channels are open to it now.
     pub linked: bool,
+    /// Follower, host row: the host's signed `Bind` verified on our
+    /// connection to it (docs/protocol.md §7.1 *Binding*); always false on
+    /// other rows (nobody can sign a binding for a member link).
+    pub bound: bool,
     /// It is the current host.
     pub is_host: bool,
     /// Its role now (host-signed grants override the certificate's), while

@@ -256,6 +256,9 @@ pub enum DisconnectReason {
     /// The host's signed DTLS binding does not match this connection's
     /// fingerprints: the signaling server swapped them (MITM).
     FingerprintMismatch,
+    /// Pinned room: no host `Bind` verified on the link to the host within
+    /// [`super::BIND_DEADLINE`] (someone removed it).
+    BindingMissing,
     /// The member was kicked by the host.
     Kicked,
     /// This session ended (kicked, room ended).
@@ -428,6 +431,13 @@ pub enum Event {
         /// Whether the host key was pinned.
         pinned: bool,
     },
+    /// Pinned room: no host `Bind` verified on our link to the host within
+    /// [`super::BIND_DEADLINE`]; the link is being closed (someone between
+    /// us and the host removed the binding).
+    BindingMissing {
+        /// The host.
+        host: UserId,
+    },
     /// Host: the room waits for these members (wait-for-everyone).
     Waiting(Vec<UserId>),
     /// Host: the watchdog expired; these members are left to catch up.
@@ -539,6 +549,9 @@ pub struct SessionStats {
     pub outputs_dropped: u64,
     /// Clock pongs refused by the sync engine.
     pub pongs_refused: u64,
+    /// Pinned room: links to the host closed because no `Bind` verified on
+    /// them within [`super::BIND_DEADLINE`].
+    pub bindings_missing: u64,
 }
 
 impl SessionStats {

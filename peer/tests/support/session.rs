@@ -93,14 +93,25 @@ pub fn room() -> Vec<Entry> {
 }
 
 /// User `me` joins the room `roster` (which lists `me` too) at [`START`]
-/// with the host key pinned, and opens channels to `links`. Outputs are
-/// drained.
+/// without a pinned host key, and opens channels to `links` (without
+/// fingerprints). Outputs are drained.
 pub fn join_with(cfg: SessionConfig, me: u64, roster: &[Entry], links: &[u64]) -> Session {
+    join_pinned(cfg, me, roster, links, None)
+}
+
+/// [`join_with`], pinning `pin` as the host key (the invite link's).
+pub fn join_pinned(
+    cfg: SessionConfig,
+    me: u64,
+    roster: &[Entry],
+    links: &[u64],
+    pin: Option<&SigningKey>,
+) -> Session {
     let mut s = Session::new(
         cfg,
         k(me as u8),
         server().public_key(),
-        Some(k(1).public_key()),
+        pin.map(SigningKey::public_key),
         START,
         WALL,
     )
@@ -206,6 +217,12 @@ pub fn sign_at(
 /// Room time (ms) at [`START`] of a fixture host: a host's room clock
 /// starts at its wall clock ([`WALL`] at [`START`]).
 pub const ROOM_MS_AT_START: i64 = WALL.0 as i64 * 1000;
+
+/// The fixtures' wall clock (the room clock's origin) at local time `t`,
+/// in ms: what an honest sender stamps as issued-at then.
+pub fn room_ms_at(t: LocalTime) -> i64 {
+    ROOM_MS_AT_START + (t.as_micros() - START.as_micros()).div_euclid(1000)
+}
 
 /// A frame of [`ROOM`], epoch 1, issued at room time [`ROOM_MS_AT_START`].
 pub fn sign(key: &SigningKey, seq: u64, msg: &Message) -> Vec<u8> {

@@ -24,6 +24,20 @@ use watchparty_peer::signaling::{ClientMessage, Sdp, ServerMessage};
 
 use super::webrtc_peer::{self, WEvent, WebrtcPeer};
 
+/// Waits until every watchparty channel of `w` is open.
+async fn wait_open(w: &mut WebrtcPeer) {
+    let mut open = 0;
+    tokio::time::timeout(STEP_WAIT, async {
+        while open < channels::ALL.len() {
+            if let WEvent::Open(_) = w.events.recv().await.expect("webrtc-rs events") {
+                open += 1;
+            }
+        }
+    })
+    .await
+    .expect("usurper channels open");
+}
+
 /// How long each step may take.
 pub const STEP_WAIT: Duration = Duration::from_secs(30);
 
@@ -91,16 +105,7 @@ impl Usurper {
             }
         }
         for w in peers.values_mut() {
-            let mut open = 0;
-            tokio::time::timeout(STEP_WAIT, async {
-                while open < channels::ALL.len() {
-                    if let WEvent::Open(_) = w.events.recv().await.expect("webrtc-rs events") {
-                        open += 1;
-                    }
-                }
-            })
-            .await
-            .expect("usurper channels open");
+            wait_open(w).await;
         }
         Self {
             me,
@@ -163,6 +168,52 @@ impl Usurper {
             for w in self.peers.values() {
                 w.send(channels::CONTROL, &f).await;
             }
+        }
+    }
+
+    /// The control-channel frames that arrived from `from` so far (a
+    /// hostile member recording the host's signed frames to replay them).
+    pub fn recorded_control(&mut self, from: UserId) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        if let Some(w) = self.peers.get_mut(&from) {
+            while let Ok(ev) = w.events.try_recv() {
+                if let WEvent::Message(id, data) = ev
+                    && id == channels::CONTROL.id.get()
+                {
+                    out.push(data);
+                }
+            }
+        }
+        out
+    }
+
+    /// Answers the next WebRTC offer a member sends us (a joiner offers to
+    /// every online member) and returns it once every channel is open.
+    pub async fn answer_next_offer(&mut self) -> UserId {
+        let (from, offer) = Self::next(&mut self.signal, |m| match m {
+            ServerMessage::Offer { from, sdp } => Some((*from, sdp.as_str().to_owned())),
+            _ => None,
+        })
+        .await;
+        let (mut w, answer) = webrtc_peer::webrtc_side(Some(offer), None).await;
+        self.signal
+            .outgoing
+            .send(ClientMessage::Answer {
+                to: from,
+                sdp: Sdp::new(&answer).unwrap(),
+            })
+            .await
+            .unwrap();
+        wait_open(&mut w).await;
+        self.peers.insert(from, w);
+        from
+    }
+
+    /// Sends `frames`, unchanged, on the control channel to `to`.
+    pub async fn replay(&self, to: UserId, frames: &[Vec<u8>]) {
+        let w = &self.peers[&to];
+        for f in frames {
+            w.send(channels::CONTROL, f).await;
         }
     }
 

@@ -176,6 +176,10 @@ pub fn event(e: &Event, session: Option<&Session>, wall_ms: f64) -> Option<Value
             "type": "error", "code": "binding_mismatch", "host": host.get(), "pinned": pinned,
             "message": "the connection to the host is not the one the host signed; closed",
         }),
+        Event::BindingMissing { host } => json!({
+            "type": "error", "code": "binding_missing", "host": host.get(),
+            "message": "the connection to the host could not be verified in time; closed",
+        }),
         Event::Waiting(users) => json!({
             "type": "waiting", "members": users.iter().map(|u| u.get()).collect::<Vec<_>>(),
         }),
@@ -282,6 +286,7 @@ pub fn peer_sync(session: &Session, now: LocalTime) -> Vec<(UserId, Value)> {
                 p.user,
                 json!({
                     "linked": p.linked,
+                    "bound": p.bound,
                     "is_host": p.is_host,
                     "rtt_ms": p.clock_round_trip.map(ms),
                     "offset_ms": p.clock.map(|c| ms(c.offset)),
