@@ -34,16 +34,21 @@ use support::room::{Room, SETTLE, SYNC_TOLERANCE_MS, connected, host_burst};
 /// (`skewed_time`: the owner's fresh process starts a new one), and a host
 /// command overtaken by its successor through a faster mesh path
 /// (`old_sequence`: commands are totally ordered per epoch, and the newer
-/// one carries the whole timeline). Anything else — bad signatures,
+/// one carries the whole timeline), and a new host's frames that reach a
+/// pinned follower over its link to that host before the host's `Bind`
+/// verified on it (`unbound_link`, docs/protocol.md §7 rule 12: dropped
+/// without being remembered; the same command arrives again in the next
+/// `State`). Anything else — bad signatures,
 /// replays, unknown signers, malformed or misrouted frames — would be a
 /// fault.
-const TRANSIENT_DROPS: [&str; 6] = [
+const TRANSIENT_DROPS: [&str; 7] = [
     "unknown_epoch",
     "stale_epoch",
     "not_host",
     "not_member",
     "skewed_time",
     "old_sequence",
+    "unbound_link",
 ];
 
 /// Most transient drops one peer may show: a few per neighbour and change.
