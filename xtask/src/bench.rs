@@ -248,6 +248,8 @@ fn browser_measurement(quick: bool, parts: BrowserParts) -> (Option<PathBuf>, Op
     // Stale files from an earlier run must not be reported as this one.
     let _ = std::fs::remove_file(&out);
     let _ = std::fs::remove_file(&life);
+    // The tests append to `life`: its folder must exist.
+    let _ = std::fs::create_dir_all(&dir);
     let mut args = vec!["bench".to_owned(), IN_NETNS_BROWSER.to_owned()];
     if quick {
         args.push("--quick".to_owned());

@@ -403,6 +403,9 @@ pub fn record_room_life_figure(name: &str, ms: f64) {
     };
     use std::io::Write;
     let line = format!("{}\n", json!({ "figure": name, "ms": ms }));
+    if let Some(dir) = std::path::Path::new(&path).parent() {
+        std::fs::create_dir_all(dir).unwrap();
+    }
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
