@@ -20,8 +20,9 @@ mod usurper;
 mod webrtc_peer;
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
+use browser::native::{native_sample, wait_event};
 use browser::*;
 use serde_json::{Value, json};
 use watchparty_peer::ids::{ContentHash, MediaId, PositionMs, RoomId};
@@ -338,43 +339,6 @@ async fn native_driver(
         .await
         .unwrap();
     (h, clock)
-}
-
-async fn wait_event(h: &mut DriverHandle, what: &str, f: impl Fn(&DriverEvent) -> bool) {
-    let r = tokio::time::timeout(WAIT, async {
-        loop {
-            match h.events.recv().await {
-                Some(e) if f(&e) => return,
-                Some(DriverEvent::Stopped { reason }) => panic!("driver stopped: {reason}"),
-                Some(_) => {}
-                None => panic!("driver gone"),
-            }
-        }
-    })
-    .await;
-    assert!(r.is_ok(), "timed out waiting for {what}");
-}
-
-fn wall_ms() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-        * 1000.0
-}
-
-/// The native player's position as a page-style sample.
-async fn native_sample(h: &DriverHandle) -> Value {
-    let s = h.status().await.unwrap();
-    let wall = wall_ms();
-    let pb = s.playback.as_ref();
-    json!({
-        "pos": s.player_position_ms.unwrap_or(f64::NAN),
-        "wall": wall,
-        "paused": pb.is_none_or(|p| p.paused),
-        "rate": pb.map_or(1.0, |p| p.rate),
-        "seeking": false,
-    })
 }
 
 /// Waits until the native peer and the page agree within 50 ms, three

@@ -313,6 +313,10 @@ pub struct StatusSnapshot {
     pub signaling: bool,
     /// Local time of the snapshot, µs since the driver's origin.
     pub local_us: i64,
+    /// The wall clock at the snapshot instant, Unix ms: lines the snapshot
+    /// up with readings taken by other processes (the reply itself may
+    /// arrive much later on a busy machine).
+    pub wall_ms: f64,
     /// Room time at that instant, ms (once the clock is known).
     pub room_ms: Option<f64>,
     /// The room's playback.
@@ -1431,6 +1435,7 @@ where
             epoch: s.map_or(0, |s| s.epoch().0),
             signaling: self.signal_up,
             local_us: now.as_micros(),
+            wall_ms: wall_now().as_unix_micros() as f64 / 1000.0,
             room_ms: s
                 .and_then(|s| s.sync().room_time(now))
                 .map(|r| r.as_micros() as f64 / 1000.0),

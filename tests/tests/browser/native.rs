@@ -86,7 +86,9 @@ pub async fn native_sample(h: &DriverHandle) -> Value {
     let pb = s.playback.as_ref();
     json!({
         "pos": s.player_position_ms.unwrap_or(f64::NAN),
-        "wall": wall_ms(),
+        // The snapshot's own instant: the reply may come much later on a
+        // busy machine, and `pos` is extrapolated to the snapshot.
+        "wall": s.wall_ms,
         "paused": pb.is_none_or(|p| p.paused),
         "rate": pb.map_or(1.0, |p| p.rate),
     })
