@@ -10,6 +10,15 @@ export const CHAT_MAX_CHARS = 500;
 const CHAT_MAX_LINES = 300;
 /** How often the clock, seek bar and sync figures are redrawn (ms). */
 const TICK_MS = 250;
+/** How long the video may wait for data (a seek, or playback that ran out
+ * of buffer) before the page says why it is stuck. Longer than a normal
+ * seek on a slow connection, short enough that nobody wonders. */
+const STUCK_HINT_MS = 3000;
+/** The hint, by whether the server (which also serves the video) answers. */
+const STUCK_TEXT = {
+  loading: 'Loading this part of the video is taking a while…',
+  offline: 'The server cannot be reached, so this part of the video cannot load yet. It continues by itself when the connection is back.',
+};
 const REACTIONS = ['👍', '😂', '😮', '❤️', '👏', '🍿'];
 const BUNDLE = '/pkg/watchparty_wasm_peer.js';
 
@@ -284,7 +293,8 @@ function render(ctx, main, setBanner, navigate) {
   ui.askPlay = h('button', { id: 'ask-play', type: 'button', onclick: () => askHost(ctx, ui, 'play') }, 'Ask the host to play');
   ui.askRow = h('div', { id: 'ask-host', class: 'row wrap', hidden: true }, ui.askPause, ui.askPlay);
 
-  ui.stage = h('div', { class: 'stage' }, ui.video, ui.autoplay);
+  ui.stuck = h('p', { id: 'video-stuck', class: 'stage-hint', role: 'status', hidden: true }, '');
+  ui.stage = h('div', { class: 'stage' }, ui.video, ui.autoplay, ui.stuck);
   const controls = h('div', { class: 'controls', role: 'group', 'aria-label': 'Playback controls' },
     h('div', { class: 'row' }, ui.play, ui.pause, ui.back, ui.fwd, ui.clock),
     ui.askRow,
@@ -554,6 +564,7 @@ function onEvent(ctx, ui, ev, setBanner) {
       // `detail` (close codes, server reasons) is for diagnostics only.
       ui.conn.textContent = CONNECTION_PILL[ev.state] || '';
       ui.conn.dataset.state = ev.state;
+      ctx.connState = ev.state;
       if (ev.state === 'open') setBanner('');
       else if (ev.state === 'retrying') setBanner(CONNECTION_TEXT.retrying, 'warn');
       else if (ev.state === 'closed') { if (!ctx.fatalShown) setBanner(CONNECTION_TEXT.closed, 'error'); setEnabled(ctx, ui, false); }
@@ -1033,11 +1044,28 @@ function renderQueue(ctx, ui) {
 
 // ------------------------------------------------------------------ tick
 
+/** Says so when the video has waited for data for [`STUCK_HINT_MS`]: a
+ * seek past what was downloaded, or playback that ran out of it — and why,
+ * when the server is unreachable. */
+function renderStuck(ctx, ui) {
+  const v = ui.video;
+  const waiting = v.seeking || (!v.paused && !v.ended && v.readyState < HTMLMediaElement.HAVE_FUTURE_DATA);
+  if (!waiting) { ctx.stuckSince = null; ui.stuck.hidden = true; return; }
+  const now = performance.now();
+  if (ctx.stuckSince == null) ctx.stuckSince = now;
+  if (now - ctx.stuckSince < STUCK_HINT_MS) return;
+  const offline = ctx.connState === 'retrying' || ctx.connState === 'closed' || navigator.onLine === false;
+  ui.stuck.textContent = offline ? STUCK_TEXT.offline : STUCK_TEXT.loading;
+  ui.stuck.dataset.reason = offline ? 'offline' : 'loading';
+  ui.stuck.hidden = false;
+}
+
 function tick(ctx, ui) {
   const v = ui.video;
   const dur = Number.isFinite(v.duration) ? v.duration : 0;
   ui.clock.textContent = `${fmtTime(v.currentTime * 1000)} / ${fmtTime(dur * 1000)}`;
   if (!ctx.dragging && dur > 0) ui.seek.value = String(Math.round(v.currentTime / dur * 1000));
+  renderStuck(ctx, ui);
   const st = safeStatus(ctx);
   if (st) {
     if (typeof st.free_watch === 'boolean' && document.activeElement !== ui.freeWatch) ui.freeWatch.checked = st.free_watch;

@@ -84,12 +84,39 @@ pub fn require_room_client() {
 
 /// A WebM (VP8 + Opus) test clip, made once per target dir with ffmpeg.
 pub fn clip() -> PathBuf {
+    encode_clip(
+        &format!("watchparty-e2e-clip-{CLIP_SECS}s"),
+        &format!("testsrc2=size=320x180:rate=25:duration={CLIP_SECS}"),
+        "150k",
+        CLIP_SECS,
+    )
+}
+
+/// Length of [`noise_clip`] (s).
+pub const NOISE_CLIP_SECS: u32 = 120;
+
+/// A clip of video noise at 4 Mbit/s (about 60 MB): too big for the
+/// browser to have downloaded ahead, so a far seek needs the server.
+pub fn noise_clip() -> PathBuf {
+    encode_clip(
+        &format!("watchparty-e2e-noise-{NOISE_CLIP_SECS}s"),
+        &format!(
+            "nullsrc=size=320x180:rate=25:duration={NOISE_CLIP_SECS},geq=random(1)*255:128:128"
+        ),
+        "4M",
+        NOISE_CLIP_SECS,
+    )
+}
+
+/// Encodes (once per target dir) a WebM clip of `video` (an ffmpeg lavfi
+/// source) at `bitrate` with a 440 Hz tone.
+fn encode_clip(name: &str, video: &str, bitrate: &str, secs: u32) -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    let out = dir.join(format!("watchparty-e2e-clip-{CLIP_SECS}s.webm"));
+    let out = dir.join(format!("{name}.webm"));
     if out.is_file() {
         return out;
     }
-    let tmp = dir.join(format!("watchparty-e2e-clip-{}.webm", std::process::id()));
+    let tmp = dir.join(format!("{name}-{}.webm", std::process::id()));
     let status = std::process::Command::new("ffmpeg")
         .args([
             "-hide_banner",
@@ -100,18 +127,16 @@ pub fn clip() -> PathBuf {
             "lavfi",
             "-i",
         ])
-        .arg(format!(
-            "testsrc2=size=320x180:rate=25:duration={CLIP_SECS}"
-        ))
+        .arg(video)
         .args(["-f", "lavfi", "-i"])
         .arg(format!(
-            "sine=frequency=440:sample_rate=48000:duration={CLIP_SECS}"
+            "sine=frequency=440:sample_rate=48000:duration={secs}"
         ))
         .args([
             "-c:v",
             "libvpx",
             "-b:v",
-            "150k",
+            bitrate,
             "-deadline",
             "realtime",
             "-cpu-used",
@@ -138,10 +163,15 @@ pub struct Site {
 impl Site {
     /// Starts the server; every user in `users` gets access to the library.
     pub async fn start(users: &[&str]) -> Site {
+        Self::start_with_clip(users, &clip()).await
+    }
+
+    /// [`Site::start`] with `clip` as the library's video.
+    pub async fn start_with_clip(users: &[&str], clip: &std::path::Path) -> Site {
         let dir = tempfile::tempdir().unwrap();
         let lib = dir.path().join("lib");
         std::fs::create_dir_all(&lib).unwrap();
-        std::fs::copy(clip(), lib.join("clip.webm")).unwrap();
+        std::fs::copy(clip, lib.join("clip.webm")).unwrap();
         std::fs::write(
             lib.join("clip.en.vtt"),
             "WEBVTT\n\n00:00.000 --> 00:05.000\nhello\n",
