@@ -54,7 +54,9 @@ pub struct AudienceMember {
 /// (`X-Truncated: true` when more exist). 404 when the caller may not see it.
 #[utoipa::path(get, path = "/api/v1/media/{id}/audience", tag = "media",
     params(("id" = i64, Path, description = "media item id")),
-    responses((status = 200, body = Vec<AudienceMember>), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = Vec<AudienceMember>,
+               headers(("x-truncated" = String, description = "`true` when users beyond `list_max_rows` were left out"))),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn audience(
     State(state): State<AppState>,
@@ -103,6 +105,7 @@ async fn list_libraries(
 
 /// Paging for `GET /api/v1/media`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct MediaQuery {
     /// Only this library.
@@ -110,6 +113,7 @@ pub struct MediaQuery {
     /// Return items with id greater than this (cursor).
     pub after: Option<i64>,
     /// Page size, 1..=500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
 }
 
@@ -226,13 +230,22 @@ async fn stream_url(
 
 /// The `t=` query parameter of stream URLs.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct StreamQuery {
-    /// Signed stream token from `stream-url`.
-    pub t: String,
+    /// Signed stream token from `stream-url`. It is the credential of these
+    /// routes (media elements cannot send an `Authorization` header), so a
+    /// URL without it is refused like a bad token: 401.
+    #[param(required = true, value_type = String)]
+    pub t: Option<String>,
 }
 
 /// Checks a stream token for `item_id` and re-checks access now.
-async fn authorize_stream(state: &AppState, item_id: i64, token: &str) -> ApiResult<ItemRow> {
+async fn authorize_stream(
+    state: &AppState,
+    item_id: i64,
+    token: Option<&str>,
+) -> ApiResult<ItemRow> {
+    let token = token.ok_or(ApiError::Unauthorized)?;
     if token.len() != STREAM_TOKEN_CHARS {
         return Err(ApiError::Unauthorized);
     }
@@ -268,7 +281,8 @@ fn set(resp: &mut Response, name: header::HeaderName, value: &str) {
         (status = 200, description = "whole file", content_type = "application/octet-stream"),
         (status = 206, description = "partial content"),
         (status = 304, description = "If-None-Match matched"),
-        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 400, body = ErrorBody, description = "malformed query string (e.g. `t` twice)"),
+        (status = 401, body = ErrorBody, description = "`t` missing, invalid, expired or for another item"), (status = 404, body = ErrorBody),
         (status = 416, body = ErrorBody)))]
 async fn stream(
     State(state): State<AppState>,
@@ -276,7 +290,7 @@ async fn stream(
     ApiQuery(q): ApiQuery<StreamQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let item = authorize_stream(&state, id, &q.t).await?;
+    let item = authorize_stream(&state, id, q.t.as_deref()).await?;
     let path =
         resolve_in_root(std::path::Path::new(&item.root_path), &item.rel_path).map_err(|e| {
             tracing::warn!(item_id = item.id, error = %e, "media path refused");
@@ -338,13 +352,15 @@ async fn stream(
 #[utoipa::path(get, path = "/api/v1/media/{id}/subtitles/{sub_id}", tag = "media",
     params(("id" = i64, Path, description = "media item id"), ("sub_id" = i64, Path, description = "subtitle id"), StreamQuery),
     responses((status = 200, description = "WebVTT", content_type = "text/vtt"),
-        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+        (status = 400, body = ErrorBody, description = "malformed query string (e.g. `t` twice)"),
+        (status = 401, body = ErrorBody, description = "`t` missing, invalid, expired or for another item"),
+        (status = 404, body = ErrorBody)))]
 async fn subtitle(
     State(state): State<AppState>,
     ApiPath((id, sub_id)): ApiPath<(i64, i64)>,
     ApiQuery(q): ApiQuery<StreamQuery>,
 ) -> ApiResult<Response> {
-    let item = authorize_stream(&state, id, &q.t).await?;
+    let item = authorize_stream(&state, id, q.t.as_deref()).await?;
     let sub = media::subtitles_of(&state.db, item.id)
         .await?
         .into_iter()

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, HeaderValue, Method, Request, header};
+use axum::http::{HeaderName, HeaderValue, Method, Request, StatusCode, header};
 use axum::{Extension, Router};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{
@@ -19,7 +19,13 @@ use tower_http::request_id::{
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
-use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::Ref;
+use utoipa::openapi::content::ContentBuilder;
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
@@ -90,12 +96,81 @@ impl MakeRequestId for RandomRequestId {
 
 /// All routes with their OpenAPI description (before middleware).
 pub fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(auth::routes())
         .merge(media::routes())
         .merge(rooms::routes())
         .merge(health::routes())
-        .split_for_parts()
+        .split_for_parts();
+    add_common_answers(&mut doc);
+    (router, doc)
+}
+
+/// The answers that follow from the extractors rather than from a handler's
+/// own logic, added to every operation they apply to (unless the handler
+/// already describes them):
+///
+/// * a bearer-secured operation answers **401** (the `AuthUser` extractor:
+///   missing, invalid, expired or revoked access token);
+/// * an operation with a request body answers **400** (malformed JSON, a
+///   missing or unknown field, a wrong type, a field out of range) and
+///   **413** (a body over [`MAX_BODY_BYTES`]).
+fn add_common_answers(doc: &mut utoipa::openapi::OpenApi) {
+    let bearer = SecurityRequirement::new("bearer", Vec::<String>::new());
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for op in operations.into_iter().flatten() {
+            let secured = op
+                .security
+                .as_ref()
+                .is_some_and(|alternatives| alternatives.contains(&bearer));
+            if secured {
+                add_error_answer(
+                    op,
+                    StatusCode::UNAUTHORIZED,
+                    "missing, invalid, expired or revoked access token",
+                );
+            }
+            if op.request_body.is_some() {
+                add_error_answer(
+                    op,
+                    StatusCode::BAD_REQUEST,
+                    "malformed JSON or an invalid field",
+                );
+                add_error_answer(
+                    op,
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    &format!("request body over {} KiB", MAX_BODY_BYTES / 1024),
+                );
+            }
+        }
+    }
+}
+
+/// Adds answer `status` with an [`ErrorBody`](crate::error::ErrorBody) to
+/// `op`, unless it already lists that status.
+fn add_error_answer(op: &mut Operation, status: StatusCode, description: &str) {
+    op.responses
+        .responses
+        .entry(status.as_str().to_owned())
+        .or_insert_with(|| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build()
+                .into()
+        });
 }
 
 /// The OpenAPI document as JSON.

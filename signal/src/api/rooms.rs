@@ -478,7 +478,10 @@ fn parse_host_key(key: Option<&str>) -> ApiResult<Option<Vec<u8>>> {
 /// as having access to everything); otherwise 403 without naming anyone.
 #[utoipa::path(post, path = "/api/v1/rooms", tag = "rooms", request_body = CreateRoom,
     responses((status = 201, body = RoomView), (status = 400, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 429, body = ErrorBody)),
+        (status = 403, body = ErrorBody, description = "an invitee may not access the media"),
+        (status = 404, body = ErrorBody, description = "the media item does not exist or the host may not see it"),
+        (status = 409, body = ErrorBody), (status = 429, body = ErrorBody),
+        (status = 503, body = ErrorBody, description = "busy: the password hashing queue is full; retry")),
     security(("bearer" = [])))]
 async fn create_room(
     State(state): State<AppState>,
@@ -633,7 +636,8 @@ async fn get_room(
 #[utoipa::path(patch, path = "/api/v1/rooms/{id}", tag = "rooms", request_body = PatchRoom,
     params(("id" = String, Path, description = "room id")),
     responses((status = 200, body = RoomView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 410, body = ErrorBody)),
+        (status = 404, body = ErrorBody), (status = 410, body = ErrorBody),
+        (status = 503, body = ErrorBody, description = "busy: the password hashing queue is full; retry")),
     security(("bearer" = [])))]
 async fn patch_room(
     State(state): State<AppState>,
@@ -746,11 +750,12 @@ async fn patch_room(
 /// before); others get 404. A room password is required from everyone who was
 /// not invited; wrong passwords are throttled per room and per (room, IP).
 /// Seats are limited to `max_members` (409 `room_full`), checked atomically.
-#[utoipa::path(post, path = "/api/v1/rooms/{id}/join", tag = "rooms", request_body = JoinRoom,
+#[utoipa::path(post, path = "/api/v1/rooms/{id}/join", tag = "rooms", request_body = Option<JoinRoom>,
     params(("id" = String, Path, description = "room id")),
     responses((status = 200, body = RoomView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "room_full"), (status = 410, body = ErrorBody),
-        (status = 429, body = ErrorBody)),
+        (status = 429, body = ErrorBody),
+        (status = 503, body = ErrorBody, description = "busy: the password hashing queue is full; retry")),
     security(("bearer" = [])))]
 async fn join_room(
     State(state): State<AppState>,
