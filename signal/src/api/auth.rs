@@ -35,13 +35,13 @@ pub fn routes() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
     /// `[a-z0-9_.-]{3,32}`.
-    #[schema(value_type = String)]
+    #[schema(value_type = String, pattern = "^[a-z0-9_.-]{3,32}$")]
     pub username: Username,
     /// 8–128 characters.
-    #[schema(value_type = String)]
+    #[schema(value_type = String, min_length = 8, max_length = 128)]
     pub password: NewPassword,
     /// 1–50 characters, no control characters, none of `<>"'&`.
-    #[schema(value_type = String)]
+    #[schema(value_type = String, min_length = 1, max_length = 50, pattern = r#"^[^\x00-\x1f\x7f-\x9f<>"'&]*$"#)]
     pub display_name: DisplayName,
 }
 

@@ -7,6 +7,8 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::content::ContentBuilder;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -272,14 +274,39 @@ fn set(resp: &mut Response, name: header::HeaderName, value: &str) {
     }
 }
 
+/// Lists every MIME type an item can be served with
+/// ([`crate::media::kinds::served_mime_types`]) as the content of the
+/// stream route's 200 and 206 answers: the `Content-Type` is the item's.
+pub(super) fn describe_stream_types(doc: &mut utoipa::openapi::OpenApi) {
+    let Some(op) = doc
+        .paths
+        .paths
+        .get_mut(STREAM_PATH)
+        .and_then(|item| item.get.as_mut())
+    else {
+        return;
+    };
+    for status in [StatusCode::OK, StatusCode::PARTIAL_CONTENT] {
+        if let Some(RefOr::T(answer)) = op.responses.responses.get_mut(status.as_str()) {
+            answer.content = crate::media::kinds::served_mime_types()
+                .into_iter()
+                .map(|mime| (mime.to_owned(), ContentBuilder::new().build().into()))
+                .collect();
+        }
+    }
+}
+
+/// The stream route.
+const STREAM_PATH: &str = "/api/v1/media/{id}/stream";
+
 /// Stream the item's bytes (HTTP Range supported). No Authorization header:
 /// the signed `t=` token authenticates, and access is re-checked.
 #[utoipa::path(get, path = "/api/v1/media/{id}/stream", tag = "media",
     params(("id" = i64, Path, description = "media item id"), StreamQuery,
         ("Range" = Option<String>, Header, description = "one bytes= range")),
     responses(
-        (status = 200, description = "whole file", content_type = "application/octet-stream"),
-        (status = 206, description = "partial content"),
+        (status = 200, description = "whole file (`Content-Type`: the item's, one of those listed)"),
+        (status = 206, description = "the requested range (`Content-Type`: the item's)"),
         (status = 304, description = "If-None-Match matched"),
         (status = 400, body = ErrorBody, description = "malformed query string (e.g. `t` twice)"),
         (status = 401, body = ErrorBody, description = "`t` missing, invalid, expired or for another item"), (status = 404, body = ErrorBody),

@@ -103,6 +103,7 @@ pub fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(health::routes())
         .split_for_parts();
     add_common_answers(&mut doc);
+    media::describe_stream_types(&mut doc);
     (router, doc)
 }
 

@@ -74,7 +74,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct InviteSpec {
     /// Who.
-    #[schema(value_type = String)]
+    #[schema(value_type = String, pattern = "^[a-z0-9_.-]{3,32}$")]
     pub username: Username,
     /// `controller` or `viewer`.
     pub role: GuestRole,
@@ -84,8 +84,8 @@ pub struct InviteSpec {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRoom {
-    /// 1–100 characters.
-    #[schema(value_type = String)]
+    /// 1–100 characters, not blank, no control or invisible characters, none of `<>"'&`.
+    #[schema(value_type = String, min_length = 1, max_length = 100, pattern = r#"^[^\x00-\x1f\x7f-\x9f<>"'&]*$"#)]
     pub name: RoomName,
     /// The media item to watch.
     pub media_id: i64,
@@ -93,7 +93,7 @@ pub struct CreateRoom {
     #[serde(default = "default_true")]
     pub invite_only: bool,
     /// Optional room password (8–128 characters).
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, min_length = 8, max_length = 128)]
     pub password: Option<NewPassword>,
     /// Invitations.
     #[serde(default)]
@@ -102,8 +102,10 @@ pub struct CreateRoom {
     #[serde(default)]
     pub policy: Policy,
     /// Seat limit (2..=server maximum; default the server maximum).
+    #[schema(minimum = 2)]
     pub max_members: Option<u32>,
     /// The host's Ed25519 room public key (32 bytes, base64url without padding).
+    #[schema(pattern = "^[A-Za-z0-9_-]{43}$")]
     pub host_public_key: Option<String>,
 }
 
@@ -115,8 +117,8 @@ fn default_true() -> bool {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchRoom {
-    /// New name.
-    #[schema(value_type = Option<String>)]
+    /// New name (rules as at creation).
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 100, pattern = r#"^[^\x00-\x1f\x7f-\x9f<>"'&]*$"#)]
     pub name: Option<RoomName>,
     /// New current item (must be accessible to every member and invitee).
     pub media_id: Option<i64>,
@@ -144,7 +146,7 @@ pub struct JoinRoom {
 #[serde(deny_unknown_fields)]
 pub struct InviteMember {
     /// Who.
-    #[schema(value_type = String)]
+    #[schema(value_type = String, pattern = "^[a-z0-9_.-]{3,32}$")]
     pub username: Username,
     /// Role.
     pub role: GuestRole,
