@@ -246,3 +246,85 @@ fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
             .max_age(CORS_MAX_AGE),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    /// Every operation of the served document: (method, path, operation).
+    fn operations() -> Vec<(String, String, Value)> {
+        let doc: Value = serde_json::from_str(&super::openapi_json()).unwrap();
+        let mut out = Vec::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for method in ["get", "put", "post", "delete", "patch"] {
+                if let Some(op) = item.get(method) {
+                    out.push((method.to_owned(), path.clone(), op.clone()));
+                }
+            }
+        }
+        assert!(out.len() > 20, "{out:?}");
+        out
+    }
+
+    fn params_in<'a>(op: &'a Value, location: &str) -> Vec<&'a str> {
+        op["parameters"]
+            .as_array()
+            .map(|ps| {
+                ps.iter()
+                    .filter(|p| p["in"] == location)
+                    .filter_map(|p| p["name"].as_str())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn path_parameters_are_exactly_the_names_in_the_path() {
+        for (method, path, op) in operations() {
+            let mut declared = params_in(&op, "path");
+            declared.sort_unstable();
+            let mut named: Vec<&str> = path
+                .split('{')
+                .skip(1)
+                .filter_map(|s| s.split('}').next())
+                .collect();
+            named.sort_unstable();
+            assert_eq!(declared, named, "{method} {path}");
+        }
+    }
+
+    #[test]
+    fn paging_and_the_stream_token_are_query_parameters() {
+        let ops = operations();
+        let query_of = |path: &str| {
+            let (_, _, op) = ops
+                .iter()
+                .find(|(m, p, _)| m == "get" && p == path)
+                .unwrap();
+            let mut names = params_in(op, "query");
+            names.sort_unstable();
+            names.into_iter().map(str::to_owned).collect::<Vec<_>>()
+        };
+        assert_eq!(query_of("/api/v1/media"), ["after", "library", "limit"]);
+        assert_eq!(query_of("/api/v1/media/{id}/stream"), ["t"]);
+        assert_eq!(query_of("/api/v1/media/{id}/subtitles/{sub_id}"), ["t"]);
+    }
+
+    #[test]
+    fn secured_operations_list_401_and_operations_with_a_body_400_and_413() {
+        for (method, path, op) in operations() {
+            let statuses = op["responses"].as_object().unwrap();
+            let bearer = op["security"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|r| r.get("bearer").is_some()));
+            if bearer {
+                assert!(statuses.contains_key("401"), "{method} {path}");
+            }
+            if op.get("requestBody").is_some() {
+                for status in ["400", "413"] {
+                    assert!(statuses.contains_key(status), "{method} {path} {status}");
+                }
+            }
+        }
+    }
+}
