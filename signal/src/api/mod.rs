@@ -311,6 +311,17 @@ mod tests {
     }
 
     #[test]
+    fn the_policy_schema_states_the_buffer_wait_limit() {
+        let doc: Value = serde_json::from_str(&super::openapi_json()).unwrap();
+        let wait = &doc["components"]["schemas"]["Policy"]["properties"]["buffer_wait_ms"];
+        assert_eq!(
+            wait["maximum"].as_u64(),
+            Some(u64::from(crate::rooms::model::MAX_BUFFER_WAIT_MS)),
+            "{wait}"
+        );
+    }
+
+    #[test]
     fn secured_operations_list_401_and_operations_with_a_body_400_and_413() {
         for (method, path, op) in operations() {
             let statuses = op["responses"].as_object().unwrap();

@@ -647,8 +647,8 @@ async fn patch_room(
     ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<PatchRoom>,
 ) -> ApiResult<ApiJson<RoomView>> {
-    let ctx = load_ctx(&state, &id, &user).await?;
-    ctx.host()?;
+    // The request is checked before the room: an invalid one is a 400
+    // whatever state the room is in (ended: 410 only for valid requests).
     if let Some(p) = &req.policy {
         p.check()?;
     }
@@ -660,13 +660,18 @@ async fn patch_room(
         )));
     }
     // Password: "" removes it; otherwise it must be a valid new password.
-    let password_change: Option<Option<String>> = match req.password {
+    let new_password: Option<Option<NewPassword>> = match req.password {
         None => None,
         Some(p) if p.is_empty() => Some(None),
-        Some(p) => {
-            let p = NewPassword::parse(p)?;
-            Some(Some(state.hasher.hash(p.as_bytes()).await?))
-        }
+        Some(p) => Some(Some(NewPassword::parse(p)?)),
+    };
+    let ctx = load_ctx(&state, &id, &user).await?;
+    ctx.host()?;
+    // Hashed only for the host.
+    let password_change: Option<Option<String>> = match new_password {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(p)) => Some(Some(state.hasher.hash(p.as_bytes()).await?)),
     };
     let room_id = ctx.room.id.clone();
     let now = now_secs();
