@@ -3,7 +3,8 @@
 //! into the project's Python virtualenv, see `xtask/src/setup.rs`) reads
 //! `GET /api/v1/openapi.json` from a running server over a real SQLite file,
 //! generates valid and invalid requests for every operation, and checks every
-//! answer: no 5xx, every status the document lists for that operation, the
+//! answer: no 5xx or dropped connection, every status the document lists for
+//! that operation, the
 //! body matching the documented schema, the documented `Content-Type` and
 //! headers, secured operations refusing requests without credentials, and
 //! unknown methods refused. Any finding fails the test, with schemathesis'
@@ -13,7 +14,8 @@
 //! room-creation throttles (their 429 would answer most requests). The
 //! caller is a seeded admin with a bearer token, so the generated
 //! requests reach past authentication into the handlers; a media library is
-//! scanned so the media routes have items to find. `POST /api/v1/auth/logout`
+//! scanned and two rooms seeded so the media and room routes have something
+//! to find (see [`config`]). `POST /api/v1/auth/logout`
 //! revokes the session of the token it is sent with, so it runs last, on its
 //! own, after everything else.
 
@@ -42,7 +44,7 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(900);
 /// The schemathesis checks that must hold for every answer: all of them
 /// (no 5xx; status, `Content-Type`, headers and body as documented; data
 /// the schema forbids refused; requests without credentials refused;
-/// unsupported methods answered 405 with `Allow`; …) but one, below.
+/// unsupported methods answered 405 with `Allow`; …) but those below.
 const CHECKS: &str = "all";
 
 /// The checks left out:
