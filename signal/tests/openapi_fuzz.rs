@@ -4,10 +4,9 @@
 //! `GET /api/v1/openapi.json` from a running server over a real SQLite file,
 //! generates valid and invalid requests for every operation, and checks every
 //! answer: no 5xx or dropped connection, every status the document lists for
-//! that operation, the
-//! body matching the documented schema, the documented `Content-Type` and
-//! headers, secured operations refusing requests without credentials, and
-//! unknown methods refused. Any finding fails the test, with schemathesis'
+//! that operation, the body matching the documented schema, the documented
+//! `Content-Type` and headers, secured operations refusing requests without
+//! credentials, and unknown methods refused. Any finding fails the test, with schemathesis'
 //! report (and the `curl` command that reproduces each finding) printed.
 //!
 //! The server runs with open registration and without the per-IP and
@@ -15,9 +14,9 @@
 //! caller is a seeded admin with a bearer token, so the generated
 //! requests reach past authentication into the handlers; a media library is
 //! scanned and two rooms seeded so the media and room routes have something
-//! to find (see [`config`]). `POST /api/v1/auth/logout`
-//! revokes the session of the token it is sent with, so it runs last, on its
-//! own, after everything else.
+//! to find (see [`config`]). `POST /api/v1/auth/logout` revokes the session
+//! of the token it is sent with, so it runs last, on its own, after
+//! everything else.
 
 mod common;
 
