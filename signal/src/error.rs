@@ -176,14 +176,30 @@ impl From<JsonRejection> for ApiError {
             }
             JsonRejection::JsonSyntaxError(_) => ApiError::InvalidRequest("malformed JSON".into()),
             JsonRejection::JsonDataError(e) => {
-                // serde's message names the field and expected type; it never echoes values
-                // of string fields longer than the field name, but keep it short anyway.
+                // serde's message names the field and expected type, and may
+                // echo the value sent (e.g. an unknown enum variant): keep it short.
                 let mut text = e.body_text();
-                text.truncate(200);
+                clip(&mut text, MAX_JSON_ERROR_BYTES);
                 ApiError::InvalidRequest(text)
             }
             _ => ApiError::InvalidRequest("unreadable request body".into()),
         }
+    }
+}
+
+/// Longest message (bytes) of a 400 for a JSON body with a wrong field: the
+/// rest of serde's text (which may quote the value sent) is cut off.
+pub const MAX_JSON_ERROR_BYTES: usize = 200;
+
+/// Cuts `text` to at most `max` bytes, at a character boundary (a cut inside
+/// a character would panic).
+fn clip(text: &mut String, max: usize) {
+    if text.len() > max {
+        let end = (0..=max)
+            .rev()
+            .find(|&i| text.is_char_boundary(i))
+            .unwrap_or(0);
+        text.truncate(end);
     }
 }
 
@@ -222,3 +238,20 @@ pub struct ApiQuery<T>(pub T);
 
 /// Result alias for handlers.
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clipping_never_splits_a_character() {
+        for pad in 0..4 {
+            let mut text = "x".repeat(pad) + &"\u{800}".repeat(MAX_JSON_ERROR_BYTES);
+            clip(&mut text, MAX_JSON_ERROR_BYTES);
+            assert!(text.len() <= MAX_JSON_ERROR_BYTES && text.len() > MAX_JSON_ERROR_BYTES - 3);
+        }
+        let mut short = "short".to_owned();
+        clip(&mut short, MAX_JSON_ERROR_BYTES);
+        assert_eq!(short, "short");
+    }
+}

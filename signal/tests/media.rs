@@ -352,9 +352,22 @@ async fn stream_tokens_are_bound_checked_and_access_is_rechecked() {
         status(format!("/api/v1/media/{song}/stream?t={token}")).await,
         StatusCode::UNAUTHORIZED
     );
-    // Missing / garbage / tampered.
+    // Missing (the token is the credential: 401, as for a bad one) / garbage / tampered.
     assert_eq!(
         status(format!("/api/v1/media/{}/stream", f.movie)).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        status(format!("/api/v1/media/{}/subtitles/1", f.movie)).await,
+        StatusCode::UNAUTHORIZED
+    );
+    // A malformed query string (the token twice) is a bad request.
+    assert_eq!(
+        status(format!(
+            "/api/v1/media/{}/stream?t={token}&t={token}",
+            f.movie
+        ))
+        .await,
         StatusCode::BAD_REQUEST
     );
     assert_eq!(

@@ -138,3 +138,31 @@ fn web_app_has_no_html_sinks() {
     }
     assert!(scanned >= 1, "no scripts found in {}", dir.display());
 }
+
+/// A wrong field whose value serde quotes in its message, with multibyte
+/// characters where the message is cut (`MAX_JSON_ERROR_BYTES`), is a 400:
+/// the cut once fell inside a character and the panic dropped the
+/// connection without an answer (found by `openapi_fuzz.rs`).
+#[tokio::test]
+async fn a_long_multibyte_value_in_a_wrong_field_is_a_400() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), |_| {}).await;
+    for pad in 0..3 {
+        let value = "x".repeat(pad) + &"\u{800}".repeat(100);
+        let r = s
+            .client
+            .post(s.url("/api/v1/auth/login"))
+            .json(&json!({"username": "alice", "password": "whatever1", "refresh_cookie": value}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "pad {pad}");
+        let body: Value = r.json().await.unwrap();
+        let message = body["message"].as_str().unwrap();
+        assert!(
+            message.len() <= watchparty_signal::error::MAX_JSON_ERROR_BYTES,
+            "{message}"
+        );
+    }
+    s.stop().await;
+}

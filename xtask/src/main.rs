@@ -30,6 +30,7 @@ mod run;
 mod setup;
 mod soak;
 mod test;
+mod venv;
 mod web;
 
 use std::process::ExitCode;

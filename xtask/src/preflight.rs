@@ -85,6 +85,11 @@ impl Need {
                     return "wasm-bindgen-cli at the version in Cargo.lock: cargo xtask setup"
                         .to_owned();
                 }
+                if is_api_fuzzer(p) {
+                    return "the API fuzzer's Python virtualenv (schemathesis, pinned in \
+                            xtask/api-fuzzer-requirements.txt): cargo xtask setup"
+                        .to_owned();
+                }
                 "nothing in setup".to_owned()
             }
         }
@@ -101,6 +106,7 @@ impl Need {
             Self::Program(p) => {
                 crate::setup::package_for(p).is_some()
                     || crate::setup::WASM_BINDGEN_PROGRAMS.contains(&p.as_str())
+                    || is_api_fuzzer(p)
             }
         }
     }
@@ -113,6 +119,11 @@ impl std::fmt::Display for Need {
             Self::CargoSub(sub) => write!(f, "`cargo {sub}`"),
         }
     }
+}
+
+/// Whether `program` is the schemathesis of setup's virtualenv.
+fn is_api_fuzzer(program: &str) -> bool {
+    Path::new(program) == crate::venv::schemathesis()
 }
 
 /// The need behind one command: its cargo subcommand, or its program.
@@ -166,6 +177,12 @@ pub fn needs(step: Step) -> Vec<Need> {
             .iter()
             .map(|p| Need::Program((*p).to_owned())),
     );
+    if step == Step::Native {
+        // signal/tests/openapi_fuzz.rs runs the API fuzzer.
+        needs.push(Need::Program(
+            crate::venv::schemathesis().to_string_lossy().into_owned(),
+        ));
+    }
     let mut unique = Vec::new();
     for need in needs {
         if !unique.contains(&need) {
@@ -219,7 +236,8 @@ pub fn check(steps: &[Step]) -> Result<(), Failure> {
     Err(Failure::new(format!(
         "preflight: the pipeline would need something it did not install:\n  - {}\n\
          `cargo xtask setup` should have installed it; run the command named above. If setup \
-         reports everything present, setup's lists (xtask/src/setup.rs, xtask/src/hygiene.rs) \
+         reports everything present, setup's lists (xtask/src/setup.rs, xtask/src/hygiene.rs, \
+         xtask/src/venv.rs) \
          lack it: add it there.",
         missing.join("\n  - ")
     )))
@@ -260,6 +278,18 @@ mod tests {
         assert_eq!(
             deny.provider(),
             "the crate cargo-deny: cargo install --locked cargo-deny"
+        );
+    }
+
+    #[test]
+    fn the_native_step_is_checked_for_the_api_fuzzer() {
+        let fuzzer = Need::Program(crate::venv::schemathesis().to_string_lossy().into_owned());
+        assert!(needs(Step::Native).contains(&fuzzer));
+        assert!(fuzzer.provided_by_setup());
+        assert!(fuzzer.provider().contains("cargo xtask setup"));
+        assert_eq!(
+            crate::setup::package_for(crate::venv::PYTHON),
+            Some("python3-venv")
         );
     }
 

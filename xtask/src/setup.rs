@@ -8,8 +8,12 @@
 //!   `util-linux` (`unshare`).
 //!   Installing them needs root; without root the exact command is printed
 //!   and setup fails.
-//!   Also `mpv` and `ffmpeg` (the native player and its test clips), and
-//!   `fonts-noto-color-emoji` (the web app's symbols in Chromium).
+//!   Also `mpv` and `ffmpeg` (the native player and its test clips),
+//!   `fonts-noto-color-emoji` (the web app's symbols in Chromium) and
+//!   `python3-venv` (for the next point).
+//! * A Python virtualenv `<target dir>/venv` with the API fuzzer
+//!   schemathesis and its dependencies at the versions pinned in
+//!   `xtask/api-fuzzer-requirements.txt`, from PyPI (see [`crate::venv`]).
 //! * `wasm-bindgen-cli` at exactly the `wasm-bindgen` version in `Cargo.lock`
 //!   (`cargo install`, deliberately without `--locked`: with it the install
 //!   fails against today's registry), and cargo-deny (see
@@ -102,6 +106,11 @@ const SYSTEM_TOOLS: &[SystemTool] = &[
         package: "fonts-noto-color-emoji",
         why: "draws the web app's symbols and reactions in the browser tests and screenshots",
     },
+    SystemTool {
+        program: crate::venv::PYTHON,
+        package: "python3-venv",
+        why: "makes the virtualenv of the API fuzzer (schemathesis)",
+    },
 ];
 
 /// The programs wasm-bindgen-cli installs.
@@ -132,14 +141,19 @@ pub fn run() -> Result<(), Failure> {
     let c_compiler_missing = missing.iter().any(|t| t.program == "cc");
     if c_compiler_missing || missing.is_empty() {
         installed_something |= install_system_packages(&missing, None)?;
+        installed_something |= crate::venv::install(None)?;
         installed_something |= install_cargo_tools()?;
     } else {
         let log = crate::web::target_dir().join("setup-apt.log");
         if let Some(dir) = log.parent() {
             mkdir_all(dir)?;
         }
+        // The virtualenv needs python3-venv, so it follows apt in the same thread.
         let (apt, cargo) = std::thread::scope(|scope| {
-            let apt = scope.spawn(|| install_system_packages(&missing, Some(&log)));
+            let apt = scope.spawn(|| {
+                let apt = install_system_packages(&missing, Some(&log))?;
+                Ok(apt | crate::venv::install(Some(&log))?)
+            });
             let cargo = install_cargo_tools();
             let apt = apt
                 .join()
@@ -264,6 +278,13 @@ fn rust_components() -> Result<bool, Failure> {
 }
 
 fn tool_present(tool: &SystemTool) -> bool {
+    if tool.program == crate::venv::PYTHON {
+        // Debian's python3 without python3-venv cannot make a virtualenv.
+        return Cmd::new(tool.program)
+            .args(crate::venv::PYTHON_VENV_PROBE)
+            .probe()
+            .is_some();
+    }
     if tool.program.starts_with('/') {
         PathBuf::from(tool.program).is_file()
     } else {

@@ -122,7 +122,8 @@ impl Step {
             Self::Native => vec![
                 Cmd::cargo()
                     .args(["test", "--offline", "--workspace"])
-                    .args(["--exclude", "watchparty-e2e"]),
+                    .args(["--exclude", "watchparty-e2e"])
+                    .env(SCHEMATHESIS_ENV, crate::venv::schemathesis()),
             ],
             Self::Wasm => vec![
                 browser_env(Cmd::cargo())
@@ -166,6 +167,9 @@ impl Step {
         Ok(())
     }
 }
+
+/// Names the API fuzzer for `signal/tests/openapi_fuzz.rs` (same name there).
+pub const SCHEMATHESIS_ENV: &str = "WATCHPARTY_SCHEMATHESIS";
 
 /// Names e2e test targets to run instead of all of them (comma-separated).
 pub const E2E_TESTS_ENV: &str = "WATCHPARTY_E2E_TESTS";

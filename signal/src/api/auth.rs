@@ -35,13 +35,13 @@ pub fn routes() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
     /// `[a-z0-9_.-]{3,32}`.
-    #[schema(value_type = String)]
+    #[schema(value_type = String, pattern = "^[a-z0-9_.-]{3,32}$")]
     pub username: Username,
     /// 8–128 characters.
-    #[schema(value_type = String)]
+    #[schema(value_type = String, min_length = 8, max_length = 128)]
     pub password: NewPassword,
     /// 1–50 characters, no control characters, none of `<>"'&`.
-    #[schema(value_type = String)]
+    #[schema(value_type = String, min_length = 1, max_length = 50, pattern = r#"^[^\x00-\x1f\x7f-\x9f<>"'&]*$"#)]
     pub display_name: DisplayName,
 }
 
@@ -157,7 +157,8 @@ fn token_reply(
     responses(
         (status = 201, body = UserView),
         (status = 400, body = ErrorBody), (status = 403, body = ErrorBody, description = "registration_closed"),
-        (status = 409, body = ErrorBody), (status = 429, body = ErrorBody)))]
+        (status = 409, body = ErrorBody), (status = 429, body = ErrorBody),
+        (status = 503, body = ErrorBody, description = "busy: the password hashing queue is full; retry")))]
 async fn register(
     State(state): State<AppState>,
     ip: ClientIp,
@@ -198,7 +199,8 @@ async fn register(
             description = "with `refresh_cookie` only: `__Secure-watchparty_refresh=<token>; Max-Age=<session lifetime>; Path=/api/v1/auth; HttpOnly; Secure; SameSite=Strict`"))),
         (status = 401, body = ErrorBody, description = "invalid_credentials"),
         (status = 403, body = ErrorBody, description = "refresh_cookie without the CSRF header or from another origin"),
-        (status = 429, body = ErrorBody, description = "rate_limited (per IP or per account)")))]
+        (status = 429, body = ErrorBody, description = "rate_limited (per IP or per account)"),
+        (status = 503, body = ErrorBody, description = "busy: the password hashing queue is full; retry")))]
 async fn login(
     State(state): State<AppState>,
     ip: ClientIp,

@@ -7,6 +7,8 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::content::ContentBuilder;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -54,7 +56,9 @@ pub struct AudienceMember {
 /// (`X-Truncated: true` when more exist). 404 when the caller may not see it.
 #[utoipa::path(get, path = "/api/v1/media/{id}/audience", tag = "media",
     params(("id" = i64, Path, description = "media item id")),
-    responses((status = 200, body = Vec<AudienceMember>), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = Vec<AudienceMember>,
+               headers(("x-truncated" = String, description = "`true` when users beyond `list_max_rows` were left out"))),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn audience(
     State(state): State<AppState>,
@@ -103,6 +107,7 @@ async fn list_libraries(
 
 /// Paging for `GET /api/v1/media`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct MediaQuery {
     /// Only this library.
@@ -110,6 +115,7 @@ pub struct MediaQuery {
     /// Return items with id greater than this (cursor).
     pub after: Option<i64>,
     /// Page size, 1..=500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
 }
 
@@ -226,13 +232,22 @@ async fn stream_url(
 
 /// The `t=` query parameter of stream URLs.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct StreamQuery {
-    /// Signed stream token from `stream-url`.
-    pub t: String,
+    /// Signed stream token from `stream-url`. It is the credential of these
+    /// routes (media elements cannot send an `Authorization` header), so a
+    /// URL without it is refused like a bad token: 401.
+    #[param(required = true, value_type = String)]
+    pub t: Option<String>,
 }
 
 /// Checks a stream token for `item_id` and re-checks access now.
-async fn authorize_stream(state: &AppState, item_id: i64, token: &str) -> ApiResult<ItemRow> {
+async fn authorize_stream(
+    state: &AppState,
+    item_id: i64,
+    token: Option<&str>,
+) -> ApiResult<ItemRow> {
+    let token = token.ok_or(ApiError::Unauthorized)?;
     if token.len() != STREAM_TOKEN_CHARS {
         return Err(ApiError::Unauthorized);
     }
@@ -259,16 +274,42 @@ fn set(resp: &mut Response, name: header::HeaderName, value: &str) {
     }
 }
 
+/// Lists every MIME type an item can be served with
+/// ([`crate::media::kinds::served_mime_types`]) as the content of the
+/// stream route's 200 and 206 answers: the `Content-Type` is the item's.
+pub(super) fn describe_stream_types(doc: &mut utoipa::openapi::OpenApi) {
+    let Some(op) = doc
+        .paths
+        .paths
+        .get_mut(STREAM_PATH)
+        .and_then(|item| item.get.as_mut())
+    else {
+        return;
+    };
+    for status in [StatusCode::OK, StatusCode::PARTIAL_CONTENT] {
+        if let Some(RefOr::T(answer)) = op.responses.responses.get_mut(status.as_str()) {
+            answer.content = crate::media::kinds::served_mime_types()
+                .into_iter()
+                .map(|mime| (mime.to_owned(), ContentBuilder::new().build().into()))
+                .collect();
+        }
+    }
+}
+
+/// The stream route.
+const STREAM_PATH: &str = "/api/v1/media/{id}/stream";
+
 /// Stream the item's bytes (HTTP Range supported). No Authorization header:
 /// the signed `t=` token authenticates, and access is re-checked.
 #[utoipa::path(get, path = "/api/v1/media/{id}/stream", tag = "media",
     params(("id" = i64, Path, description = "media item id"), StreamQuery,
         ("Range" = Option<String>, Header, description = "one bytes= range")),
     responses(
-        (status = 200, description = "whole file", content_type = "application/octet-stream"),
-        (status = 206, description = "partial content"),
+        (status = 200, description = "whole file (`Content-Type`: the item's, one of those listed)"),
+        (status = 206, description = "the requested range (`Content-Type`: the item's)"),
         (status = 304, description = "If-None-Match matched"),
-        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 400, body = ErrorBody, description = "malformed query string (e.g. `t` twice)"),
+        (status = 401, body = ErrorBody, description = "`t` missing, invalid, expired or for another item"), (status = 404, body = ErrorBody),
         (status = 416, body = ErrorBody)))]
 async fn stream(
     State(state): State<AppState>,
@@ -276,7 +317,7 @@ async fn stream(
     ApiQuery(q): ApiQuery<StreamQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let item = authorize_stream(&state, id, &q.t).await?;
+    let item = authorize_stream(&state, id, q.t.as_deref()).await?;
     let path =
         resolve_in_root(std::path::Path::new(&item.root_path), &item.rel_path).map_err(|e| {
             tracing::warn!(item_id = item.id, error = %e, "media path refused");
@@ -338,13 +379,15 @@ async fn stream(
 #[utoipa::path(get, path = "/api/v1/media/{id}/subtitles/{sub_id}", tag = "media",
     params(("id" = i64, Path, description = "media item id"), ("sub_id" = i64, Path, description = "subtitle id"), StreamQuery),
     responses((status = 200, description = "WebVTT", content_type = "text/vtt"),
-        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+        (status = 400, body = ErrorBody, description = "malformed query string (e.g. `t` twice)"),
+        (status = 401, body = ErrorBody, description = "`t` missing, invalid, expired or for another item"),
+        (status = 404, body = ErrorBody)))]
 async fn subtitle(
     State(state): State<AppState>,
     ApiPath((id, sub_id)): ApiPath<(i64, i64)>,
     ApiQuery(q): ApiQuery<StreamQuery>,
 ) -> ApiResult<Response> {
-    let item = authorize_stream(&state, id, &q.t).await?;
+    let item = authorize_stream(&state, id, q.t.as_deref()).await?;
     let sub = media::subtitles_of(&state.db, item.id)
         .await?
         .into_iter()

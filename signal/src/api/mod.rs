@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, HeaderValue, Method, Request, header};
+use axum::http::{HeaderName, HeaderValue, Method, Request, StatusCode, header};
 use axum::{Extension, Router};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{
@@ -19,7 +19,13 @@ use tower_http::request_id::{
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
-use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::Ref;
+use utoipa::openapi::content::ContentBuilder;
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
@@ -90,12 +96,82 @@ impl MakeRequestId for RandomRequestId {
 
 /// All routes with their OpenAPI description (before middleware).
 pub fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(auth::routes())
         .merge(media::routes())
         .merge(rooms::routes())
         .merge(health::routes())
-        .split_for_parts()
+        .split_for_parts();
+    add_common_answers(&mut doc);
+    media::describe_stream_types(&mut doc);
+    (router, doc)
+}
+
+/// The answers that follow from the extractors rather than from a handler's
+/// own logic, added to every operation they apply to (unless the handler
+/// already describes them):
+///
+/// * a bearer-secured operation answers **401** (the `AuthUser` extractor:
+///   missing, invalid, expired or revoked access token);
+/// * an operation with a request body answers **400** (malformed JSON, a
+///   missing or unknown field, a wrong type, a field out of range) and
+///   **413** (a body over [`MAX_BODY_BYTES`]).
+fn add_common_answers(doc: &mut utoipa::openapi::OpenApi) {
+    let bearer = SecurityRequirement::new("bearer", Vec::<String>::new());
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for op in operations.into_iter().flatten() {
+            let secured = op
+                .security
+                .as_ref()
+                .is_some_and(|alternatives| alternatives.contains(&bearer));
+            if secured {
+                add_error_answer(
+                    op,
+                    StatusCode::UNAUTHORIZED,
+                    "missing, invalid, expired or revoked access token",
+                );
+            }
+            if op.request_body.is_some() {
+                add_error_answer(
+                    op,
+                    StatusCode::BAD_REQUEST,
+                    "malformed JSON or an invalid field",
+                );
+                add_error_answer(
+                    op,
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    &format!("request body over {} KiB", MAX_BODY_BYTES / 1024),
+                );
+            }
+        }
+    }
+}
+
+/// Adds answer `status` with an [`ErrorBody`](crate::error::ErrorBody) to
+/// `op`, unless it already lists that status.
+fn add_error_answer(op: &mut Operation, status: StatusCode, description: &str) {
+    op.responses
+        .responses
+        .entry(status.as_str().to_owned())
+        .or_insert_with(|| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build()
+                .into()
+        });
 }
 
 /// The OpenAPI document as JSON.
@@ -169,4 +245,97 @@ fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
             .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::RANGE])
             .max_age(CORS_MAX_AGE),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    /// Every operation of the served document: (method, path, operation).
+    fn operations() -> Vec<(String, String, Value)> {
+        let doc: Value = serde_json::from_str(&super::openapi_json()).unwrap();
+        let mut out = Vec::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for method in ["get", "put", "post", "delete", "patch"] {
+                if let Some(op) = item.get(method) {
+                    out.push((method.to_owned(), path.clone(), op.clone()));
+                }
+            }
+        }
+        assert!(out.len() > 20, "{out:?}");
+        out
+    }
+
+    fn params_in<'a>(op: &'a Value, location: &str) -> Vec<&'a str> {
+        op["parameters"]
+            .as_array()
+            .map(|ps| {
+                ps.iter()
+                    .filter(|p| p["in"] == location)
+                    .filter_map(|p| p["name"].as_str())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn path_parameters_are_exactly_the_names_in_the_path() {
+        for (method, path, op) in operations() {
+            let mut declared = params_in(&op, "path");
+            declared.sort_unstable();
+            let mut named: Vec<&str> = path
+                .split('{')
+                .skip(1)
+                .filter_map(|s| s.split('}').next())
+                .collect();
+            named.sort_unstable();
+            assert_eq!(declared, named, "{method} {path}");
+        }
+    }
+
+    #[test]
+    fn paging_and_the_stream_token_are_query_parameters() {
+        let ops = operations();
+        let query_of = |path: &str| {
+            let (_, _, op) = ops
+                .iter()
+                .find(|(m, p, _)| m == "get" && p == path)
+                .unwrap();
+            let mut names = params_in(op, "query");
+            names.sort_unstable();
+            names.into_iter().map(str::to_owned).collect::<Vec<_>>()
+        };
+        assert_eq!(query_of("/api/v1/media"), ["after", "library", "limit"]);
+        assert_eq!(query_of("/api/v1/media/{id}/stream"), ["t"]);
+        assert_eq!(query_of("/api/v1/media/{id}/subtitles/{sub_id}"), ["t"]);
+    }
+
+    #[test]
+    fn the_policy_schema_states_the_buffer_wait_limit() {
+        let doc: Value = serde_json::from_str(&super::openapi_json()).unwrap();
+        let wait = &doc["components"]["schemas"]["Policy"]["properties"]["buffer_wait_ms"];
+        assert_eq!(
+            wait["maximum"].as_u64(),
+            Some(u64::from(crate::rooms::model::MAX_BUFFER_WAIT_MS)),
+            "{wait}"
+        );
+    }
+
+    #[test]
+    fn secured_operations_list_401_and_operations_with_a_body_400_and_413() {
+        for (method, path, op) in operations() {
+            let statuses = op["responses"].as_object().unwrap();
+            let bearer = op["security"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|r| r.get("bearer").is_some()));
+            if bearer {
+                assert!(statuses.contains_key("401"), "{method} {path}");
+            }
+            if op.get("requestBody").is_some() {
+                for status in ["400", "413"] {
+                    assert!(statuses.contains_key(status), "{method} {path} {status}");
+                }
+            }
+        }
+    }
 }

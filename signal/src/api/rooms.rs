@@ -74,7 +74,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct InviteSpec {
     /// Who.
-    #[schema(value_type = String)]
+    #[schema(value_type = String, pattern = "^[a-z0-9_.-]{3,32}$")]
     pub username: Username,
     /// `controller` or `viewer`.
     pub role: GuestRole,
@@ -84,8 +84,8 @@ pub struct InviteSpec {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRoom {
-    /// 1–100 characters.
-    #[schema(value_type = String)]
+    /// 1–100 characters, not blank, no control or invisible characters, none of `<>"'&`.
+    #[schema(value_type = String, min_length = 1, max_length = 100, pattern = r#"^[^\x00-\x1f\x7f-\x9f<>"'&]*$"#)]
     pub name: RoomName,
     /// The media item to watch.
     pub media_id: i64,
@@ -93,7 +93,7 @@ pub struct CreateRoom {
     #[serde(default = "default_true")]
     pub invite_only: bool,
     /// Optional room password (8–128 characters).
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, min_length = 8, max_length = 128)]
     pub password: Option<NewPassword>,
     /// Invitations.
     #[serde(default)]
@@ -102,8 +102,10 @@ pub struct CreateRoom {
     #[serde(default)]
     pub policy: Policy,
     /// Seat limit (2..=server maximum; default the server maximum).
+    #[schema(minimum = 2)]
     pub max_members: Option<u32>,
     /// The host's Ed25519 room public key (32 bytes, base64url without padding).
+    #[schema(pattern = "^[A-Za-z0-9_-]{43}$")]
     pub host_public_key: Option<String>,
 }
 
@@ -115,8 +117,8 @@ fn default_true() -> bool {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchRoom {
-    /// New name.
-    #[schema(value_type = Option<String>)]
+    /// New name (rules as at creation).
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 100, pattern = r#"^[^\x00-\x1f\x7f-\x9f<>"'&]*$"#)]
     pub name: Option<RoomName>,
     /// New current item (must be accessible to every member and invitee).
     pub media_id: Option<i64>,
@@ -144,7 +146,7 @@ pub struct JoinRoom {
 #[serde(deny_unknown_fields)]
 pub struct InviteMember {
     /// Who.
-    #[schema(value_type = String)]
+    #[schema(value_type = String, pattern = "^[a-z0-9_.-]{3,32}$")]
     pub username: Username,
     /// Role.
     pub role: GuestRole,
@@ -478,7 +480,10 @@ fn parse_host_key(key: Option<&str>) -> ApiResult<Option<Vec<u8>>> {
 /// as having access to everything); otherwise 403 without naming anyone.
 #[utoipa::path(post, path = "/api/v1/rooms", tag = "rooms", request_body = CreateRoom,
     responses((status = 201, body = RoomView), (status = 400, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 429, body = ErrorBody)),
+        (status = 403, body = ErrorBody, description = "an invitee may not access the media"),
+        (status = 404, body = ErrorBody, description = "the media item does not exist or the host may not see it"),
+        (status = 409, body = ErrorBody), (status = 429, body = ErrorBody),
+        (status = 503, body = ErrorBody, description = "busy: the password hashing queue is full; retry")),
     security(("bearer" = [])))]
 async fn create_room(
     State(state): State<AppState>,
@@ -633,7 +638,8 @@ async fn get_room(
 #[utoipa::path(patch, path = "/api/v1/rooms/{id}", tag = "rooms", request_body = PatchRoom,
     params(("id" = String, Path, description = "room id")),
     responses((status = 200, body = RoomView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 410, body = ErrorBody)),
+        (status = 404, body = ErrorBody), (status = 410, body = ErrorBody),
+        (status = 503, body = ErrorBody, description = "busy: the password hashing queue is full; retry")),
     security(("bearer" = [])))]
 async fn patch_room(
     State(state): State<AppState>,
@@ -641,8 +647,8 @@ async fn patch_room(
     ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<PatchRoom>,
 ) -> ApiResult<ApiJson<RoomView>> {
-    let ctx = load_ctx(&state, &id, &user).await?;
-    ctx.host()?;
+    // The request is checked before the room: an invalid one is a 400
+    // whatever state the room is in (ended: 410 only for valid requests).
     if let Some(p) = &req.policy {
         p.check()?;
     }
@@ -654,13 +660,18 @@ async fn patch_room(
         )));
     }
     // Password: "" removes it; otherwise it must be a valid new password.
-    let password_change: Option<Option<String>> = match req.password {
+    let new_password: Option<Option<NewPassword>> = match req.password {
         None => None,
         Some(p) if p.is_empty() => Some(None),
-        Some(p) => {
-            let p = NewPassword::parse(p)?;
-            Some(Some(state.hasher.hash(p.as_bytes()).await?))
-        }
+        Some(p) => Some(Some(NewPassword::parse(p)?)),
+    };
+    let ctx = load_ctx(&state, &id, &user).await?;
+    ctx.host()?;
+    // Hashed only for the host.
+    let password_change: Option<Option<String>> = match new_password {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(p)) => Some(Some(state.hasher.hash(p.as_bytes()).await?)),
     };
     let room_id = ctx.room.id.clone();
     let now = now_secs();
@@ -746,11 +757,12 @@ async fn patch_room(
 /// before); others get 404. A room password is required from everyone who was
 /// not invited; wrong passwords are throttled per room and per (room, IP).
 /// Seats are limited to `max_members` (409 `room_full`), checked atomically.
-#[utoipa::path(post, path = "/api/v1/rooms/{id}/join", tag = "rooms", request_body = JoinRoom,
+#[utoipa::path(post, path = "/api/v1/rooms/{id}/join", tag = "rooms", request_body = Option<JoinRoom>,
     params(("id" = String, Path, description = "room id")),
     responses((status = 200, body = RoomView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "room_full"), (status = 410, body = ErrorBody),
-        (status = 429, body = ErrorBody)),
+        (status = 429, body = ErrorBody),
+        (status = 503, body = ErrorBody, description = "busy: the password hashing queue is full; retry")),
     security(("bearer" = [])))]
 async fn join_room(
     State(state): State<AppState>,

@@ -31,6 +31,27 @@ enum Magic {
     Wave,
 }
 
+/// Every file extension the scan indexes ([`by_extension`] knows each).
+pub const EXTENSIONS: [&str; 13] = [
+    "mp4", "m4v", "mov", "webm", "mkv", "ogv", "mp3", "m4a", "ogg", "oga", "opus", "flac", "wav",
+];
+
+/// Every MIME type an item can be served with, once each (the stream
+/// route's OpenAPI description lists them).
+pub fn served_mime_types() -> Vec<&'static str> {
+    let mut types: Vec<&str> = Vec::new();
+    for mime in EXTENSIONS
+        .iter()
+        .filter_map(|e| by_extension(e))
+        .map(|k| k.mime)
+    {
+        if !types.contains(&mime) {
+            types.push(mime);
+        }
+    }
+    types
+}
+
 /// The media type for a lowercase file extension, if it is one we index.
 pub fn by_extension(ext: &str) -> Option<MediaKind> {
     let (kind, mime, magic) = match ext {
@@ -91,5 +112,15 @@ mod tests {
         );
         assert!(by_extension("txt").is_none());
         assert!(!mp4.matches(b"\0\0"), "short files never match");
+    }
+
+    #[test]
+    fn every_indexed_extension_has_a_served_type() {
+        for ext in EXTENSIONS {
+            assert!(by_extension(ext).is_some(), "{ext}");
+        }
+        let types = served_mime_types();
+        assert_eq!(types.len(), 10, "{types:?}");
+        assert!(types.contains(&"video/mp4") && types.contains(&"audio/wav"));
     }
 }

@@ -181,7 +181,9 @@ pub struct Policy {
     pub viewers_can_chat: bool,
     /// Buffering policy: pause the room while any member buffers.
     pub wait_for_everyone: bool,
-    /// Buffering policy: longest wait for a buffering member before resuming (ms).
+    /// Buffering policy: longest wait for a buffering member before resuming
+    /// (ms, at most [`MAX_BUFFER_WAIT_MS`]).
+    #[schema(maximum = 120_000)]
     pub buffer_wait_ms: u32,
 }
 

@@ -73,7 +73,14 @@ impl Server {
     /// Starts with relaxed room-creation and per-IP auth limits (for tests creating
     /// many rooms and sessions from one loopback address).
     pub async fn start_relaxed(dir: &Path) -> Server {
-        let mut state = AppState::new(test_config(dir)).await.unwrap();
+        Self::start_relaxed_with(dir, |_| {}).await
+    }
+
+    /// [`Server::start_relaxed`] with the config modified by `tweak`.
+    pub async fn start_relaxed_with(dir: &Path, tweak: impl FnOnce(&mut Config)) -> Server {
+        let mut config = test_config(dir);
+        tweak(&mut config);
+        let mut state = AppState::new(config).await.unwrap();
         let mut limits = Limiters::new();
         limits.room_create = RateLimiter::new(
             100_000,
