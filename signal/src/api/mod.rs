@@ -90,12 +90,14 @@ impl MakeRequestId for RandomRequestId {
 
 /// All routes with their OpenAPI description (before middleware).
 pub fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(auth::routes())
         .merge(media::routes())
         .merge(rooms::routes())
         .merge(health::routes())
-        .split_for_parts()
+        .split_for_parts();
+    crate::request_body::document(&mut doc);
+    (router, doc)
 }
 
 /// The OpenAPI document as JSON.
@@ -112,6 +114,7 @@ pub fn app(state: AppState) -> Router {
     let (router, doc) = api_router();
     let doc_json: Arc<String> = Arc::new(doc.to_json().unwrap_or_else(|_| "{}".into()));
     let cors = cors_layer(&state.config.cors_origins);
+    let body_deadlines = crate::request_body::BodyDeadlines::from_config(&state.config);
     let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
     let trace = TraceLayer::new_for_http()
         // Only method and path: the query string may hold a signed stream token.
@@ -132,7 +135,11 @@ pub fn app(state: AppState) -> Router {
         .fallback(crate::web::fallback)
         .layer(Extension(health::OpenApiDoc(doc_json)))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(state);
+        .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(
+            body_deadlines,
+            crate::request_body::guard,
+        ));
     if let Some(cors) = cors {
         app = app.layer(cors);
     }
