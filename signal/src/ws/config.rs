@@ -253,7 +253,7 @@ impl SignalingConfig {
             ("relay_bytes_burst", self.relay_bytes_burst),
             ("relay_pair_bytes_burst", self.relay_pair_bytes_burst),
         ] {
-            if usize::try_from(v).map_or(false, |v| v < MAX_SIGNAL_MESSAGE_LEN) {
+            if usize::try_from(v).is_ok_and(|v| v < MAX_SIGNAL_MESSAGE_LEN) {
                 return Err(format!(
                     "signaling.{name} must be at least {MAX_SIGNAL_MESSAGE_LEN}"
                 ));
