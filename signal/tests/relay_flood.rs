@@ -129,3 +129,52 @@ async fn flooders_are_cut_and_their_target_keeps_its_socket() {
         drop(victim);
     }
 }
+
+/// `ws::hub::RELAY_QUEUE_RESERVE_PERCENT`: a receiver that pauses reading (its
+/// socket buffers full) is not closed when relays fill its send queue; the
+/// relays past three quarters of the queue are refused to their sender, and
+/// the receiver gets everything queued once it reads again. (Before, the
+/// full queue closed the receiver as a slow reader, 1008.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_refuses_relays_instead_of_closing_the_receiver() {
+    let w = world(&["guest"], |c| {
+        c.send_queue = 8;
+        c.rate_burst = 100_000;
+        c.rate_per_sec = 100_000;
+        c.relay_bytes_burst = u32::MAX;
+        c.relay_bytes_per_sec = u32::MAX;
+        c.relay_pair_bytes_burst = u32::MAX;
+        c.relay_pair_bytes_per_sec = u32::MAX;
+    })
+    .await;
+    let (mut host, _, _) = w.join("host", 1).await;
+    let (mut guest, _, _) = w.join("guest", 2).await; // not read for now
+    let guest_id = w.id("guest");
+    let offer = json!({"type": "offer", "to": guest_id, "sdp": "a".repeat(30_000)});
+    let mut sent = 0;
+    let refused = 'send: loop {
+        assert!(sent < 5_000, "no relay was ever refused");
+        send(&mut host, offer.clone()).await;
+        sent += 1;
+        while let Some(m) = maybe_recv(&mut host, Duration::from_millis(1)).await {
+            if let ServerMessage::Error {
+                code: ErrorCode::RateLimited,
+                ..
+            } = m
+            {
+                break 'send sent;
+            }
+        }
+    };
+    assert!(w.s.state.hub.is_online(&w.room, guest_id));
+    // The guest reads again: it gets what was queued and keeps its socket.
+    let mut seen = Seen::default();
+    drain(&mut guest, &mut seen).await;
+    eprintln!(
+        "first relay refused after {refused} offers of 30 000 bytes (queue 8); the receiver then read {} offers, closed: {:?}",
+        seen.offers, seen.closed
+    );
+    assert_eq!(seen.closed, None);
+    assert!(seen.offers > 0);
+    assert!(w.s.state.hub.is_online(&w.room, guest_id));
+}
