@@ -251,8 +251,11 @@ async fn prepare(dir: &Path, idle: usize) -> Result<(Vec<Cred>, Vec<(Cred, Cred)
         })
         .collect();
     let cfg = format!(
-        "bind = \"127.0.0.1:0\"\n\n[signaling]\nmax_connections = {}\nmax_unauthenticated = 1024\nmax_unauthenticated_per_ip = 256\n\
-         rate_burst = 1000000\nrate_per_sec = 1000000\nsend_queue = 1024\n",
+        "bind = \"127.0.0.1:0\"\nmax_connections_per_ip = {}\n\n[signaling]\nmax_connections = {}\nmax_unauthenticated = 1024\nmax_unauthenticated_per_ip = 256\n\
+         rate_burst = 1000000\nrate_per_sec = 1000000\nsend_queue = 1024\n\
+         relay_bytes_burst = 1000000000\nrelay_bytes_per_sec = 1000000000\n\
+         relay_pair_bytes_burst = 1000000000\nrelay_pair_bytes_per_sec = 1000000000\n",
+        total + 2048,
         total + 1024
     );
     std::fs::write(dir.join("signal.toml"), cfg)?;

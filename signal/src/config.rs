@@ -69,6 +69,36 @@ pub const MAX_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(120);
 pub const DEFAULT_CONNECTION_HEADROOM: usize = 512;
 /// Upper bound for `max_connections`.
 pub const MAX_CONNECTIONS_LIMIT: usize = 1_000_000;
+/// Default most open TCP connections from one client address
+/// (`max_connections_per_ip`; an IPv6 client counts by its
+/// `auth_ipv6_prefix_len` prefix): 256, a sixth of the default global cap, so
+/// one address cannot take every slot (issue #22: 1 600 connections holding
+/// unfinished bodies from one address made every other client get 503).
+/// Connections from a trusted proxy count against the global cap only.
+pub const DEFAULT_CONNECTIONS_PER_IP: usize = 256;
+/// Default largest request header, request line included (`max_header_bytes`):
+/// 32 KiB. It is also the connection's read buffer, so an unfinished header
+/// holds at most this much memory; larger → `431` and the connection is closed.
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 32 * 1024;
+/// Smallest accepted `max_header_bytes` (hyper's smallest read buffer).
+pub const MIN_MAX_HEADER_BYTES: usize = 8 * 1024;
+/// Largest accepted `max_header_bytes`: 1 MiB.
+pub const MAX_MAX_HEADER_BYTES: usize = 1024 * 1024;
+/// Default most header fields in one request (`max_headers`): 64 (browsers
+/// send about 20); more → `431` and the connection is closed.
+pub const DEFAULT_MAX_HEADERS: usize = 64;
+/// Allowed range of `max_headers`.
+pub const MAX_HEADERS_RANGE: std::ops::RangeInclusive<usize> = 16..=1000;
+/// Default longest time to receive a request body, from the end of its header
+/// (`body_read_timeout_ms`): 20 s. A body not complete by then is answered
+/// `408` and the connection is closed, so a request that declares a body and
+/// sends it slowly (or never) cannot hold a connection.
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(20);
+/// Default longest pause between two pieces of a request body
+/// (`body_idle_timeout_ms`): 5 s; longer → `408`, connection closed.
+pub const DEFAULT_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest `body_read_timeout_ms` (and `body_idle_timeout_ms`) accepted: 300 s.
+pub const MAX_BODY_READ_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Argon2id cost parameters.
 ///
@@ -234,6 +264,24 @@ pub struct Config {
     /// `signaling.max_connections` + [`DEFAULT_CONNECTION_HEADROOM`]; see
     /// [`Config::connection_limit`].
     pub max_connections: Option<usize>,
+    /// Most open TCP connections from one client address (an IPv6 client by
+    /// its `auth_ipv6_prefix_len` prefix; trusted proxies exempt), 1..=
+    /// [`MAX_CONNECTIONS_LIMIT`]; default [`DEFAULT_CONNECTIONS_PER_IP`]. It
+    /// takes effect only below [`Config::connection_limit`].
+    pub max_connections_per_ip: usize,
+    /// Largest request header in bytes, request line included
+    /// ([`MIN_MAX_HEADER_BYTES`]..=[`MAX_MAX_HEADER_BYTES`]); default
+    /// [`DEFAULT_MAX_HEADER_BYTES`].
+    pub max_header_bytes: usize,
+    /// Most header fields in one request ([`MAX_HEADERS_RANGE`]); default
+    /// [`DEFAULT_MAX_HEADERS`].
+    pub max_headers: usize,
+    /// Longest time to receive a request body (positive, ≤
+    /// [`MAX_BODY_READ_TIMEOUT`]); default [`DEFAULT_BODY_READ_TIMEOUT`].
+    pub body_read_timeout: Duration,
+    /// Longest pause within a request body (positive, ≤ `body_read_timeout`);
+    /// default [`DEFAULT_BODY_IDLE_TIMEOUT`].
+    pub body_idle_timeout: Duration,
     /// The signaling WebSocket (`[signaling]` table; see [`crate::ws::config`]).
     pub signaling: crate::ws::SignalingConfig,
     /// Static web app served at `/` (see [`crate::web`]); default [`DEFAULT_WEB_DIR`].
@@ -271,6 +319,11 @@ impl Config {
             list_max_rows: DEFAULT_LIST_MAX_ROWS,
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             max_connections: None,
+            max_connections_per_ip: DEFAULT_CONNECTIONS_PER_IP,
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            max_headers: DEFAULT_MAX_HEADERS,
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+            body_idle_timeout: DEFAULT_BODY_IDLE_TIMEOUT,
             signaling: crate::ws::SignalingConfig::default(),
             web_dir: PathBuf::from(DEFAULT_WEB_DIR),
             web_pkg_dir: None,
@@ -359,6 +412,32 @@ impl Config {
                 "max_connections must be more than [signaling] max_connections ({}) and at most {MAX_CONNECTIONS_LIMIT}",
                 self.signaling.max_connections
             ));
+        }
+        if !(1..=MAX_CONNECTIONS_LIMIT).contains(&self.max_connections_per_ip) {
+            return Err(format!(
+                "max_connections_per_ip must be 1..={MAX_CONNECTIONS_LIMIT}"
+            ));
+        }
+        if !(MIN_MAX_HEADER_BYTES..=MAX_MAX_HEADER_BYTES).contains(&self.max_header_bytes) {
+            return Err(format!(
+                "max_header_bytes must be {MIN_MAX_HEADER_BYTES}..={MAX_MAX_HEADER_BYTES}"
+            ));
+        }
+        if !MAX_HEADERS_RANGE.contains(&self.max_headers) {
+            return Err(format!(
+                "max_headers must be {}..={}",
+                MAX_HEADERS_RANGE.start(),
+                MAX_HEADERS_RANGE.end()
+            ));
+        }
+        if self.body_read_timeout.is_zero() || self.body_read_timeout > MAX_BODY_READ_TIMEOUT {
+            return Err(format!(
+                "body_read_timeout_ms must be 1..={}",
+                MAX_BODY_READ_TIMEOUT.as_millis()
+            ));
+        }
+        if self.body_idle_timeout.is_zero() || self.body_idle_timeout > self.body_read_timeout {
+            return Err("body_idle_timeout_ms must be 1..=body_read_timeout_ms".into());
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err("tls_cert and tls_key must be given together".into());
@@ -458,6 +537,16 @@ pub struct FileConfig {
     pub header_read_timeout_ms: Option<u64>,
     /// See [`Config::max_connections`].
     pub max_connections: Option<usize>,
+    /// See [`Config::max_connections_per_ip`].
+    pub max_connections_per_ip: Option<usize>,
+    /// See [`Config::max_header_bytes`].
+    pub max_header_bytes: Option<usize>,
+    /// See [`Config::max_headers`].
+    pub max_headers: Option<usize>,
+    /// Milliseconds; see [`Config::body_read_timeout`].
+    pub body_read_timeout_ms: Option<u64>,
+    /// Milliseconds; see [`Config::body_idle_timeout`].
+    pub body_idle_timeout_ms: Option<u64>,
     /// See [`Config::signaling`].
     pub signaling: Option<crate::ws::SignalingConfig>,
     /// See [`Config::web_dir`].
@@ -561,6 +650,21 @@ pub fn resolve(over: FileConfig, file: FileConfig) -> Result<Config, String> {
         c.header_read_timeout = Duration::from_millis(v);
     }
     c.max_connections = file.max_connections;
+    if let Some(v) = file.max_connections_per_ip {
+        c.max_connections_per_ip = v;
+    }
+    if let Some(v) = file.max_header_bytes {
+        c.max_header_bytes = v;
+    }
+    if let Some(v) = file.max_headers {
+        c.max_headers = v;
+    }
+    if let Some(v) = file.body_read_timeout_ms {
+        c.body_read_timeout = Duration::from_millis(v);
+    }
+    if let Some(v) = file.body_idle_timeout_ms {
+        c.body_idle_timeout = Duration::from_millis(v);
+    }
     if let Some(url) = &c.public_url
         && !(url.starts_with("http://") || url.starts_with("https://"))
     {
@@ -615,6 +719,15 @@ mod tests {
             "max_connections = 1024",
             "max_connections = 1000001",
             "max_connections = 2000\n[signaling]\nmax_connections = 2000",
+            "max_connections_per_ip = 0",
+            "max_header_bytes = 8191",
+            "max_header_bytes = 1048577",
+            "max_headers = 15",
+            "max_headers = 1001",
+            "body_read_timeout_ms = 0",
+            "body_read_timeout_ms = 300001",
+            "body_idle_timeout_ms = 0",
+            "body_idle_timeout_ms = 20001",
         ] {
             let file: FileConfig = toml::from_str(bad).unwrap();
             assert!(resolve(FileConfig::default(), file).is_err(), "{bad}");
@@ -644,6 +757,19 @@ mod tests {
         let c = resolve(FileConfig::default(), file).unwrap();
         assert_eq!(c.header_read_timeout, Duration::from_millis(1500));
         assert_eq!(c.connection_limit(), 1025);
+        let file: FileConfig = toml::from_str(
+            "max_connections_per_ip = 9\nmax_header_bytes = 8192\nmax_headers = 16\nbody_read_timeout_ms = 900\nbody_idle_timeout_ms = 300",
+        )
+        .unwrap();
+        let c = resolve(FileConfig::default(), file).unwrap();
+        assert_eq!(
+            (c.max_connections_per_ip, c.max_header_bytes, c.max_headers),
+            (9, 8192, 16)
+        );
+        assert_eq!(
+            (c.body_read_timeout, c.body_idle_timeout),
+            (Duration::from_millis(900), Duration::from_millis(300))
+        );
         let file: FileConfig = toml::from_str("[signaling]\nmax_connections = 8192").unwrap();
         let c = resolve(FileConfig::default(), file).unwrap();
         assert_eq!(c.connection_limit(), 8192 + DEFAULT_CONNECTION_HEADROOM);

@@ -64,6 +64,10 @@ pub enum ApiError {
     /// The request body is larger than the configured limit (413).
     #[error("request body too large")]
     PayloadTooLarge,
+    /// The request body did not arrive in time (408); see
+    /// [`crate::request_body`].
+    #[error("the request body did not arrive in time")]
+    RequestTimeout,
     /// The requested byte range cannot be served (416); carries the full size.
     #[error("range not satisfiable")]
     RangeNotSatisfiable {
@@ -97,6 +101,7 @@ impl ApiError {
             ApiError::RoomEnded => StatusCode::GONE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             ApiError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -118,6 +123,7 @@ impl ApiError {
             ApiError::InvalidRoomPassword => "invalid_room_password",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::PayloadTooLarge => "payload_too_large",
+            ApiError::RequestTimeout => "request_timeout",
             ApiError::RangeNotSatisfiable { .. } => "range_not_satisfiable",
             ApiError::Busy => "busy",
             ApiError::Internal(_) => "internal",

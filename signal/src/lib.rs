@@ -22,6 +22,7 @@ pub mod keys;
 pub mod listen;
 pub mod media;
 pub mod password;
+pub mod request_body;
 pub mod rooms;
 pub mod server;
 pub mod state;

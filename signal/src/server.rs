@@ -51,7 +51,7 @@ pub async fn serve_tls(
     // handshake.
     let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls)
         .handshake_timeout(limits.header_read_timeout)
-        .acceptor(SlotAcceptor(ConnectionSlots::new(limits.max_connections)));
+        .acceptor(SlotAcceptor(ConnectionSlots::new(&limits)));
     let mut server = axum_server::from_tcp(listener)?
         .acceptor(acceptor)
         .first_request_timeout(limits.header_read_timeout)
@@ -59,7 +59,9 @@ pub async fn serve_tls(
     server
         .http_builder()
         .http1()
-        .header_read_timeout(limits.header_read_timeout);
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(crate::listen::read_buffer_bytes(&limits))
+        .max_headers(limits.max_headers);
     server
         .serve(app.into_make_service_with_connect_info::<SocketAddr>())
         .await?;

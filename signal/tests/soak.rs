@@ -3,7 +3,10 @@
 //! HTTP and WebSocket, while hostile clients flood it (WebSocket junk and
 //! oversized frames, oversized HTTP bodies, slowloris over HTTP, silent
 //! never-authenticating WebSocket holders from many addresses, invalid JSON,
-//! password and token guessing).
+//! password and token guessing, throttle filling — bogus refreshes each from
+//! a new address, to fill the per-address tables — and slow bodies —
+//! requests that declare a body and never send it, more per address than the
+//! per-address connection cap).
 //!
 //! Measured: legitimate join latency (connect → `hello`) and relay latency
 //! (one way, offer guest → host and answer host → guest; all clients share
@@ -72,6 +75,9 @@ const SLOWLORIS_SOCKETS: usize = 10;
 /// the 50 hostile clients of the full run, 13 × 16 = 208 exceed the server's
 /// 128 unauthenticated slots.
 const SILENT_WS_SOCKETS: usize = 16;
+/// Sockets each slow-body client holds (declared body, nothing sent),
+/// more than the server's default per-address cap (256), all from one address.
+const SLOW_BODY_SOCKETS: usize = 300;
 /// A legitimate client refused with 429/503 at the WebSocket upgrade (the
 /// global or per-IP cap on unauthenticated sockets, which hostile sockets
 /// fill) retries after this long, as the native driver does with backoff...
@@ -127,6 +133,12 @@ struct Stats {
     hostile_5xx: AtomicU64,
     slowloris_cut: AtomicU64,
     silent_closed: AtomicU64,
+    /// Slow bodies answered 408 (body deadline) and refused at once (429,
+    /// per-address cap).
+    slow_body_timed_out: AtomicU64,
+    slow_body_refused: AtomicU64,
+    /// Bogus refreshes sent by the throttle fillers, each from a new address.
+    throttle_fill_requests: AtomicU64,
 }
 
 impl Stats {
@@ -168,6 +180,16 @@ fn legit_ip(i: usize) -> Ipv4Addr {
 
 fn hostile_ip(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(127, 20, (i / 250) as u8, (i % 250 + 1) as u8)
+}
+
+/// Throttle fillers use addresses 127.22.x.y and up, a new one per request.
+fn filler_ip(k: usize) -> Ipv4Addr {
+    Ipv4Addr::new(
+        127,
+        (22 + k / 62_500 % 8) as u8,
+        (k / 250 % 250) as u8,
+        (k % 250 + 1) as u8,
+    )
 }
 
 /// Silent WebSocket holders use addresses 127.21.x.y.
@@ -703,6 +725,78 @@ async fn silent_ws(ctx: &Ctx, room: &str, index: usize) {
     }
 }
 
+/// One raw HTTP/1.1 request from `from` (`connection: close`); the status
+/// of the answer, or `None` when the connection fails or ends without one.
+async fn raw_status(ctx: &Ctx, from: Ipv4Addr, request: &[u8]) -> Option<u16> {
+    use tokio::io::AsyncReadExt;
+    let mut s = tcp_from(ctx.addr, from).await.ok()?;
+    s.write_all(request).await.ok()?;
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(ANSWER_TIMEOUT * 3, s.read_to_end(&mut got)).await;
+    if read.is_err() && got.is_empty() {
+        return None;
+    }
+    std::str::from_utf8(got.get(9..12)?).ok()?.parse().ok()
+}
+
+/// Throttle filling: bogus refreshes (no password hashing, the cheapest way
+/// in), each from a new address, so the per-address tables overflow and
+/// forget; legitimate members must never be locked out by that.
+async fn throttle_filler(ctx: Arc<Ctx>, index: usize) {
+    let body = json!({"refresh_token": "x".repeat(43)}).to_string();
+    let request = format!(
+        "POST /api/v1/auth/refresh HTTP/1.1\r\nhost: soak\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut k = index * 1_000_000;
+    while !ctx.stopped() {
+        k += 1;
+        ctx.stats
+            .throttle_fill_requests
+            .fetch_add(1, Ordering::Relaxed);
+        match raw_status(&ctx, filler_ip(k), request.as_bytes()).await {
+            Some(code) => hostile_status(&ctx, StatusCode::from_u16(code).unwrap_or_default()),
+            None => {
+                ctx.stats.hostile_refused.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Slow bodies: [`SLOW_BODY_SOCKETS`] requests from one address that
+/// declare a body and never send it, each reopened as soon as the server
+/// closes it. The server answers 408 after the body deadline and refuses
+/// what is over the per-address cap at once (429).
+async fn slow_bodies(ctx: Arc<Ctx>, from: Ipv4Addr) {
+    let request = b"POST /api/v1/auth/login HTTP/1.1\r\nhost: soak\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n";
+    let sockets = (0..SLOW_BODY_SOCKETS).map(|_| {
+        let ctx = ctx.clone();
+        async move {
+            while !ctx.stopped() {
+                ctx.stats.hostile_ops.fetch_add(1, Ordering::Relaxed);
+                match raw_status(&ctx, from, request).await {
+                    Some(408) => {
+                        ctx.stats
+                            .slow_body_timed_out
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
+                    Some(code) => {
+                        ctx.stats.slow_body_refused.fetch_add(1, Ordering::Relaxed);
+                        hostile_status(&ctx, StatusCode::from_u16(code).unwrap_or_default());
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    None => {
+                        ctx.stats.hostile_refused.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        }
+    });
+    futures_util::future::join_all(sockets).await;
+}
+
 // ------------------------------------------------------------ setup
 
 /// Users straight into the database before the server starts (one admin-CLI
@@ -902,11 +996,13 @@ async fn load_and_hostile_clients() {
             let from = hostile_ip(h);
             let room = rooms[h % rooms.len()].clone();
             let c = ctx.clone();
-            hostile.push(match h % 4 {
+            hostile.push(match h % 6 {
                 0 => tokio::spawn(ws_flooder(c, room, from)),
                 1 => tokio::spawn(http_garbage(c, from, room)),
                 2 => tokio::spawn(slowloris(c, from, room, h)),
-                _ => tokio::spawn(guesser(c, from, room, victims)),
+                3 => tokio::spawn(guesser(c, from, room, victims)),
+                4 => tokio::spawn(throttle_filler(c, h)),
+                _ => tokio::spawn(slow_bodies(c, from)),
             });
         }
         let t_round = Instant::now();
@@ -970,6 +1066,9 @@ async fn load_and_hostile_clients() {
         "hostile_unexpected_5xx": ctx.stats.hostile_5xx.load(Ordering::Relaxed),
         "slowloris_sockets_cut": ctx.stats.slowloris_cut.load(Ordering::Relaxed),
         "silent_ws_closed": ctx.stats.silent_closed.load(Ordering::Relaxed),
+        "slow_bodies_timed_out": ctx.stats.slow_body_timed_out.load(Ordering::Relaxed),
+        "slow_bodies_refused": ctx.stats.slow_body_refused.load(Ordering::Relaxed),
+        "throttle_fill_requests": ctx.stats.throttle_fill_requests.load(Ordering::Relaxed),
         "round_ends_rss_kib_fds": round_ends.iter().map(|(r, f)| json!([r, f])).collect::<Vec<_>>(),
         "rss_kib": {"baseline": base_rss, "after_warmup": warm_rss, "max_after_warmup": max_rss_after, "end": end_rss},
         "fds": {"baseline": base_fds, "peak": peak_fds, "end": end_fds},
@@ -985,7 +1084,7 @@ async fn load_and_hostile_clients() {
     std::fs::write(out.join(format!("soak-{stamp}.json")), &text).unwrap();
     std::fs::write(out.join("soak-latest.json"), &text).unwrap();
     println!(
-        "soak summary: {} rooms × {} members, {} hostile clients, {} s\n  legit ops {}, errors {}, upgrade retries after 429/503 {}\n  join {}\n  relay {}\n  rejoin {}\n  hostile ops {}, refused/closed {}, unexpected 5xx {}, slowloris sockets cut {}, silent WebSockets closed {}\n  RSS KiB: baseline {base_rss}, after warm-up {warm_rss}, max after warm-up {max_rss_after}, end {end_rss}\n  after each round (RSS KiB, fds): {:?}\n  fds: baseline {base_fds}, peak {peak_fds}, end {end_fds}\n  written to {}",
+        "soak summary: {} rooms × {} members, {} hostile clients, {} s\n  legit ops {}, errors {}, upgrade retries after 429/503 {}\n  join {}\n  relay {}\n  rejoin {}\n  hostile ops {}, refused/closed {}, unexpected 5xx {}, slowloris sockets cut {}, silent WebSockets closed {}\n  slow bodies answered 408 {}, refused at the per-address cap {}; throttle-filling requests {}\n  RSS KiB: baseline {base_rss}, after warm-up {warm_rss}, max after warm-up {max_rss_after}, end {end_rss}\n  after each round (RSS KiB, fds): {:?}\n  fds: baseline {base_fds}, peak {peak_fds}, end {end_fds}\n  written to {}",
         p.rooms,
         p.members,
         p.hostile,
@@ -1001,8 +1100,19 @@ async fn load_and_hostile_clients() {
         report["hostile_unexpected_5xx"],
         report["slowloris_sockets_cut"],
         report["silent_ws_closed"],
+        report["slow_bodies_timed_out"],
+        report["slow_bodies_refused"],
+        report["throttle_fill_requests"],
         round_ends,
         out.display()
+    );
+    println!(
+        "legitimate traffic kept working during the attacks: {} ({} operations, {} errors; join p99 {} ms, relay p99 {} ms)",
+        if errors.is_empty() { "yes" } else { "NO" },
+        report["legit_ops"],
+        errors.len(),
+        report["join"]["p99_ms"],
+        report["relay"]["p99_ms"],
     );
     assert!(
         errors.is_empty(),

@@ -463,6 +463,10 @@ async fn slow_reader_is_disconnected() {
         c.send_timeout_ms = 300;
         c.rate_burst = 100_000;
         c.rate_per_sec = 100_000;
+        c.relay_bytes_burst = u32::MAX;
+        c.relay_bytes_per_sec = u32::MAX;
+        c.relay_pair_bytes_burst = u32::MAX;
+        c.relay_pair_bytes_per_sec = u32::MAX;
     })
     .await;
     let (mut host, _, _) = w.join("host", 1).await;

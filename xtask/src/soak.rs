@@ -7,7 +7,10 @@
 //!    [`SOAK_HOSTILE`] hostile clients for N minutes in [`SOAK_ROUNDS`]
 //!    rounds against the server binary, built with `--release` as it is
 //!    deployed (`signal/tests/soak.rs`; summary JSON under
-//!    `target/soak/`);
+//!    `target/soak/`). The hostile clients include throttle filling (bogus
+//!    refreshes, each from a new address) and slow bodies (declared request
+//!    bodies never sent, more per address than its connection cap); the
+//!    summary ends with whether legitimate traffic kept working;
 //! 3. sync under network impairment — the full loss/delay grid and the
 //!    partition (`tests/tests/impairment.rs`, including the ignored grid).
 //!
@@ -67,7 +70,8 @@ pub fn inner(minutes: u32) -> Result<(), Failure> {
         .run()?;
     println!(
         "\n==> soak 2/3: load (release build), {SOAK_ROOMS} rooms × {SOAK_MEMBERS} members + \
-         {SOAK_HOSTILE} hostile clients for {minutes} min in {SOAK_ROUNDS} rounds"
+         {SOAK_HOSTILE} hostile clients (junk, guessing, slowloris, throttle filling, slow \
+         bodies) for {minutes} min in {SOAK_ROUNDS} rounds"
     );
     env(Cmd::cargo())
         .args([

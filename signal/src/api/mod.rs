@@ -115,7 +115,9 @@ pub fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 ///   missing, invalid, expired or revoked access token);
 /// * an operation with a request body answers **400** (malformed JSON, a
 ///   missing or unknown field, a wrong type, a field out of range) and
-///   **413** (a body over [`MAX_BODY_BYTES`]).
+///   **413** (a body over [`MAX_BODY_BYTES`], or a declared
+///   `Content-Length` over it, refused before reading) and **408** (the body
+///   did not arrive within the body deadlines, `crate::request_body`).
 fn add_common_answers(doc: &mut utoipa::openapi::OpenApi) {
     let bearer = SecurityRequirement::new("bearer", Vec::<String>::new());
     for item in doc.paths.paths.values_mut() {
@@ -147,7 +149,15 @@ fn add_common_answers(doc: &mut utoipa::openapi::OpenApi) {
                 add_error_answer(
                     op,
                     StatusCode::PAYLOAD_TOO_LARGE,
-                    &format!("request body over {} KiB", MAX_BODY_BYTES / 1024),
+                    &format!(
+                        "request body (or its declared Content-Length) over {} KiB",
+                        MAX_BODY_BYTES / 1024
+                    ),
+                );
+                add_error_answer(
+                    op,
+                    StatusCode::REQUEST_TIMEOUT,
+                    "the body did not arrive within the body deadlines",
                 );
             }
         }
@@ -188,6 +198,7 @@ pub fn app(state: AppState) -> Router {
     let (router, doc) = api_router();
     let doc_json: Arc<String> = Arc::new(doc.to_json().unwrap_or_else(|_| "{}".into()));
     let cors = cors_layer(&state.config.cors_origins);
+    let body_deadlines = crate::request_body::BodyDeadlines::from_config(&state.config);
     let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
     let trace = TraceLayer::new_for_http()
         // Only method and path: the query string may hold a signed stream token.
@@ -208,7 +219,11 @@ pub fn app(state: AppState) -> Router {
         .fallback(crate::web::fallback)
         .layer(Extension(health::OpenApiDoc(doc_json)))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(state);
+        .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(
+            body_deadlines,
+            crate::request_body::guard,
+        ));
     if let Some(cors) = cors {
         app = app.layer(cors);
     }

@@ -19,6 +19,17 @@ pub const DEFAULT_RATE_BURST: u32 = 60;
 pub const DEFAULT_RATE_PER_SEC: u32 = 10;
 /// Default number of rate-limit violations after which the socket is closed (1008).
 pub const DEFAULT_RATE_STRIKES: u32 = 10;
+/// Default relay budget of one sender, all receivers together
+/// (`relay_bytes_burst`): 512 KiB at once, about eight maximal offers; a
+/// session's offers, answers and candidates are a few KiB each.
+pub const DEFAULT_RELAY_BYTES_BURST: u32 = 512 * 1024;
+/// Default refill of one sender's relay budget (`relay_bytes_per_sec`): 64 KiB/s.
+pub const DEFAULT_RELAY_BYTES_PER_SEC: u32 = 64 * 1024;
+/// Default relay budget of one sender towards one receiver
+/// (`relay_pair_bytes_burst`): 256 KiB at once.
+pub const DEFAULT_RELAY_PAIR_BYTES_BURST: u32 = 256 * 1024;
+/// Default refill of the per-receiver budget (`relay_pair_bytes_per_sec`): 32 KiB/s.
+pub const DEFAULT_RELAY_PAIR_BYTES_PER_SEC: u32 = 32 * 1024;
 /// Default most signaling sockets per user (all rooms together).
 pub const DEFAULT_MAX_PER_USER: usize = 3;
 /// Default most signaling sockets per room (equals the roster limit).
@@ -96,6 +107,15 @@ pub struct SignalingConfig {
     pub rate_per_sec: u32,
     /// Violations (each answered with an `error`) before close 1008.
     pub rate_strikes: u32,
+    /// Bytes one sender may relay at once (all receivers); a relay over it
+    /// is refused with `rate_limited` and counts as a violation.
+    pub relay_bytes_burst: u32,
+    /// Refill of `relay_bytes_burst` (bytes per second).
+    pub relay_bytes_per_sec: u32,
+    /// Bytes one sender may relay at once to one receiver (as above).
+    pub relay_pair_bytes_burst: u32,
+    /// Refill of `relay_pair_bytes_burst` (bytes per second).
+    pub relay_pair_bytes_per_sec: u32,
     /// Most sockets per user.
     pub max_per_user: usize,
     /// Most sockets per room.
@@ -138,6 +158,10 @@ impl Default for SignalingConfig {
             rate_burst: DEFAULT_RATE_BURST,
             rate_per_sec: DEFAULT_RATE_PER_SEC,
             rate_strikes: DEFAULT_RATE_STRIKES,
+            relay_bytes_burst: DEFAULT_RELAY_BYTES_BURST,
+            relay_bytes_per_sec: DEFAULT_RELAY_BYTES_PER_SEC,
+            relay_pair_bytes_burst: DEFAULT_RELAY_PAIR_BYTES_BURST,
+            relay_pair_bytes_per_sec: DEFAULT_RELAY_PAIR_BYTES_PER_SEC,
             max_per_user: DEFAULT_MAX_PER_USER,
             max_per_room: DEFAULT_MAX_PER_ROOM,
             max_connections: DEFAULT_MAX_CONNECTIONS,
@@ -197,6 +221,11 @@ impl SignalingConfig {
             ("rate_burst", u64::from(self.rate_burst)),
             ("rate_per_sec", u64::from(self.rate_per_sec)),
             ("rate_strikes", u64::from(self.rate_strikes)),
+            ("relay_bytes_per_sec", u64::from(self.relay_bytes_per_sec)),
+            (
+                "relay_pair_bytes_per_sec",
+                u64::from(self.relay_pair_bytes_per_sec),
+            ),
         ];
         for (name, v) in positive {
             if v == 0 {
@@ -217,6 +246,17 @@ impl SignalingConfig {
         for (name, v) in counts {
             if !(1..=1_000_000).contains(&v) {
                 return Err(format!("signaling.{name} must be 1..=1000000"));
+            }
+        }
+        // A maximal signaling message must always fit in both budgets.
+        for (name, v) in [
+            ("relay_bytes_burst", self.relay_bytes_burst),
+            ("relay_pair_bytes_burst", self.relay_pair_bytes_burst),
+        ] {
+            if usize::try_from(v).is_ok_and(|v| v < MAX_SIGNAL_MESSAGE_LEN) {
+                return Err(format!(
+                    "signaling.{name} must be at least {MAX_SIGNAL_MESSAGE_LEN}"
+                ));
             }
         }
         if self.max_per_room > watchparty_peer::signaling::MAX_ROSTER {
@@ -276,6 +316,9 @@ mod tests {
         };
         assert!(bad(&|c| c.max_message_bytes = MAX_SIGNAL_MESSAGE_LEN - 1));
         assert!(bad(&|c| c.auth_timeout_ms = 0));
+        assert!(bad(&|c| c.relay_bytes_burst = 1024));
+        assert!(bad(&|c| c.relay_pair_bytes_burst = 1024));
+        assert!(bad(&|c| c.relay_pair_bytes_per_sec = 0));
         assert!(bad(&|c| c.max_per_room = 17));
         assert!(bad(&|c| c.idle_timeout_ms = c.ping_interval_ms));
         assert!(bad(&|c| c.allowed_origins = vec!["*".into()]));

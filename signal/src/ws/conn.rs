@@ -21,7 +21,7 @@ use super::hub::{
     CLOSE_FORBIDDEN, CLOSE_IDLE, CLOSE_NORMAL, CLOSE_POLICY, CLOSE_TOO_BIG, CLOSE_UNAUTHORIZED,
     Refusal, Registration, Relay, SocketSlot, UnauthSlot,
 };
-use super::rate::TokenBucket;
+use super::rate::{Overdrawn, RelayBudget, TokenBucket};
 use crate::auth::{AuthUser, authenticate};
 use crate::db::now_secs;
 use crate::error::ApiError;
@@ -332,6 +332,11 @@ async fn serve(
 ) -> Outcome {
     let cfg = &state.config.signaling;
     let mut bucket = TokenBucket::new(cfg.rate_burst, cfg.rate_per_sec, Instant::now());
+    let mut budget = RelayBudget::new(
+        (cfg.relay_bytes_burst, cfg.relay_bytes_per_sec),
+        (cfg.relay_pair_bytes_burst, cfg.relay_pair_bytes_per_sec),
+        Instant::now(),
+    );
     let mut strikes: u32 = 0;
     let mut last_seen = Instant::now();
     let mut ping = interval(cfg.ping_interval());
@@ -424,7 +429,7 @@ async fn serve(
                     queue_error(state, room, user.id, ErrorCode::BadRequest, "binary messages are not accepted");
                     continue;
                 };
-                match handle(state, room, user, me, text).await {
+                match handle(state, room, user, (me, &mut budget), text).await {
                     Step::Continue => {}
                     Step::Close(code, reason) => {
                         close(socket, code, reason).await;
@@ -453,7 +458,7 @@ async fn handle(
     state: &AppState,
     room: &RoomId,
     user: &AuthUser,
-    me: watchparty_peer::ids::UserId,
+    (me, budget): (watchparty_peer::ids::UserId, &mut RelayBudget),
     text: Utf8Bytes,
 ) -> Step {
     let size = text.len();
@@ -461,7 +466,13 @@ async fn handle(
     // fast path: the SDP is checked in its JSON form and relayed as is.
     if let Some(fast) = ClientRelay::parse(text.as_str()) {
         let out = fast.relayed_json(me);
-        return relay(state, room, user, (fast.to, fast.kind.as_str()), out, size);
+        return relay(
+            state,
+            (room, user, budget),
+            (fast.to, fast.kind.as_str()),
+            out,
+            size,
+        );
     }
     let msg = match ClientMessage::from_json(text.as_str()) {
         Ok(m) => m,
@@ -475,11 +486,11 @@ async fn handle(
     match msg {
         ClientMessage::Offer { to, sdp } => {
             let out = ServerMessage::Offer { from: me, sdp }.to_json();
-            relay(state, room, user, (to, "offer"), out, size)
+            relay(state, (room, user, budget), (to, "offer"), out, size)
         }
         ClientMessage::Answer { to, sdp } => {
             let out = ServerMessage::Answer { from: me, sdp }.to_json();
-            relay(state, room, user, (to, "answer"), out, size)
+            relay(state, (room, user, budget), (to, "answer"), out, size)
         }
         ClientMessage::Ice { to, candidate } => {
             let out = ServerMessage::Ice {
@@ -487,7 +498,7 @@ async fn handle(
                 candidate,
             }
             .to_json();
-            relay(state, room, user, (to, "ice"), out, size)
+            relay(state, (room, user, budget), (to, "ice"), out, size)
         }
         ClientMessage::Auth { .. } => {
             queue_error(
@@ -582,10 +593,13 @@ async fn handle(
 /// Session active, account enabled, membership joined, room open.
 /// Relays `out` (the server's `offer`, `answer` or `ice`, already stamped
 /// with the sender as `from`) to member `to`.
+///
+/// The sender's [`RelayBudget`] is charged first: a relay over it is refused
+/// and counts as a violation, so a flooder is cut off (1008 after
+/// `rate_strikes`) while its target keeps its socket.
 fn relay(
     state: &AppState,
-    room: &RoomId,
-    user: &AuthUser,
+    (room, user, budget): (&RoomId, &AuthUser, &mut RelayBudget),
     (to, kind): (watchparty_peer::ids::UserId, &'static str),
     out: Result<String, SignalError>,
     size: usize,
@@ -599,6 +613,15 @@ fn relay(
             ErrorCode::BadRequest,
             "cannot address yourself",
         );
+        return Step::Strike;
+    }
+    if let Err(over) = budget.take(to_id, size, Instant::now()) {
+        tracing::info!(kind, size, from = user.id, to = to_id, room_id = %room, ?over, "relay refused: budget spent");
+        let text = match over {
+            Overdrawn::Sender => "too much signaling data; slow down",
+            Overdrawn::Pair => "too much signaling data for that member; slow down",
+        };
+        queue_error(state, room, user.id, ErrorCode::RateLimited, text);
         return Step::Strike;
     }
     // Serializing these types does not fail; if it did, nothing is sent.
@@ -620,6 +643,17 @@ fn relay(
                 "message too large to relay",
             );
             Step::Strike
+        }
+        Relay::Busy => {
+            tracing::debug!(kind, size, from = user.id, to = to_id, room_id = %room, "relay refused: receiver busy");
+            queue_error(
+                state,
+                room,
+                user.id,
+                ErrorCode::RateLimited,
+                "that member is receiving too much right now; try again shortly",
+            );
+            Step::Continue
         }
         Relay::NotDelivered => {
             tracing::debug!(kind, size, from = user.id, to = to_id, room_id = %room, "relay refused: not connected");

@@ -53,6 +53,14 @@ pub const CLOSE_NORMAL: u16 = 1000;
 /// and exercised by the silent holders of `signal/tests/soak.rs`.
 pub const UNAUTH_EVICT_AFTER: Duration = Duration::from_secs(1);
 
+/// Share of a socket's send queue that relays may never take (percent, at
+/// most all but one slot): it stays free for the server's own messages, and a
+/// relay that would take it is refused to its sender ([`Relay::Busy`])
+/// instead of closing the receiver as a slow reader. Only the server's own
+/// messages, or a receiver that stops reading (the write timeout), close a
+/// socket. Crossed by `signal/tests/relay_flood.rs`.
+pub const RELAY_QUEUE_RESERVE_PERCENT: usize = 25;
+
 /// Outcome of [`Hub::relay_to`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Relay {
@@ -62,6 +70,9 @@ pub enum Relay {
     NotDelivered,
     /// The relayed text would exceed [`MAX_SIGNAL_MESSAGE_LEN`].
     TooLarge,
+    /// The receiver's queue holds all the relays it may (see
+    /// [`RELAY_QUEUE_RESERVE_PERCENT`]); it is kept open.
+    Busy,
 }
 
 /// An order to close a socket.
@@ -79,6 +90,8 @@ struct Conn {
     id: u64,
     session: [u8; 16],
     tx: mpsc::Sender<Arc<str>>,
+    /// Free queue slots relays must leave (see [`RELAY_QUEUE_RESERVE_PERCENT`]).
+    reserve: usize,
     kill: watch::Sender<Option<CloseCmd>>,
 }
 
@@ -298,6 +311,8 @@ impl Hub {
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(cfg.send_queue);
+        let reserve = (cfg.send_queue * RELAY_QUEUE_RESERVE_PERCENT / 100)
+            .min(cfg.send_queue.saturating_sub(1));
         let (kill_tx, kill_rx) = watch::channel(None);
         let r = g.rooms.entry(room.to_owned()).or_default();
         r.certs.insert(user, cert);
@@ -307,6 +322,7 @@ impl Hub {
                 id,
                 session,
                 tx,
+                reserve,
                 kill: kill_tx,
             },
         );
@@ -382,7 +398,8 @@ impl Hub {
     }
 
     /// Relays a peer-to-peer message (`offer`, `answer`, `ice`; its JSON
-    /// text) to `user` in `room`. The server rewrites `to` into `from`, which can make the text a
+    /// text) to `user` in `room`, unless its queue holds all the relays it
+    /// may ([`Relay::Busy`]; the receiver is never closed for a relay). The server rewrites `to` into `from`, which can make the text a
     /// few bytes longer than what the sender sent; a relayed text longer than
     /// [`MAX_SIGNAL_MESSAGE_LEN`] would be refused by the receiving peer, so it
     /// is not sent at all ([`Relay::TooLarge`]) and the sender gets an error.
@@ -392,12 +409,15 @@ impl Hub {
         }
         let text: Arc<str> = text.into();
         let g = self.lock();
-        let sent = g
-            .rooms
-            .get(room)
-            .and_then(|r| r.conns.get(&user))
-            .is_some_and(|c| c.push(&text));
-        if sent {
+        let Some(c) = g.rooms.get(room).and_then(|r| r.conns.get(&user)) else {
+            return Relay::NotDelivered;
+        };
+        // Every push happens under the lock, so the room counted here is
+        // there for the push (the socket only ever frees more).
+        if c.tx.capacity() <= c.reserve {
+            return Relay::Busy;
+        }
+        if c.push(&text) {
             Relay::Sent
         } else {
             Relay::NotDelivered
