@@ -38,11 +38,13 @@ impl Session {
         self.cfg.admit_secret
     }
 
-    /// Whether this peer enforces admission: it holds the secret and is the
-    /// host, or a follower that pinned the host key.
+    /// Whether this peer enforces admission: it holds the secret and is (or
+    /// was, before its signed handoff) the host, or is a follower that
+    /// pinned the host key.
     #[must_use]
     pub fn admission_enforced(&self) -> bool {
-        self.cfg.admit_secret.is_some() && (self.is_host || self.verifier.pinned_host().is_some())
+        self.cfg.admit_secret.is_some()
+            && (self.is_host || self.hosted || self.verifier.pinned_host().is_some())
     }
 
     /// Whether the host's latest `Roster` (ours, as host) names `user` with

@@ -240,6 +240,9 @@ pub struct Session {
     /// host).
     roster_version: Option<(Epoch, Seq)>,
     last_roster_frame: Option<Vec<u8>>,
+    /// We hosted in this session (a former host trusts the host it handed
+    /// the room to as a pinned follower does; §2.2).
+    hosted: bool,
     /// Follower: knock again with the next `Status` (a new link to the
     /// host, e.g. a host that came back with an empty roster).
     knock_due: bool,
@@ -341,6 +344,7 @@ impl Session {
             admitted: BTreeMap::new(),
             roster_version: None,
             last_roster_frame: None,
+            hosted: false,
             knock_due: false,
             own_buckets,
             own_cert_expired: false,
@@ -1360,6 +1364,7 @@ impl Session {
     /// that may hold our earlier term's state, asked first (§7.2).
     fn start_hosting(&mut self, now: LocalTime, new_room: bool, online: BTreeSet<UserId>) {
         self.is_host = true;
+        self.hosted = true;
         self.asks.clear();
         self.statuses.clear();
         self.excused.clear();
