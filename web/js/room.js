@@ -49,6 +49,13 @@ function hostKeyFromFragment() {
   return k && /^[A-Za-z0-9_-]{16,128}$/.test(k) ? k : undefined;
 }
 
+/** The room's admission secret from the invite link (`#k=…&a=…`, protocol §2.2). */
+function admitSecretFromFragment() {
+  const params = new URLSearchParams(location.hash.slice(1));
+  const a = params.get('a');
+  return a && /^[A-Za-z0-9_-]{43}$/.test(a) ? a : undefined;
+}
+
 function signalUrl(roomId) {
   const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
   return `${scheme}//${location.host}/api/v1/rooms/${roomId}/signal`;
@@ -130,6 +137,7 @@ async function enter(ctx, main, msg, setBanner, navigate) {
       token: accessToken(),
       roomId: ctx.roomId,
       hostKey: hostKeyFromFragment(),
+      admitSecret: admitSecretFromFragment(),
       identitySeed: ctx.role === 'host' ? hostSeed(ctx.roomId) : undefined,
       video: ui.video,
     });
@@ -139,6 +147,8 @@ async function enter(ctx, main, msg, setBanner, navigate) {
     return;
   }
   window.__watchparty_room = ctx.client;
+  // The host's link carries the admission secret its session derived.
+  if (ui.invite) ui.invite.value = inviteLink(ctx);
   ctx.unsubs.push(onToken((t) => { if (t && ctx.client) ctx.client.setToken(t); }));
   ctx.client.onEvent((ev) => { if (!ctx.closed) onEvent(ctx, ui, ev, setBanner); });
   ctx.timers.push(setInterval(() => tick(ctx, ui), TICK_MS));
@@ -410,7 +420,9 @@ function render(ctx, main, setBanner, navigate) {
 
 function inviteLink(ctx) {
   const key = ctx.room.host_public_key || hostKeyFromFragment();
-  return `${location.origin}/room/${ctx.roomId}` + (key ? `#k=${key}` : '');
+  const status = ctx.client ? safeStatus(ctx) : null;
+  const secret = (status && status.admit_secret) || admitSecretFromFragment();
+  return `${location.origin}/room/${ctx.roomId}` + (key ? `#k=${key}` : '') + (key && secret ? `&a=${secret}` : '');
 }
 
 function keyboard(ctx, ui, ev) {
@@ -877,6 +889,10 @@ function renderMembers(ctx, ui) {
     if (!you && m.role === 'host' && ctx.role !== 'host' && p.linked) {
       // Whether the host's signature vouches for this very connection.
       connText += p.bound ? ', verified link' : ', link not verified yet';
+    }
+    if (!you && m.role !== 'host' && status && status.admission && p.admitted === false) {
+      // The server let it in, the host never approved it: nobody hears it.
+      connText += ', not approved by the host';
     }
     setText(row.conn, connText);
     let err = m.error_ms ?? p.error_ms;

@@ -31,6 +31,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio::io::AsyncBufReadExt;
+use watchparty_peer::admit::AdmitSecret;
 use watchparty_peer::crypto::PublicKey;
 use watchparty_peer::ids::{ContentHash, MediaId, PositionMs, Role, RoomId, UserId};
 use watchparty_peer::message::{MAX_QUEUE_ITEMS, MediaItem};
@@ -369,6 +370,9 @@ fn print_status(s: &watchparty_peer::native::driver::StatusSnapshot) {
         s.signaling,
         s.playback
     );
+    if s.admission && !s.admitted {
+        println!("  waiting for the host to approve you: nobody hears you yet");
+    }
     println!(
         "clock offset={:?} ms ± {:?} ms, position error={:?} ms, correcting={} ({} ppm)",
         s.clock_offset_ms,
@@ -384,8 +388,14 @@ fn print_status(s: &watchparty_peer::native::driver::StatusSnapshot) {
             (true, false) => " (link not verified)",
             (false, _) => "",
         };
+        // In a room that needs the host's approval (docs/protocol.md §2.2).
+        let approval = if s.admission && !p.is_host && !p.admitted {
+            " (not approved by the host: not heard)"
+        } else {
+            ""
+        };
         println!(
-            "  peer {} {} ({}) {}{link} channels={} online={} queued={}B retries={}",
+            "  peer {} {} ({}) {}{link}{approval} channels={} online={} queued={}B retries={}",
             p.user,
             p.name.as_deref().unwrap_or("?"),
             role_word(p.role),
@@ -441,6 +451,7 @@ async fn run_peer(
     room: RoomId,
     identity: watchparty_peer::crypto::SigningKey,
     pin: Option<PublicKey>,
+    admit: Option<AdmitSecret>,
     peer: &PeerArgs,
     initial_load: Option<i64>,
 ) -> Result<(), AnyError> {
@@ -448,6 +459,7 @@ async fn run_peer(
     let signal_url = api.signal_url(&room.to_string())?.to_string();
     let mut cfg = DriverConfig::new(room, signal_url, identity);
     cfg.pinned_host = pin;
+    cfg.session.admit_secret = admit;
     cfg.bind = peer.bind;
     cfg.server_key = saved
         .server_key
@@ -814,10 +826,12 @@ async fn run(cli: Cli) -> Result<(), AnyError> {
                 .parse()
                 .map_err(|_| "server returned a bad room id")?;
             store.save_room_key(&room_id, &key)?;
+            let admit = AdmitSecret::derive(&key);
             let link = InviteLink {
                 server: saved.server.clone(),
                 room: room_id,
                 pin: Some(key.public_key()),
+                admit: Some(admit),
             };
             if cli.json {
                 println!(
@@ -835,6 +849,7 @@ async fn run(cli: Cli) -> Result<(), AnyError> {
                 room_id,
                 key,
                 None,
+                Some(admit),
                 peer,
                 Some(*media),
             )
@@ -858,13 +873,16 @@ async fn run(cli: Cli) -> Result<(), AnyError> {
             let room = link.room.to_string();
             let info = api.join_room(&room, password.as_deref()).await?;
             // The host of the room re-joining: use its saved room key.
-            let identity = if info.my_role == "host" {
-                store.room_key(&link.room)?
+            let (identity, admit) = if info.my_role == "host" {
+                // Its admission secret comes from the room key (§2.2).
+                let key = store.room_key(&link.room)?;
+                let admit = AdmitSecret::derive(&key);
+                (key, Some(admit))
             } else {
-                new_signing_key().map_err(|e| format!("{e}"))?
+                (new_signing_key().map_err(|e| format!("{e}"))?, link.admit)
             };
             run_peer(
-                cli.json, &store, api, &saved, link.room, identity, link.pin, peer, None,
+                cli.json, &store, api, &saved, link.room, identity, link.pin, admit, peer, None,
             )
             .await
         }
