@@ -638,14 +638,20 @@ mod tests {
         assert_eq!(parse_invite_fragment(&frag), Ok(Some(key.public_key())));
         assert_eq!(parse_invite_secret(&frag), Ok(Some(secret)));
         assert_eq!(parse_invite_secret(&format!("#{frag}")), Ok(Some(secret)));
-        assert_eq!(parse_invite_secret(&invite_fragment(&key.public_key())), Ok(None));
+        assert_eq!(
+            parse_invite_secret(&invite_fragment(&key.public_key())),
+            Ok(None)
+        );
         assert_eq!(
             parse_invite_secret(&format!("{frag}&a={}", secret.to_base64url())),
             Err(PinError::Duplicate)
         );
         assert_eq!(parse_invite_secret("a=AAAA"), Err(PinError::BadSecret));
         assert_eq!(parse_invite_secret("a"), Err(PinError::BadSecret));
-        assert_eq!(parse_invite_secret(&"a".repeat(513)), Err(PinError::TooLong));
+        assert_eq!(
+            parse_invite_secret(&"a".repeat(513)),
+            Err(PinError::TooLong)
+        );
     }
 
     #[test]

@@ -61,7 +61,8 @@ fn admitted(room: &Room, at: usize, who: usize) -> bool {
 fn a_member_the_host_never_admitted_is_not_heard_in_a_pinned_room() {
     let mut room = room_with_intruder(71, true);
     room.command(1, UserCommand::Chat("hello".into())).unwrap();
-    room.command(3, UserCommand::Chat("buy now".into())).unwrap();
+    room.command(3, UserCommand::Chat("buy now".into()))
+        .unwrap();
     room.command(3, UserCommand::Ask(AskFor::Pause)).unwrap();
     room.command(3, UserCommand::Reaction("🎉".into())).unwrap();
     room.run_for_ms(3000);
@@ -135,12 +136,8 @@ fn a_knock_with_another_rooms_secret_is_refused() {
                     / 1000,
             ),
         };
-        watchparty_peer::frame::encode(
-            &key(1),
-            &h,
-            &watchparty_peer::message::Message::Knock(mac),
-        )
-        .unwrap()
+        watchparty_peer::frame::encode(&key(1), &h, &watchparty_peer::message::Message::Knock(mac))
+            .unwrap()
     };
     room.inject(1, 0, frame);
     assert_eq!(
@@ -161,8 +158,10 @@ fn a_signed_handoff_keeps_every_member_admitted() {
     // not.
     room.command(0, UserCommand::Chat("from the old host".into()))
         .unwrap();
-    room.command(2, UserCommand::Chat("from two".into())).unwrap();
-    room.command(3, UserCommand::Chat("intruder".into())).unwrap();
+    room.command(2, UserCommand::Chat("from two".into()))
+        .unwrap();
+    room.command(3, UserCommand::Chat("intruder".into()))
+        .unwrap();
     room.run_for_ms(3000);
     let heard = |i: usize| -> Vec<String> {
         let mut v: Vec<String> = chats(&room, i).into_iter().map(|(_, t)| t).collect();

@@ -488,12 +488,16 @@ async fn native_host_with_browser_follower_and_browser_host_with_native_follower
     let fragment = link.split_once('#').map_or("", |(_, f)| f);
     let pin = watchparty_peer::cert::parse_invite_fragment(fragment).unwrap();
     let admit = watchparty_peer::cert::parse_invite_secret(fragment).unwrap();
-    assert!(admit.is_some(), "the host's link carries the admission secret: {link}");
+    assert!(
+        admit.is_some(),
+        "the host's link carries the admission secret: {link}"
+    );
     let f_api = ApiClient::new(&site.base, None).unwrap();
     f_api.login("natfollow", PASSWORD).await.unwrap();
     f_api.join_room(&room, None).await.unwrap();
     let room_id: RoomId = room.parse().unwrap();
-    let (mut nf, _clock) = native_driver(&f_api, room_id, new_signing_key().unwrap(), pin, admit).await;
+    let (mut nf, _clock) =
+        native_driver(&f_api, room_id, new_signing_key().unwrap(), pin, admit).await;
     wait_event(&mut nf, "follower joined", |e| {
         matches!(e, DriverEvent::Joined { .. })
     })

@@ -391,14 +391,7 @@ impl Driver {
         let wall = WallTime::from_unix_millis_f64(wall_ms());
         let mut cfg = SessionConfig::new(self.opts.room);
         cfg.admit_secret = self.opts.admit_secret;
-        match Session::new(
-            cfg,
-            identity,
-            server_key,
-            self.opts.pinned_host,
-            now,
-            wall,
-        ) {
+        match Session::new(cfg, identity, server_key, self.opts.pinned_host, now, wall) {
             Ok(s) => {
                 self.session = Some(s);
                 true
