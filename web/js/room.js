@@ -56,6 +56,21 @@ function admitSecretFromFragment() {
   return a && /^[A-Za-z0-9_-]{43}$/.test(a) ? a : undefined;
 }
 
+const ADMIT_PREFIX = 'watchparty.admit.';
+
+/**
+ * The admission secret for this room: from the link, remembered in this
+ * browser, so reopening the room from the room list or a reload still asks
+ * the host for approval (the secret is the room's and survives handoffs).
+ */
+function admitSecret(roomId) {
+  const a = admitSecretFromFragment();
+  try {
+    if (a) localStorage.setItem(ADMIT_PREFIX + roomId, a);
+    return a || localStorage.getItem(ADMIT_PREFIX + roomId) || undefined;
+  } catch (_) { return a; }
+}
+
 function signalUrl(roomId) {
   const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
   return `${scheme}//${location.host}/api/v1/rooms/${roomId}/signal`;
@@ -137,7 +152,7 @@ async function enter(ctx, main, msg, setBanner, navigate) {
       token: accessToken(),
       roomId: ctx.roomId,
       hostKey: hostKeyFromFragment(),
-      admitSecret: admitSecretFromFragment(),
+      admitSecret: ctx.role === 'host' ? undefined : admitSecret(ctx.roomId),
       identitySeed: ctx.role === 'host' ? hostSeed(ctx.roomId) : undefined,
       video: ui.video,
     });
