@@ -359,22 +359,12 @@ pub fn invite_fragment_with_secret(host: &PublicKey, secret: &crate::admit::Admi
 /// # Errors
 /// [`PinError`] (`BadSecret` for a malformed value).
 pub fn parse_invite_secret(fragment: &str) -> Result<Option<crate::admit::AdmitSecret>, PinError> {
-    let fragment = fragment.strip_prefix('#').unwrap_or(fragment);
-    if fragment.len() > MAX_INVITE_FRAGMENT_LEN {
-        return Err(PinError::TooLong);
-    }
-    let mut found = None;
-    for pair in fragment.split('&') {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        if name != crate::admit::INVITE_ADMIT_PARAM {
-            continue;
-        }
-        if found.is_some() {
-            return Err(PinError::Duplicate);
-        }
-        found = Some(crate::admit::AdmitSecret::from_base64url(value).ok_or(PinError::BadSecret)?);
-    }
-    Ok(found)
+    fragment_param(
+        fragment,
+        crate::admit::INVITE_ADMIT_PARAM,
+        PinError::BadSecret,
+        crate::admit::AdmitSecret::from_base64url,
+    )
 }
 
 /// Why an invite fragment was refused.
@@ -402,20 +392,34 @@ pub enum PinError {
 /// [`PinError`] for an over-long fragment, a duplicate `k` or a malformed key
 /// (a malformed pin is never silently ignored).
 pub fn parse_invite_fragment(fragment: &str) -> Result<Option<PublicKey>, PinError> {
+    fragment_param(fragment, INVITE_KEY_PARAM, PinError::BadKey, |v| {
+        PublicKey::from_base64url(v).ok()
+    })
+}
+
+/// The value of parameter `name` of an invite fragment (with or without
+/// the leading `#`), parsed by `parse` (`None` from it: `bad`); `Ok(None)`
+/// when absent. Refuses an over-long fragment and a repeated `name`.
+fn fragment_param<T>(
+    fragment: &str,
+    name: &str,
+    bad: PinError,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<Option<T>, PinError> {
     let fragment = fragment.strip_prefix('#').unwrap_or(fragment);
     if fragment.len() > MAX_INVITE_FRAGMENT_LEN {
         return Err(PinError::TooLong);
     }
     let mut found = None;
     for pair in fragment.split('&') {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        if name != INVITE_KEY_PARAM {
+        let (n, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if n != name {
             continue;
         }
         if found.is_some() {
             return Err(PinError::Duplicate);
         }
-        found = Some(PublicKey::from_base64url(value).map_err(|_| PinError::BadKey)?);
+        found = Some(parse(value).ok_or(bad)?);
     }
     Ok(found)
 }

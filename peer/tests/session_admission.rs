@@ -6,12 +6,11 @@
 
 mod support;
 
-use support::room::{Net, Room, item, key, user};
+use support::room::{Net, Room, key, user};
 use watchparty_peer::acceptance::DropReason;
 use watchparty_peer::admit::AdmitSecret;
 use watchparty_peer::ids::Role;
 use watchparty_peer::session::{AskFor, Event, UserCommand};
-use watchparty_peer::time::MediaPos;
 
 /// Host 0 and followers 1 and 2 with the admission secret (pinned when
 /// `pinned`), then member 3 the server let in without it, playing from
@@ -25,13 +24,7 @@ fn room_with_intruder(seed: u64, pinned: bool) -> Room {
     }
     room.admit = false;
     room.add(Role::Viewer, None);
-    room.run_for_ms(1000);
-    room.command(0, UserCommand::Load(item(1, 3600))).unwrap();
-    room.run_for_ms(4000);
-    room.command(0, UserCommand::Seek(MediaPos::from_millis(20_000)))
-        .unwrap();
-    room.command(0, UserCommand::Play).unwrap();
-    room.run_for_ms(5000);
+    room.play_from_20s();
     room
 }
 

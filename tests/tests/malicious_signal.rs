@@ -636,16 +636,10 @@ const HOST_LATER_POSITION_MS: u64 = 90_000;
 /// Position tolerance between host and follower once settled, ms.
 const SYNC_TOLERANCE_MS: f64 = 50.0;
 
-/// Frames from `user` the peer has judged (accepted or dropped).
-fn judged(s: &StatusSnapshot, user: UserId) -> u64 {
-    let p = row(s, user);
-    p.accepted + p.drops.values().sum::<u64>()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn server_installed_host_is_refused_by_the_host_and_the_pinned_follower() {
-    let mut room = inproc::room(2).await;
-    let (host, follower, host_id) = host_and_follower_loaded(&mut room).await;
+/// [`host_and_follower_loaded`], then playing from `HOST_POSITION_MS`
+/// with the follower in sync.
+async fn playing_in_sync(room: &mut inproc::Room) -> (DriverHandle, DriverHandle, u64) {
+    let (host, follower, host_id) = host_and_follower_loaded(room).await;
     host.command(UserCommand::Seek(MediaPos::from_millis(HOST_POSITION_MS)))
         .await
         .unwrap();
@@ -659,6 +653,38 @@ async fn server_installed_host_is_refused_by_the_host_and_the_pinned_follower() 
         EVENT_WAIT,
     )
     .await;
+    (host, follower, host_id)
+}
+
+/// The host seeks to `HOST_LATER_POSITION_MS`; the follower follows it in
+/// sync (the room did not split).
+async fn seek_and_follow(host: &DriverHandle, follower: &DriverHandle) {
+    host.command(UserCommand::Seek(MediaPos::from_millis(
+        HOST_LATER_POSITION_MS,
+    )))
+    .await
+    .unwrap();
+    wait_in_sync(
+        host,
+        follower,
+        false,
+        HOST_LATER_POSITION_MS as f64,
+        SYNC_TOLERANCE_MS,
+        EVENT_WAIT,
+    )
+    .await;
+}
+
+/// Frames from `user` the peer has judged (accepted or dropped).
+fn judged(s: &StatusSnapshot, user: UserId) -> u64 {
+    let p = row(s, user);
+    p.accepted + p.drops.values().sum::<u64>()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_installed_host_is_refused_by_the_host_and_the_pinned_follower() {
+    let mut room = inproc::room(2).await;
+    let (host, follower, host_id) = playing_in_sync(&mut room).await;
     let before = host.status().await.unwrap();
     assert!(before.is_host, "{before:?}");
 
@@ -737,20 +763,7 @@ async fn server_installed_host_is_refused_by_the_host_and_the_pinned_follower() 
     );
     assert_eq!(r.reason, "pin_mismatch", "{r:?}");
     // The room did not split: the host's next command reaches the follower.
-    host.command(UserCommand::Seek(MediaPos::from_millis(
-        HOST_LATER_POSITION_MS,
-    )))
-    .await
-    .unwrap();
-    wait_in_sync(
-        &host,
-        &follower,
-        false,
-        HOST_LATER_POSITION_MS as f64,
-        SYNC_TOLERANCE_MS,
-        EVENT_WAIT,
-    )
-    .await;
+    seek_and_follow(&host, &follower).await;
     drop(t);
 }
 
@@ -766,20 +779,7 @@ async fn a_member_the_server_added_without_the_hosts_approval_is_not_heard() {
     // The invite link carried the admission secret: the host enforces it,
     // the follower knocks with it and enforces the host's roster.
     room.admission = true;
-    let (mut host, mut follower, host_id) = host_and_follower_loaded(&mut room).await;
-    host.command(UserCommand::Seek(MediaPos::from_millis(HOST_POSITION_MS)))
-        .await
-        .unwrap();
-    host.command(UserCommand::Play).await.unwrap();
-    wait_in_sync(
-        &host,
-        &follower,
-        false,
-        HOST_POSITION_MS as f64,
-        SYNC_TOLERANCE_MS,
-        EVENT_WAIT,
-    )
-    .await;
+    let (mut host, mut follower, host_id) = playing_in_sync(&mut room).await;
     // The follower knocked and was admitted: both say so.
     let fs = follower.status().await.unwrap();
     let follower_id = UserId::new(fs.you.unwrap()).unwrap();
@@ -878,20 +878,7 @@ async fn a_member_the_server_added_without_the_hosts_approval_is_not_heard() {
     // next command reaches the follower.
     let hs = host.status().await.unwrap();
     assert!(hs.playback.is_some_and(|p| !p.paused), "{hs:?}");
-    host.command(UserCommand::Seek(MediaPos::from_millis(
-        HOST_LATER_POSITION_MS,
-    )))
-    .await
-    .unwrap();
-    wait_in_sync(
-        &host,
-        &follower,
-        false,
-        HOST_LATER_POSITION_MS as f64,
-        SYNC_TOLERANCE_MS,
-        EVENT_WAIT,
-    )
-    .await;
+    seek_and_follow(&host, &follower).await;
     drop(t);
 }
 

@@ -602,6 +602,18 @@ impl Room {
         }
     }
 
+    /// After a second, the host loads a one-hour item, then plays it from
+    /// 20 s; returns 5 s after the play.
+    pub fn play_from_20s(&mut self) {
+        self.run_for_ms(1000);
+        self.command(0, UserCommand::Load(item(1, 3600))).unwrap();
+        self.run_for_ms(4000);
+        self.command(0, UserCommand::Seek(MediaPos::from_millis(20_000)))
+            .unwrap();
+        self.command(0, UserCommand::Play).unwrap();
+        self.run_for_ms(5000);
+    }
+
     pub fn run_for_ms(&mut self, ms: i64) {
         let end = self.t + ms * 1000;
         self.run_until(end);
