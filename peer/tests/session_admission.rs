@@ -166,3 +166,59 @@ fn a_signed_handoff_keeps_every_member_admitted() {
         assert_eq!(heard(i), vec!["from the old host", "from two"], "peer {i}");
     }
 }
+
+#[test]
+fn the_host_can_approve_a_member_by_hand() {
+    let mut room = room_with_intruder(75, true);
+    // Only the host may approve.
+    assert!(room.command(1, UserCommand::Approve(user(3))).is_err());
+    room.command(0, UserCommand::Approve(user(3))).unwrap();
+    room.run_for_ms(2000);
+    for i in 0..3 {
+        assert!(admitted(&room, i, 3), "peer {i}");
+    }
+    room.command(3, UserCommand::Chat("let in".into())).unwrap();
+    room.run_for_ms(3000);
+    for i in 0..3 {
+        assert_eq!(chats(&room, i), vec![(3, "let in".to_owned())], "peer {i}");
+    }
+}
+
+/// `MAX_ADMITTED`: the host's roster holds at most 16 members, itself
+/// included; a knock beyond that is not admitted until a member in the
+/// roster leaves the room.
+#[test]
+fn the_roster_holds_at_most_max_admitted_members() {
+    use watchparty_peer::message::MAX_ADMITTED;
+    use watchparty_peer::signaling::ServerMessage;
+    let mut room = Room::new(76, Net::default());
+    room.admit = true;
+    for _ in 0..=MAX_ADMITTED {
+        room.add(Role::Viewer, None);
+    }
+    room.run_for_ms(12_000);
+    // The host and the first 15 members to knock fill the roster.
+    let out: Vec<usize> = (1..=MAX_ADMITTED)
+        .filter(|i| !admitted(&room, 0, *i))
+        .collect();
+    assert_eq!(out.len(), 1, "one more than fits: {out:?}");
+    let (left_out, leaving) = (out[0], if out[0] == 1 { 2 } else { 1 });
+    // A member in the roster leaves: its entry goes for the next knock
+    // (sent with each Status).
+    room.peers[leaving].online = false;
+    for j in 0..=MAX_ADMITTED {
+        if j != leaving {
+            room.signal(
+                j,
+                ServerMessage::MemberLeft {
+                    user: user(leaving),
+                },
+            );
+        }
+    }
+    room.run_for_ms(12_000);
+    assert!(admitted(&room, 0, left_out));
+    let other = if left_out == 3 { 4 } else { 3 };
+    assert!(admitted(&room, other, left_out));
+    assert!(!admitted(&room, 0, leaving));
+}

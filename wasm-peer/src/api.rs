@@ -390,6 +390,7 @@ impl RoomClient {
             }
             C::AcceptAsk { member } => UserCommand::AcceptAsk(member.user().map_err(err)?),
             C::DismissAsk { member } => UserCommand::DismissAsk(member.user().map_err(err)?),
+            C::Approve { member } => UserCommand::Approve(member.user().map_err(err)?),
         })
     }
 

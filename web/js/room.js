@@ -905,10 +905,12 @@ function renderMembers(ctx, ui) {
       // Whether the host's signature vouches for this very connection.
       connText += p.bound ? ', verified link' : ', link not verified yet';
     }
-    if (!you && m.role !== 'host' && status && status.admission && p.admitted === false) {
+    const unapproved = !you && m.role !== 'host' && !!status && status.admission && p.admitted === false;
+    if (unapproved) {
       // The server let it in, the host never approved it: nobody hears it.
       connText += ', not approved by the host';
     }
+    row.li.dataset.admitted = unapproved ? 'false' : 'true';
     setText(row.conn, connText);
     let err = m.error_ms ?? p.error_ms;
     let buffering = m.buffering ?? p.buffering;
@@ -934,6 +936,7 @@ function renderMembers(ctx, ui) {
       toggle.dataset.role = next;
       setText(toggle, next === 'controller' ? 'Make controller' : 'Make viewer');
       toggle.setAttribute('aria-label', `Make ${name} a ${next}`);
+      row.actions.querySelector('.approve').hidden = !unapproved;
     }
     rows.push(row.li);
   }
@@ -954,7 +957,9 @@ function memberActions(ctx, ui, id) {
   const name = () => nameOf(ctx, id);
   const toggle = h('button', { type: 'button', class: 'role-toggle' });
   toggle.addEventListener('click', () => send(ctx, ui, { type: 'set_role', member: id, role: toggle.dataset.role }));
-  return h('span', { class: 'actions' }, toggle,
+  const approve = h('button', { type: 'button', class: 'approve', 'aria-label': `Approve ${name()}: let the room hear them`,
+    onclick: () => { if (confirm(`${name()} joined without your invite link. Let the room hear them?`)) send(ctx, ui, { type: 'approve', member: id }); } }, 'Approve');
+  return h('span', { class: 'actions' }, approve, toggle,
     h('button', { type: 'button', class: 'make-host', 'aria-label': `Make ${name()} the host`, onclick: () => { if (confirm(`Hand the room over to ${name()}?`)) send(ctx, ui, { type: 'handoff', member: id }); } }, 'Make host'),
     h('button', { type: 'button', class: 'danger remove', 'aria-label': `Remove ${name()}`, onclick: () => { if (confirm(`Remove ${name()} from the room?`)) send(ctx, ui, { type: 'kick', member: id }); } }, 'Remove'));
 }

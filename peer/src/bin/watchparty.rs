@@ -13,7 +13,9 @@
 //! for the host `kick USER`, `role USER controller|viewer`, `handoff USER`
 //! (USER: user id or username; these go through the server's REST routes,
 //! then the signed frame tells the peers), `accept USER` / `dismiss USER`
-//! (answer that member's ask; `status` lists the asks waiting), `quit`.
+//! (answer that member's ask; `status` lists the asks waiting), `approve
+//! USER` (let a member who joined without the invite link's secret be
+//! heard; `status` marks such members "not approved by the host"), `quit`.
 //! `--json` prints one event per line (for scripts and tests); a status
 //! line carries `wall_us` (Unix µs of the snapshot instant) and the `TAG`
 //! given to `status`.
@@ -263,6 +265,7 @@ fn parse_command(line: &str) -> Result<Option<LineCmd>, String> {
         }
         "accept" => LineCmd::Answer(UserRef::parse(rest).ok_or("accept USER")?, true),
         "dismiss" => LineCmd::Answer(UserRef::parse(rest).ok_or("dismiss USER")?, false),
+        "approve" => LineCmd::Approve(UserRef::parse(rest).ok_or("approve USER")?),
         "roster" => LineCmd::Status(None),
         "status" => {
             if rest.len() > MAX_STATUS_TAG || rest.chars().any(char::is_control) {
@@ -302,6 +305,8 @@ enum LineCmd {
     Role(UserRef, Role),
     /// Host: accept (`true`) or dismiss a member's ask.
     Answer(UserRef, bool),
+    /// Host: admit a member by hand (docs/protocol.md §2.2).
+    Approve(UserRef),
     Quit,
 }
 
@@ -549,6 +554,10 @@ async fn run_peer(
                         let r = answer_ask(&api, &handle, &room_text, &who, accept).await;
                         host_result(json, what, r);
                     }
+                    Ok(Some(LineCmd::Approve(who))) => {
+                        let r = approve(&api, &handle, &room_text, &who).await;
+                        host_result(json, "approve", r);
+                    }
                     Ok(Some(LineCmd::Role(who, role))) => {
                         let r = host_action(&api, &handle, &room_text, &who, HostAction::Role(role)).await;
                         host_result(json, "role", r);
@@ -682,6 +691,21 @@ async fn answer_ask(
         UserCommand::DismissAsk(user)
     };
     handle.command(cmd).await.map_err(|e| e.to_string())?;
+    Ok(user)
+}
+
+/// Host: admits `who` by hand (signed by us in our roster; no REST route).
+async fn approve(
+    api: &ApiClient,
+    handle: &DriverHandle,
+    room: &str,
+    who: &UserRef,
+) -> Result<UserId, AnyError> {
+    let user = who.resolve(api, room).await?;
+    handle
+        .command(UserCommand::Approve(user))
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(user)
 }
 
@@ -956,6 +980,11 @@ mod tests {
             parse_command("dismiss 3"),
             Ok(Some(LineCmd::Answer(UserRef::Id(3), false)))
         ));
+        assert!(matches!(
+            parse_command("approve bob"),
+            Ok(Some(LineCmd::Approve(UserRef::Name(n)))) if n == "bob"
+        ));
+        assert!(parse_command("approve").is_err());
         assert!(matches!(
             parse_command("kick 7"),
             Ok(Some(LineCmd::Kick(UserRef::Id(7))))

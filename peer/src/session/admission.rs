@@ -28,7 +28,7 @@ use crate::ids::{Epoch, Seq, UserId};
 use crate::message::{Admitted, Kind, MAX_ADMITTED, Message, SignerClass};
 use crate::time::LocalTime;
 
-use super::{Session, Signer};
+use super::{CommandError, Session, Signer};
 
 impl Session {
     /// The room's admission secret, when this session holds it (from the
@@ -95,8 +95,42 @@ impl Session {
             }
             return;
         }
-        if !self.admitted.contains_key(&signer.user) && self.admitted.len() >= MAX_ADMITTED {
-            // Make room: forget a member no longer in the room.
+        self.admit_member(signer.user, signer.key, now);
+    }
+
+    /// Host: our user approves current member `member` by hand (one that
+    /// joined without the invite link's secret), with the key of its
+    /// certificate.
+    ///
+    /// # Errors
+    /// [`CommandError::NotHost`] unless we host; [`CommandError::UnknownMember`]
+    /// for someone not in the room; [`CommandError::InvalidState`] when the
+    /// roster is full of members in the room.
+    pub(super) fn approve(&mut self, member: UserId, now: LocalTime) -> Result<(), CommandError> {
+        if !self.is_host {
+            return Err(CommandError::NotHost);
+        }
+        let key = self
+            .members
+            .get(&member)
+            .filter(|m| m.current)
+            .map(|m| m.key)
+            .ok_or(CommandError::UnknownMember(member))?;
+        if self.admitted.get(&member) == Some(&key) {
+            return Ok(());
+        }
+        if self.admit_member(member, key, now) {
+            Ok(())
+        } else {
+            Err(CommandError::InvalidState)
+        }
+    }
+
+    /// Host: lists (`user`, `key`) in our roster and tells everyone;
+    /// whether it fit ([`MAX_ADMITTED`]: a member no longer in the room is
+    /// forgotten first).
+    fn admit_member(&mut self, user: UserId, key: PublicKey, now: LocalTime) -> bool {
+        if !self.admitted.contains_key(&user) && self.admitted.len() >= MAX_ADMITTED {
             let host = self.me;
             let gone = self
                 .admitted
@@ -107,11 +141,12 @@ impl Session {
                 Some(u) => {
                     self.admitted.remove(&u);
                 }
-                None => return, // every entry is a member in the room
+                None => return false, // every entry is a member in the room
             }
         }
-        self.admitted.insert(signer.user, signer.key);
+        self.admitted.insert(user, key);
         self.send_roster(None, now);
+        true
     }
 
     /// Host: our signed `Roster`, to `to` or (None) to every neighbour.
@@ -141,14 +176,42 @@ impl Session {
     }
 
     /// Follower: the host's `Roster` (epoch, seq): the newest replaces the
-    /// admitted members. Whether it did.
+    /// admitted members. Whether it did. Once it names us, our withheld
+    /// `Status` goes out at once (see [`Session::status_withheld`]).
     pub(super) fn on_roster(&mut self, list: &[Admitted], epoch: Epoch, seq: Seq) -> bool {
         if self.is_host || self.roster_version.is_some_and(|v| v >= (epoch, seq)) {
             return false;
         }
+        let was = self.me.is_some_and(|me| self.is_admitted(me));
         self.roster_version = Some((epoch, seq));
         self.admitted = list.iter().map(|a| (a.member, a.key)).collect();
+        if !was && self.me.is_some_and(|me| self.is_admitted(me)) && self.next_status_at.is_some() {
+            self.next_status_at = Some(self.now);
+        }
         true
+    }
+
+    /// Follower holding the secret, not admitted yet, without a direct
+    /// link to the host: its `Status` would only be dropped by the
+    /// neighbours (`not_admitted`), so only the `Knock` goes out (through
+    /// them, to the host) until the host's `Roster` names us.
+    pub(super) fn status_withheld(&self) -> bool {
+        let host_linked = self.host().is_some_and(|h| self.links.contains_key(&h));
+        self.cfg.admit_secret.is_some()
+            && !host_linked
+            && !self.me.is_some_and(|me| self.is_admitted(me))
+    }
+
+    /// Follower: a new link to a member starts with the latest host
+    /// `Roster` we hold (on the ordered control channel, so the member
+    /// knows who is admitted before any member frame we forward to it).
+    pub(super) fn roster_to_new_link(&mut self, peer: UserId) {
+        if self.is_host || Some(peer) == self.host() {
+            return;
+        }
+        if let Some(roster) = self.last_roster_frame.clone() {
+            self.send(peer, channels::CONTROL.id, roster);
+        }
     }
 
     /// Follower holding the secret: the `Knock` to send before a `Status`

@@ -733,6 +733,7 @@ impl Session {
                 self.offer_state_to_returning_host(peer);
                 self.knock_due = true;
             }
+            self.roster_to_new_link(peer);
             if Some(peer) == self.host() || !host_linked {
                 self.send_status(now);
             }
@@ -853,6 +854,7 @@ impl Session {
             UserCommand::Ask(what) => self.ask(what, now),
             UserCommand::AcceptAsk(member) => self.accept_ask(member, now),
             UserCommand::DismissAsk(member) => self.dismiss_ask(member, now),
+            UserCommand::Approve(member) => self.approve(member, now),
             cmd if self.is_host => self.host_command(cmd, now),
             cmd => self.follower_command(cmd, now),
         }
@@ -2182,7 +2184,8 @@ impl Session {
             | UserCommand::Resync
             | UserCommand::Ask(_)
             | UserCommand::AcceptAsk(_)
-            | UserCommand::DismissAsk(_) => Ok(()),
+            | UserCommand::DismissAsk(_)
+            | UserCommand::Approve(_) => Ok(()),
         }
     }
 
@@ -2576,7 +2579,7 @@ impl Session {
             | UserCommand::Kick(_)
             | UserCommand::Handoff(_)
             | UserCommand::SetPolicy(_) => return Err(CommandError::NotHost),
-            UserCommand::AcceptAsk(_) | UserCommand::DismissAsk(_) => {
+            UserCommand::AcceptAsk(_) | UserCommand::DismissAsk(_) | UserCommand::Approve(_) => {
                 return Err(CommandError::NotHost);
             }
             UserCommand::Chat(_)
@@ -2660,6 +2663,9 @@ impl Session {
         self.next_status_at = Some(now + self.cfg.status_interval);
         if let Some(knock) = self.knock_frame(now) {
             self.send_to_host(channels::CONTROL.id, knock);
+        }
+        if self.status_withheld() {
+            return;
         }
         // The room time when the position was read: stamping the send
         // instant instead would report a playing member up to one sampling

@@ -213,6 +213,9 @@ pub enum UserCommand {
     AcceptAsk(UserId),
     /// Host: say no to this member's pending ask.
     DismissAsk(UserId),
+    /// Host: admit this member by hand (one that joined without the invite
+    /// link's admission secret; docs/protocol.md §2.2).
+    Approve(UserId),
 }
 
 /// Why a command was not carried out.
