@@ -19,7 +19,15 @@
 //!   secret, accepts member frames other than `Knock` and `ClockPing` only
 //!   from members the roster names with exactly the signing key
 //!   (`not_admitted` otherwise). Without a pin, nothing is enforced: the
-//!   host key itself came from the server.
+//!   host key itself came from the server;
+//! - the host's user may admit a member by hand ([`super::UserCommand::Approve`]),
+//!   e.g. one that opened the room without the link.
+//!
+//! So that honest rooms drop nothing, a joiner not admitted yet and
+//! without a direct link to the host sends only its `Knock` (its `Status`
+//! follows as soon as a `Roster` names it), and every new member link
+//! starts with the latest `Roster` (before any member frame forwarded on
+//! it).
 
 use crate::admit::AdmitSecret;
 use crate::channels;
