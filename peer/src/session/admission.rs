@@ -118,12 +118,7 @@ impl Session {
         if !self.is_host {
             return Err(CommandError::NotHost);
         }
-        let key = self
-            .members
-            .get(&member)
-            .filter(|m| m.current)
-            .map(|m| m.key)
-            .ok_or(CommandError::UnknownMember(member))?;
+        let key = self.current_member_key(member)?;
         if self.admitted.get(&member) == Some(&key) {
             return Ok(());
         }

@@ -527,6 +527,15 @@ impl Session {
         })
     }
 
+    /// The key of current member `member` (its certificate's).
+    fn current_member_key(&self, member: UserId) -> Result<PublicKey, CommandError> {
+        self.members
+            .get(&member)
+            .filter(|m| m.current)
+            .map(|m| m.key)
+            .ok_or(CommandError::UnknownMember(member))
+    }
+
     /// A current or former member's certificate name.
     #[must_use]
     pub fn member_name(&self, user: UserId) -> Option<&DisplayName> {
@@ -2149,12 +2158,7 @@ impl Session {
                 Ok(())
             }
             UserCommand::Handoff(member) => {
-                let key = self
-                    .members
-                    .get(&member)
-                    .filter(|m| m.current)
-                    .map(|m| m.key)
-                    .ok_or(CommandError::UnknownMember(member))?;
+                let key = self.current_member_key(member)?;
                 let new_epoch = self.epoch.next().ok_or(CommandError::SeqExhausted)?;
                 let h = Handoff {
                     new_host: member,
