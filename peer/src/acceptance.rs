@@ -91,6 +91,10 @@ drop_reasons! {
     /// Pinned room: host control over the link to the host before a host
     /// `Bind` verified on it (docs/protocol.md §7.1 *Binding*).
     UnboundLink => "unbound_link",
+    /// Pinned room: a member frame (other than `Knock` and `ClockPing`)
+    /// signed by a member the host did not admit, or by another key than
+    /// the one it admitted (docs/protocol.md §2.2).
+    NotAdmitted => "not_admitted",
 }
 
 impl From<&FrameError> for DropReason {

@@ -339,18 +339,49 @@ pub fn invite_fragment(host: &PublicKey) -> String {
     format!("{INVITE_KEY_PARAM}={}", host.to_base64url())
 }
 
+/// The fragment of an invite link that also carries the room's admission
+/// secret (docs/protocol.md §2.2): `k=<host key>&a=<secret>`.
+#[must_use]
+pub fn invite_fragment_with_secret(host: &PublicKey, secret: &crate::admit::AdmitSecret) -> String {
+    format!(
+        "{}&{}={}",
+        invite_fragment(host),
+        crate::admit::INVITE_ADMIT_PARAM,
+        secret.to_base64url()
+    )
+}
+
+/// Reads the admission secret (`a=`) from an invite-link fragment (with or
+/// without the leading `#`); `Ok(None)` when there is none. Same rules as
+/// [`parse_invite_fragment`]: an over-long fragment, a second `a` or a
+/// value that is not exactly 32 bytes of canonical base64url is an error.
+///
+/// # Errors
+/// [`PinError`] (`BadSecret` for a malformed value).
+pub fn parse_invite_secret(fragment: &str) -> Result<Option<crate::admit::AdmitSecret>, PinError> {
+    fragment_param(
+        fragment,
+        crate::admit::INVITE_ADMIT_PARAM,
+        PinError::BadSecret,
+        crate::admit::AdmitSecret::from_base64url,
+    )
+}
+
 /// Why an invite fragment was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PinError {
     /// Longer than [`MAX_INVITE_FRAGMENT_LEN`].
     #[error("invite fragment too long")]
     TooLong,
-    /// `k` given more than once.
-    #[error("host key given twice in the invite fragment")]
+    /// `k` (or `a`) given more than once.
+    #[error("host key or admission secret given twice in the invite fragment")]
     Duplicate,
     /// `k` is not a base64url Ed25519 key.
     #[error("host key in the invite fragment is not a base64url Ed25519 key")]
     BadKey,
+    /// `a` is not 32 bytes of canonical base64url.
+    #[error("admission secret in the invite fragment is not 32 bytes of base64url")]
+    BadSecret,
 }
 
 /// Reads the pinned host key from an invite-link fragment (with or without
@@ -361,20 +392,34 @@ pub enum PinError {
 /// [`PinError`] for an over-long fragment, a duplicate `k` or a malformed key
 /// (a malformed pin is never silently ignored).
 pub fn parse_invite_fragment(fragment: &str) -> Result<Option<PublicKey>, PinError> {
+    fragment_param(fragment, INVITE_KEY_PARAM, PinError::BadKey, |v| {
+        PublicKey::from_base64url(v).ok()
+    })
+}
+
+/// The value of parameter `name` of an invite fragment (with or without
+/// the leading `#`), parsed by `parse` (`None` from it: `bad`); `Ok(None)`
+/// when absent. Refuses an over-long fragment and a repeated `name`.
+fn fragment_param<T>(
+    fragment: &str,
+    name: &str,
+    bad: PinError,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<Option<T>, PinError> {
     let fragment = fragment.strip_prefix('#').unwrap_or(fragment);
     if fragment.len() > MAX_INVITE_FRAGMENT_LEN {
         return Err(PinError::TooLong);
     }
     let mut found = None;
     for pair in fragment.split('&') {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        if name != INVITE_KEY_PARAM {
+        let (n, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if n != name {
             continue;
         }
         if found.is_some() {
             return Err(PinError::Duplicate);
         }
-        found = Some(PublicKey::from_base64url(value).map_err(|_| PinError::BadKey)?);
+        found = Some(parse(value).ok_or(bad)?);
     }
     Ok(found)
 }
@@ -588,6 +633,31 @@ mod tests {
     /// The 512-byte limit counts the fragment after `#`: exactly
     /// [`MAX_INVITE_FRAGMENT_LEN`] bytes are read with or without the `#`,
     /// one more is refused either way (docs/protocol.md §2.1).
+    #[test]
+    fn invite_fragment_admission_secret() {
+        use crate::admit::AdmitSecret;
+        let key = SigningKey::from_seed(&[9; 32]).unwrap();
+        let secret = AdmitSecret::derive(&key);
+        let frag = invite_fragment_with_secret(&key.public_key(), &secret);
+        assert_eq!(parse_invite_fragment(&frag), Ok(Some(key.public_key())));
+        assert_eq!(parse_invite_secret(&frag), Ok(Some(secret)));
+        assert_eq!(parse_invite_secret(&format!("#{frag}")), Ok(Some(secret)));
+        assert_eq!(
+            parse_invite_secret(&invite_fragment(&key.public_key())),
+            Ok(None)
+        );
+        assert_eq!(
+            parse_invite_secret(&format!("{frag}&a={}", secret.to_base64url())),
+            Err(PinError::Duplicate)
+        );
+        assert_eq!(parse_invite_secret("a=AAAA"), Err(PinError::BadSecret));
+        assert_eq!(parse_invite_secret("a"), Err(PinError::BadSecret));
+        assert_eq!(
+            parse_invite_secret(&"a".repeat(513)),
+            Err(PinError::TooLong)
+        );
+    }
+
     #[test]
     fn invite_fragment_limit_does_not_count_the_hash() {
         let key = SigningKey::from_seed(&[3; 32]).unwrap().public_key();

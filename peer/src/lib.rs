@@ -10,6 +10,7 @@
 )]
 
 pub mod acceptance;
+pub mod admit;
 pub mod backoff;
 pub mod cert;
 pub mod channels;

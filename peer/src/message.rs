@@ -40,6 +40,8 @@ pub const MAX_EMOJI_CHARS: usize = 8;
 pub const MAX_EMOJI_BYTES: usize = 32;
 /// Longest "wait for everyone" timeout a policy may set, in milliseconds.
 pub const MAX_WAIT_TIMEOUT_MS: u32 = 120_000;
+/// Maximum number of members in a host's `Roster` (the room member cap).
+pub const MAX_ADMITTED: usize = MAX_ROLE_GRANTS;
 /// Maximum size of a certificate carried in an `Announce`.
 pub const MAX_ANNOUNCED_CERT_LEN: usize = crate::cert::MAX_CERT_LEN;
 
@@ -127,6 +129,8 @@ kinds! {
     Bind = 0x0f, Host, CONTROL;
     /// Refuse a member's request.
     Refuse = 0x10, Host, CONTROL;
+    /// The members the host admitted to a pinned room.
+    Roster = 0x11, Host, CONTROL;
     /// Emoji reaction.
     Reaction = 0x20, Member, CHAT;
     /// Ask the host for a command.
@@ -137,6 +141,9 @@ kinds! {
     Chat = 0x23, Member, CHAT;
     /// A member presents its certificate in band.
     Announce = 0x24, Member, CONTROL;
+    /// A member proves to the host that it holds the invite link's
+    /// admission secret.
+    Knock = 0x25, Member, CONTROL;
     /// Clock probe to the host.
     ClockPing = 0x30, Member, CLOCK;
     /// The host's clock answer.
@@ -455,6 +462,16 @@ pub struct DtlsBinding {
     pub peer_fingerprint: Fingerprint,
 }
 
+/// A member the host admitted to a pinned room: its user id and the
+/// session key it knocked with (docs/protocol.md §2.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admitted {
+    /// The member.
+    pub member: UserId,
+    /// The session key its frames must be signed with.
+    pub key: PublicKey,
+}
+
 /// Why the host refused a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RefuseReason {
@@ -731,6 +748,8 @@ pub enum Message {
     Bind(DtlsBinding),
     /// Request refused.
     Refuse(Refusal),
+    /// The members the host admitted (at most [`MAX_ADMITTED`]).
+    Roster(Vec<Admitted>),
     /// Reaction.
     Reaction(Emoji),
     /// Request to the host.
@@ -741,6 +760,9 @@ pub enum Message {
     Chat(ChatText),
     /// The signer's own certificate.
     Announce(SignedCertificate),
+    /// Proof of the invite link's admission secret: the knock MAC
+    /// (`crate::admit::AdmitSecret::knock_mac`).
+    Knock([u8; crate::admit::ADMIT_SECRET_LEN]),
     /// Clock probe (µs timestamps).
     ClockPing(ClockPing),
     /// Clock answer (µs timestamps).
@@ -768,11 +790,13 @@ impl Message {
             Self::Handoff(_) => Kind::Handoff,
             Self::Bind(_) => Kind::Bind,
             Self::Refuse(_) => Kind::Refuse,
+            Self::Roster(_) => Kind::Roster,
             Self::Reaction(_) => Kind::Reaction,
             Self::Request(_) => Kind::Request,
             Self::Status(_) => Kind::Status,
             Self::Chat(_) => Kind::Chat,
             Self::Announce(_) => Kind::Announce,
+            Self::Knock(_) => Kind::Knock,
             Self::ClockPing(_) => Kind::ClockPing,
             Self::ClockPong(_) => Kind::ClockPong,
         }
@@ -842,6 +866,14 @@ impl Message {
                     RefuseReason::TooManyPending => 6,
                 });
             }
+            Self::Roster(list) => {
+                w.count("roster", list.len(), MAX_ADMITTED)?;
+                for a in list {
+                    w.u64(a.member.get());
+                    w.put(a.key.as_bytes());
+                }
+            }
+            Self::Knock(mac) => w.put(mac),
             Self::Reaction(e) => w.bytes("reaction", e.0.as_bytes(), MAX_EMOJI_BYTES)?,
             Self::Request(c) => put_request(w, c)?,
             Self::Status(s) => {
@@ -958,6 +990,18 @@ impl Message {
                     })?,
                 },
             }),
+            Kind::Roster => {
+                let n = r.count("roster", MAX_ADMITTED)?;
+                let mut list = Vec::with_capacity(n);
+                for _ in 0..n {
+                    list.push(Admitted {
+                        member: get_user(&mut r)?,
+                        key: PublicKey::from_bytes(r.array::<PUBLIC_KEY_LEN>("member key")?),
+                    });
+                }
+                Self::Roster(list)
+            }
+            Kind::Knock => Self::Knock(r.array("knock mac")?),
             Kind::Reaction => Self::Reaction(
                 Emoji::new(r.str("reaction", MAX_EMOJI_BYTES)?).map_err(DecodeError::from)?,
             ),
@@ -1378,6 +1422,16 @@ pub(crate) mod strategies {
                     peer_fingerprint: p,
                 })
             }),
+            prop::collection::vec((user(), any::<[u8; 32]>()), 0..=MAX_ADMITTED).prop_map(|v| {
+                Message::Roster(
+                    v.into_iter()
+                        .map(|(member, k)| Admitted {
+                            member,
+                            key: PublicKey::from_bytes(k),
+                        })
+                        .collect(),
+                )
+            }),
             (user(), 0..Seq::LIMIT, 1u8..=6).prop_map(|(member, s, reason)| {
                 Message::Refuse(Refusal {
                     member,
@@ -1394,6 +1448,7 @@ pub(crate) mod strategies {
             }),
         ];
         let member = prop_oneof![
+            any::<[u8; 32]>().prop_map(Message::Knock),
             "[😀🎉👍❤️🔥]{1,4}".prop_map(|s| Message::Reaction(Emoji::new(&s).unwrap())),
             request().prop_map(Message::Request),
             (
@@ -1479,7 +1534,7 @@ mod tests {
             assert_eq!(Kind::from_byte(k.to_byte()), Some(*k));
         }
         assert_eq!(Kind::from_byte(0), None);
-        assert_eq!(Kind::from_byte(0x11), None);
+        assert_eq!(Kind::from_byte(0x12), None);
         assert_eq!(Kind::Play.signer(), SignerClass::Host);
         assert_eq!(Kind::Chat.signer(), SignerClass::Member);
         assert_eq!(Kind::ClockPong.signer(), SignerClass::Host);

@@ -4,7 +4,10 @@
 //! To print the vectors (e.g. after a deliberate format change):
 //! `cargo test -p watchparty-peer --no-default-features --test protocol_vectors -- --ignored --nocapture`
 
-use watchparty_peer::cert::{CertVerifier, CertificateBody, SignedCertificate, invite_fragment};
+use watchparty_peer::admit::AdmitSecret;
+use watchparty_peer::cert::{
+    CertVerifier, CertificateBody, SignedCertificate, invite_fragment, invite_fragment_with_secret,
+};
 use watchparty_peer::channels::{self, ChannelId};
 use watchparty_peer::clock::ClockPing;
 use watchparty_peer::crypto::{Domain, SigningKey};
@@ -14,7 +17,7 @@ use watchparty_peer::ids::{
     UnixSeconds, UserId,
 };
 use watchparty_peer::message::{
-    ChatText, DtlsBinding, Fingerprint, Kind, MediaItem, Message, Refusal, RefuseReason,
+    Admitted, ChatText, DtlsBinding, Fingerprint, Kind, MediaItem, Message, Refusal, RefuseReason,
 };
 use watchparty_peer::session::{ChannelOpen, Event, Output, Session, SessionConfig};
 use watchparty_peer::signaling::{BoundedVec, OffererRule, RosterEntry, ServerMessage};
@@ -155,12 +158,57 @@ fn vectors() -> Vec<(&'static str, String)> {
         "frame-announce",
         frame(&m, header(2, 122_000), Message::Announce(member_cert())),
     ));
+    v.push((
+        "frame-knock",
+        frame(&m, header(3, 123_000), Message::Knock(knock_mac())),
+    ));
+    v.push((
+        "frame-roster",
+        frame(
+            &h,
+            header(11, 133_000),
+            Message::Roster(vec![
+                Admitted {
+                    member: UserId::new(1).unwrap(),
+                    key: h.public_key(),
+                },
+                Admitted {
+                    member: UserId::new(2).unwrap(),
+                    key: m.public_key(),
+                },
+            ]),
+        ),
+    ));
+    v.push(("admit-secret", hex::encode(admit_secret().as_bytes())));
+    v.push(("knock-mac", hex::encode(knock_mac())));
+    v.push(("drop-knock-wrong-secret", hex::encode(wrong_knock())));
     v.push(("certificate-host", hex::encode(host_cert().as_bytes())));
     v.push(("certificate-member", hex::encode(member_cert().as_bytes())));
     for d in drop_vectors() {
         v.push((d.name, hex::encode(&d.bytes)));
     }
     v
+}
+
+/// The room's admission secret: derived from the host's seed (§2.2).
+fn admit_secret() -> AdmitSecret {
+    AdmitSecret::derive(&host())
+}
+
+/// Member (user 2)'s knock MAC under [`admit_secret`].
+fn knock_mac() -> [u8; 32] {
+    admit_secret().knock_mac(room(), &member().public_key(), UserId::new(2).unwrap())
+}
+
+/// The member's `Knock` (seq 4) with a MAC made under another secret
+/// (32 zero bytes).
+fn wrong_knock() -> Vec<u8> {
+    let mac = AdmitSecret::from_bytes([0; 32]).knock_mac(
+        room(),
+        &member().public_key(),
+        UserId::new(2).unwrap(),
+    );
+    frame::encode(&member(), &header(4, 123_500), &Message::Knock(mac)).unwrap()
 }
 
 /// A frame signed by `key` over arbitrary header fields and payload
@@ -442,6 +490,88 @@ fn document_negative_vectors_drop_for_their_reason() {
     assert_eq!(s.stats().accepted, accepted, "nothing else was accepted");
 }
 
+/// §11.2: the host of the vectors' room (user 1, holding the admission
+/// secret derived from its seed), at Unix time 124, with the member
+/// online: drops `frame-chat` as `not_admitted` until the member's
+/// `frame-knock`, refuses `drop-knock-wrong-secret`, then accepts the
+/// same `frame-chat` and names the member in its `Roster`.
+#[test]
+fn document_admission_vectors() {
+    let now = LocalTime::from_millis(1_000);
+    let mut cfg = SessionConfig::new(room());
+    cfg.admit_secret = Some(admit_secret());
+    let mut s = Session::new(
+        cfg,
+        host(),
+        server().public_key(),
+        None,
+        now,
+        UnixSeconds(124),
+    )
+    .unwrap();
+    s.handle_signal(
+        ServerMessage::Hello {
+            protocol: 1,
+            room: room(),
+            you: UserId::new(1).unwrap(),
+            epoch: Epoch(1),
+            server_key: server().public_key(),
+            certificate: host_cert(),
+            members: BoundedVec::new(vec![RosterEntry {
+                certificate: member_cert(),
+                online: true,
+            }])
+            .unwrap(),
+            ice_servers: BoundedVec::empty(),
+            offerer: OffererRule::Joiner,
+        },
+        now,
+    );
+    while s.poll_output().is_some() {}
+    let doc: std::collections::BTreeMap<String, String> = doc_vectors().into_iter().collect();
+    let bytes = |name: &str| hex::decode(&doc[name]).unwrap();
+    let from_member = |s: &mut Session, channel: ChannelId, b: &[u8]| {
+        s.handle_frame(
+            UserId::new(2).unwrap(),
+            channel,
+            b,
+            LocalTime::from_millis(2_000),
+        );
+        std::iter::from_fn(|| s.poll_output()).find_map(|o| match o {
+            Output::Event(Event::Dropped { reason, .. }) => Some(reason.label()),
+            _ => None,
+        })
+    };
+    assert_eq!(
+        from_member(&mut s, channels::CHAT.id, &bytes("frame-chat")),
+        Some("not_admitted")
+    );
+    assert_eq!(
+        from_member(
+            &mut s,
+            channels::CONTROL.id,
+            &bytes("drop-knock-wrong-secret")
+        ),
+        Some("not_admitted")
+    );
+    assert!(!s.is_admitted(UserId::new(2).unwrap()));
+    assert_eq!(
+        from_member(&mut s, channels::CONTROL.id, &bytes("frame-knock")),
+        None
+    );
+    assert!(s.is_admitted(UserId::new(2).unwrap()));
+    assert_eq!(
+        from_member(&mut s, channels::CHAT.id, &bytes("frame-chat")),
+        None
+    );
+    assert_eq!(s.stats().accepted, 2);
+    assert_eq!(
+        hex::encode(admit_secret().as_bytes()),
+        doc["admit-secret"],
+        "the document's secret"
+    );
+}
+
 /// Hex blocks of the document: a line `<!-- vector: NAME -->` followed by a
 /// fenced block of hex lines.
 fn doc_vectors() -> Vec<(String, String)> {
@@ -510,6 +640,8 @@ fn document_frames_verify_and_decode() {
 fn document_invite_fragment() {
     let frag = invite_fragment(&host().public_key());
     assert!(DOC.contains(&format!("#{frag}")), "{frag}");
+    let with = invite_fragment_with_secret(&host().public_key(), &admit_secret());
+    assert!(DOC.contains(&format!("#{with}")), "{with}");
 }
 
 #[test]
@@ -523,4 +655,8 @@ fn print_vectors() {
         println!("```\n");
     }
     println!("#{}", invite_fragment(&host().public_key()));
+    println!(
+        "#{}",
+        invite_fragment_with_secret(&host().public_key(), &admit_secret())
+    );
 }

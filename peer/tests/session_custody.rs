@@ -6,7 +6,7 @@
 
 mod support;
 
-use support::room::{Net, Room, item, user};
+use support::room::{Net, Room, user};
 use watchparty_peer::ids::{Epoch, Role};
 use watchparty_peer::session::{
     Event, HOST_CHANGE_GRACE, HostChangeRefusal, RefusedHostChange, UserCommand,
@@ -33,13 +33,7 @@ fn playing_room(seed: u64, n: usize, pinned: bool) -> Room {
     for _ in 0..n {
         room.add(Role::Viewer, None);
     }
-    room.run_for_ms(1000);
-    room.command(0, UserCommand::Load(item(1, 3600))).unwrap();
-    room.run_for_ms(4000);
-    room.command(0, UserCommand::Seek(MediaPos::from_millis(20_000)))
-        .unwrap();
-    room.command(0, UserCommand::Play).unwrap();
-    room.run_for_ms(5000);
+    room.play_from_20s();
     room
 }
 

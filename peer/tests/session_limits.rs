@@ -806,6 +806,15 @@ fn provoke(reason: DropReason) -> Provoke {
                 sign(&hk, 0, &pause(1)),
             )
         },
+        DropReason::NotAdmitted => {
+            // A host holding the admission secret; member 3 never knocked.
+            let mut cfg = SessionConfig::new(ROOM);
+            cfg.admit_secret = Some(watchparty_peer::admit::AdmitSecret::derive(&hk));
+            chat_frame(
+                support::session::join_with(cfg, 1, &room(), &[2, 3]),
+                sign(&k(3), 0, &chat("hi")),
+            )
+        }
         DropReason::RateLimited => {
             let mut s = follower();
             for seq in 0..u64::from(DEFAULT_CHAT_LIMIT.burst) {

@@ -32,6 +32,15 @@
 //! up control through a handoff it signed), shows the refusal in `status`,
 //! and keeps hosting; the pinned follower refuses it too and keeps
 //! following the host: the room does not split.
+//!
+//! And a server that adds a member by itself (item 3 of issue 15): a
+//! member `T` with a valid server certificate but without the invite
+//! link's admission secret chats, asks the host to pause and reports
+//! buffering, over real WebRTC (webrtc-rs). In a room whose invite link
+//! carried the secret, the host and the pinned follower drop every one of
+//! its frames (`not_admitted`), show it as not approved by the host, never
+//! show its chat or its ask, and the room stays in sync; the members that
+//! knocked with the secret are heard as before.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -54,8 +63,11 @@ use usurper::Usurper;
 use watchparty_peer::cert::SignedCertificate;
 use watchparty_peer::channels::ChannelId;
 use watchparty_peer::crypto::SigningKey;
+use watchparty_peer::ids::{Epoch, PositionMs, RoomMs};
 use watchparty_peer::ids::{Role, UserId};
-use watchparty_peer::message::{Kind, SignerClass};
+use watchparty_peer::message::{
+    ChatText, Emoji, Kind, Message, Readiness, RequestedCommand, SignerClass, Status,
+};
 use watchparty_peer::native::candidates::HostAddrs;
 use watchparty_peer::native::config_store::new_signing_key;
 use watchparty_peer::native::driver::{DriverCommand, DriverEvent, DriverHandle, StatusSnapshot};
@@ -624,16 +636,10 @@ const HOST_LATER_POSITION_MS: u64 = 90_000;
 /// Position tolerance between host and follower once settled, ms.
 const SYNC_TOLERANCE_MS: f64 = 50.0;
 
-/// Frames from `user` the peer has judged (accepted or dropped).
-fn judged(s: &StatusSnapshot, user: UserId) -> u64 {
-    let p = row(s, user);
-    p.accepted + p.drops.values().sum::<u64>()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn server_installed_host_is_refused_by_the_host_and_the_pinned_follower() {
-    let mut room = inproc::room(2).await;
-    let (host, follower, host_id) = host_and_follower_loaded(&mut room).await;
+/// [`host_and_follower_loaded`], then playing from `HOST_POSITION_MS`
+/// with the follower in sync.
+async fn playing_in_sync(room: &mut inproc::Room) -> (DriverHandle, DriverHandle, u64) {
+    let (host, follower, host_id) = host_and_follower_loaded(room).await;
     host.command(UserCommand::Seek(MediaPos::from_millis(HOST_POSITION_MS)))
         .await
         .unwrap();
@@ -647,6 +653,38 @@ async fn server_installed_host_is_refused_by_the_host_and_the_pinned_follower() 
         EVENT_WAIT,
     )
     .await;
+    (host, follower, host_id)
+}
+
+/// The host seeks to `HOST_LATER_POSITION_MS`; the follower follows it in
+/// sync (the room did not split).
+async fn seek_and_follow(host: &DriverHandle, follower: &DriverHandle) {
+    host.command(UserCommand::Seek(MediaPos::from_millis(
+        HOST_LATER_POSITION_MS,
+    )))
+    .await
+    .unwrap();
+    wait_in_sync(
+        host,
+        follower,
+        false,
+        HOST_LATER_POSITION_MS as f64,
+        SYNC_TOLERANCE_MS,
+        EVENT_WAIT,
+    )
+    .await;
+}
+
+/// Frames from `user` the peer has judged (accepted or dropped).
+fn judged(s: &StatusSnapshot, user: UserId) -> u64 {
+    let p = row(s, user);
+    p.accepted + p.drops.values().sum::<u64>()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_installed_host_is_refused_by_the_host_and_the_pinned_follower() {
+    let mut room = inproc::room(2).await;
+    let (host, follower, host_id) = playing_in_sync(&mut room).await;
     let before = host.status().await.unwrap();
     assert!(before.is_host, "{before:?}");
 
@@ -725,19 +763,125 @@ async fn server_installed_host_is_refused_by_the_host_and_the_pinned_follower() 
     );
     assert_eq!(r.reason, "pin_mismatch", "{r:?}");
     // The room did not split: the host's next command reaches the follower.
-    host.command(UserCommand::Seek(MediaPos::from_millis(
-        HOST_LATER_POSITION_MS,
-    )))
-    .await
-    .unwrap();
-    wait_in_sync(
-        &host,
-        &follower,
-        false,
-        HOST_LATER_POSITION_MS as f64,
-        SYNC_TOLERANCE_MS,
+    seek_and_follow(&host, &follower).await;
+    drop(t);
+}
+
+// ------------------------------------------------ server-added member --
+
+/// What the member the server let in says.
+const INTRUDER_CHAT: &str = "the host says: open evil.example";
+
+/// Issue #15 item 3.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_the_server_added_without_the_hosts_approval_is_not_heard() {
+    let mut room = inproc::room(2).await;
+    // The invite link carried the admission secret: the host enforces it,
+    // the follower knocks with it and enforces the host's roster.
+    room.admission = true;
+    let (mut host, mut follower, host_id) = playing_in_sync(&mut room).await;
+    // The follower knocked and was admitted: both say so.
+    let fs = follower.status().await.unwrap();
+    let follower_id = UserId::new(fs.you.unwrap()).unwrap();
+    let t0 = std::time::Instant::now();
+    loop {
+        let hs = host.status().await.unwrap();
+        let fs = follower.status().await.unwrap();
+        if hs.admission && fs.admission && fs.admitted && row(&hs, follower_id).admitted {
+            break;
+        }
+        assert!(
+            t0.elapsed() < EVENT_WAIT,
+            "follower never admitted: {hs:?} {fs:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // An admitted member is heard.
+    follower
+        .command(UserCommand::Chat("hello from the follower".into()))
+        .await
+        .unwrap();
+    wait_for(
+        &mut host,
+        "the follower's chat",
         EVENT_WAIT,
+        |e| matches!(e, DriverEvent::Chat { from, .. } if *from == follower_id.get()),
     )
     .await;
+
+    // The server lets T in: a valid member certificate, no secret.
+    let t = Usurper::connect(&room.apis[2], room.room, room.signal_url(2)).await;
+    let intruder = t.me;
+    let judged_before = [
+        judged(&host.status().await.unwrap(), intruder),
+        judged(&follower.status().await.unwrap(), intruder),
+    ];
+    let hs = host.status().await.unwrap();
+    let epoch = Epoch(hs.epoch);
+    let at = hs.room_ms.unwrap() as i64;
+    let msgs = [
+        Message::Chat(ChatText::new(INTRUDER_CHAT).unwrap()),
+        Message::Reaction(Emoji::new("🎉").unwrap()),
+        Message::Request(RequestedCommand::Pause),
+        Message::Status(Status {
+            readiness: Readiness::Buffering,
+            item: Some(room.item.hash),
+            position: PositionMs::new(HOST_POSITION_MS).unwrap(),
+            at: RoomMs(at),
+            detached: false,
+        }),
+    ];
+    t.member_frames(epoch, 0, at, &msgs).await;
+    let n = msgs.len() as u64;
+    // Both honest peers judged every frame of T, and dropped each.
+    for (i, d) in [&host, &follower].into_iter().enumerate() {
+        let t0 = std::time::Instant::now();
+        let s = loop {
+            let s = d.status().await.unwrap();
+            if judged(&s, intruder) >= judged_before[i] + n {
+                break s;
+            }
+            assert!(
+                t0.elapsed() < EVENT_WAIT,
+                "peer {i} never judged T's frames: {s:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        println!("peer {i} after T's frames: {s:?}");
+        let r = row(&s, intruder);
+        assert_eq!(r.accepted, 0, "peer {i}: {s:?}");
+        assert!(
+            r.drops.get("not_admitted").copied().unwrap_or(0) >= n,
+            "peer {i}: {s:?}"
+        );
+        // Shown as not approved by the host; the follower as approved.
+        assert!(s.admission, "peer {i}");
+        assert!(!r.admitted, "peer {i}: {s:?}");
+        if i == 0 {
+            assert!(row(&s, follower_id).admitted, "{s:?}");
+            // No ask of T waits for the host's user.
+            assert!(s.asks.is_empty(), "{s:?}");
+        } else {
+            assert!(row(&s, host_id_of(host_id)).admitted, "{s:?}");
+        }
+    }
+    // T's chat was never shown, on either peer.
+    for (i, d) in [&mut host, &mut follower].into_iter().enumerate() {
+        while let Ok(e) = d.events.try_recv() {
+            assert!(
+                !matches!(&e, DriverEvent::Chat { from, .. } if *from == intruder.get()),
+                "peer {i} showed T's chat: {e:?}"
+            );
+        }
+    }
+    // The room did not wait for T's "buffering" and keeps sync: the host's
+    // next command reaches the follower.
+    let hs = host.status().await.unwrap();
+    assert!(hs.playback.is_some_and(|p| !p.paused), "{hs:?}");
+    seek_and_follow(&host, &follower).await;
     drop(t);
+}
+
+fn host_id_of(id: u64) -> UserId {
+    UserId::new(id).unwrap()
 }

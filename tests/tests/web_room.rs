@@ -320,6 +320,7 @@ async fn native_driver(
     room: RoomId,
     identity: watchparty_peer::crypto::SigningKey,
     pin: Option<watchparty_peer::crypto::PublicKey>,
+    admit: Option<watchparty_peer::admit::AdmitSecret>,
 ) -> (DriverHandle, PlayerClock) {
     let clock = PlayerClock::new(tokio::time::Instant::now());
     let url = api.signal_url(&room.to_string()).unwrap().to_string();
@@ -327,6 +328,7 @@ async fn native_driver(
     // Every interface: Chromium never uses 127.0.0.1 candidates.
     cfg.bind = SocketAddr::from(([0, 0, 0, 0], 0));
     cfg.pinned_host = pin;
+    cfg.session.admit_secret = admit;
     cfg.jitter_seed = 7;
     let backend = VirtualBackend::new(
         VirtualPlayerConfig {
@@ -399,7 +401,7 @@ async fn native_host_with_browser_follower_and_browser_host_with_native_follower
         .await
         .unwrap();
     let room_id: RoomId = room.id.parse().unwrap();
-    let (mut host, _clock) = native_driver(&host_api, room_id, key, None).await;
+    let (mut host, _clock) = native_driver(&host_api, room_id, key, None, None).await;
     wait_event(&mut host, "host joined", |e| {
         matches!(e, DriverEvent::Joined { .. })
     })
@@ -446,14 +448,20 @@ async fn native_host_with_browser_follower_and_browser_host_with_native_follower
         .property(&web_host.find("#invite-link").await, "value")
         .await;
     let link = link.as_str().unwrap().to_owned();
-    let pin = link
-        .split_once("#k=")
-        .map(|(_, k)| watchparty_peer::crypto::PublicKey::from_base64url(k).unwrap());
+    // The link pins the host key and carries the admission secret.
+    let fragment = link.split_once('#').map_or("", |(_, f)| f);
+    let pin = watchparty_peer::cert::parse_invite_fragment(fragment).unwrap();
+    let admit = watchparty_peer::cert::parse_invite_secret(fragment).unwrap();
+    assert!(
+        admit.is_some(),
+        "the host's link carries the admission secret: {link}"
+    );
     let f_api = ApiClient::new(&site.base, None).unwrap();
     f_api.login("natfollow", PASSWORD).await.unwrap();
     f_api.join_room(&room, None).await.unwrap();
     let room_id: RoomId = room.parse().unwrap();
-    let (mut nf, _clock) = native_driver(&f_api, room_id, new_signing_key().unwrap(), pin).await;
+    let (mut nf, _clock) =
+        native_driver(&f_api, room_id, new_signing_key().unwrap(), pin, admit).await;
     wait_event(&mut nf, "follower joined", |e| {
         matches!(e, DriverEvent::Joined { .. })
     })

@@ -13,6 +13,7 @@ use base64::Engine as _;
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::Deserialize;
 use wasm_bindgen::prelude::*;
+use watchparty_peer::admit::AdmitSecret;
 use watchparty_peer::cert::parse_invite_fragment;
 use watchparty_peer::crypto::{PublicKey, SEED_LEN, SigningKey};
 use watchparty_peer::ids::RoomId;
@@ -57,6 +58,7 @@ struct JsOptions {
     host_key: Option<String>,
     server_key: Option<String>,
     identity_seed: Option<String>,
+    admit_secret: Option<String>,
     #[serde(default)]
     ice_servers: Vec<JsIceServer>,
 }
@@ -262,6 +264,20 @@ fn build_options(o: &JsOptions) -> Result<(Options, SigningKey), JsValue> {
         }
         None => SigningKey::from_seed(&random_seed()?).map_err(err)?,
     };
+    // The room's admission secret (docs/protocol.md §2.2): from the invite
+    // link's `a=`, or, for the host (it passes its room key seed), derived
+    // from its room key.
+    let admit_secret = match o.admit_secret.as_deref().filter(|s| !s.is_empty()) {
+        Some(s) => Some(
+            AdmitSecret::from_base64url(s.trim_start_matches("a="))
+                .ok_or_else(|| err("option `admitSecret` is not 32 bytes of base64url"))?,
+        ),
+        None => o
+            .identity_seed
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .map(|_| AdmitSecret::derive(&identity)),
+    };
     let ice_servers = parse_ice_servers(&o.ice_servers).map_err(err)?;
     let seed_bytes = random_seed()?;
     let mut seed = [0u8; 8];
@@ -275,6 +291,7 @@ fn build_options(o: &JsOptions) -> Result<(Options, SigningKey), JsValue> {
             },
             room,
             pinned_host,
+            admit_secret,
             server_key,
             ice_servers,
             seed: u64::from_le_bytes(seed),
@@ -373,6 +390,7 @@ impl RoomClient {
             }
             C::AcceptAsk { member } => UserCommand::AcceptAsk(member.user().map_err(err)?),
             C::DismissAsk { member } => UserCommand::DismissAsk(member.user().map_err(err)?),
+            C::Approve { member } => UserCommand::Approve(member.user().map_err(err)?),
         })
     }
 

@@ -86,6 +86,7 @@ fn driver(
         },
         room,
         pinned_host: None,
+        admit_secret: None,
         server_key: Some(server.public_key()),
         ice_servers: Vec::new(),
         seed: user,

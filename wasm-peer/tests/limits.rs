@@ -42,6 +42,7 @@ fn lone_driver() -> Rc<Shared> {
             .parse::<RoomId>()
             .unwrap(),
         pinned_host: None,
+        admit_secret: None,
         server_key: None,
         ice_servers: Vec::new(),
         seed: 1,

@@ -58,6 +58,28 @@ function hostKeyFromFragment() {
   return k && /^[A-Za-z0-9_-]{16,128}$/.test(k) ? k : undefined;
 }
 
+/** The room's admission secret from the invite link (`#k=…&a=…`, protocol §2.2). */
+function admitSecretFromFragment() {
+  const params = new URLSearchParams(location.hash.slice(1));
+  const a = params.get('a');
+  return a && /^[A-Za-z0-9_-]{43}$/.test(a) ? a : undefined;
+}
+
+const ADMIT_PREFIX = 'watchparty.admit.';
+
+/**
+ * The admission secret for this room: from the link, remembered in this
+ * browser, so reopening the room from the room list or a reload still asks
+ * the host for approval (the secret is the room's and survives handoffs).
+ */
+function admitSecret(roomId) {
+  const a = admitSecretFromFragment();
+  try {
+    if (a) localStorage.setItem(ADMIT_PREFIX + roomId, a);
+    return a || localStorage.getItem(ADMIT_PREFIX + roomId) || undefined;
+  } catch (_) { return a; }
+}
+
 function signalUrl(roomId) {
   const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
   return `${scheme}//${location.host}/api/v1/rooms/${roomId}/signal`;
@@ -139,6 +161,7 @@ async function enter(ctx, main, msg, setBanner, navigate) {
       token: accessToken(),
       roomId: ctx.roomId,
       hostKey: hostKeyFromFragment(),
+      admitSecret: ctx.role === 'host' ? undefined : admitSecret(ctx.roomId),
       identitySeed: ctx.role === 'host' ? hostSeed(ctx.roomId) : undefined,
       video: ui.video,
     });
@@ -148,6 +171,8 @@ async function enter(ctx, main, msg, setBanner, navigate) {
     return;
   }
   window.__watchparty_room = ctx.client;
+  // The host's link carries the admission secret its session derived.
+  if (ui.invite) ui.invite.value = inviteLink(ctx);
   ctx.unsubs.push(onToken((t) => { if (t && ctx.client) ctx.client.setToken(t); }));
   ctx.client.onEvent((ev) => { if (!ctx.closed) onEvent(ctx, ui, ev, setBanner); });
   ctx.timers.push(setInterval(() => tick(ctx, ui), TICK_MS));
@@ -420,7 +445,9 @@ function render(ctx, main, setBanner, navigate) {
 
 function inviteLink(ctx) {
   const key = ctx.room.host_public_key || hostKeyFromFragment();
-  return `${location.origin}/room/${ctx.roomId}` + (key ? `#k=${key}` : '');
+  const status = ctx.client ? safeStatus(ctx) : null;
+  const secret = (status && status.admit_secret) || admitSecretFromFragment();
+  return `${location.origin}/room/${ctx.roomId}` + (key ? `#k=${key}` : '') + (key && secret ? `&a=${secret}` : '');
 }
 
 function keyboard(ctx, ui, ev) {
@@ -889,6 +916,12 @@ function renderMembers(ctx, ui) {
       // Whether the host's signature vouches for this very connection.
       connText += p.bound ? ', verified link' : ', link not verified yet';
     }
+    const unapproved = !you && m.role !== 'host' && !!status && status.admission && p.admitted === false;
+    if (unapproved) {
+      // The server let it in, the host never approved it: nobody hears it.
+      connText += ', not approved by the host';
+    }
+    row.li.dataset.admitted = unapproved ? 'false' : 'true';
     setText(row.conn, connText);
     let err = m.error_ms ?? p.error_ms;
     let buffering = m.buffering ?? p.buffering;
@@ -914,6 +947,7 @@ function renderMembers(ctx, ui) {
       toggle.dataset.role = next;
       setText(toggle, next === 'controller' ? 'Make controller' : 'Make viewer');
       toggle.setAttribute('aria-label', `Make ${name} a ${next}`);
+      row.actions.querySelector('.approve').hidden = !unapproved;
     }
     rows.push(row.li);
   }
@@ -934,7 +968,9 @@ function memberActions(ctx, ui, id) {
   const name = () => nameOf(ctx, id);
   const toggle = h('button', { type: 'button', class: 'role-toggle' });
   toggle.addEventListener('click', () => send(ctx, ui, { type: 'set_role', member: id, role: toggle.dataset.role }));
-  return h('span', { class: 'actions' }, toggle,
+  const approve = h('button', { type: 'button', class: 'approve', 'aria-label': `Approve ${name()}: let the room hear them`,
+    onclick: () => { if (confirm(`${name()} joined without your invite link. Let the room hear them?`)) send(ctx, ui, { type: 'approve', member: id }); } }, 'Approve');
+  return h('span', { class: 'actions' }, approve, toggle,
     h('button', { type: 'button', class: 'make-host', 'aria-label': `Make ${name()} the host`, onclick: () => { if (confirm(`Hand the room over to ${name()}?`)) send(ctx, ui, { type: 'handoff', member: id }); } }, 'Make host'),
     h('button', { type: 'button', class: 'danger remove', 'aria-label': `Remove ${name()}`, onclick: () => { if (confirm(`Remove ${name()} from the room?`)) send(ctx, ui, { type: 'kick', member: id }); } }, 'Remove'));
 }

@@ -13,7 +13,9 @@
 //! for the host `kick USER`, `role USER controller|viewer`, `handoff USER`
 //! (USER: user id or username; these go through the server's REST routes,
 //! then the signed frame tells the peers), `accept USER` / `dismiss USER`
-//! (answer that member's ask; `status` lists the asks waiting), `quit`.
+//! (answer that member's ask; `status` lists the asks waiting), `approve
+//! USER` (let a member who joined without the invite link's secret be
+//! heard; `status` marks such members "not approved by the host"), `quit`.
 //! `--json` prints one event per line (for scripts and tests); a status
 //! line carries `wall_us` (Unix µs of the snapshot instant) and the `TAG`
 //! given to `status`.
@@ -31,6 +33,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio::io::AsyncBufReadExt;
+use watchparty_peer::admit::AdmitSecret;
 use watchparty_peer::crypto::PublicKey;
 use watchparty_peer::ids::{ContentHash, MediaId, PositionMs, Role, RoomId, UserId};
 use watchparty_peer::message::{MAX_QUEUE_ITEMS, MediaItem};
@@ -262,6 +265,7 @@ fn parse_command(line: &str) -> Result<Option<LineCmd>, String> {
         }
         "accept" => LineCmd::Answer(UserRef::parse(rest).ok_or("accept USER")?, true),
         "dismiss" => LineCmd::Answer(UserRef::parse(rest).ok_or("dismiss USER")?, false),
+        "approve" => LineCmd::Approve(UserRef::parse(rest).ok_or("approve USER")?),
         "roster" => LineCmd::Status(None),
         "status" => {
             if rest.len() > MAX_STATUS_TAG || rest.chars().any(char::is_control) {
@@ -301,6 +305,8 @@ enum LineCmd {
     Role(UserRef, Role),
     /// Host: accept (`true`) or dismiss a member's ask.
     Answer(UserRef, bool),
+    /// Host: admit a member by hand (docs/protocol.md §2.2).
+    Approve(UserRef),
     Quit,
 }
 
@@ -369,6 +375,9 @@ fn print_status(s: &watchparty_peer::native::driver::StatusSnapshot) {
         s.signaling,
         s.playback
     );
+    if s.admission && !s.admitted {
+        println!("  waiting for the host to approve you: nobody hears you yet");
+    }
     println!(
         "clock offset={:?} ms ± {:?} ms, position error={:?} ms, correcting={} ({} ppm)",
         s.clock_offset_ms,
@@ -384,8 +393,14 @@ fn print_status(s: &watchparty_peer::native::driver::StatusSnapshot) {
             (true, false) => " (link not verified)",
             (false, _) => "",
         };
+        // In a room that needs the host's approval (docs/protocol.md §2.2).
+        let approval = if s.admission && !p.is_host && !p.admitted {
+            " (not approved by the host: not heard)"
+        } else {
+            ""
+        };
         println!(
-            "  peer {} {} ({}) {}{link} channels={} online={} queued={}B retries={}",
+            "  peer {} {} ({}) {}{link}{approval} channels={} online={} queued={}B retries={}",
             p.user,
             p.name.as_deref().unwrap_or("?"),
             role_word(p.role),
@@ -441,6 +456,7 @@ async fn run_peer(
     room: RoomId,
     identity: watchparty_peer::crypto::SigningKey,
     pin: Option<PublicKey>,
+    admit: Option<AdmitSecret>,
     peer: &PeerArgs,
     initial_load: Option<i64>,
 ) -> Result<(), AnyError> {
@@ -448,6 +464,7 @@ async fn run_peer(
     let signal_url = api.signal_url(&room.to_string())?.to_string();
     let mut cfg = DriverConfig::new(room, signal_url, identity);
     cfg.pinned_host = pin;
+    cfg.session.admit_secret = admit;
     cfg.bind = peer.bind;
     cfg.server_key = saved
         .server_key
@@ -536,6 +553,10 @@ async fn run_peer(
                         let what = if accept { "accept" } else { "dismiss" };
                         let r = answer_ask(&api, &handle, &room_text, &who, accept).await;
                         host_result(json, what, r);
+                    }
+                    Ok(Some(LineCmd::Approve(who))) => {
+                        let r = approve(&api, &handle, &room_text, &who).await;
+                        host_result(json, "approve", r);
                     }
                     Ok(Some(LineCmd::Role(who, role))) => {
                         let r = host_action(&api, &handle, &room_text, &who, HostAction::Role(role)).await;
@@ -670,6 +691,21 @@ async fn answer_ask(
         UserCommand::DismissAsk(user)
     };
     handle.command(cmd).await.map_err(|e| e.to_string())?;
+    Ok(user)
+}
+
+/// Host: admits `who` by hand (signed by us in our roster; no REST route).
+async fn approve(
+    api: &ApiClient,
+    handle: &DriverHandle,
+    room: &str,
+    who: &UserRef,
+) -> Result<UserId, AnyError> {
+    let user = who.resolve(api, room).await?;
+    handle
+        .command(UserCommand::Approve(user))
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(user)
 }
 
@@ -814,10 +850,12 @@ async fn run(cli: Cli) -> Result<(), AnyError> {
                 .parse()
                 .map_err(|_| "server returned a bad room id")?;
             store.save_room_key(&room_id, &key)?;
+            let admit = AdmitSecret::derive(&key);
             let link = InviteLink {
                 server: saved.server.clone(),
                 room: room_id,
                 pin: Some(key.public_key()),
+                admit: Some(admit),
             };
             if cli.json {
                 println!(
@@ -835,6 +873,7 @@ async fn run(cli: Cli) -> Result<(), AnyError> {
                 room_id,
                 key,
                 None,
+                Some(admit),
                 peer,
                 Some(*media),
             )
@@ -858,13 +897,16 @@ async fn run(cli: Cli) -> Result<(), AnyError> {
             let room = link.room.to_string();
             let info = api.join_room(&room, password.as_deref()).await?;
             // The host of the room re-joining: use its saved room key.
-            let identity = if info.my_role == "host" {
-                store.room_key(&link.room)?
+            let (identity, admit) = if info.my_role == "host" {
+                // Its admission secret comes from the room key (§2.2).
+                let key = store.room_key(&link.room)?;
+                let admit = AdmitSecret::derive(&key);
+                (key, Some(admit))
             } else {
-                new_signing_key().map_err(|e| format!("{e}"))?
+                (new_signing_key().map_err(|e| format!("{e}"))?, link.admit)
             };
             run_peer(
-                cli.json, &store, api, &saved, link.room, identity, link.pin, peer, None,
+                cli.json, &store, api, &saved, link.room, identity, link.pin, admit, peer, None,
             )
             .await
         }
@@ -938,6 +980,11 @@ mod tests {
             parse_command("dismiss 3"),
             Ok(Some(LineCmd::Answer(UserRef::Id(3), false)))
         ));
+        assert!(matches!(
+            parse_command("approve bob"),
+            Ok(Some(LineCmd::Approve(UserRef::Name(n)))) if n == "bob"
+        ));
+        assert!(parse_command("approve").is_err());
         assert!(matches!(
             parse_command("kick 7"),
             Ok(Some(LineCmd::Kick(UserRef::Id(7))))

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::api_client::{TokenPair, parse_server_url};
-use crate::cert::parse_invite_fragment;
+use crate::cert::{parse_invite_fragment, parse_invite_secret};
 use crate::crypto::{PublicKey, SEED_LEN, SigningKey};
 use crate::ids::RoomId;
 
@@ -246,6 +246,9 @@ pub struct InviteLink {
     pub room: RoomId,
     /// The host key pinned by the fragment, if any.
     pub pin: Option<PublicKey>,
+    /// The room's admission secret from the fragment (`a=`), if any
+    /// (docs/protocol.md §2.2).
+    pub admit: Option<crate::admit::AdmitSecret>,
 }
 
 /// Why an invite link was refused.
@@ -278,27 +281,33 @@ impl InviteLink {
             ["room" | "join", id] => id.parse::<RoomId>().map_err(|_| LinkError::Path)?,
             _ => return Err(LinkError::Path),
         };
-        let pin = match fragment {
-            Some(f) => parse_invite_fragment(f).map_err(|e| LinkError::Pin(e.to_string()))?,
-            None => None,
+        let (pin, admit) = match fragment {
+            Some(f) => (
+                parse_invite_fragment(f).map_err(|e| LinkError::Pin(e.to_string()))?,
+                parse_invite_secret(f).map_err(|e| LinkError::Pin(e.to_string()))?,
+            ),
+            None => (None, None),
         };
         url.set_path("");
         let server = url.as_str().trim_end_matches('/').to_owned();
-        Ok(Self { server, room, pin })
+        Ok(Self {
+            server,
+            room,
+            pin,
+            admit,
+        })
     }
 
-    /// The link text: `<server>/room/<id>#k=<key>`.
+    /// The link text: `<server>/room/<id>#k=<key>&a=<secret>` (the
+    /// secret only with a key).
     #[must_use]
     pub fn to_link(&self) -> String {
-        match &self.pin {
-            Some(k) => format!(
-                "{}/room/{}#{}",
-                self.server,
-                self.room,
-                crate::cert::invite_fragment(k)
-            ),
-            None => format!("{}/room/{}", self.server, self.room),
-        }
+        let fragment = match (&self.pin, &self.admit) {
+            (Some(k), Some(a)) => crate::cert::invite_fragment_with_secret(k, a),
+            (Some(k), None) => crate::cert::invite_fragment(k),
+            (None, _) => return format!("{}/room/{}", self.server, self.room),
+        };
+        format!("{}/room/{}#{fragment}", self.server, self.room)
     }
 }
 
@@ -317,10 +326,23 @@ mod tests {
             server: "https://watch.example:8443".into(),
             room: room(),
             pin: Some(key),
+            admit: None,
         };
         let text = l.to_link();
         assert!(text.starts_with("https://watch.example:8443/room/abab"));
         assert_eq!(InviteLink::parse(&text).unwrap(), l);
+        // With the admission secret (docs/protocol.md §2.2).
+        let secret = crate::admit::AdmitSecret::from_bytes([5; 32]);
+        let with = InviteLink {
+            admit: Some(secret),
+            ..l.clone()
+        };
+        assert!(with.to_link().contains("&a="));
+        assert_eq!(InviteLink::parse(&with.to_link()).unwrap(), with);
+        assert!(matches!(
+            InviteLink::parse(&format!("{text}&a=AAAA")),
+            Err(LinkError::Pin(_))
+        ));
         // /join/ and a trailing slash work; no pin is allowed (not pinned).
         let j = InviteLink::parse(&format!("http://127.0.0.1:3000/join/{}/", room())).unwrap();
         assert_eq!(j.pin, None);

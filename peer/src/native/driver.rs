@@ -262,6 +262,11 @@ pub struct PeerView {
     /// Follower, host row: the host's signed `Bind` verified on this very
     /// connection (docs/protocol.md §7.1 *Binding*).
     pub bound: bool,
+    /// The host admitted this member (its signed `Roster` names it with
+    /// the key of its certificate; docs/protocol.md §2.2). Where
+    /// [`StatusSnapshot::admission`] holds, a member that is not admitted
+    /// is not heard.
+    pub admitted: bool,
     /// Round trip of the last ICE check on the selected candidate pair, ms
     /// (refreshed every second).
     pub rtt_ms: Option<f64>,
@@ -305,6 +310,12 @@ pub struct StatusSnapshot {
     pub host: Option<u64>,
     /// We are the host.
     pub is_host: bool,
+    /// This peer enforces admission (a pinned room whose invite link
+    /// carried the admission secret, or its host): member frames count
+    /// only from members the host admitted (docs/protocol.md §2.2).
+    pub admission: bool,
+    /// The host admitted us (always true for the host).
+    pub admitted: bool,
     /// Our role now (host-signed grants override the certificate's).
     pub role: Option<Role>,
     /// Epoch.
@@ -1384,6 +1395,7 @@ where
                 .and_then(|i| i.name.as_ref())
                 .map(|n| n.as_str().to_owned()),
             bound: info.is_some_and(|i| i.bound),
+            admitted: info.is_some_and(|i| i.admitted),
             rtt_ms: st
                 .as_ref()
                 .and_then(|s| s.rtt)
@@ -1431,6 +1443,8 @@ where
             you: s.and_then(Session::user).map(UserId::get),
             host: s.and_then(Session::host).map(UserId::get),
             is_host: s.is_some_and(Session::is_host),
+            admission: s.is_some_and(Session::admission_enforced),
+            admitted: s.is_some_and(|s| s.user().is_some_and(|me| s.is_admitted(me))),
             role: s.and_then(Session::role),
             epoch: s.map_or(0, |s| s.epoch().0),
             signaling: self.signal_up,

@@ -15,6 +15,7 @@
 //! [`Event::Dropped`], and changes nothing. The driver sends the signaling
 //! `auth` itself (it owns the token), with [`Session::public_key`] as `key`.
 
+mod admission;
 mod asks;
 mod binding;
 mod custody;
@@ -231,6 +232,20 @@ pub struct Session {
     /// Asks waiting for our user's decision (host).
     asks: AskTable,
     next_state_at: Option<LocalTime>,
+    /// Admitted members and the session keys they knocked with: the host's
+    /// own roster, or (follower) the host's latest `Roster`.
+    admitted: BTreeMap<UserId, PublicKey>,
+    /// Follower: (epoch, seq) of the `Roster` in `admitted`, and the
+    /// frame (handed on with the `State` to a member without a path to the
+    /// host).
+    roster_version: Option<(Epoch, Seq)>,
+    last_roster_frame: Option<Vec<u8>>,
+    /// We hosted in this session (a former host trusts the host it handed
+    /// the room to as a pinned follower does; §2.2).
+    hosted: bool,
+    /// Follower: knock again with the next `Status` (a new link to the
+    /// host, e.g. a host that came back with an empty roster).
+    knock_due: bool,
     /// Our own buckets: we never send what receivers would drop.
     own_buckets: MemberBuckets,
     /// `CertificateExpired` was reported for our own certificate.
@@ -326,6 +341,11 @@ impl Session {
             holds: HoldLedger::default(),
             asks: AskTable::default(),
             next_state_at: None,
+            admitted: BTreeMap::new(),
+            roster_version: None,
+            last_roster_frame: None,
+            hosted: false,
+            knock_due: false,
             own_buckets,
             own_cert_expired: false,
             out: VecDeque::new(),
@@ -467,6 +487,7 @@ impl Session {
                     user,
                     linked: self.links.contains_key(&user),
                     bound: self.links.get(&user).is_some_and(|l| l.bound),
+                    admitted: self.is_admitted(user),
                     is_host,
                     role: self.member_role(user),
                     name: self.members.get(&user).map(|m| m.name.clone()),
@@ -504,6 +525,15 @@ impl Session {
                 && self.holds.waits_for(user, full, now),
             allowance: self.holds.left(user, full, now),
         })
+    }
+
+    /// The key of current member `member` (its certificate's).
+    fn current_member_key(&self, member: UserId) -> Result<PublicKey, CommandError> {
+        self.members
+            .get(&member)
+            .filter(|m| m.current)
+            .map(|m| m.key)
+            .ok_or(CommandError::UnknownMember(member))
     }
 
     /// A current or former member's certificate name.
@@ -697,6 +727,7 @@ impl Session {
         );
         if self.is_host {
             self.send_bind(peer, now);
+            self.send_roster(Some(peer), now);
             // One new State for everyone at the next timeout, so joins in
             // the same instant share it (a State sent to the newcomer alone,
             // or a burst of them, would reach the others forwarded after
@@ -709,7 +740,9 @@ impl Session {
             let host_linked = self.host().is_some_and(|h| self.links.contains_key(&h));
             if Some(peer) == self.host() {
                 self.offer_state_to_returning_host(peer);
+                self.knock_due = true;
             }
+            self.roster_to_new_link(peer);
             if Some(peer) == self.host() || !host_linked {
                 self.send_status(now);
             }
@@ -830,6 +863,7 @@ impl Session {
             UserCommand::Ask(what) => self.ask(what, now),
             UserCommand::AcceptAsk(member) => self.accept_ask(member, now),
             UserCommand::DismissAsk(member) => self.dismiss_ask(member, now),
+            UserCommand::Approve(member) => self.approve(member, now),
             cmd if self.is_host => self.host_command(cmd, now),
             cmd => self.follower_command(cmd, now),
         }
@@ -1341,6 +1375,7 @@ impl Session {
     /// that may hold our earlier term's state, asked first (§7.2).
     fn start_hosting(&mut self, now: LocalTime, new_room: bool, online: BTreeSet<UserId>) {
         self.is_host = true;
+        self.hosted = true;
         self.asks.clear();
         self.statuses.clear();
         self.excused.clear();
@@ -1355,6 +1390,8 @@ impl Session {
                 l.rebind_on_status = true;
             }
         }
+        // The roster we held as a follower is ours now (§2.2).
+        self.send_roster(None, now);
         if new_room {
             let offset =
                 TimeDelta::from_micros(self.wall_micros(now).saturating_sub(now.as_micros()));
@@ -1630,7 +1667,20 @@ impl Session {
                 return Err(Rx::Drop(DropReason::Malformed));
             }
         }
-        // 11. rate limits: reactions and chat on every peer, requests at
+        // A knock with the wrong MAC, at the host (§2.2). Not committed.
+        if let Message::Knock(mac) = frame.message()
+            && !self.knock_valid(&signer, mac)
+        {
+            return Err(Rx::Drop(DropReason::NotAdmitted));
+        }
+        // 11. admission (pinned room, §2.2): member frames only from
+        // members the host admitted, with the key they knocked with. Not
+        // committed: a copy arriving once the host's Roster names the
+        // member still counts.
+        if self.refused_not_admitted(&signer, frame.kind()) {
+            return Err(Rx::Drop(DropReason::NotAdmitted));
+        }
+        // 12. rate limits: reactions and chat on every peer, requests at
         // the host. The frame is authentic, so it is remembered (a copy is
         // a silent duplicate and cannot be retried later), but neither
         // applied nor forwarded.
@@ -1642,7 +1692,7 @@ impl Session {
             }
             return Err(Rx::Drop(DropReason::RateLimited));
         }
-        // 12. pinned room: no host control over a host link not bound yet
+        // 13. pinned room: no host control over a host link not bound yet
         // (not committed: the same frame may still arrive over another
         // link, §7.1 *Binding*)
         if self.refused_unbound(from, frame.kind()) {
@@ -1758,6 +1808,17 @@ impl Session {
                 }
             }
             Message::Bind(b) => self.on_bind(b, from),
+            Message::Knock(_) => {
+                if let Some(sig) = self.lookup(frame.signer(), now) {
+                    self.on_knock(&sig, from, now);
+                }
+            }
+            Message::Roster(list) => {
+                let h = frame.header();
+                if self.on_roster(list, h.epoch, h.seq) {
+                    self.last_roster_frame = Some(frame.bytes().to_vec());
+                }
+            }
             Message::Refuse(r) => {
                 if Some(r.member) == self.me {
                     self.event(Event::RequestRefused { reason: r.reason });
@@ -1802,6 +1863,9 @@ impl Session {
                             .is_some_and(|m| m.buckets.answer_status(now))
                     {
                         self.send(from, channels::CONTROL.id, bytes);
+                        if let Some(roster) = self.last_roster_frame.clone() {
+                            self.send(from, channels::CONTROL.id, roster);
+                        }
                     }
                 }
                 if self.is_host {
@@ -2094,12 +2158,7 @@ impl Session {
                 Ok(())
             }
             UserCommand::Handoff(member) => {
-                let key = self
-                    .members
-                    .get(&member)
-                    .filter(|m| m.current)
-                    .map(|m| m.key)
-                    .ok_or(CommandError::UnknownMember(member))?;
+                let key = self.current_member_key(member)?;
                 let new_epoch = self.epoch.next().ok_or(CommandError::SeqExhausted)?;
                 let h = Handoff {
                     new_host: member,
@@ -2129,7 +2188,8 @@ impl Session {
             | UserCommand::Resync
             | UserCommand::Ask(_)
             | UserCommand::AcceptAsk(_)
-            | UserCommand::DismissAsk(_) => Ok(()),
+            | UserCommand::DismissAsk(_)
+            | UserCommand::Approve(_) => Ok(()),
         }
     }
 
@@ -2523,7 +2583,7 @@ impl Session {
             | UserCommand::Kick(_)
             | UserCommand::Handoff(_)
             | UserCommand::SetPolicy(_) => return Err(CommandError::NotHost),
-            UserCommand::AcceptAsk(_) | UserCommand::DismissAsk(_) => {
+            UserCommand::AcceptAsk(_) | UserCommand::DismissAsk(_) | UserCommand::Approve(_) => {
                 return Err(CommandError::NotHost);
             }
             UserCommand::Chat(_)
@@ -2605,6 +2665,12 @@ impl Session {
             return;
         }
         self.next_status_at = Some(now + self.cfg.status_interval);
+        if let Some(knock) = self.knock_frame(now) {
+            self.send_to_host(channels::CONTROL.id, knock);
+        }
+        if self.status_withheld() {
+            return;
+        }
         // The room time when the position was read: stamping the send
         // instant instead would report a playing member up to one sampling
         // interval behind.
@@ -2782,6 +2848,7 @@ fn is_command(kind: Kind) -> bool {
         && kind != Kind::ClockPong
         && kind != Kind::Bind
         && kind != Kind::Refuse
+        && kind != Kind::Roster
 }
 
 /// (signer, epoch, seq) read from a parsed envelope's unverified header,

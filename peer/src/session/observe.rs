@@ -58,6 +58,11 @@ pub struct PeerInfo {
     /// connection to it (docs/protocol.md §7.1 *Binding*); always false on
     /// other rows (nobody can sign a binding for a member link).
     pub bound: bool,
+    /// The host admitted it (docs/protocol.md §2.2): the host's latest
+    /// `Roster` names it with the key of its certificate. Always true for
+    /// the host itself; only meaningful where
+    /// [`super::Session::admission_enforced`].
+    pub admitted: bool,
     /// It is the current host.
     pub is_host: bool,
     /// Its role now (host-signed grants override the certificate's), while

@@ -104,6 +104,13 @@ pub struct SessionConfig {
     /// `RateLimited`). Default [`DEFAULT_ASK_LIMIT`] (bursts of 3, then one
     /// per 10 s).
     pub ask_limit: RateLimit,
+    /// The room's admission secret (docs/protocol.md §2.2): from the invite
+    /// link (`a=`), or for the host derived from its room key
+    /// ([`crate::admit::AdmitSecret::derive`]). With it the host admits
+    /// members that knock with it and drops the others' member frames, and
+    /// a follower that pinned the host key does the same by the host's
+    /// `Roster`. Default none: nothing is enforced.
+    pub admit_secret: Option<crate::admit::AdmitSecret>,
 }
 
 impl SessionConfig {
@@ -122,6 +129,7 @@ impl SessionConfig {
             chat_limit: DEFAULT_CHAT_LIMIT,
             request_limit: DEFAULT_REQUEST_LIMIT,
             ask_limit: DEFAULT_ASK_LIMIT,
+            admit_secret: None,
         }
     }
 }
@@ -205,6 +213,9 @@ pub enum UserCommand {
     AcceptAsk(UserId),
     /// Host: say no to this member's pending ask.
     DismissAsk(UserId),
+    /// Host: admit this member by hand (one that joined without the invite
+    /// link's admission secret; docs/protocol.md §2.2).
+    Approve(UserId),
 }
 
 /// Why a command was not carried out.

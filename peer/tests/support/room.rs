@@ -130,6 +130,10 @@ pub struct Room {
     /// Followers added from now on pin the host key (as from an invite
     /// link); `false` adds followers without a pin.
     pub pin_followers: bool,
+    /// Peers added from now on hold the room's admission secret (derived
+    /// from the host's key, as the invite link carries it); `false` (the
+    /// default) adds peers without it.
+    pub admit: bool,
 }
 
 pub fn key(i: usize) -> SigningKey {
@@ -173,6 +177,7 @@ impl Room {
             signals: Vec::new(),
             seed,
             pin_followers: true,
+            admit: false,
         }
     }
 
@@ -215,6 +220,9 @@ impl Room {
         let k = key(i);
         let mut cfg = SessionConfig::new(ROOM);
         cfg.initial_policy.wait_timeout_ms = 10_000;
+        if self.admit {
+            cfg.admit_secret = Some(watchparty_peer::admit::AdmitSecret::derive(&key(0)));
+        }
         let local = clock.local(self.t);
         let pin = if i == 0 || !self.pin_followers {
             None
@@ -592,6 +600,18 @@ impl Room {
                 }
             }
         }
+    }
+
+    /// After a second, the host loads a one-hour item, then plays it from
+    /// 20 s; returns 5 s after the play.
+    pub fn play_from_20s(&mut self) {
+        self.run_for_ms(1000);
+        self.command(0, UserCommand::Load(item(1, 3600))).unwrap();
+        self.run_for_ms(4000);
+        self.command(0, UserCommand::Seek(MediaPos::from_millis(20_000)))
+            .unwrap();
+        self.command(0, UserCommand::Play).unwrap();
+        self.run_for_ms(5000);
     }
 
     pub fn run_for_ms(&mut self, ms: i64) {

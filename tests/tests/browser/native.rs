@@ -32,6 +32,7 @@ pub async fn native_follower(
     api: &ApiClient,
     room: RoomId,
     pin: Option<PublicKey>,
+    admit: Option<watchparty_peer::admit::AdmitSecret>,
 ) -> DriverHandle {
     let clock = PlayerClock::new(tokio::time::Instant::now());
     let url = api.signal_url(&room.to_string()).unwrap().to_string();
@@ -39,6 +40,7 @@ pub async fn native_follower(
     // Every interface: Chromium never uses 127.0.0.1 candidates.
     cfg.bind = SocketAddr::from(([0, 0, 0, 0], 0));
     cfg.pinned_host = pin;
+    cfg.session.admit_secret = admit;
     cfg.jitter_seed = 11;
     let backend = VirtualBackend::new(
         VirtualPlayerConfig {
@@ -167,15 +169,16 @@ pub async fn mixed_room() -> MixedRoom {
         .property(&alice.find("#invite-link").await, "value")
         .await;
     let link = link.as_str().unwrap().to_owned();
-    let pin = link
-        .split_once("#k=")
-        .map(|(_, k)| PublicKey::from_base64url(k).unwrap());
+    // The link pins the host key and carries the admission secret.
+    let fragment = link.split_once('#').map_or("", |(_, f)| f);
+    let pin = watchparty_peer::cert::parse_invite_fragment(fragment).unwrap();
+    let admit = watchparty_peer::cert::parse_invite_secret(fragment).unwrap();
     bob.goto(&link).await;
     bob.find("#video").await;
     let api = ApiClient::new(&site.base, None).unwrap();
     api.login("nat", PASSWORD).await.unwrap();
     api.join_room(&room, None).await.unwrap();
-    let mut nat = native_follower(&api, room.parse().unwrap(), pin).await;
+    let mut nat = native_follower(&api, room.parse().unwrap(), pin, admit).await;
     wait_event(&mut nat, "native follower joined", |e| {
         matches!(e, DriverEvent::Joined { .. })
     })

@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use tokio::time::timeout;
+use watchparty_peer::admit::AdmitSecret;
 use watchparty_peer::crypto::{PublicKey, SigningKey};
 use watchparty_peer::ids::{ContentHash, MediaId, PositionMs, RoomId, UserId};
 use watchparty_peer::message::MediaItem;
@@ -38,6 +39,12 @@ pub struct Room {
     pub room: RoomId,
     pub host_key: Option<SigningKey>,
     pub pin: PublicKey,
+    /// The room's admission secret (derived from the host key, as the
+    /// host's invite link carries it; docs/protocol.md §2.2).
+    pub admit: AdmitSecret,
+    /// Drivers spawned from now on hold `admit` (the host enforces
+    /// admission, followers knock with it and enforce it). Default off.
+    pub admission: bool,
     pub item: MediaItem,
     _dir: tempfile::TempDir,
 }
@@ -129,6 +136,8 @@ pub async fn room(followers: usize) -> Room {
         apis,
         room: created.id.parse().unwrap(),
         pin: host_key.public_key(),
+        admit: AdmitSecret::derive(&host_key),
+        admission: false,
         host_key: Some(host_key),
         item: MediaItem {
             media: MediaId::new(&info.id.to_string()).unwrap(),
@@ -175,6 +184,7 @@ impl Room {
         let mut cfg = DriverConfig::new(self.room, url, identity);
         cfg.bind = SocketAddr::from(([127, 0, 0, 1], port));
         cfg.pinned_host = pin;
+        cfg.session.admit_secret = self.admission.then_some(self.admit);
         cfg.jitter_seed = 42 + index as u64;
         let backend = VirtualBackend::new(
             VirtualPlayerConfig {

@@ -46,6 +46,8 @@ pub const STEP_WAIT: Duration = Duration::from_secs(30);
 pub struct Usurper {
     /// Its user id.
     pub me: UserId,
+    /// The session key its member certificate carries.
+    pub session_key: SigningKey,
     room: RoomId,
     signal: SignalClient,
     peers: BTreeMap<UserId, WebrtcPeer>,
@@ -56,10 +58,11 @@ impl Usurper {
     /// session key (the server issues a valid member certificate) and
     /// offers to every online member; returns once every channel is open.
     pub async fn connect(api: &ApiClient, room: RoomId, url: String) -> Self {
+        let session_key = new_signing_key().unwrap();
         let mut signal = SignalClient::spawn(
             SignalConfig {
                 url,
-                session_key: new_signing_key().unwrap().public_key(),
+                session_key: session_key.public_key(),
                 tls: None,
                 jitter_seed: 7,
             },
@@ -109,6 +112,7 @@ impl Usurper {
         }
         Self {
             me,
+            session_key,
             room,
             signal,
             peers,
@@ -167,6 +171,30 @@ impl Usurper {
             let f = frame::encode(key, &h, msg).unwrap();
             for w in self.peers.values() {
                 w.send(channels::CONTROL, &f).await;
+            }
+        }
+    }
+
+    /// Member frames signed with its own session key (epoch `epoch`, seqs
+    /// from `first_seq`, issued at room time `room_ms`), each on its kind's
+    /// channel, to every member it is connected to.
+    pub async fn member_frames(
+        &self,
+        epoch: Epoch,
+        first_seq: u64,
+        room_ms: i64,
+        msgs: &[Message],
+    ) {
+        for (i, msg) in msgs.iter().enumerate() {
+            let h = Header {
+                room: self.room,
+                epoch,
+                seq: Seq::new(first_seq + i as u64).unwrap(),
+                issued_at: RoomMs(room_ms),
+            };
+            let f = frame::encode(&self.session_key, &h, msg).unwrap();
+            for w in self.peers.values() {
+                w.send(msg.kind().channel(), &f).await;
             }
         }
     }

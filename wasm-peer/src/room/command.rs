@@ -137,6 +137,12 @@ pub enum JsCommand {
         /// The member who asked.
         member: IdRef,
     },
+    /// Host: admit a member by hand (it joined without the invite link's
+    /// admission secret; docs/protocol.md §2.2).
+    Approve {
+        /// The member.
+        member: IdRef,
+    },
 }
 
 /// Parses a command from its JSON text.

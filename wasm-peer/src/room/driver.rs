@@ -6,6 +6,7 @@ use std::rc::{Rc, Weak};
 
 use serde_json::{Value, json};
 use wasm_bindgen_futures::spawn_local;
+use watchparty_peer::admit::AdmitSecret;
 use watchparty_peer::backoff::Backoff;
 use watchparty_peer::channels::ChannelId;
 use watchparty_peer::crypto::{PublicKey, SigningKey};
@@ -62,6 +63,9 @@ pub struct Options {
     pub room: RoomId,
     /// Host key pinned by the invite link.
     pub pinned_host: Option<PublicKey>,
+    /// The room's admission secret (invite link `a=`, or the host's,
+    /// derived from its room key; docs/protocol.md §2.2).
+    pub admit_secret: Option<AdmitSecret>,
     /// The server's certificate key, if the page knows it (else the first
     /// `hello`'s key is trusted).
     pub server_key: Option<PublicKey>,
@@ -385,14 +389,9 @@ impl Driver {
         let server_key = *self.server_key.get_or_insert(hello_key);
         let now = self.now();
         let wall = WallTime::from_unix_millis_f64(wall_ms());
-        match Session::new(
-            SessionConfig::new(self.opts.room),
-            identity,
-            server_key,
-            self.opts.pinned_host,
-            now,
-            wall,
-        ) {
+        let mut cfg = SessionConfig::new(self.opts.room);
+        cfg.admit_secret = self.opts.admit_secret;
+        match Session::new(cfg, identity, server_key, self.opts.pinned_host, now, wall) {
             Ok(s) => {
                 self.session = Some(s);
                 true
@@ -1169,6 +1168,9 @@ impl Driver {
             "role": s.and_then(Session::role).map(view::role_name),
             "host": s.and_then(Session::host).map(UserId::get),
             "is_host": s.is_some_and(Session::is_host),
+            "admission": s.is_some_and(Session::admission_enforced),
+            "admitted": s.is_some_and(|s| s.user().is_some_and(|me| s.is_admitted(me))),
+            "admit_secret": self.opts.admit_secret.map(|a| a.to_base64url()),
             "resuming": s.is_some_and(Session::is_resuming),
             "epoch": s.map_or(0, |s| s.epoch().0),
             "refused_host_change": s.and_then(Session::refused_host_change).map(view::refused_host_change),

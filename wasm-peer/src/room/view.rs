@@ -287,6 +287,7 @@ pub fn peer_sync(session: &Session, now: LocalTime) -> Vec<(UserId, Value)> {
                 json!({
                     "linked": p.linked,
                     "bound": p.bound,
+                    "admitted": p.admitted,
                     "is_host": p.is_host,
                     "rtt_ms": p.clock_round_trip.map(ms),
                     "offset_ms": p.clock.map(|c| ms(c.offset)),
