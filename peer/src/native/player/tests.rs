@@ -206,7 +206,17 @@ async fn mpv_follows_play_pause_seek_speed_and_end() {
     let still = collect(&mut b, Duration::from_millis(600)).await;
     assert!(still.len() >= 3, "{} readings", still.len());
     assert!(still.iter().all(|o| o.paused && !o.ended));
-    assert!(still.iter().all(|o| o.position == still[0].position));
+    // Not moving: a playing clip would advance ~600 ms here. Right after
+    // the load, on a busy machine, mpv may still move its reported position
+    // to the first frame's time (a few ms), so the outcome is asserted —
+    // less than one frame (40 ms at 25 fps) of spread — not equality.
+    let positions: Vec<f64> = still.iter().map(|o| secs(o.position) * 1e3).collect();
+    let spread = positions.iter().copied().fold(f64::MIN, f64::max)
+        - positions.iter().copied().fold(f64::MAX, f64::min);
+    assert!(
+        spread < 40.0,
+        "paused, yet moved {spread:.1} ms: {positions:?}"
+    );
 
     // Play: the position advances at 1x, stamped with our clock.
     let play_at = clock.now();
