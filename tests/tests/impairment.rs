@@ -24,6 +24,9 @@ use watchparty_peer::time::MediaPos;
 /// Allowed follower error once settled, ms (the same bound as the sync
 /// engine's settle check in native_room).
 const TOLERANCE_MS: f64 = 50.0;
+/// Frames an impaired link may lose to `unbound_link` before the host's
+/// `Bind` arrives (the first clock burst is 8 pings).
+const MAX_UNBOUND_DROPS: u64 = 16;
 /// Longest wait for one command to be applied under impairment.
 const APPLY_LIMIT: Duration = Duration::from_secs(45);
 /// Longest wait for the connection (ICE + DTLS + SCTP under loss/delay).
@@ -97,9 +100,15 @@ async fn command_sequence(host: &DriverHandle, f: &DriverHandle) -> (Duration, f
     // Each step above waited for its outcome (paused or playing, from the
     // right position, in sync). Whether a step arrived as the command or
     // in a later `State` is timing, not behaviour: not asserted.
+    // The one drop loss and delay may cause by design: frames that reach
+    // the pinned follower over its new link before the host's `Bind` (its
+    // `control` copy lost and resent, while unordered clock frames got
+    // through) are refused until it verifies (`unbound_link`, protocol.md
+    // §7 rule 12). Nothing else, and few of those.
     let s = f.status().await.unwrap();
+    let unbound = s.drops.get("unbound_link").copied().unwrap_or(0);
     assert!(
-        s.drops.is_empty(),
+        s.drops.keys().all(|k| *k == "unbound_link") && unbound <= MAX_UNBOUND_DROPS,
         "follower rejected frames: {:?}",
         s.drops
     );
