@@ -44,6 +44,10 @@ pub const MAX_WAIT_TIMEOUT_MS: u32 = 120_000;
 pub const MAX_ADMITTED: usize = MAX_ROLE_GRANTS;
 /// Maximum size of a certificate carried in an `Announce`.
 pub const MAX_ANNOUNCED_CERT_LEN: usize = crate::cert::MAX_CERT_LEN;
+/// Maximum size of the member-signed `Chat` frame a `ChatHistory` carries:
+/// the largest `Chat` frame (envelope and signature, a `u16` length and
+/// [`MAX_CHAT_BYTES`] of text), 2118 bytes.
+pub const MAX_EARLIER_FRAME_LEN: usize = crate::frame::MIN_FRAME_LEN + 2 + MAX_CHAT_BYTES;
 
 // ------------------------------------------------------------------ kinds --
 
@@ -131,6 +135,9 @@ kinds! {
     Refuse = 0x10, Host, CONTROL;
     /// The members the host admitted to a pinned room.
     Roster = 0x11, Host, CONTROL;
+    /// An earlier chat message, offered by the host to a member that joined
+    /// late: a member-signed `Chat` frame, unchanged.
+    ChatHistory = 0x12, Host, CONTROL;
     /// Emoji reaction.
     Reaction = 0x20, Member, CHAT;
     /// Ask the host for a command.
@@ -472,6 +479,43 @@ pub struct Admitted {
     pub key: PublicKey,
 }
 
+/// The exact bytes of an earlier member-signed `Chat` frame, as a
+/// `ChatHistory` carries them (docs/protocol.md §4.1): at most
+/// [`MAX_EARLIER_FRAME_LEN`] bytes. Nothing else is checked here; the
+/// session verifies the frame it carries like a live one, without the
+/// freshness rules (`session/history.rs`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct EarlierChat(Vec<u8>);
+
+impl fmt::Debug for EarlierChat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The frame holds chat text, which stays out of logs.
+        write!(f, "EarlierChat({} bytes)", self.0.len())
+    }
+}
+
+impl EarlierChat {
+    /// Wraps a frame of at most [`MAX_EARLIER_FRAME_LEN`] bytes.
+    ///
+    /// # Errors
+    /// [`InvalidValue`] if it is longer.
+    pub fn new(frame: Vec<u8>) -> Result<Self, InvalidValue> {
+        if frame.len() > MAX_EARLIER_FRAME_LEN {
+            return Err(InvalidValue {
+                what: "earlier chat",
+                why: "longer than the largest chat frame",
+            });
+        }
+        Ok(Self(frame))
+    }
+
+    /// The carried frame's bytes.
+    #[must_use]
+    pub fn frame(&self) -> &[u8] {
+        &self.0
+    }
+}
+
 /// Why the host refused a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RefuseReason {
@@ -750,6 +794,8 @@ pub enum Message {
     Refuse(Refusal),
     /// The members the host admitted (at most [`MAX_ADMITTED`]).
     Roster(Vec<Admitted>),
+    /// An earlier chat message for a member that joined late.
+    ChatHistory(EarlierChat),
     /// Reaction.
     Reaction(Emoji),
     /// Request to the host.
@@ -791,6 +837,7 @@ impl Message {
             Self::Bind(_) => Kind::Bind,
             Self::Refuse(_) => Kind::Refuse,
             Self::Roster(_) => Kind::Roster,
+            Self::ChatHistory(_) => Kind::ChatHistory,
             Self::Reaction(_) => Kind::Reaction,
             Self::Request(_) => Kind::Request,
             Self::Status(_) => Kind::Status,
@@ -873,6 +920,7 @@ impl Message {
                     w.put(a.key.as_bytes());
                 }
             }
+            Self::ChatHistory(c) => w.bytes("earlier chat", &c.0, MAX_EARLIER_FRAME_LEN)?,
             Self::Knock(mac) => w.put(mac),
             Self::Reaction(e) => w.bytes("reaction", e.0.as_bytes(), MAX_EMOJI_BYTES)?,
             Self::Request(c) => put_request(w, c)?,
@@ -1001,6 +1049,9 @@ impl Message {
                 }
                 Self::Roster(list)
             }
+            Kind::ChatHistory => Self::ChatHistory(EarlierChat(
+                r.bytes("earlier chat", MAX_EARLIER_FRAME_LEN)?.to_vec(),
+            )),
             Kind::Knock => Self::Knock(r.array("knock mac")?),
             Kind::Reaction => Self::Reaction(
                 Emoji::new(r.str("reaction", MAX_EMOJI_BYTES)?).map_err(DecodeError::from)?,
@@ -1432,6 +1483,8 @@ pub(crate) mod strategies {
                         .collect(),
                 )
             }),
+            prop::collection::vec(any::<u8>(), 0..=MAX_EARLIER_FRAME_LEN)
+                .prop_map(|v| Message::ChatHistory(EarlierChat::new(v).unwrap())),
             (user(), 0..Seq::LIMIT, 1u8..=6).prop_map(|(member, s, reason)| {
                 Message::Refuse(Refusal {
                     member,
@@ -1534,7 +1587,9 @@ mod tests {
             assert_eq!(Kind::from_byte(k.to_byte()), Some(*k));
         }
         assert_eq!(Kind::from_byte(0), None);
-        assert_eq!(Kind::from_byte(0x12), None);
+        assert_eq!(Kind::from_byte(0x13), None);
+        assert_eq!(Kind::ChatHistory.signer(), SignerClass::Host);
+        assert_eq!(Kind::ChatHistory.channel(), channels::CONTROL);
         assert_eq!(Kind::Play.signer(), SignerClass::Host);
         assert_eq!(Kind::Chat.signer(), SignerClass::Member);
         assert_eq!(Kind::ClockPong.signer(), SignerClass::Host);

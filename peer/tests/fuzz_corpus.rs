@@ -29,7 +29,7 @@ fn fuzz_dir() -> PathBuf {
 /// `(kind, body)` of a signed frame: what the re-signing ops take.
 fn kind_and_body(frame: &[u8]) -> Vec<u8> {
     let env = Envelope::parse(frame).expect("our own frame parses");
-    let mut v = vec![env.kind() as u8];
+    let mut v = vec![env.kind().to_byte()];
     v.extend_from_slice(&frame[12..frame.len() - 64]);
     v
 }

@@ -34,7 +34,7 @@ fn chats(room: &Room, i: usize) -> Vec<(u64, String)> {
         .events
         .iter()
         .filter_map(|(_, e)| match e {
-            Event::Chat { from, text } => Some((from.get() - 1, text.as_str().to_owned())),
+            Event::Chat { from, text, .. } => Some((from.get() - 1, text.as_str().to_owned())),
             _ => None,
         })
         .collect()

@@ -6,8 +6,9 @@
 mod support;
 
 use support::session::{
-    Entry, ROOM, ROOM_MS_AT_START, START, WALL, cert_until, drain, events, follower, frames, host,
-    join, join_pinned, join_with, k, ms, raw_chat, room, room_ms_at, sign, sign_at, sign_raw, u,
+    Entry, ROOM, ROOM_MS_AT_START, START, WALL, cert_until, drain, dropped, events, follower,
+    frames, host, join, join_pinned, join_with, k, ms, raw_chat, room, room_ms_at, sign, sign_at,
+    sign_raw, u,
 };
 use watchparty_peer::acceptance::{DropReason, MAX_TRACKED_SIGNERS};
 use watchparty_peer::channels::{self, ChannelId};
@@ -38,16 +39,6 @@ fn chat(text: &str) -> Message {
 
 fn kind_of(bytes: &[u8]) -> u8 {
     bytes[3]
-}
-
-fn dropped(outputs: &[Output]) -> Vec<DropReason> {
-    events(outputs)
-        .into_iter()
-        .filter_map(|e| match e {
-            Event::Dropped { reason, .. } => Some(reason),
-            _ => None,
-        })
-        .collect()
 }
 
 /// Decodes a frame signed by the host (user 1).
@@ -526,7 +517,7 @@ fn invalid_chat_is_dropped_valid_chat_shown() {
         let shown: Vec<_> = events(&out)
             .into_iter()
             .filter_map(|e| match e {
-                Event::Chat { from, text } => Some((from, text.as_str().to_owned())),
+                Event::Chat { from, text, .. } => Some((from, text.as_str().to_owned())),
                 _ => None,
             })
             .collect();

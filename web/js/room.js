@@ -663,7 +663,7 @@ function onEvent(ctx, ui, ev, setBanner) {
       }
       break;
     case 'chat':
-      addChat(ctx, ui, ev.from, ev.name, ev.text, ev.at_ms);
+      addChat(ctx, ui, ev.from, ev.name, ev.text, ev.at_ms, false, !!ev.earlier);
       break;
     case 'reaction':
       addChat(ctx, ui, ev.from, null, ev.emoji, null, true);
@@ -818,15 +818,23 @@ function nameOf(ctx, id) {
   return m ? m.display_name : `user ${key}`;
 }
 
-function addChat(ctx, ui, from, name, text, atMs, isReaction) {
+/**
+ * One chat line. `earlier`: a message sent before we joined, which the host
+ * offered from its chat history; marked "earlier" and kept, in the order
+ * they came, above every live line.
+ */
+function addChat(ctx, ui, from, name, text, atMs, isReaction, earlier) {
   const who = name || nameOf(ctx, from);
   const time = new Date(atMs || Date.now()).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
-  const li = h('li', { class: isReaction ? 'reaction-line' : 'chat-line' },
+  const cls = isReaction ? 'reaction-line' : earlier ? 'chat-line earlier' : 'chat-line';
+  const li = h('li', { class: cls },
     h('time', { class: 'muted' }, time), ' ', h('strong', null, who), ' ');
+  if (earlier) li.appendChild(h('span', { class: 'earlier-label' }, 'earlier'));
   const body = h('span', { class: 'chat-text' });
   body.textContent = String(text); // literal text, never markup
   li.appendChild(body);
-  ui.chatLog.appendChild(li);
+  const firstLive = earlier ? ui.chatLog.querySelector('li:not(.earlier)') : null;
+  ui.chatLog.insertBefore(li, firstLive);
   while (ui.chatLog.children.length > CHAT_MAX_LINES) ui.chatLog.firstChild.remove();
   ui.chatLog.scrollTop = ui.chatLog.scrollHeight;
 }

@@ -355,7 +355,14 @@ fn print_event(json: bool, e: &DriverEvent) {
     } else {
         match e {
             DriverEvent::Status(s) => print_status(s),
-            DriverEvent::Chat { from, text } => println!("[{from}] {text}"),
+            DriverEvent::Chat {
+                from,
+                text,
+                earlier,
+            } => {
+                let mark = if *earlier { " (earlier)" } else { "" };
+                println!("[{from}]{mark} {text}");
+            }
             DriverEvent::HostChangeRefused(r) => println!("! {}", r.message),
             DriverEvent::NoLongerWaitedFor { message, .. } => println!("* {message}"),
             DriverEvent::Asks { asks } => print_asks(asks),

@@ -552,6 +552,9 @@ pub enum DriverEvent {
         from: u64,
         /// The text.
         text: String,
+        /// An earlier message from the host's chat history (sent before we
+        /// joined), not a live one.
+        earlier: bool,
     },
     /// Something else the session reported.
     Session {
@@ -1600,9 +1603,14 @@ where
                     detail: format!("{e:?}"),
                 });
             }
-            Event::Chat { from, text } => self.emit(DriverEvent::Chat {
+            Event::Chat {
+                from,
+                text,
+                earlier,
+            } => self.emit(DriverEvent::Chat {
                 from: from.get(),
                 text: text.as_str().to_owned(),
+                earlier: earlier.is_some(),
             }),
             other => self.emit(DriverEvent::Session {
                 detail: format!("{other:?}"),

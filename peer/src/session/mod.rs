@@ -19,6 +19,7 @@ mod admission;
 mod asks;
 mod binding;
 mod custody;
+mod history;
 mod holds;
 mod limits;
 mod mesh;
@@ -29,6 +30,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 pub use asks::{AskFor, MAX_PENDING_ASKS, PendingAsk, ask_text, policy_text};
 pub use binding::BIND_DEADLINE;
+pub use history::{CHAT_HISTORY_MAX, CHAT_HISTORY_MAX_BYTES, MAX_SEEN_CHATS};
 pub use holds::{
     HOLD_ALLOWANCE_WAITS, HOLD_REFILL_DIVISOR, MAX_HOLD_RECORDS, no_longer_waited_for_text,
 };
@@ -69,6 +71,7 @@ use crate::timeline::PlaybackState;
 
 use asks::AskTable;
 use custody::PresentHost;
+use history::ChatLog;
 use holds::{HoldLedger, full_allowance};
 use limits::{Limits, MemberBuckets};
 use mesh::{Dedupe, FrameKey, PingRoutes, digest};
@@ -112,6 +115,9 @@ struct Link {
     /// Host: we started hosting with this link open; its member's first
     /// direct `Status` of our term draws the `Bind` again.
     rebind_on_status: bool,
+    /// `ChatHistory` frames accepted over this link (at most
+    /// [`CHAT_HISTORY_MAX`]).
+    earlier_received: usize,
 }
 
 /// What the host knows of a member's player.
@@ -250,6 +256,9 @@ pub struct Session {
     own_buckets: MemberBuckets,
     /// `CertificateExpired` was reported for our own certificate.
     own_cert_expired: bool,
+    /// The chat frames shown, kept for late joiners (docs/protocol.md §7.1
+    /// *Chat history*).
+    chat_log: ChatLog,
     out: VecDeque<Output>,
 }
 
@@ -348,6 +357,7 @@ impl Session {
             knock_due: false,
             own_buckets,
             own_cert_expired: false,
+            chat_log: ChatLog::default(),
             out: VecDeque::new(),
         })
     }
@@ -728,6 +738,7 @@ impl Session {
         if self.is_host {
             self.send_bind(peer, now);
             self.send_roster(Some(peer), now);
+            self.send_history(peer, now);
             // One new State for everyone at the next timeout, so joins in
             // the same instant share it (a State sent to the newcomer alone,
             // or a burst of them, would reach the others forwarded after
@@ -835,8 +846,14 @@ impl Session {
                 self.admit_own(Kind::Chat, now)?;
                 let bytes = self.sign(&Message::Chat(text.clone()), now)?;
                 self.broadcast(channels::CHAT.id, &bytes, None);
-                if let Some(me) = self.me {
-                    self.event(Event::Chat { from: me, text });
+                if let Some(me) = self.me
+                    && self.chat_log.show(&bytes)
+                {
+                    self.event(Event::Chat {
+                        from: me,
+                        text,
+                        earlier: None,
+                    });
                 }
                 Ok(())
             }
@@ -1657,7 +1674,14 @@ impl Session {
         if frame.kind() != Kind::ClockPing {
             check_skew(h.issued_at, self.room_ms(now), self.cfg.max_skew_ms).map_err(Rx::Drop)?;
         }
-        // 10. kind-specific checks
+        // 10. kind-specific checks. A ChatHistory: the chat frame it
+        // carries, without the freshness rules (it is old by nature).
+        let earlier = match frame.message() {
+            Message::ChatHistory(c) if !self.is_host => {
+                self.check_earlier(from, c, now).map_err(Rx::Drop)?
+            }
+            _ => None,
+        };
         if let Message::Announce(cert) = frame.message() {
             let ok = self
                 .verifier
@@ -1707,6 +1731,9 @@ impl Session {
         self.stats.accepted = self.stats.accepted.saturating_add(1);
         self.forward(&frame, from, signer.user);
         self.apply(&frame, from, signer.user, now);
+        if let Message::ChatHistory(c) = frame.message() {
+            self.show_earlier(from, earlier, c.frame());
+        }
         Ok(())
     }
 
@@ -1754,7 +1781,10 @@ impl Session {
 
     fn forward(&mut self, frame: &Frame, from: UserId, signer: UserId) {
         if !self.cfg.forward
-            || matches!(frame.kind(), Kind::ClockPing | Kind::ClockPong | Kind::Bind)
+            || matches!(
+                frame.kind(),
+                Kind::ClockPing | Kind::ClockPong | Kind::Bind | Kind::ChatHistory
+            )
         {
             return;
         }
@@ -1836,10 +1866,17 @@ impl Session {
                     self.on_host_changed(&held.cert, now);
                 }
             }
-            Message::Chat(text) => self.event(Event::Chat {
-                from: signer,
-                text: text.clone(),
-            }),
+            Message::Chat(text) => {
+                if self.chat_log.show(frame.bytes()) {
+                    self.event(Event::Chat {
+                        from: signer,
+                        text: text.clone(),
+                        earlier: None,
+                    });
+                }
+            }
+            // Shown once accepted (`show_earlier`), never applied as a command.
+            Message::ChatHistory(_) => {}
             Message::Reaction(emoji) => self.event(Event::Reaction {
                 from: signer,
                 emoji: emoji.clone(),
@@ -2849,6 +2886,7 @@ fn is_command(kind: Kind) -> bool {
         && kind != Kind::Bind
         && kind != Kind::Refuse
         && kind != Kind::Roster
+        && kind != Kind::ChatHistory
 }
 
 /// (signer, epoch, seq) read from a parsed envelope's unverified header,

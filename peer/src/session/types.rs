@@ -8,7 +8,7 @@ use crate::acceptance::{DEFAULT_MAX_SKEW_MS, DropReason};
 use crate::cert::CertError;
 use crate::channels::ChannelId;
 use crate::frame::EncodeError;
-use crate::ids::{DisplayName, Epoch, Role, RoomId, UserId};
+use crate::ids::{DisplayName, Epoch, Role, RoomId, RoomMs, UserId};
 use crate::message::{
     Buffering, ChatError, ChatText, Emoji, Fingerprint, MediaItem, Permissions, Policy,
     RefuseReason,
@@ -409,12 +409,17 @@ pub enum Event {
     QueueChanged,
     /// The room policy changed.
     PolicyChanged(Policy),
-    /// A chat message (rendered as text only).
+    /// A chat message (rendered as text only), shown once however it
+    /// arrived.
     Chat {
         /// The sender.
         from: UserId,
         /// The text.
         text: ChatText,
+        /// `Some(when it was sent, on the room clock)` for an earlier
+        /// message the host offered from its chat history when we joined
+        /// (docs/protocol.md §7.1 *Chat history*); `None` for a live one.
+        earlier: Option<RoomMs>,
     },
     /// A reaction.
     Reaction {

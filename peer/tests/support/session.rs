@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+use watchparty_peer::acceptance::DropReason;
 use watchparty_peer::cert::{CertificateBody, SignedCertificate};
 use watchparty_peer::channels::ChannelId;
 use watchparty_peer::crypto::{Domain, SigningKey};
@@ -179,6 +180,17 @@ pub fn events(outputs: &[Output]) -> Vec<Event> {
         .iter()
         .filter_map(|o| match o {
             Output::Event(e) => Some(e.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The drop reasons among `outputs`' events.
+pub fn dropped(outputs: &[Output]) -> Vec<DropReason> {
+    events(outputs)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Dropped { reason, .. } => Some(reason),
             _ => None,
         })
         .collect()

@@ -161,8 +161,16 @@ pub fn event(e: &Event, session: Option<&Session>, wall_ms: f64) -> Option<Value
         Event::LoadMedia(_) => return None,
         Event::QueueChanged => queue(session?),
         Event::PolicyChanged(p) => json!({ "type": "policy", "policy": policy(*p) }),
-        Event::Chat { from, text } => json!({
-            "type": "chat", "from": from.get(), "text": text.as_str(), "at_ms": wall_ms,
+        // An earlier message (from the host's chat history) carries the
+        // time it was sent: the room clock starts at the host's wall clock.
+        Event::Chat {
+            from,
+            text,
+            earlier,
+        } => json!({
+            "type": "chat", "from": from.get(), "text": text.as_str(),
+            "at_ms": earlier.map_or(wall_ms, |t| t.0 as f64),
+            "earlier": earlier.is_some(),
         }),
         Event::Reaction { from, emoji } => {
             json!({ "type": "reaction", "from": from.get(), "emoji": emoji.as_str() })
