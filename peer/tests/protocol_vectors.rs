@@ -17,7 +17,8 @@ use watchparty_peer::ids::{
     UnixSeconds, UserId,
 };
 use watchparty_peer::message::{
-    Admitted, ChatText, DtlsBinding, Fingerprint, Kind, MediaItem, Message, Refusal, RefuseReason,
+    Admitted, ChatText, DtlsBinding, EarlierChat, Fingerprint, Kind, MediaItem, Message, Refusal,
+    RefuseReason,
 };
 use watchparty_peer::session::{ChannelOpen, Event, Output, Session, SessionConfig};
 use watchparty_peer::signaling::{BoundedVec, OffererRule, RosterEntry, ServerMessage};
@@ -135,14 +136,7 @@ fn vectors() -> Vec<(&'static str, String)> {
             }),
         ),
     ));
-    v.push((
-        "frame-chat",
-        frame(
-            &m,
-            header(0, 121_000),
-            Message::Chat(ChatText::new("hi\nthere").unwrap()),
-        ),
-    ));
+    v.push(("frame-chat", hex::encode(frame_chat())));
     v.push((
         "frame-clock-ping",
         frame(
@@ -179,6 +173,10 @@ fn vectors() -> Vec<(&'static str, String)> {
             ]),
         ),
     ));
+    v.push((
+        "frame-chat-history",
+        hex::encode(history(&h, 12, 134_000, frame_chat())),
+    ));
     v.push(("admit-secret", hex::encode(admit_secret().as_bytes())));
     v.push(("knock-mac", hex::encode(knock_mac())));
     v.push(("drop-knock-wrong-secret", hex::encode(wrong_knock())));
@@ -188,6 +186,23 @@ fn vectors() -> Vec<(&'static str, String)> {
         v.push((d.name, hex::encode(&d.bytes)));
     }
     v
+}
+
+/// `frame-chat`: the member's Chat `"hi\nthere"` (seq 0, issued at 121 000).
+fn frame_chat() -> Vec<u8> {
+    frame::encode(
+        &member(),
+        &header(0, 121_000),
+        &Message::Chat(ChatText::new("hi\nthere").unwrap()),
+    )
+    .unwrap()
+}
+
+/// A `ChatHistory` signed by `key` (seq `seq`, issued at `issued_at`)
+/// carrying `inner` unchanged (§4.1).
+fn history(key: &SigningKey, seq: u64, issued_at: i64, inner: Vec<u8>) -> Vec<u8> {
+    let msg = Message::ChatHistory(EarlierChat::new(inner).unwrap());
+    frame::encode(key, &header(seq, issued_at), &msg).unwrap()
 }
 
 /// The room's admission secret: derived from the host's seed (§2.2).
@@ -297,6 +312,18 @@ fn drop_vectors() -> Vec<DropVector> {
     };
     let mut trailing = play_payload.clone();
     trailing.push(0);
+    let unknown_signer = raw_frame(
+        &server(),
+        Kind::Chat.to_byte(),
+        room,
+        1,
+        0,
+        121_000,
+        &chat_payload("hi"),
+    );
+    let mut forged_chat = frame_chat();
+    let last = forged_chat.len() - 1;
+    forged_chat[last] ^= 0x01;
     vec![
         dv("drop-not-a-frame", control, "not_a_frame", not_a_frame),
         dv("drop-unknown-version", control, "unknown_version", version),
@@ -312,15 +339,7 @@ fn drop_vectors() -> Vec<DropVector> {
             "drop-unknown-signer",
             chat,
             "unknown_signer",
-            raw_frame(
-                &server(),
-                Kind::Chat.to_byte(),
-                room,
-                1,
-                0,
-                121_000,
-                &chat_payload("hi"),
-            ),
+            unknown_signer.clone(),
         ),
         dv("drop-bad-signature", control, "bad_signature", bad_sig),
         dv(
@@ -366,6 +385,30 @@ fn drop_vectors() -> Vec<DropVector> {
             "malformed",
             frame::encode(&m, &header(8, 122_000), &Message::Announce(host_cert())).unwrap(),
         ),
+        dv(
+            "drop-history-bad-signature",
+            control,
+            "bad_signature",
+            history(&h, 13, 134_500, forged_chat),
+        ),
+        dv(
+            "drop-history-unknown-signer",
+            control,
+            "unknown_signer",
+            history(&h, 14, 135_000, unknown_signer),
+        ),
+        dv(
+            "drop-history-wrong-room",
+            control,
+            "wrong_room",
+            history(&h, 15, 135_500, mchat([0xff; 16], 1, 5, "hi")),
+        ),
+        dv(
+            "drop-history-not-host",
+            control,
+            "not_host",
+            history(&m, 9, 134_000, frame_chat()),
+        ),
     ]
 }
 
@@ -402,6 +445,11 @@ fn member_cert() -> SignedCertificate {
 /// against its wall clock), at Unix time 124 (the vectors' issued-at are
 /// 120 000 to 131 000 ms).
 fn receiver() -> Session {
+    receiver_pinned(true)
+}
+
+/// The receiver of §11, pinning the host key or not.
+fn receiver_pinned(pinned: bool) -> Session {
     let me = SigningKey::from_seed(&seed(0x60)).unwrap();
     let mine = issue(3, "Cy", Role::Viewer, &me);
     let now = LocalTime::from_millis(1_000);
@@ -410,7 +458,7 @@ fn receiver() -> Session {
         SessionConfig::new(room()),
         me,
         server().public_key(),
-        Some(host().public_key()),
+        pinned.then(|| host().public_key()),
         now,
         wall,
     )
@@ -570,6 +618,47 @@ fn document_admission_vectors() {
         doc["admit-secret"],
         "the document's secret"
     );
+}
+
+/// §11.3: the §11.1 receiver without a pinned key (so its link to the host
+/// needs no `Bind`), fresh: shows `frame-chat-history`'s message once,
+/// marked earlier with its send time; `frame-chat` arriving live after it,
+/// and the same `ChatHistory` again, are exact copies (not shown, not
+/// dropped).
+#[test]
+fn document_chat_history_vectors() {
+    let mut s = receiver_pinned(false);
+    let doc: std::collections::BTreeMap<String, String> = doc_vectors().into_iter().collect();
+    let bytes = |name: &str| hex::decode(&doc[name]).unwrap();
+    let mut feed = |channel: ChannelId, b: &[u8]| {
+        s.handle_frame(
+            UserId::new(1).unwrap(),
+            channel,
+            b,
+            LocalTime::from_millis(2_000),
+        );
+        std::iter::from_fn(|| s.poll_output())
+            .filter_map(|o| match o {
+                Output::Event(e @ (Event::Chat { .. } | Event::Dropped { .. })) => Some(e),
+                _ => None,
+            })
+            .collect::<Vec<Event>>()
+    };
+    let shown = feed(channels::CONTROL.id, &bytes("frame-chat-history"));
+    assert_eq!(
+        shown,
+        vec![Event::Chat {
+            from: UserId::new(2).unwrap(),
+            text: ChatText::new("hi\nthere").unwrap(),
+            earlier: Some(RoomMs(121_000)),
+        }]
+    );
+    assert_eq!(feed(channels::CHAT.id, &bytes("frame-chat")), vec![]);
+    assert_eq!(
+        feed(channels::CONTROL.id, &bytes("frame-chat-history")),
+        vec![]
+    );
+    assert_eq!(s.stats().duplicates, 2, "steps 2 and 3 are exact copies");
 }
 
 /// Hex blocks of the document: a line `<!-- vector: NAME -->` followed by a
