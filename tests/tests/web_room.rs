@@ -189,9 +189,7 @@ async fn three_browsers_sync_chat_is_literal_and_viewer_is_refused() {
         "<script>window.__pwned = 1; alert(2)</script>",
     ];
     for p in payloads {
-        let input = alice.find("#chat-input").await;
-        alice.type_into(&input, p).await;
-        click(&alice, "#chat-send").await;
+        send_chat(&alice, p).await;
     }
     for b in pages {
         let texts = b

@@ -317,6 +317,13 @@ pub async fn wait_connected(b: &Browser, peers: usize) {
     .await;
 }
 
+/// Types `text` into the chat box of `b` and sends it.
+pub async fn send_chat(b: &Browser, text: &str) {
+    let input = b.find("#chat-input").await;
+    b.type_into(&input, text).await;
+    click(b, "#chat-send").await;
+}
+
 /// Clicks the element `css` once it is enabled.
 pub async fn click(b: &Browser, css: &str) {
     let el = b.find(css).await;
