@@ -98,3 +98,74 @@ async fn host_and_two_followers_sync_over_real_server_and_webrtc() {
         assert!(s.playback.unwrap().paused);
     }
 }
+
+/// The chat messages among `events`: (sender, text, earlier).
+fn chats<'a>(events: impl IntoIterator<Item = &'a DriverEvent>) -> Vec<(u64, String, bool)> {
+    events
+        .into_iter()
+        .filter_map(|e| match e {
+            DriverEvent::Chat {
+                from,
+                text,
+                earlier,
+            } => Some((*from, text.clone(), *earlier)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Issue 20 item 8 over the real server and real WebRTC: the host and a
+/// follower chat; a third member starts late and is shown both messages,
+/// in order, once each, marked earlier (the host's `ChatHistory`,
+/// docs/protocol.md §4.1); a message after it joined is live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_native_joiner_is_shown_the_earlier_chat() {
+    let mut room = inproc::room(2).await;
+    let mut host = room.driver(0, 0).await;
+    wait_for(&mut host, "host joined", |e| {
+        matches!(e, DriverEvent::Joined { .. })
+    })
+    .await;
+    let mut bob = room.driver(1, 0).await;
+    wait_for(&mut bob, "channels open", |e| {
+        matches!(e, DriverEvent::PeerConnected { .. })
+    })
+    .await;
+    let said =
+        |e: &DriverEvent, want: &str| matches!(e, DriverEvent::Chat { text, .. } if text == want);
+    host.command(UserCommand::Chat("hello from the host".into()))
+        .await
+        .unwrap();
+    wait_for(&mut bob, "the host's chat", |e| {
+        said(e, "hello from the host")
+    })
+    .await;
+    bob.command(UserCommand::Chat("hi from bob".into()))
+        .await
+        .unwrap();
+    wait_for(&mut host, "bob's chat", |e| said(e, "hi from bob")).await;
+    let host_id = host.status().await.unwrap().you.unwrap();
+    let bob_id = bob.status().await.unwrap().you.unwrap();
+
+    let mut carol = room.driver(2, 0).await;
+    let (last, before) = inproc::wait_for(&mut carol, "the earlier chat", STEP, |e| {
+        said(e, "hi from bob")
+    })
+    .await;
+    host.command(UserCommand::Chat("welcome carol".into()))
+        .await
+        .unwrap();
+    let (live, between) = inproc::wait_for(&mut carol, "the live chat", STEP, |e| {
+        said(e, "welcome carol")
+    })
+    .await;
+    let shown = chats(before.iter().chain([&last]).chain(&between).chain([&live]));
+    assert_eq!(
+        shown,
+        vec![
+            (host_id, "hello from the host".to_owned(), true),
+            (bob_id, "hi from bob".to_owned(), true),
+            (host_id, "welcome carol".to_owned(), false),
+        ]
+    );
+}

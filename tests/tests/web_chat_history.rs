@@ -39,12 +39,10 @@ async fn a_late_joiner_sees_the_earlier_chat_marked_earlier() {
     }
     require_room_client();
     let site = Site::start(&["alice", "bob", "carol"]).await;
-    let alice = Browser::start("alice").await;
-    let bob = Browser::start("bob").await;
-    let carol = Browser::start("carol").await;
-    sign_in(&alice, &site, "alice").await;
-    sign_in(&bob, &site, "bob").await;
-    sign_in(&carol, &site, "carol").await;
+    let [alice, bob, carol]: [Browser; 3] = signed_in(&site, &["alice", "bob", "carol"])
+        .await
+        .try_into()
+        .unwrap_or_else(|_| unreachable!());
     create_room(&alice, &site, &[("bob", "controller"), ("carol", "viewer")]).await;
     let link = alice
         .property(&alice.find("#invite-link").await, "value")

@@ -271,6 +271,18 @@ pub async fn sign_in(b: &Browser, site: &Site, user: &str) {
     .await;
 }
 
+/// A browser per user in `users` (profiles named after them), each signed
+/// in.
+pub async fn signed_in(site: &Site, users: &[&str]) -> Vec<Browser> {
+    let mut out = Vec::new();
+    for u in users {
+        let b = Browser::start(u).await;
+        sign_in(&b, site, u).await;
+        out.push(b);
+    }
+    out
+}
+
 /// Creates a room through the create form, inviting `invites` (username,
 /// role); returns the room id.
 pub async fn create_room(b: &Browser, site: &Site, invites: &[(&str, &str)]) -> String {
