@@ -1598,6 +1598,32 @@ mod tests {
     }
 
     #[test]
+    fn a_chat_history_carries_the_largest_chat_frame_and_no_more() {
+        let key = crate::crypto::SigningKey::from_seed(&[3; 32]).unwrap();
+        let header = crate::frame::Header {
+            room: crate::ids::RoomId::from_bytes([1; 16]),
+            epoch: Epoch(1),
+            seq: Seq::new(0).unwrap(),
+            issued_at: RoomMs(0),
+        };
+        let longest = Message::Chat(ChatText::new(&"😀".repeat(MAX_CHAT_CHARS)).unwrap());
+        let frame = crate::frame::encode(&key, &header, &longest).unwrap();
+        assert_eq!(frame.len(), MAX_EARLIER_FRAME_LEN);
+        let m = Message::ChatHistory(EarlierChat::new(frame.clone()).unwrap());
+        assert_eq!(Message::decode(Kind::ChatHistory, &encode(&m)), Ok(m));
+        let mut longer = frame;
+        longer.push(0);
+        assert!(EarlierChat::new(longer.clone()).is_err());
+        let mut w = Writer::default();
+        w.u16(u16::try_from(longer.len()).unwrap());
+        w.put(&longer);
+        assert!(Message::decode(Kind::ChatHistory, &w.buf).is_err());
+        // Chat text stays out of logs.
+        let shown = format!("{:?}", EarlierChat::new(b"secret".to_vec()).unwrap());
+        assert!(!shown.contains("secret"), "{shown}");
+    }
+
+    #[test]
     fn chat_rules() {
         assert!(ChatText::new("hello\n\tworld").is_ok());
         assert!(ChatText::new(&"漢".repeat(500)).is_ok());
