@@ -1,5 +1,5 @@
-//! Chat history for late joiners (docs/protocol.md §4.1 `ChatHistory`,
-//! §7.1 *Chat history*, issue #20 item 8): the host keeps the last chat
+//! Chat history for late joiners (docs/protocol.md §4.1 *Chat history*,
+//! issue #20 item 8): the host keeps the last chat
 //! frames it accepted and offers them, each wrapped unchanged in a
 //! host-signed `ChatHistory`, on every new link after its `Bind` and
 //! `Roster`; the receiver verifies the member signature inside, shows each

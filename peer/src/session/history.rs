@@ -1,5 +1,5 @@
 //! Chat history for members that join late (docs/protocol.md §4.1
-//! `ChatHistory`, §7.1 *Chat history*): the one rule both drivers act on.
+//! *Chat history*): the one rule both drivers act on.
 //!
 //! - Every session keeps the last chat frames it showed — its own, the
 //!   live ones it accepted, and earlier ones it verified — as the exact

@@ -256,7 +256,7 @@ pub struct Session {
     own_buckets: MemberBuckets,
     /// `CertificateExpired` was reported for our own certificate.
     own_cert_expired: bool,
-    /// The chat frames shown, kept for late joiners (docs/protocol.md §7.1
+    /// The chat frames shown, kept for late joiners (docs/protocol.md §4.1
     /// *Chat history*).
     chat_log: ChatLog,
     out: VecDeque<Output>,

@@ -418,7 +418,7 @@ pub enum Event {
         text: ChatText,
         /// `Some(when it was sent, on the room clock)` for an earlier
         /// message the host offered from its chat history when we joined
-        /// (docs/protocol.md §7.1 *Chat history*); `None` for a live one.
+        /// (docs/protocol.md §4.1 *Chat history*); `None` for a live one.
         earlier: Option<RoomMs>,
     },
     /// A reaction.
