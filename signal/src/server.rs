@@ -69,12 +69,14 @@ pub async fn serve_tls(
 }
 
 /// One pass of housekeeping: end idle rooms, delete old ended rooms, drop
-/// expired sessions and idle throttle entries.
+/// expired sessions and idle throttle entries, prune the audit trail
+/// (retention and record cap) and note records the budget suppressed.
 pub async fn cleanup_once(state: &AppState) -> Result<(), crate::error::ApiError> {
     let now = now_secs();
     let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
     let (ended, deleted) = crate::rooms::store::cleanup(
         &state.db,
+        &state.audit,
         now,
         now.saturating_sub(secs(state.config.room_idle_timeout)),
         now.saturating_sub(secs(state.config.ended_room_retention)),
@@ -86,8 +88,25 @@ pub async fn cleanup_once(state: &AppState) -> Result<(), crate::error::ApiError
     state.limits.login_unknown.purge(instant);
     state.limits.room_password.purge(instant);
     state.limits.room_password_ip.purge(instant);
-    if ended + deleted + sessions > 0 {
-        tracing::info!(ended, deleted, sessions, "cleanup");
+    let suppressed = state.audit.take_suppressed();
+    if suppressed > 0 {
+        tracing::warn!(suppressed, "audit records over the budget were not written");
+        let entry = crate::audit::Entry::ok(
+            crate::audit::Actor::System,
+            crate::audit::AuditAction::AuditSuppressed,
+        )
+        .detail(format!("{suppressed} records"));
+        state.audit.record(&state.db, &entry).await;
+    }
+    let audit = &state.config.audit;
+    let pruned = crate::audit::store::prune(
+        &state.db,
+        now.saturating_sub(audit.retention_secs()),
+        audit.max_records,
+    )
+    .await?;
+    if ended + deleted + sessions + pruned > 0 {
+        tracing::info!(ended, deleted, sessions, audit_pruned = pruned, "cleanup");
     }
     Ok(())
 }
