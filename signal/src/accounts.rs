@@ -158,7 +158,7 @@ pub async fn create_session(
     .bind(MAX_SESSIONS_PER_USER)
     .execute(&mut *tx)
     .await?;
-    audit.0.record_in(&mut *tx, audit.1).await?;
+    audit.0.record_in(&mut tx, audit.1).await?;
     tx.commit().await?;
     Ok(NewSession {
         session_id,

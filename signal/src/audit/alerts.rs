@@ -168,7 +168,7 @@ impl AlertTracker {
         let mut raised = lock(&self.raised);
         raised.retain(|_, a| a.window_ends_at > now_unix);
         let mut out: Vec<AlertView> = raised.values().cloned().collect();
-        out.sort_by(|a, b| b.window_started_at.cmp(&a.window_started_at));
+        out.sort_by_key(|a| std::cmp::Reverse(a.window_started_at));
         out
     }
 
