@@ -399,19 +399,22 @@ async fn set_member(
 }
 
 /// Sets the caller's own membership status (leave, decline) in one
-/// transaction, with its audit record.
+/// transaction, with the audit record of `action`.
 async fn set_own_status(
     state: &AppState,
+    meta: &RequestMeta,
     room: &RoomId,
-    user_id: i64,
-    role: Role,
+    (user_id, role): (i64, Role),
     status: MemberStatus,
-    audit: &Entry,
+    action: AuditAction,
 ) -> ApiResult<()> {
     let now = now_secs();
     let mut tx = begin_immediate(&state.db).await?;
     set_member(&mut tx, room, user_id, role, status, now).await?;
-    state.audit.record_in(&mut tx, audit).await?;
+    let entry = Entry::ok(Actor::User(user_id), action)
+        .target(Target::Room(room.clone()))
+        .from_request(meta);
+    state.audit.record_in(&mut tx, &entry).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -908,16 +911,13 @@ async fn leave_room(
             "the host cannot leave; hand off or end the room".into(),
         )),
         Standing::Joined(role) => {
-            let entry = Entry::ok(Actor::User(user.id), AuditAction::RoomLeft)
-                .target(Target::Room(ctx.room.id.clone()))
-                .from_request(&meta);
             set_own_status(
                 &state,
+                &meta,
                 &ctx.room.id,
-                user.id,
-                role,
+                (user.id, role),
                 MemberStatus::Left,
-                &entry,
+                AuditAction::RoomLeft,
             )
             .await?;
             crate::ws::on_member_left(&state, &ctx.room.id, user.id);
@@ -1254,16 +1254,13 @@ async fn decline_invite(
     let ctx = load_ctx(&state, &id, &user).await?;
     match ctx.visible()? {
         Standing::Invited(role) => {
-            let entry = Entry::ok(Actor::User(user.id), AuditAction::RoomDeclined)
-                .target(Target::Room(ctx.room.id.clone()))
-                .from_request(&meta);
             set_own_status(
                 &state,
+                &meta,
                 &ctx.room.id,
-                user.id,
-                role,
+                (user.id, role),
                 MemberStatus::Declined,
-                &entry,
+                AuditAction::RoomDeclined,
             )
             .await?;
             Ok(StatusCode::NO_CONTENT)
