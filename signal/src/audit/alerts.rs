@@ -232,6 +232,20 @@ mod tests {
     }
 
     #[test]
+    fn the_named_caps_hold() {
+        let t = AlertTracker::new(vec![rule(1)]);
+        let now = Instant::now();
+        for i in 0..MAX_ALERT_KEYS + 50 {
+            let ip = std::net::Ipv6Addr::from(u128::try_from(i).unwrap() + 1);
+            let mut e = failed_login("192.0.2.1");
+            e.client_ip = Some(IpAddr::V6(ip));
+            t.observe(&e, now, 0);
+        }
+        assert_eq!(t.tracked(), MAX_ALERT_KEYS);
+        assert_eq!(t.active(0).len(), MAX_RAISED_ALERTS);
+    }
+
+    #[test]
     fn counters_are_bounded() {
         let t = AlertTracker::with_capacity(vec![rule(2)], 4);
         let now = Instant::now();

@@ -577,6 +577,39 @@ mod tests {
         assert_eq!(clean_request_id(&long).unwrap().len(), MAX_REQUEST_ID_CHARS);
     }
 
+    #[tokio::test]
+    async fn records_of_unsigned_requests_stop_at_the_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = crate::db::open(&dir.path().join("t.db")).await.unwrap();
+        // The production burst; a refill too slow to matter while the test runs.
+        let auditor = Auditor::with_budget(
+            &SymmetricKey::from_bytes([3; 32]),
+            &AuditConfig::default(),
+            UNSIGNED_RECORD_BURST,
+            Duration::from_secs(86_400),
+        );
+        let failed = Entry::new(
+            Actor::Anonymous { name_hash: None },
+            AuditAction::Login,
+            AuditOutcome::Failure,
+        );
+        let mut tx = pool.begin().await.unwrap();
+        for _ in 0..UNSIGNED_RECORD_BURST + 3 {
+            auditor.record_in(&mut tx, &failed).await.unwrap();
+        }
+        // Signed-in actions never draw on the budget.
+        let joined = Entry::ok(Actor::User(1), AuditAction::RoomJoined);
+        auditor.record_in(&mut tx, &joined).await.unwrap();
+        tx.commit().await.unwrap();
+        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(count, i64::from(UNSIGNED_RECORD_BURST) + 1);
+        assert_eq!(auditor.take_suppressed(), 3);
+        assert_eq!(auditor.take_suppressed(), 0);
+    }
+
     #[test]
     fn since_and_dates() {
         assert_eq!(parse_since("1700000000", 5), Ok(1_700_000_000));

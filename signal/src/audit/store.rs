@@ -297,6 +297,19 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn one_prune_deletes_at_most_a_batch() {
+        let (_dir, pool) = db().await;
+        let mut tx = pool.begin().await.unwrap();
+        let e = Entry::ok(Actor::System, AuditAction::RoomCleanedUp);
+        for _ in 0..PRUNE_BATCH + 5 {
+            insert(&mut *tx, &e, 1).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+        assert_eq!(prune(&pool, 2, 100_000_000).await.unwrap(), 10_000);
+        assert_eq!(prune(&pool, 2, 100_000_000).await.unwrap(), 5);
+    }
+
+    #[tokio::test]
     async fn records_cannot_be_changed_and_prune_keeps_the_newest() {
         let (_dir, pool) = db().await;
         for i in 0..20 {
