@@ -12,7 +12,6 @@ use ring::rand::{SecureRandom, SystemRandom};
 use sha2::{Digest, Sha256};
 use sqlx::SqlitePool;
 
-use crate::audit::{Auditor, Entry};
 use crate::db::{begin_immediate, now_secs};
 use crate::error::ApiError;
 use crate::validate::{DisplayName, Username};
@@ -115,13 +114,11 @@ pub struct NewSession {
     pub expires_at: i64,
 }
 
-/// Creates a session for `user_id` with a first refresh token; trims old
-/// sessions. `audit` (the login's record) is written in the same transaction.
+/// Creates a session for `user_id` with a first refresh token; trims old sessions.
 pub async fn create_session(
     db: &SqlitePool,
     user_id: i64,
     ttl_secs: i64,
-    audit: (&Auditor, &Entry),
 ) -> Result<NewSession, ApiError> {
     let session_id = random_bytes::<16>()?;
     let refresh_token = URL_SAFE_NO_PAD.encode(random_bytes::<REFRESH_TOKEN_BYTES>()?);
@@ -158,7 +155,6 @@ pub async fn create_session(
     .bind(MAX_SESSIONS_PER_USER)
     .execute(&mut *tx)
     .await?;
-    audit.0.record_in(&mut tx, audit.1).await?;
     tx.commit().await?;
     Ok(NewSession {
         session_id,

@@ -96,8 +96,9 @@ pub async fn cleanup_once(state: &AppState) -> Result<(), crate::error::ApiError
             crate::audit::AuditAction::AuditSuppressed,
         )
         .detail(format!("{suppressed} records"));
-        state.audit.record(&state.db, &entry).await;
+        state.audit.record(entry);
     }
+    state.audit.flush(&state.db).await?;
     let audit = &state.config.audit;
     let pruned = crate::audit::store::prune(
         &state.db,
@@ -155,6 +156,7 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
     let state = AppState::new(config).await?;
     let cleanup = spawn_cleanup(state.clone());
     let config = state.config.clone();
+    let (audit, db) = (state.audit.clone(), state.db.clone());
     let result = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => {
             let listener = std::net::TcpListener::bind(config.bind)?;
@@ -176,6 +178,10 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
         }
     };
     cleanup.abort();
+    // Queued audit records are written before the process ends.
+    if let Err(e) = audit.flush(&db).await {
+        tracing::error!(error = %e, "audit records not written at shutdown");
+    }
     tracing::info!("stopped");
     result
 }

@@ -210,9 +210,10 @@ impl AppState {
             ipv6_prefix_len: config.auth_ipv6_prefix_len,
             ..Limiters::new()
         };
-        let audit = crate::audit::Auditor::new(&keys.audit, &config.audit);
+        let audit = Arc::new(crate::audit::Auditor::new(&keys.audit, &config.audit));
+        audit.spawn_writer(db.clone());
         Ok(AppState {
-            audit: Arc::new(audit),
+            audit,
             access_tokens: Arc::new(AccessTokens::new(&keys.jwt)),
             stream_tokens: Arc::new(StreamTokens::new(&keys.stream)),
             keys: Arc::new(keys),

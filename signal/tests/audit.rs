@@ -29,8 +29,9 @@ const WRONG_PASSWORD: &str = "wrong-guess-password-99";
 const UNKNOWN_NAME: &str = "mallory-unknown";
 const CHAT: &str = "chat-line-nobody-should-store";
 
-/// Every record, oldest first.
+/// Every record (the queue written first), oldest first.
 async fn all(s: &Server) -> Vec<AuditRecord> {
+    s.state.audit.flush(&s.state.db).await.unwrap();
     let mut out = Vec::new();
     let mut before = None;
     loop {
@@ -673,12 +674,14 @@ async fn alerts_budget_retention_and_record_cap() {
     config.audit.max_records = 1000;
     let mut state = watchparty_signal::AppState::new(config).await.unwrap();
     // A budget of 4 records for unsigned requests.
-    state.audit = Arc::new(Auditor::with_budget(
+    let audit = Arc::new(Auditor::with_budget(
         &state.keys.audit,
         &state.config.audit,
         4,
         Duration::from_secs(3600),
     ));
+    audit.spawn_writer(state.db.clone());
+    state.audit = audit;
     let s = Server::start_with_state(state).await;
     s.add_user("root", true).await;
     let root_t = s.login("root").await;

@@ -97,6 +97,8 @@ async fn audit(
         }
         None => None,
     };
+    // Queued records first, so the page is up to date.
+    state.audit.flush(&state.db).await?;
     let filter = Filter {
         since: q.since,
         user,

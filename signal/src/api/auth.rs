@@ -178,7 +178,7 @@ async fn register(
         .target(Target::User(id))
         .detail("registered")
         .from_request(&meta);
-    state.audit.record(&state.db, &entry).await;
+    state.audit.record(entry);
     Ok((
         StatusCode::CREATED,
         ApiJson(UserView {
@@ -228,7 +228,7 @@ async fn login(
     };
     if let Err(e) = auth_ip_limit(&state, ip) {
         let entry = login_entry(anonymous(), AuditOutcome::Throttled);
-        state.audit.record(&state.db, &entry).await;
+        state.audit.record(entry);
         return Err(e);
     }
     let user = match Username::parse(&req.username) {
@@ -249,7 +249,7 @@ async fn login(
     if let Err(r) = state.limits.login_check(&key, Instant::now()) {
         tracing::warn!("login throttled for account");
         let entry = login_entry(actor, AuditOutcome::Throttled);
-        state.audit.record(&state.db, &entry).await;
+        state.audit.record(entry);
         return Err(ApiError::RateLimited {
             retry_after_secs: r.secs(),
         });
@@ -262,19 +262,17 @@ async fn login(
             state.limits.login_failed(&key, Instant::now());
             tracing::info!(client_ip = %ip.0, "login failed");
             let entry = login_entry(actor, AuditOutcome::Failure);
-            state.audit.record(&state.db, &entry).await;
+            state.audit.record(entry);
             return Err(ApiError::InvalidCredentials);
         }
     };
     state.limits.login_account.succeed(&user.id);
-    let entry = login_entry(Actor::User(user.id), AuditOutcome::Success);
-    let session = accounts::create_session(
-        &state.db,
-        user.id,
-        ttl_secs(state.config.refresh_token_ttl),
-        (&state.audit, &entry),
-    )
-    .await?;
+    let session =
+        accounts::create_session(&state.db, user.id, ttl_secs(state.config.refresh_token_ttl))
+            .await?;
+    state
+        .audit
+        .record(login_entry(Actor::User(user.id), AuditOutcome::Success));
     tracing::info!(user_id = user.id, "login succeeded");
     token_reply(
         &state,
@@ -359,7 +357,7 @@ async fn refresh(
             )
             .target(Target::User(user_id))
             .from_request(&meta);
-            state.audit.record(&state.db, &entry).await;
+            state.audit.record(entry);
             ApiError::Unauthorized
         }
         Ok(RefreshOutcome::Invalid) => ApiError::Unauthorized,
@@ -459,7 +457,7 @@ async fn end_session(
     let entry = Entry::ok(Actor::User(user_id), AuditAction::Logout)
         .target(Target::User(user_id))
         .from_request(meta);
-    state.audit.record(&state.db, &entry).await;
+    state.audit.record(entry);
     Ok(())
 }
 

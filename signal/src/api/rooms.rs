@@ -411,23 +411,23 @@ async fn set_own_status(
     let now = now_secs();
     let mut tx = begin_immediate(&state.db).await?;
     set_member(&mut tx, room, user_id, role, status, now).await?;
+    tx.commit().await?;
     let entry = Entry::ok(Actor::User(user_id), action)
         .target(Target::Room(room.clone()))
         .from_request(meta);
-    state.audit.record_in(&mut tx, &entry).await?;
-    tx.commit().await?;
+    state.audit.record(entry);
     Ok(())
 }
 
 /// Seats a user in one `BEGIN IMMEDIATE` transaction: re-checks that the room
-/// is open, the caller's media access and the seat count; writes `audit`
-/// (the join's record) in the same transaction.
+/// is open, the caller's media access and the seat count; then queues
+/// `audit` (the join's record).
 async fn take_seat(
     state: &AppState,
     room_id: &RoomId,
     user_id: i64,
     role: Role,
-    audit: &Entry,
+    audit: Entry,
 ) -> ApiResult<()> {
     let now = now_secs();
     let mut tx = begin_immediate(&state.db).await?;
@@ -466,8 +466,8 @@ async fn take_seat(
     }
     set_member(&mut tx, room_id, user_id, role, MemberStatus::Joined, now).await?;
     store::touch(&mut *tx, room_id, now).await?;
-    state.audit.record_in(&mut tx, audit).await?;
     tx.commit().await?;
+    state.audit.record(audit);
     Ok(())
 }
 
@@ -595,17 +595,18 @@ async fn create_room(
         .await?;
     set_member(&mut tx, &id, user.id, Role::Host, MemberStatus::Joined, now).await?;
     let by_host = |action| Entry::ok(Actor::User(user.id), action).from_request(&meta);
-    let created = by_host(AuditAction::RoomCreated).target(Target::Room(id.clone()));
-    state.audit.record_in(&mut tx, &created).await?;
+    let mut records = vec![by_host(AuditAction::RoomCreated).target(Target::Room(id.clone()))];
     for (uid, role) in invitees {
         set_member(&mut tx, &id, uid, role, MemberStatus::Invited, now).await?;
-        let invited = by_host(AuditAction::RoomInvited)
-            .target(Target::User(uid))
-            .in_room(&id)
-            .detail(role.as_str());
-        state.audit.record_in(&mut tx, &invited).await?;
+        records.push(
+            by_host(AuditAction::RoomInvited)
+                .target(Target::User(uid))
+                .in_room(&id)
+                .detail(role.as_str()),
+        );
     }
     tx.commit().await?;
+    records.into_iter().for_each(|r| state.audit.record(r));
     tracing::info!(room_id = %id, host = user.id, "room created");
     Ok((
         StatusCode::CREATED,
@@ -761,6 +762,7 @@ async fn patch_room(
             .target(Target::Room(room_id.clone()))
             .from_request(&meta)
     };
+    let mut records = Vec::new();
     if let Some(flag) = req.invite_only {
         sqlx::query("UPDATE rooms SET invite_only = ?2 WHERE id = ?1")
             .bind(room_id.as_str())
@@ -768,9 +770,11 @@ async fn patch_room(
             .execute(&mut *tx)
             .await?;
         if flag != room.invite_only {
-            let entry =
-                by_host(AuditAction::RoomInviteOnlyChanged).detail(if flag { "on" } else { "off" });
-            state.audit.record_in(&mut tx, &entry).await?;
+            records.push(by_host(AuditAction::RoomInviteOnlyChanged).detail(if flag {
+                "on"
+            } else {
+                "off"
+            }));
         }
     }
     if let Some(hash) = password_change {
@@ -780,11 +784,11 @@ async fn patch_room(
             .bind(hash)
             .execute(&mut *tx)
             .await?;
-        let entry = by_host(AuditAction::RoomPasswordChanged).detail(what);
-        state.audit.record_in(&mut tx, &entry).await?;
+        records.push(by_host(AuditAction::RoomPasswordChanged).detail(what));
     }
     store::touch(&mut *tx, &room_id, now).await?;
     tx.commit().await?;
+    records.into_iter().for_each(|r| state.audit.record(r));
     Ok(ApiJson(reload_view(&state, &room_id, user.id).await?))
 }
 
@@ -856,7 +860,7 @@ async fn join_room(
             .and_then(|()| state.limits.room_password_ip.check(&ip_key, now));
         if let Err(r) = throttled {
             let entry = joining(AuditOutcome::Throttled);
-            state.audit.record(&state.db, &entry).await;
+            state.audit.record(entry);
             return Err(ApiError::RateLimited {
                 retry_after_secs: r.secs(),
             });
@@ -877,7 +881,7 @@ async fn join_room(
                 tracing::info!(room_id = %room.id, user_id = user.id, "wrong room password");
             }
             let entry = joining(AuditOutcome::Failure).detail("wrong room password");
-            state.audit.record(&state.db, &entry).await;
+            state.audit.record(entry);
             return Err(ApiError::InvalidRoomPassword);
         }
         state.limits.room_password_ip.succeed(&ip_key);
@@ -887,7 +891,7 @@ async fn join_room(
         &room.id,
         user.id,
         role,
-        &joining(AuditOutcome::Success),
+        joining(AuditOutcome::Success),
     )
     .await?;
     tracing::info!(room_id = %room.id, user_id = user.id, "joined room");
@@ -950,13 +954,13 @@ async fn end_room(
     .execute(&mut *tx)
     .await?
     .rows_affected();
+    tx.commit().await?;
     if ended > 0 {
         let entry = Entry::ok(Actor::User(user.id), AuditAction::RoomEnded)
             .target(Target::Room(ctx.room.id.clone()))
             .from_request(&meta);
-        state.audit.record_in(&mut tx, &entry).await?;
+        state.audit.record(entry);
     }
-    tx.commit().await?;
     tracing::info!(room_id = %ctx.room.id, "room ended by host");
     crate::ws::on_room_ended(&state, &ctx.room.id);
     Ok(StatusCode::NO_CONTENT)
@@ -1013,8 +1017,8 @@ async fn invite_member(
         .in_room(&room_id)
         .detail(Role::from(req.role).as_str())
         .from_request(&meta);
-    state.audit.record_in(&mut tx, &entry).await?;
     tx.commit().await?;
+    state.audit.record(entry);
     Ok((
         StatusCode::CREATED,
         ApiJson(reload_view(&state, &room_id, user.id).await?),
@@ -1069,8 +1073,8 @@ async fn change_role(
         .in_room(&room_id)
         .detail(Role::from(req.role).as_str())
         .from_request(&meta);
-    state.audit.record_in(&mut tx, &entry).await?;
     tx.commit().await?;
+    state.audit.record(entry);
     crate::ws::on_role_changed(&state, &room_id, target, req.role.into()).await;
     Ok(ApiJson(reload_view(&state, &room_id, user.id).await?))
 }
@@ -1101,8 +1105,8 @@ async fn kick_member(
         .in_room(&room_id)
         .detail(m.status.as_str())
         .from_request(&meta);
-    state.audit.record_in(&mut tx, &entry).await?;
     tx.commit().await?;
+    state.audit.record(entry);
     tracing::info!(room_id = %room_id, user_id = target, "member removed by host");
     crate::ws::on_member_kicked(&state, &room_id, target);
     Ok(StatusCode::NO_CONTENT)
@@ -1165,8 +1169,8 @@ async fn handoff(
         .target(Target::User(req.user_id))
         .in_room(&room_id)
         .from_request(&meta);
-    state.audit.record_in(&mut tx, &entry).await?;
     tx.commit().await?;
+    state.audit.record(entry);
     tracing::info!(room_id = %room_id, new_host = req.user_id, "host handed off");
     crate::ws::on_role_changed(&state, &room_id, user.id, Role::Controller).await;
     Ok(ApiJson(reload_view(&state, &room_id, user.id).await?))
@@ -1233,7 +1237,7 @@ async fn accept_invite(
                 .target(Target::Room(ctx.room.id.clone()))
                 .detail("invitation")
                 .from_request(&meta);
-            take_seat(&state, &ctx.room.id, user.id, role, &entry).await?;
+            take_seat(&state, &ctx.room.id, user.id, role, entry).await?;
             Ok(ApiJson(reload_view(&state, &ctx.room.id, user.id).await?))
         }
         _ => Err(ApiError::Conflict("no pending invitation".into())),

@@ -10,10 +10,16 @@
 //! never holds a password, token, room password or chat text (chat never
 //! reaches the server at all).
 //!
-//! Where the action has a transaction, its record is written in it
-//! ([`Auditor::record_in`]), so the record and the action commit together
-//! and the hot paths (login, join, room creation) pay no extra commit; other
-//! actions write one insert right after ([`Auditor::record`]).
+//! A handler queues the record once its action has committed
+//! ([`Auditor::record`], no database work on the request's path); a writer
+//! task ([`Auditor::spawn_writer`]) writes the queue as one multi-row
+//! `INSERT` at least every [`FLUSH_INTERVAL`], so the hot paths (login,
+//! join) keep their transactions as they were: writing the record inside
+//! the join's `BEGIN IMMEDIATE` transaction cost 20–40 % of join throughput
+//! under load (docs/benchmarks.md). At most [`MAX_PENDING_RECORDS`] wait;
+//! beyond, records are counted as suppressed. [`Auditor::flush`] writes the
+//! queue at once (the admin read, the cleanup pass, shutdown); a crash can
+//! lose the records of the last [`FLUSH_INTERVAL`].
 //!
 //! Failed and throttled logins and refresh-token reuse come from requests
 //! nobody signed in to; their records draw on one global budget
@@ -33,11 +39,14 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use std::sync::{Arc, Mutex};
+
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use ring::hmac;
 use serde::{Deserialize, Serialize};
-use sqlx::{SqliteConnection, SqlitePool};
+use sqlx::SqlitePool;
+use tokio::sync::Notify;
 use utoipa::ToSchema;
 
 pub use config::AuditConfig;
@@ -60,6 +69,11 @@ pub const UNSIGNED_RECORD_REFILL: Duration = Duration::from_secs(2);
 pub const MAX_REQUEST_ID_CHARS: usize = 64;
 /// Hex characters of the keyed username hash kept (128 bits).
 pub const NAME_HASH_CHARS: usize = 32;
+/// Longest time a queued record waits before the writer task writes it.
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+/// Most records waiting to be written; past it new records are counted as
+/// suppressed, not kept.
+pub const MAX_PENDING_RECORDS: usize = 10_000;
 
 /// What happened. Stored as the snake_case name, which is stable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -400,12 +414,19 @@ impl FromRequestParts<AppState> for RequestMeta {
     }
 }
 
-/// Writes records, keeps the unsigned-request budget and the alert counters.
+/// Queues and writes records, keeps the unsigned-request budget and the
+/// alert counters.
 #[derive(Debug)]
 pub struct Auditor {
     name_key: hmac::Key,
     unsigned: RateLimiter<()>,
     suppressed: AtomicU64,
+    /// Records waiting to be written, with their time (Unix seconds).
+    pending: Mutex<Vec<(i64, Entry)>>,
+    /// Wakes the writer when the queue holds a full batch.
+    wake: Notify,
+    /// Held while a batch is written, so batches keep their order.
+    writing: tokio::sync::Mutex<()>,
     /// Alert counters (see [`alerts`]).
     pub alerts: alerts::AlertTracker,
 }
@@ -427,6 +448,9 @@ impl Auditor {
             name_key: hmac::Key::new(hmac::HMAC_SHA256, key.as_bytes()),
             unsigned: RateLimiter::new(burst, refill, 1),
             suppressed: AtomicU64::new(0),
+            pending: Mutex::new(Vec::new()),
+            wake: Notify::new(),
+            writing: tokio::sync::Mutex::new(()),
             alerts: alerts::AlertTracker::new(config.alerts.clone()),
         }
     }
@@ -448,27 +472,56 @@ impl Auditor {
         true
     }
 
-    /// Writes `entry` in the caller's transaction: it commits or rolls back
-    /// with the action.
-    pub async fn record_in(
-        &self,
-        conn: &mut SqliteConnection,
-        entry: &Entry,
-    ) -> Result<(), ApiError> {
-        if self.admit(entry) {
-            store::insert(conn, entry, now_secs()).await?;
+    /// Queues `entry` (call it once the action has committed); the writer
+    /// task writes it within [`FLUSH_INTERVAL`].
+    pub fn record(&self, entry: Entry) {
+        if !self.admit(&entry) {
+            return;
         }
-        Ok(())
+        let len = {
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            if pending.len() >= MAX_PENDING_RECORDS {
+                drop(pending);
+                self.suppressed.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            pending.push((now_secs(), entry));
+            pending.len()
+        };
+        if len >= store::INSERT_BATCH_ROWS {
+            self.wake.notify_one();
+        }
     }
 
-    /// Writes `entry` on its own, after the action. A failure is logged and
-    /// does not fail the request (the action has already happened).
-    pub async fn record(&self, db: &SqlitePool, entry: &Entry) {
-        if self.admit(entry)
-            && let Err(e) = store::insert(db, entry, now_secs()).await
-        {
-            tracing::error!(error = %e, action = entry.action.as_str(), "audit record not written");
+    /// Writes every queued record now; returns how many. On a database
+    /// error the batch is lost (and logged by the caller).
+    pub async fn flush(&self, db: &SqlitePool) -> Result<usize, sqlx::Error> {
+        let _writing = self.writing.lock().await;
+        let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        for chunk in batch.chunks(store::INSERT_BATCH_ROWS) {
+            store::insert_many(db, chunk).await?;
         }
+        Ok(batch.len())
+    }
+
+    /// The writer task: writes the queue every [`FLUSH_INTERVAL`], or at
+    /// once when it holds a full batch.
+    pub fn spawn_writer(self: &Arc<Self>, db: SqlitePool) -> tokio::task::JoinHandle<()> {
+        let auditor = Arc::clone(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(FLUSH_INTERVAL) => {}
+                    () = auditor.wake.notified() => {}
+                }
+                if db.is_closed() {
+                    return;
+                }
+                if let Err(e) = auditor.flush(&db).await {
+                    tracing::error!(error = %e, "audit records not written");
+                }
+            }
+        })
     }
 
     /// Records not written for the budget since the last call.
@@ -593,14 +646,15 @@ mod tests {
             AuditAction::Login,
             AuditOutcome::Failure,
         );
-        let mut tx = pool.begin().await.unwrap();
         for _ in 0..UNSIGNED_RECORD_BURST + 3 {
-            auditor.record_in(&mut tx, &failed).await.unwrap();
+            auditor.record(failed.clone());
         }
         // Signed-in actions never draw on the budget.
-        let joined = Entry::ok(Actor::User(1), AuditAction::RoomJoined);
-        auditor.record_in(&mut tx, &joined).await.unwrap();
-        tx.commit().await.unwrap();
+        auditor.record(Entry::ok(Actor::User(1), AuditAction::RoomJoined));
+        assert_eq!(
+            auditor.flush(&pool).await.unwrap(),
+            usize::try_from(UNSIGNED_RECORD_BURST).unwrap() + 1
+        );
         let count: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log")
             .fetch_one(&pool)
             .await
@@ -608,6 +662,36 @@ mod tests {
         assert_eq!(count, i64::from(UNSIGNED_RECORD_BURST) + 1);
         assert_eq!(auditor.take_suppressed(), 3);
         assert_eq!(auditor.take_suppressed(), 0);
+    }
+
+    #[tokio::test]
+    async fn the_queue_is_bounded_and_the_writer_empties_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = crate::db::open(&dir.path().join("t.db")).await.unwrap();
+        let auditor = Arc::new(Auditor::new(
+            &SymmetricKey::from_bytes([4; 32]),
+            &AuditConfig::default(),
+        ));
+        let joined = Entry::ok(Actor::User(1), AuditAction::RoomJoined);
+        for _ in 0..MAX_PENDING_RECORDS + 2 {
+            auditor.record(joined.clone());
+        }
+        assert_eq!(auditor.take_suppressed(), 2);
+        assert_eq!(auditor.flush(&pool).await.unwrap(), MAX_PENDING_RECORDS);
+        // The writer task writes what is queued without being asked.
+        let writer = auditor.spawn_writer(pool.clone());
+        auditor.record(joined);
+        let count = || async {
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM audit_log")
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        };
+        let limit = i64::try_from(MAX_PENDING_RECORDS).unwrap() + 1;
+        while count().await < limit {
+            tokio::time::sleep(FLUSH_INTERVAL).await;
+        }
+        writer.abort();
     }
 
     #[test]

@@ -20,6 +20,51 @@ pub async fn insert<'e, E>(exec: E, entry: &Entry, at: i64) -> Result<(), sqlx::
 where
     E: sqlx::Executor<'e, Database = Sqlite>,
 {
+    let c = columns(entry);
+    sqlx::query(
+        "INSERT INTO audit_log (at, actor_kind, actor_user_id, actor_name_hash, action, outcome,
+                                target_kind, target_id, room_id, library_id, detail, client_ip, request_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    )
+    .bind(at)
+    .bind(c.0)
+    .bind(c.1)
+    .bind(c.2)
+    .bind(c.3)
+    .bind(c.4)
+    .bind(c.5)
+    .bind(c.6)
+    .bind(c.7)
+    .bind(c.8)
+    .bind(c.9)
+    .bind(c.10)
+    .bind(c.11)
+    .execute(exec)
+    .await?;
+    Ok(())
+}
+
+/// Most rows one multi-row `INSERT` writes (13 parameters each, well under
+/// SQLite's 32 766).
+pub const INSERT_BATCH_ROWS: usize = 500;
+
+/// The stored columns of an entry, in [`insert`]'s order after `at`.
+type Columns<'a> = (
+    &'static str,
+    Option<i64>,
+    Option<String>,
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    Option<&'a str>,
+    Option<String>,
+    Option<&'a str>,
+);
+
+fn columns(entry: &Entry) -> Columns<'_> {
     let (actor_user, name_hash) = match &entry.actor {
         Actor::User(id) => (Some(*id), None),
         Actor::Anonymous { name_hash } => (None, name_hash.clone()),
@@ -32,26 +77,48 @@ where
         }
         None => (None, None),
     };
-    sqlx::query(
-        "INSERT INTO audit_log (at, actor_kind, actor_user_id, actor_name_hash, action, outcome,
-                                target_kind, target_id, room_id, library_id, detail, client_ip, request_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    (
+        entry.actor.kind(),
+        actor_user,
+        name_hash,
+        entry.action.as_str(),
+        entry.outcome.as_str(),
+        target_kind,
+        target_id,
+        entry.room.as_ref().map(|r| r.as_str().to_owned()),
+        entry.library,
+        entry.detail.as_deref(),
+        entry.client_ip.map(|ip| ip.to_string()),
+        entry.request_id.as_deref(),
     )
-    .bind(at)
-    .bind(entry.actor.kind())
-    .bind(actor_user)
-    .bind(name_hash)
-    .bind(entry.action.as_str())
-    .bind(entry.outcome.as_str())
-    .bind(target_kind)
-    .bind(target_id)
-    .bind(entry.room.as_ref().map(|r| r.as_str().to_owned()))
-    .bind(entry.library)
-    .bind(entry.detail.as_deref())
-    .bind(entry.client_ip.map(|ip| ip.to_string()))
-    .bind(entry.request_id.as_deref())
-    .execute(exec)
-    .await?;
+}
+
+/// Writes `rows` (time, entry) in one statement.
+pub async fn insert_many(db: &SqlitePool, rows: &[(i64, Entry)]) -> Result<(), sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+        "INSERT INTO audit_log (at, actor_kind, actor_user_id, actor_name_hash, action, outcome,
+                                target_kind, target_id, room_id, library_id, detail, client_ip, request_id) ",
+    );
+    q.push_values(rows, |mut b, (at, entry)| {
+        let c = columns(entry);
+        b.push_bind(*at)
+            .push_bind(c.0)
+            .push_bind(c.1)
+            .push_bind(c.2)
+            .push_bind(c.3)
+            .push_bind(c.4)
+            .push_bind(c.5)
+            .push_bind(c.6)
+            .push_bind(c.7)
+            .push_bind(c.8)
+            .push_bind(c.9.map(str::to_owned))
+            .push_bind(c.10)
+            .push_bind(c.11.map(str::to_owned));
+    });
+    q.build().execute(db).await?;
     Ok(())
 }
 

@@ -195,8 +195,8 @@ where
 }
 
 /// Ends open rooms idle since before `idle_before` and deletes rooms ended
-/// before `ended_before`, in one transaction with one `room_cleaned_up`
-/// audit record per room. Returns (ended, deleted).
+/// before `ended_before`, in one transaction; then queues one
+/// `room_cleaned_up` audit record per room. Returns (ended, deleted).
 pub async fn cleanup(
     db: &SqlitePool,
     audit: &crate::audit::Auditor,
@@ -220,6 +220,7 @@ pub async fn cleanup(
     .bind(ended_before)
     .fetch_all(&mut *tx)
     .await?;
+    tx.commit().await?;
     for (ids, what) in [(&ended, "ended_idle"), (&deleted, "deleted")] {
         for id in ids {
             let room =
@@ -227,10 +228,9 @@ pub async fn cleanup(
             let entry = Entry::ok(Actor::System, AuditAction::RoomCleanedUp)
                 .target(Target::Room(room))
                 .detail(what);
-            audit.record_in(&mut tx, &entry).await?;
+            audit.record(entry);
         }
     }
-    tx.commit().await?;
     let count = |v: &Vec<String>| u64::try_from(v.len()).unwrap_or(u64::MAX);
     Ok((count(&ended), count(&deleted)))
 }

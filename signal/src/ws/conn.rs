@@ -395,7 +395,7 @@ async fn serve(
                     )
                     .target(crate::audit::Target::User(user.id))
                     .in_room(room);
-                    state.audit.record(&state.db, &entry).await;
+                    state.audit.record(entry);
                     close(socket, CLOSE_POLICY, "access revoked").await;
                     return Err("access revoked");
                 }
