@@ -129,8 +129,8 @@ pub enum AuditAction {
     /// A signaling socket was closed because its access was revoked
     /// (session, account or membership gone).
     SignalRevoked,
-    /// Records over the budget for requests nobody signed in to were not
-    /// written (`detail`: how many).
+    /// Records over the budget for requests nobody signed in to, or over
+    /// the queue's cap, were not written (`detail`: how many).
     AuditSuppressed,
 }
 
