@@ -189,7 +189,7 @@ async fn run_once(
                 let t = Instant::now();
                 let r = client
                     .post(&url)
-                    .header("x-forwarded-for", client_addr(i))
+                    .header("x-forwarded-for", client_addr(LOGIN_PHASE, i))
                     .json(&body)
                     .send()
                     .await;
@@ -248,10 +248,16 @@ async fn run_once(
     Ok(())
 }
 
-/// The `x-forwarded-for` address of client `i` (see the module comment).
-fn client_addr(i: usize) -> String {
-    format!("10.77.{}.{}", i / 200, i % 200 + 1)
+/// The `x-forwarded-for` address of client `i` in phase `phase` (see the
+/// module comment). The join phase signs in from addresses of its own: the
+/// login phase may have spent its addresses' per-IP budget.
+fn client_addr(phase: u8, i: usize) -> String {
+    format!("10.{phase}.{}.{}", i / 200, i % 200 + 1)
 }
+
+/// [`client_addr`] phases.
+const LOGIN_PHASE: u8 = 77;
+const JOIN_PHASE: u8 = 78;
 
 /// Sends `req` and reads the JSON answer.
 async fn answer(req: reqwest::RequestBuilder) -> Result<serde_json::Value, Error> {
@@ -277,7 +283,7 @@ async fn joins(
         let r = answer(
             client
                 .post(format!("{base}/auth/login"))
-                .header("x-forwarded-for", client_addr(i))
+                .header("x-forwarded-for", client_addr(JOIN_PHASE, i))
                 .json(&json!({"username": format!("login{i:02}"), "password": PASSWORD})),
         )
         .await?;
