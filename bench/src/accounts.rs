@@ -255,8 +255,9 @@ fn client_addr(phase: u8, i: usize) -> String {
     format!("10.{phase}.{}.{}", i / 200, i % 200 + 1)
 }
 
-/// [`client_addr`] phases.
+/// [`client_addr`] phase of the login figures.
 const LOGIN_PHASE: u8 = 77;
+/// [`client_addr`] phase of the join figures.
 const JOIN_PHASE: u8 = 78;
 
 /// Sends `req` and reads the JSON answer.
