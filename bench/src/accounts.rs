@@ -7,6 +7,11 @@
 //! few requests, so the server trusts 127.0.0.1 as a proxy and each client
 //! presents its own `X-Forwarded-For` address (a header value only; all
 //! traffic is on loopback). Each client has its own account.
+//!
+//! Then join throughput: [`CLIENTS`]` - 1` clients join and leave one open
+//! room over and over (each a committed `BEGIN IMMEDIATE` transaction, and
+//! an audit record queued for the server's writer task, issue #21) while the
+//! first client hosts.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -36,7 +41,17 @@ impl Drop for Proc {
     }
 }
 
+/// Seats of the join room (the server's `room_max_members`).
+const JOIN_ROOM_SEATS: u32 = 64;
+
 async fn prepare(dir: &Path) -> Result<(), Error> {
+    // One media item for the join room (every bench user is an admin, so
+    // every user may watch it).
+    let lib = dir.join("lib");
+    std::fs::create_dir_all(&lib)?;
+    let mut movie = b"\0\0\0\x18ftypisom".to_vec();
+    movie.resize(4096, 7);
+    std::fs::write(lib.join("movie.mp4"), movie)?;
     let mut config = Config::new(dir.join("data"));
     config.argon2 = Argon2Cost::default();
     let state = AppState::new(config).await.map_err(Error::msg)?;
@@ -47,7 +62,7 @@ async fn prepare(dir: &Path) -> Result<(), Error> {
         .map_err(Error::msg)?;
     for i in 0..CLIENTS {
         sqlx::query(
-            "INSERT INTO users (username, display_name, password_hash, created_at) VALUES (?1, ?1, ?2, 0)",
+            "INSERT INTO users (username, display_name, password_hash, is_admin, created_at) VALUES (?1, ?1, ?2, 1, 0)",
         )
         .bind(format!("login{i:02}"))
         .bind(&hash)
@@ -55,10 +70,24 @@ async fn prepare(dir: &Path) -> Result<(), Error> {
         .await
         .map_err(Error::msg)?;
     }
+    let lib_text = std::fs::canonicalize(&lib)?
+        .to_str()
+        .ok_or_else(|| Error::msg("library path is not UTF-8"))?
+        .to_owned();
+    let lib_id: i64 = sqlx::query_scalar(
+        "INSERT INTO libraries (name, root_path, created_at) VALUES ('bench', ?1, 0) RETURNING id",
+    )
+    .bind(lib_text)
+    .fetch_one(&state.db)
+    .await
+    .map_err(Error::msg)?;
+    watchparty_signal::media::scan::scan_library(&state.db, lib_id)
+        .await
+        .map_err(Error::msg)?;
     state.db.close().await;
     std::fs::write(
         dir.join("signal.toml"),
-        "trusted_proxies = [\"127.0.0.1/32\"]\n",
+        format!("trusted_proxies = [\"127.0.0.1/32\"]\nroom_max_members = {JOIN_ROOM_SEATS}\n"),
     )?;
     Ok(())
 }
@@ -161,10 +190,7 @@ async fn run_once(
                 let t = Instant::now();
                 let r = client
                     .post(&url)
-                    .header(
-                        "x-forwarded-for",
-                        format!("10.77.{}.{}", i / 200, i % 200 + 1),
-                    )
+                    .header("x-forwarded-for", client_addr(LOGIN_PHASE, i))
                     .json(&body)
                     .send()
                     .await;
@@ -215,6 +241,131 @@ async fn run_once(
         Some(Target::at_most(Stat::Median, bound + 16.0, "≤ semaphore bound + 16 MiB"))));
     eprintln!(
         "bench: accounts{suffix} {} logins in {elapsed:.1} s, peak rss {peak:.1} MiB (bound {bound:.1})",
+        lat.len()
+    );
+    if env.is_none() {
+        joins(&client, port, span, out).await?;
+    }
+    Ok(())
+}
+
+/// The `x-forwarded-for` address of client `i` in phase `phase` (see the
+/// module comment). The join phase signs in from addresses of its own: the
+/// login phase may have spent its addresses' per-IP budget.
+fn client_addr(phase: u8, i: usize) -> String {
+    format!("10.{phase}.{}.{}", i / 200, i % 200 + 1)
+}
+
+/// [`client_addr`] phase of the login figures.
+const LOGIN_PHASE: u8 = 77;
+/// [`client_addr`] phase of the join figures.
+const JOIN_PHASE: u8 = 78;
+
+/// Sends `req` and reads the JSON answer.
+async fn answer(req: reqwest::RequestBuilder) -> Result<serde_json::Value, Error> {
+    req.send()
+        .await
+        .map_err(Error::msg)?
+        .json()
+        .await
+        .map_err(Error::msg)
+}
+
+/// Join throughput and latency: client 0 hosts an open room, the others
+/// join and leave it until `span` has passed.
+async fn joins(
+    client: &reqwest::Client,
+    port: u16,
+    span: Duration,
+    out: &mut Vec<Figure>,
+) -> Result<(), Error> {
+    let base = format!("http://127.0.0.1:{port}/api/v1");
+    let mut tokens = Vec::with_capacity(CLIENTS);
+    for i in 0..CLIENTS {
+        let r = answer(
+            client
+                .post(format!("{base}/auth/login"))
+                .header("x-forwarded-for", client_addr(JOIN_PHASE, i))
+                .json(&json!({"username": format!("login{i:02}"), "password": PASSWORD})),
+        )
+        .await?;
+        let token = r["access_token"]
+            .as_str()
+            .ok_or_else(|| Error::msg(format!("login{i:02} failed: {r}")))?;
+        tokens.push(token.to_owned());
+    }
+    let items = answer(client.get(format!("{base}/media")).bearer_auth(&tokens[0])).await?;
+    let media = items[0]["id"]
+        .as_i64()
+        .ok_or_else(|| Error::msg(format!("no media item: {items}")))?;
+    let room = answer(
+        client
+            .post(format!("{base}/rooms"))
+            .bearer_auth(&tokens[0])
+            .json(&json!({"name": "bench", "media_id": media, "invite_only": false, "max_members": JOIN_ROOM_SEATS})),
+    )
+    .await?;
+    let room = room["id"]
+        .as_str()
+        .ok_or_else(|| Error::msg(format!("room not created: {room}")))?
+        .to_owned();
+    let t0 = Instant::now();
+    let stop = t0 + span;
+    let mut tasks = Vec::new();
+    for token in tokens.into_iter().skip(1) {
+        let client = client.clone();
+        let (join, leave) = (
+            format!("{base}/rooms/{room}/join"),
+            format!("{base}/rooms/{room}/leave"),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut errors = 0u32;
+            while Instant::now() < stop {
+                let t = Instant::now();
+                match client.post(&join).bearer_auth(&token).send().await {
+                    Ok(r) if r.status().is_success() => {
+                        let _ = r.bytes().await;
+                        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                    }
+                    _ => errors += 1,
+                }
+                match client.post(&leave).bearer_auth(&token).send().await {
+                    Ok(r) if r.status().is_success() => {}
+                    _ => errors += 1,
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let mut lat = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (l, e) = t.await.map_err(Error::msg)?;
+        lat.extend(l);
+        errors += e;
+    }
+    let elapsed = t0.elapsed().as_secs_f64();
+    let params = json!({"clients": CLIENTS - 1, "span_s": span.as_secs(), "errors": errors,
+                        "loop": "join then leave, each one committed transaction plus a queued audit record"});
+    out.extend(Figure::single(
+        "accounts",
+        "join_throughput",
+        "joins/s",
+        lat.len() as f64 / elapsed,
+        params.clone(),
+        None,
+    ));
+    out.extend(Figure::new(
+        "accounts",
+        "join_latency",
+        "ms",
+        &lat,
+        params,
+        None,
+    ));
+    eprintln!(
+        "bench: accounts {} joins in {elapsed:.1} s ({errors} errors)",
         lat.len()
     );
     Ok(())

@@ -80,3 +80,24 @@ impl FromRequestParts<AppState> for AuthUser {
         authenticate(state, token).await
     }
 }
+
+/// The authenticated caller, who must be an administrator: anyone else gets
+/// 403 `forbidden` (that administrators exist is no secret; `GET /api/v1/me`
+/// shows the flag).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminUser(pub AuthUser);
+
+impl FromRequestParts<AppState> for AdminUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let user = AuthUser::from_request_parts(parts, state).await?;
+        if !user.is_admin {
+            return Err(ApiError::Forbidden("administrators only".into()));
+        }
+        Ok(AdminUser(user))
+    }
+}

@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use sqlx::SqlitePool;
 
+use crate::audit::{Actor, AuditAction, Entry, Target};
 use crate::config::{self, Config, FileConfig, IpNet};
 use crate::password::{HashQueueLimits, PasswordHasherPool};
 use crate::validate::{DisplayName, LibraryName, NewPassword, Username};
@@ -59,6 +60,35 @@ pub enum Command {
         /// Library name.
         library: String,
     },
+    /// Read the audit trail, newest first.
+    Audit(AuditArgs),
+}
+
+/// `audit` flags.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Only records since this time: Unix seconds, or an age such as 24h or 7d.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only records of this username (as actor or target, and failed logins
+    /// that named it).
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Only records about this room id.
+    #[arg(long)]
+    pub room: Option<String>,
+    /// Only this action (e.g. login, room_created).
+    #[arg(long)]
+    pub action: Option<String>,
+    /// Most records to print (1..=500).
+    #[arg(long, default_value_t = crate::audit::store::DEFAULT_PAGE)]
+    pub limit: u32,
+    /// Only records with an id below this (the previous output's last id).
+    #[arg(long)]
+    pub before: Option<i64>,
+    /// One JSON object per line instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `serve` flags (each also readable from the environment).
@@ -126,6 +156,14 @@ pub enum UserCommand {
     ResetPassword {
         /// Username.
         username: String,
+    },
+    /// Make a user an administrator (or, with --revoke, no longer one).
+    Admin {
+        /// Username.
+        username: String,
+        /// Take the administrator flag away instead.
+        #[arg(long)]
+        revoke: bool,
     },
 }
 
@@ -259,6 +297,20 @@ async fn library_id(db: &SqlitePool, name: &str) -> Result<i64, String> {
         .ok_or_else(|| format!("no such library: {name}"))
 }
 
+/// The operator's record of `action` on `target` (the command line has no
+/// client address or request id).
+fn by_operator(action: AuditAction, target: Target) -> Entry {
+    Entry::ok(Actor::Operator, action).target(target)
+}
+
+/// Writes a record right after the action; a failure is reported, the
+/// action stands.
+async fn record(db: &SqlitePool, entry: &Entry) {
+    if let Err(e) = crate::audit::store::insert(db, entry, crate::db::now_secs()).await {
+        eprintln!("warning: audit record not written: {e}");
+    }
+}
+
 async fn admin(cmd: &Command, config: &Config, db: &SqlitePool) -> Result<(), String> {
     let hasher = || {
         PasswordHasherPool::new(config.argon2, HashQueueLimits::from_config(config))
@@ -267,6 +319,7 @@ async fn admin(cmd: &Command, config: &Config, db: &SqlitePool) -> Result<(), St
     let now = crate::db::now_secs();
     match cmd {
         Command::Serve(_) => Ok(()),
+        Command::Audit(args) => print_audit(args, config, db).await,
         Command::User(UserCommand::Add {
             username,
             admin,
@@ -282,6 +335,11 @@ async fn admin(cmd: &Command, config: &Config, db: &SqlitePool) -> Result<(), St
             let id = crate::accounts::create_user(db, &username, &display, &hash, *admin)
                 .await
                 .map_err(|e| e.to_string())?;
+            let mut entry = by_operator(AuditAction::UserCreated, Target::User(id));
+            if *admin {
+                entry = entry.detail("admin");
+            }
+            record(db, &entry).await;
             println!(
                 "created user {username} (id {id}{})",
                 if *admin { ", admin" } else { "" }
@@ -317,6 +375,11 @@ async fn admin(cmd: &Command, config: &Config, db: &SqlitePool) -> Result<(), St
             crate::accounts::revoke_all_sessions(db, id)
                 .await
                 .map_err(|e| e.to_string())?;
+            record(
+                db,
+                &by_operator(AuditAction::UserDisabled, Target::User(id)),
+            )
+            .await;
             println!("disabled {username}");
             Ok(())
         }
@@ -335,7 +398,30 @@ async fn admin(cmd: &Command, config: &Config, db: &SqlitePool) -> Result<(), St
             crate::accounts::revoke_all_sessions(db, id)
                 .await
                 .map_err(|e| e.to_string())?;
+            record(
+                db,
+                &by_operator(AuditAction::UserPasswordReset, Target::User(id)),
+            )
+            .await;
             println!("password reset for {username}; sessions revoked");
+            Ok(())
+        }
+        Command::User(UserCommand::Admin { username, revoke }) => {
+            let id = user_id(db, username).await?;
+            sqlx::query("UPDATE users SET is_admin = ?2 WHERE id = ?1")
+                .bind(id)
+                .bind(i64::from(!*revoke))
+                .execute(db)
+                .await
+                .map_err(|e| e.to_string())?;
+            let entry = by_operator(AuditAction::UserAdminChanged, Target::User(id))
+                .detail(if *revoke { "off" } else { "on" });
+            record(db, &entry).await;
+            if *revoke {
+                println!("{username} is no longer an administrator");
+            } else {
+                println!("{username} is now an administrator");
+            }
             Ok(())
         }
         Command::Library(LibraryCommand::Add { name, path }) => {
@@ -359,11 +445,11 @@ async fn admin(cmd: &Command, config: &Config, db: &SqlitePool) -> Result<(), St
             .await;
             match res {
                 Ok(r) => {
-                    println!(
-                        "created library {} (id {}) at {root_text}",
-                        name.as_str(),
-                        r.last_insert_rowid()
-                    );
+                    let id = r.last_insert_rowid();
+                    let entry =
+                        by_operator(AuditAction::LibraryAdded, Target::Library(id)).in_library(id);
+                    record(db, &entry).await;
+                    println!("created library {} (id {id}) at {root_text}", name.as_str());
                     Ok(())
                 }
                 Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
@@ -388,9 +474,29 @@ async fn admin(cmd: &Command, config: &Config, db: &SqlitePool) -> Result<(), St
         }
         Command::Media(MediaCommand::Scan { library }) => {
             let id = library_id(db, library).await?;
-            let r = crate::media::scan::scan_library_limited(db, id, config.scan_max_entries)
-                .await
-                .map_err(|e| e.to_string())?;
+            let scanned =
+                crate::media::scan::scan_library_limited(db, id, config.scan_max_entries).await;
+            let r = match scanned {
+                Ok(r) => r,
+                Err(e) => {
+                    let entry = Entry::new(
+                        Actor::Operator,
+                        AuditAction::LibraryScanned,
+                        crate::audit::AuditOutcome::Failure,
+                    )
+                    .target(Target::Library(id))
+                    .in_library(id);
+                    record(db, &entry).await;
+                    return Err(e.to_string());
+                }
+            };
+            let entry = by_operator(AuditAction::LibraryScanned, Target::Library(id))
+                .in_library(id)
+                .detail(format!(
+                    "{} added, {} updated, {} unchanged, {} missing, {} rejected",
+                    r.added, r.updated, r.unchanged, r.missing, r.rejected
+                ));
+            record(db, &entry).await;
             println!(
                 "scanned {library}: {} added, {} updated, {} unchanged, {} missing, {} subtitles, {} rejected",
                 r.added, r.updated, r.unchanged, r.missing, r.subtitles, r.rejected
@@ -410,6 +516,8 @@ async fn admin(cmd: &Command, config: &Config, db: &SqlitePool) -> Result<(), St
             .execute(db)
             .await
             .map_err(|e| e.to_string())?;
+            let entry = by_operator(AuditAction::LibraryGranted, Target::User(uid)).in_library(lid);
+            record(db, &entry).await;
             println!("granted {library} to {username}");
             Ok(())
         }
@@ -422,8 +530,104 @@ async fn admin(cmd: &Command, config: &Config, db: &SqlitePool) -> Result<(), St
                 .execute(db)
                 .await
                 .map_err(|e| e.to_string())?;
+            let entry = by_operator(AuditAction::LibraryRevoked, Target::User(uid)).in_library(lid);
+            record(db, &entry).await;
             println!("revoked {library} from {username}");
             Ok(())
         }
     }
+}
+
+/// `audit`: prints one page of the trail, newest first.
+async fn print_audit(args: &AuditArgs, config: &Config, db: &SqlitePool) -> Result<(), String> {
+    use crate::audit::store::{self, Filter, MAX_PAGE, UserMatch};
+    if !(1..=MAX_PAGE).contains(&args.limit) {
+        return Err(format!("--limit must be 1..={MAX_PAGE}"));
+    }
+    let since = args
+        .since
+        .as_deref()
+        .map(|t| crate::audit::parse_since(t, crate::db::now_secs()))
+        .transpose()?;
+    let room = args
+        .room
+        .as_deref()
+        .map(|r| {
+            crate::rooms::model::RoomId::parse(r)
+                .map(|r| r.to_string())
+                .map_err(|_| format!("not a room id: {r}"))
+        })
+        .transpose()?;
+    let action = args
+        .action
+        .as_deref()
+        .map(|a| {
+            AuditAction::parse(a)
+                .map(|a| a.as_str().to_owned())
+                .ok_or_else(|| format!("no such action: {a}"))
+        })
+        .transpose()?;
+    let user = match &args.user {
+        Some(name) => {
+            let key = crate::keys::load_or_create_audit_key(&config.data_dir)
+                .map_err(|e| e.to_string())?;
+            Some(UserMatch {
+                id: user_id(db, name).await.ok(),
+                name_hash: Some(crate::audit::name_hash(&key, name)),
+            })
+        }
+        None => None,
+    };
+    let filter = Filter {
+        since,
+        user,
+        room,
+        action,
+        before: args.before,
+        limit: args.limit,
+    };
+    let page = store::query(db, &filter).await.map_err(|e| e.to_string())?;
+    for r in &page.records {
+        if args.json {
+            println!("{}", serde_json::to_string(r).map_err(|e| e.to_string())?);
+        } else {
+            println!("{}", audit_line(r));
+        }
+    }
+    if let Some(next) = page.next_before
+        && !args.json
+    {
+        eprintln!("more: --before {next}");
+    }
+    Ok(())
+}
+
+/// One record as a tab-separated line: id, time (UTC), actor, action,
+/// outcome, target, place, detail, client address, request id.
+fn audit_line(r: &crate::audit::store::AuditRecord) -> String {
+    let actor = match (&r.actor_user_id, &r.actor_name_hash) {
+        (Some(id), _) => format!("user {id}"),
+        (None, Some(h)) => format!("name {h}"),
+        (None, None) => r.actor_kind.clone(),
+    };
+    let target = match (&r.target_kind, &r.target_id) {
+        (Some(k), Some(id)) => format!("{k} {id}"),
+        _ => "-".to_owned(),
+    };
+    let place = match (&r.room_id, r.library_id) {
+        (Some(room), _) => format!("room {room}"),
+        (None, Some(lib)) => format!("library {lib}"),
+        (None, None) => "-".to_owned(),
+    };
+    let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned());
+    format!(
+        "{}\t{}\t{actor}\t{}\t{}\t{target}\t{place}\t{}\t{}\t{}",
+        r.id,
+        crate::audit::format_utc(r.at),
+        r.action,
+        r.outcome,
+        dash(&r.detail),
+        dash(&r.client_ip),
+        dash(&r.request_id),
+    )
 }

@@ -284,6 +284,8 @@ pub struct Config {
     pub body_idle_timeout: Duration,
     /// The signaling WebSocket (`[signaling]` table; see [`crate::ws::config`]).
     pub signaling: crate::ws::SignalingConfig,
+    /// The audit trail (`[audit]` table; see [`crate::audit::config`]).
+    pub audit: crate::audit::AuditConfig,
     /// Static web app served at `/` (see [`crate::web`]); default [`DEFAULT_WEB_DIR`].
     pub web_dir: PathBuf,
     /// The wasm bundle served under `/pkg/`; default `<web_dir>/pkg`.
@@ -325,6 +327,7 @@ impl Config {
             body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
             body_idle_timeout: DEFAULT_BODY_IDLE_TIMEOUT,
             signaling: crate::ws::SignalingConfig::default(),
+            audit: crate::audit::AuditConfig::default(),
             web_dir: PathBuf::from(DEFAULT_WEB_DIR),
             web_pkg_dir: None,
         }
@@ -446,6 +449,7 @@ impl Config {
             return Err("cleanup_interval_secs must be positive".into());
         }
         self.signaling.validate()?;
+        self.audit.validate()?;
         argon2::Params::new(
             self.argon2.memory_kib,
             self.argon2.iterations,
@@ -549,6 +553,8 @@ pub struct FileConfig {
     pub body_idle_timeout_ms: Option<u64>,
     /// See [`Config::signaling`].
     pub signaling: Option<crate::ws::SignalingConfig>,
+    /// See [`Config::audit`].
+    pub audit: Option<crate::audit::AuditConfig>,
     /// See [`Config::web_dir`].
     pub web_dir: Option<PathBuf>,
     /// See [`Config::web_pkg_dir`].
@@ -630,6 +636,9 @@ pub fn resolve(over: FileConfig, file: FileConfig) -> Result<Config, String> {
     }
     if let Some(v) = file.signaling {
         c.signaling = v;
+    }
+    if let Some(v) = file.audit {
+        c.audit = v;
     }
     if let Some(v) = file.hash_queue_timeout_ms {
         c.hash_queue_timeout = Duration::from_millis(v);

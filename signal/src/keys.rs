@@ -5,6 +5,7 @@
 //! | `jwt-hs256.key` | 32 random bytes | HMAC key for access JWTs (HS256) |
 //! | `stream-hmac.key` | 32 random bytes | HMAC key for signed stream URLs |
 //! | `server-ed25519.pk8` | PKCS#8 v2 document (ring) | the server's Ed25519 signing key (member certificates) |
+//! | `audit-hmac.key` | 32 random bytes | HMAC key for the attempted usernames in the audit trail |
 //!
 //! Files are created with mode 0600 (created exclusively, so a concurrent
 //! start cannot overwrite a key), and their contents are never logged or
@@ -22,6 +23,9 @@ use sha2::{Digest, Sha256};
 pub const JWT_KEY_FILE: &str = "jwt-hs256.key";
 /// File name of the stream-URL HMAC key.
 pub const STREAM_KEY_FILE: &str = "stream-hmac.key";
+/// File name of the audit trail's HMAC key (usernames of failed logins are
+/// stored only as their keyed hash, see [`crate::audit`]).
+pub const AUDIT_KEY_FILE: &str = "audit-hmac.key";
 /// File name of the server Ed25519 key (PKCS#8).
 pub const SERVER_ED25519_FILE: &str = "server-ed25519.pk8";
 /// Length of the symmetric keys in bytes (256 bits).
@@ -87,6 +91,8 @@ pub struct ServerKeys {
     pub jwt: SymmetricKey,
     /// HMAC-SHA256 key for stream URLs.
     pub stream: SymmetricKey,
+    /// HMAC-SHA256 key for attempted usernames in the audit trail.
+    pub audit: SymmetricKey,
     /// The server's Ed25519 key pair (ring), for signing member certificates.
     pub server_ed25519: Ed25519KeyPair,
     /// The same key as the protocol core's signer (`SignedCertificate::issue`).
@@ -98,6 +104,7 @@ impl std::fmt::Debug for ServerKeys {
         f.debug_struct("ServerKeys")
             .field("jwt", &self.jwt)
             .field("stream", &self.stream)
+            .field("audit", &self.audit)
             .field(
                 "server_ed25519_public",
                 &hex::encode(self.server_ed25519.public_key().as_ref()),
@@ -112,15 +119,30 @@ impl ServerKeys {
         let rng = SystemRandom::new();
         let jwt = load_or_create_symmetric(&data_dir.join(JWT_KEY_FILE), &rng)?;
         let stream = load_or_create_symmetric(&data_dir.join(STREAM_KEY_FILE), &rng)?;
+        let audit = load_or_create_audit_key_with(data_dir, &rng)?;
         let (server_ed25519, cert_signer) =
             load_or_create_ed25519(&data_dir.join(SERVER_ED25519_FILE), &rng)?;
         Ok(ServerKeys {
             jwt,
             stream,
+            audit,
             server_ed25519,
             cert_signer,
         })
     }
+}
+
+/// Loads the audit trail's HMAC key from `data_dir`, creating it if missing
+/// (the `audit` sub-command needs it to find a name's failed logins).
+pub fn load_or_create_audit_key(data_dir: &Path) -> Result<SymmetricKey, KeyError> {
+    load_or_create_audit_key_with(data_dir, &SystemRandom::new())
+}
+
+fn load_or_create_audit_key_with(
+    data_dir: &Path,
+    rng: &SystemRandom,
+) -> Result<SymmetricKey, KeyError> {
+    load_or_create_symmetric(&data_dir.join(AUDIT_KEY_FILE), rng)
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> KeyError + '_ {

@@ -12,6 +12,7 @@
 
 pub mod accounts;
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod client_ip;

@@ -69,12 +69,14 @@ pub async fn serve_tls(
 }
 
 /// One pass of housekeeping: end idle rooms, delete old ended rooms, drop
-/// expired sessions and idle throttle entries.
+/// expired sessions and idle throttle entries, prune the audit trail
+/// (retention and record cap) and note records the budget suppressed.
 pub async fn cleanup_once(state: &AppState) -> Result<(), crate::error::ApiError> {
     let now = now_secs();
     let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
     let (ended, deleted) = crate::rooms::store::cleanup(
         &state.db,
+        &state.audit,
         now,
         now.saturating_sub(secs(state.config.room_idle_timeout)),
         now.saturating_sub(secs(state.config.ended_room_retention)),
@@ -86,8 +88,26 @@ pub async fn cleanup_once(state: &AppState) -> Result<(), crate::error::ApiError
     state.limits.login_unknown.purge(instant);
     state.limits.room_password.purge(instant);
     state.limits.room_password_ip.purge(instant);
-    if ended + deleted + sessions > 0 {
-        tracing::info!(ended, deleted, sessions, "cleanup");
+    let suppressed = state.audit.take_suppressed();
+    if suppressed > 0 {
+        tracing::warn!(suppressed, "audit records over the budget were not written");
+        let entry = crate::audit::Entry::ok(
+            crate::audit::Actor::System,
+            crate::audit::AuditAction::AuditSuppressed,
+        )
+        .detail(format!("{suppressed} records"));
+        state.audit.record(entry);
+    }
+    state.audit.flush(&state.db).await?;
+    let audit = &state.config.audit;
+    let pruned = crate::audit::store::prune(
+        &state.db,
+        now.saturating_sub(audit.retention_secs()),
+        audit.max_records,
+    )
+    .await?;
+    if ended + deleted + sessions + pruned > 0 {
+        tracing::info!(ended, deleted, sessions, audit_pruned = pruned, "cleanup");
     }
     Ok(())
 }
@@ -136,6 +156,7 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
     let state = AppState::new(config).await?;
     let cleanup = spawn_cleanup(state.clone());
     let config = state.config.clone();
+    let (audit, db) = (state.audit.clone(), state.db.clone());
     let result = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => {
             let listener = std::net::TcpListener::bind(config.bind)?;
@@ -157,6 +178,10 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
         }
     };
     cleanup.abort();
+    // Queued audit records are written before the process ends.
+    if let Err(e) = audit.flush(&db).await {
+        tracing::error!(error = %e, "audit records not written at shutdown");
+    }
     tracing::info!("stopped");
     result
 }

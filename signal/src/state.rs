@@ -141,6 +141,8 @@ pub struct AppState {
     pub limits: Arc<Limiters>,
     /// Signaling sockets (see [`crate::ws`]).
     pub hub: Arc<crate::ws::Hub>,
+    /// The audit trail's writer and alert counters (see [`crate::audit`]).
+    pub audit: Arc<crate::audit::Auditor>,
 }
 
 /// Failures while building the state at startup.
@@ -208,7 +210,10 @@ impl AppState {
             ipv6_prefix_len: config.auth_ipv6_prefix_len,
             ..Limiters::new()
         };
+        let audit = Arc::new(crate::audit::Auditor::new(&keys.audit, &config.audit));
+        audit.spawn_writer(db.clone());
         Ok(AppState {
+            audit,
             access_tokens: Arc::new(AccessTokens::new(&keys.jwt)),
             stream_tokens: Arc::new(StreamTokens::new(&keys.stream)),
             keys: Arc::new(keys),

@@ -74,12 +74,12 @@ pub fn ipv6_prefix(ip: IpAddr, len: u8) -> Option<Ipv6Addr> {
 }
 
 /// A map that remembers the order in which keys were last touched.
-type LruMap<K, V> = LinkedHashMap<K, V, RandomState>;
+pub(crate) type LruMap<K, V> = LinkedHashMap<K, V, RandomState>;
 
 /// Makes room for `key` and returns its entry, moved to the most recently
 /// used end: a known key keeps its value; a new one starts as `fresh`, first
 /// evicting the least recently used key when `capacity` keys are tracked.
-fn touch<'m, K: Eq + Hash + Clone, V>(
+pub(crate) fn touch<'m, K: Eq + Hash + Clone, V>(
     map: &'m mut LruMap<K, V>,
     key: &K,
     capacity: usize,

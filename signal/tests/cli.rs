@@ -348,3 +348,113 @@ async fn tls_serving() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("tls_cert and tls_key"));
 }
+
+/// Every admin sub-command leaves exactly one operator record; `audit`
+/// prints them (table and `--json`) with its filters, and refuses bad ones.
+#[test]
+fn admin_commands_are_audited_and_audit_reads_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let lib_dir = media_tree(&dir.path().join("lib"));
+    let config = write_config(dir.path(), "");
+    let secret = "cli-audit-password-1";
+    let lib = lib_dir.to_str().unwrap();
+    let steps: [(&[&str], Option<&str>, &str); 9] = [
+        (&["user", "add", "alice"], Some(secret), "user_created"),
+        (
+            &["user", "add", "bob", "--admin"],
+            Some(secret),
+            "user_created",
+        ),
+        (&["user", "admin", "alice"], None, "user_admin_changed"),
+        (&["library", "add", "films", lib], None, "library_added"),
+        (&["media", "scan", "films"], None, "library_scanned"),
+        (&["grant", "alice", "films"], None, "library_granted"),
+        (&["revoke", "alice", "films"], None, "library_revoked"),
+        (
+            &["user", "reset-password", "alice"],
+            Some(secret),
+            "user_password_reset",
+        ),
+        (&["user", "disable", "alice"], None, "user_disabled"),
+    ];
+    for (args, stdin, _) in &steps {
+        let input = stdin.map(|s| format!("{s}\n"));
+        let (ok, _, err) = admin(&data, &config, args, input.as_deref());
+        assert!(ok, "{args:?}: {err}");
+    }
+    let (ok, out, err) = admin(&data, &config, &["audit", "--json"], None);
+    assert!(ok, "{err}");
+    let records: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut actions: Vec<&str> = records
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
+    actions.reverse();
+    assert_eq!(actions, steps.map(|s| s.2), "one record each, newest first");
+    for r in &records {
+        assert_eq!(r["actor_kind"], "operator");
+        assert_eq!(r["outcome"], "success");
+        assert!(r["client_ip"].is_null() && r["request_id"].is_null());
+    }
+    assert_eq!(records[8]["detail"], serde_json::Value::Null);
+    assert_eq!(records[7]["detail"], "admin", "bob was created an admin");
+    assert_eq!(records[6]["detail"], "on");
+    let scan = records[4]["detail"].as_str().unwrap();
+    assert!(
+        scan.starts_with("2 added, 0 updated, 0 unchanged"),
+        "{scan}"
+    );
+    assert!(!out.contains(secret));
+    // alice's records only: created, made admin, granted, revoked, reset, disabled.
+    let (_, out, _) = admin(&data, &config, &["audit", "--user", "alice"], None);
+    assert_eq!(out.lines().count(), 6, "{out}");
+    assert!(
+        out.lines()
+            .all(|l| l.split('\t').nth(2) == Some("operator")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .next()
+            .unwrap()
+            .contains("\tuser_disabled\tsuccess\tuser "),
+        "{out}"
+    );
+    // Paging: two at a time, the next page named on stderr.
+    let (_, out, err) = admin(&data, &config, &["audit", "--limit", "2"], None);
+    assert_eq!(out.lines().count(), 2);
+    let before = err
+        .lines()
+        .find_map(|l| l.strip_prefix("more: --before "))
+        .unwrap()
+        .to_owned();
+    let (_, out, _) = admin(
+        &data,
+        &config,
+        &["audit", "--limit", "500", "--before", &before],
+        None,
+    );
+    assert_eq!(out.lines().count(), 7);
+    let (_, out, _) = admin(
+        &data,
+        &config,
+        &["audit", "--action", "library_granted", "--since", "1h"],
+        None,
+    );
+    assert_eq!(out.lines().count(), 1, "{out}");
+    let (_, out, _) = admin(&data, &config, &["audit", "--since", "4102444800"], None);
+    assert!(out.is_empty(), "nothing after 2100: {out}");
+    for bad in [
+        &["audit", "--action", "nope"][..],
+        &["audit", "--room", "xyz"],
+        &["audit", "--since", "yesterday"],
+        &["audit", "--limit", "0"],
+    ] {
+        let (ok, _, err) = admin(&data, &config, bad, None);
+        assert!(!ok, "{bad:?} {err}");
+    }
+}

@@ -3,6 +3,7 @@ import * as session from './api.js';
 import { api, ApiError, describeError } from './api.js';
 import { h, mount, field, messageBox, showMessage, fmtTime } from './dom.js';
 import { roomPage, newHostKey, saveHostSeed } from './room.js';
+import { activityPage as activity } from './activity.js';
 
 const main = document.getElementById('main');
 let me = null;
@@ -34,6 +35,7 @@ function updateNav() {
   const nav = document.getElementById('nav');
   nav.hidden = !me;
   document.getElementById('whoami').textContent = me ? `${me.display_name} (${me.username})` : '';
+  document.getElementById('nav-activity').hidden = !(me && me.is_admin);
 }
 
 async function refreshInviteCount() {
@@ -76,6 +78,7 @@ async function route() {
   if (path === '/rooms') return roomsPage();
   if (path === '/invites') return invitesPage();
   if (path === '/create') return createPage();
+  if (path === '/activity') return activityPage();
   if (path === '/login') { navigate(takeNext() || '/', true); return; }
   return mediaPage();
 }
@@ -349,6 +352,13 @@ async function createPage() {
       submit.disabled = false;
     }
   });
+}
+
+// ------------------------------------------------------------------ activity (admins)
+
+function activityPage() {
+  if (!me.is_admin) return mediaPage();
+  return activity(main);
 }
 
 // Route once the refresh cookie has been traded for an access token (or not).

@@ -13,6 +13,7 @@ use utoipa_axum::routes;
 
 use crate::accounts::{self, RefreshOutcome};
 use crate::api::cookie;
+use crate::audit::{Actor, AuditAction, AuditOutcome, Entry, RequestMeta, Target};
 use crate::auth::{AuthUser, authenticate, bearer_from_headers};
 use crate::client_ip::ClientIp;
 use crate::db::now_secs;
@@ -161,18 +162,23 @@ fn token_reply(
         (status = 503, body = ErrorBody, description = "busy: the password hashing queue is full; retry")))]
 async fn register(
     State(state): State<AppState>,
-    ip: ClientIp,
+    meta: RequestMeta,
     body: Result<ApiJson<RegisterRequest>, ApiError>,
 ) -> ApiResult<(StatusCode, ApiJson<UserView>)> {
     if !state.config.open_registration {
         return Err(ApiError::RegistrationClosed);
     }
-    auth_ip_limit(&state, ip)?;
+    auth_ip_limit(&state, ClientIp(meta.ip))?;
     let ApiJson(req) = body?;
     let hash = state.hasher.hash(req.password.as_bytes()).await?;
     let id =
         accounts::create_user(&state.db, &req.username, &req.display_name, &hash, false).await?;
     tracing::info!(user_id = id, "user registered");
+    let entry = Entry::ok(Actor::User(id), AuditAction::UserCreated)
+        .target(Target::User(id))
+        .detail("registered")
+        .from_request(&meta);
+    state.audit.record(entry);
     Ok((
         StatusCode::CREATED,
         ApiJson(UserView {
@@ -203,14 +209,28 @@ async fn register(
         (status = 503, body = ErrorBody, description = "busy: the password hashing queue is full; retry")))]
 async fn login(
     State(state): State<AppState>,
-    ip: ClientIp,
+    meta: RequestMeta,
     headers: HeaderMap,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> ApiResult<(HeaderMap, ApiJson<TokenResponse>)> {
     if req.refresh_cookie {
         cookie::check_csrf(&state.config, &headers)?;
     }
-    auth_ip_limit(&state, ip)?;
+    let ip = ClientIp(meta.ip);
+    // The attempted name, as far as the throttle keeps it; in the audit
+    // trail only as its keyed hash.
+    let attempted: String = req.username.chars().take(64).collect();
+    let login_entry = |actor: Actor, outcome: AuditOutcome| {
+        Entry::new(actor, AuditAction::Login, outcome).from_request(&meta)
+    };
+    let anonymous = || Actor::Anonymous {
+        name_hash: Some(state.audit.name_hash(&attempted)),
+    };
+    if let Err(e) = auth_ip_limit(&state, ip) {
+        let entry = login_entry(anonymous(), AuditOutcome::Throttled);
+        state.audit.record(entry);
+        return Err(e);
+    }
     let user = match Username::parse(&req.username) {
         Ok(u) => accounts::find_user(&state.db, u.as_str()).await?,
         Err(_) => None,
@@ -220,17 +240,20 @@ async fn login(
     // the same either way, and unknown names cannot crowd accounts out).
     let key = match &user {
         Some(u) => LoginKey::Account(u.id),
-        None => LoginKey::Unknown(req.username.chars().take(64).collect()),
+        None => LoginKey::Unknown(attempted.clone()),
     };
-    state
-        .limits
-        .login_check(&key, Instant::now())
-        .map_err(|r| {
-            tracing::warn!("login throttled for account");
-            ApiError::RateLimited {
-                retry_after_secs: r.secs(),
-            }
-        })?;
+    let actor = match &user {
+        Some(u) => Actor::User(u.id),
+        None => anonymous(),
+    };
+    if let Err(r) = state.limits.login_check(&key, Instant::now()) {
+        tracing::warn!("login throttled for account");
+        let entry = login_entry(actor, AuditOutcome::Throttled);
+        state.audit.record(entry);
+        return Err(ApiError::RateLimited {
+            retry_after_secs: r.secs(),
+        });
+    }
     let stored = user.as_ref().map(|u| u.password_hash.as_str());
     let verified = state.hasher.verify(req.password.as_bytes(), stored).await?;
     let user = match user {
@@ -238,6 +261,8 @@ async fn login(
         _ => {
             state.limits.login_failed(&key, Instant::now());
             tracing::info!(client_ip = %ip.0, "login failed");
+            let entry = login_entry(actor, AuditOutcome::Failure);
+            state.audit.record(entry);
             return Err(ApiError::InvalidCredentials);
         }
     };
@@ -245,6 +270,9 @@ async fn login(
     let session =
         accounts::create_session(&state.db, user.id, ttl_secs(state.config.refresh_token_ttl))
             .await?;
+    state
+        .audit
+        .record(login_entry(Actor::User(user.id), AuditOutcome::Success));
     tracing::info!(user_id = user.id, "login succeeded");
     token_reply(
         &state,
@@ -278,7 +306,7 @@ async fn login(
         (status = 429, body = ErrorBody)))]
 async fn refresh(
     State(state): State<AppState>,
-    ip: ClientIp,
+    meta: RequestMeta,
     headers: HeaderMap,
     body: Result<ApiJson<RefreshRequest>, ApiError>,
 ) -> Response {
@@ -296,7 +324,7 @@ async fn refresh(
         }
         Err(e) => return e.into_response(),
     };
-    if let Err(e) = auth_ip_limit(&state, ip) {
+    if let Err(e) = auth_ip_limit(&state, ClientIp(meta.ip)) {
         return e.into_response();
     }
     let refused = match accounts::rotate_refresh(&state.db, &presented).await {
@@ -322,6 +350,14 @@ async fn refresh(
         }) => {
             crate::ws::on_refresh_reuse(&state, &session_id);
             tracing::warn!(user_id, "refresh token reuse detected; session revoked");
+            let entry = Entry::new(
+                Actor::User(user_id),
+                AuditAction::RefreshReuse,
+                AuditOutcome::Failure,
+            )
+            .target(Target::User(user_id))
+            .from_request(&meta);
+            state.audit.record(entry);
             ApiError::Unauthorized
         }
         Ok(RefreshOutcome::Invalid) => ApiError::Unauthorized,
@@ -360,7 +396,7 @@ fn clear_cookie(state: &AppState, response: &mut Response) {
         (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody, description = "cookie sent without the CSRF header or from another origin")),
     security(("bearer" = []), ("refresh_cookie" = [])))]
-async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
+async fn logout(State(state): State<AppState>, meta: RequestMeta, headers: HeaderMap) -> Response {
     let from_cookie = match cookie::presented(&state.config, &headers) {
         Some(t) => match cookie::check_csrf(&state.config, &headers) {
             Ok(()) => Some(t),
@@ -368,7 +404,7 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
         },
         None => None,
     };
-    let mut response = match end_sessions(&state, &headers, from_cookie.as_deref()).await {
+    let mut response = match end_sessions(&state, &meta, &headers, from_cookie.as_deref()).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => e.into_response(),
     };
@@ -382,6 +418,7 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
 /// token; `Unauthorized` when neither names an active session.
 async fn end_sessions(
     state: &AppState,
+    meta: &RequestMeta,
     headers: &HeaderMap,
     from_cookie: Option<&str>,
 ) -> ApiResult<()> {
@@ -390,13 +427,13 @@ async fn end_sessions(
         && let Some((user_id, session_id)) =
             accounts::active_session_of_refresh(&state.db, token).await?
     {
-        end_session(state, user_id, &session_id).await?;
+        end_session(state, meta, user_id, &session_id).await?;
         ended = Some(session_id);
     }
     if let Some(token) = bearer_from_headers(headers) {
         match authenticate(state, token).await {
             Ok(user) if ended != Some(user.session_id) => {
-                end_session(state, user.id, &user.session_id).await?;
+                end_session(state, meta, user.id, &user.session_id).await?;
                 ended = Some(user.session_id);
             }
             Ok(_) => {}
@@ -408,10 +445,19 @@ async fn end_sessions(
     ended.map(|_| ()).ok_or(ApiError::Unauthorized)
 }
 
-async fn end_session(state: &AppState, user_id: i64, session_id: &[u8; 16]) -> ApiResult<()> {
+async fn end_session(
+    state: &AppState,
+    meta: &RequestMeta,
+    user_id: i64,
+    session_id: &[u8; 16],
+) -> ApiResult<()> {
     accounts::revoke_session(&state.db, session_id).await?;
     crate::ws::on_logout(state, session_id);
     tracing::info!(user_id, "logout");
+    let entry = Entry::ok(Actor::User(user_id), AuditAction::Logout)
+        .target(Target::User(user_id))
+        .from_request(meta);
+    state.audit.record(entry);
     Ok(())
 }
 

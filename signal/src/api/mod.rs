@@ -1,5 +1,6 @@
 //! The HTTP API: routes, middleware and the OpenAPI document.
 
+pub mod admin;
 pub mod auth;
 pub mod cookie;
 pub mod health;
@@ -50,6 +51,7 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
         (name = "rooms", description = "rooms and membership"),
         (name = "invites", description = "invitation inbox"),
         (name = "ops", description = "health and API description"),
+        (name = "admin", description = "the audit trail (administrators only)"),
     )
 )]
 struct ApiDoc;
@@ -101,6 +103,7 @@ pub fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(media::routes())
         .merge(rooms::routes())
         .merge(health::routes())
+        .merge(admin::routes())
         .split_for_parts();
     add_common_answers(&mut doc);
     media::describe_stream_types(&mut doc);

@@ -19,8 +19,8 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::audit::{Actor, AuditAction, AuditOutcome, Entry, RequestMeta, Target};
 use crate::auth::AuthUser;
-use crate::client_ip::ClientIp;
 use crate::db::{begin_immediate, now_secs};
 use crate::error::{ApiError, ApiJson, ApiPath, ApiResult, ErrorBody};
 use crate::media::user_can_access;
@@ -398,24 +398,37 @@ async fn set_member(
     Ok(())
 }
 
-/// Sets the caller's own membership status (leave, decline) in one transaction.
+/// Sets the caller's own membership status (leave, decline) in one
+/// transaction, with the audit record of `action`.
 async fn set_own_status(
     state: &AppState,
+    meta: &RequestMeta,
     room: &RoomId,
-    user_id: i64,
-    role: Role,
+    (user_id, role): (i64, Role),
     status: MemberStatus,
+    action: AuditAction,
 ) -> ApiResult<()> {
     let now = now_secs();
     let mut tx = begin_immediate(&state.db).await?;
     set_member(&mut tx, room, user_id, role, status, now).await?;
     tx.commit().await?;
+    let entry = Entry::ok(Actor::User(user_id), action)
+        .target(Target::Room(room.clone()))
+        .from_request(meta);
+    state.audit.record(entry);
     Ok(())
 }
 
 /// Seats a user in one `BEGIN IMMEDIATE` transaction: re-checks that the room
-/// is open, the caller's media access and the seat count.
-async fn take_seat(state: &AppState, room_id: &RoomId, user_id: i64, role: Role) -> ApiResult<()> {
+/// is open, the caller's media access and the seat count; then queues
+/// `audit` (the join's record).
+async fn take_seat(
+    state: &AppState,
+    room_id: &RoomId,
+    user_id: i64,
+    role: Role,
+    audit: Entry,
+) -> ApiResult<()> {
     let now = now_secs();
     let mut tx = begin_immediate(&state.db).await?;
     let room = store::load_room(&mut *tx, room_id)
@@ -454,6 +467,7 @@ async fn take_seat(state: &AppState, room_id: &RoomId, user_id: i64, role: Role)
     set_member(&mut tx, room_id, user_id, role, MemberStatus::Joined, now).await?;
     store::touch(&mut *tx, room_id, now).await?;
     tx.commit().await?;
+    state.audit.record(audit);
     Ok(())
 }
 
@@ -488,6 +502,7 @@ fn parse_host_key(key: Option<&str>) -> ApiResult<Option<Vec<u8>>> {
 async fn create_room(
     State(state): State<AppState>,
     user: AuthUser,
+    meta: RequestMeta,
     ApiJson(req): ApiJson<CreateRoom>,
 ) -> ApiResult<(StatusCode, ApiJson<RoomView>)> {
     state
@@ -579,10 +594,19 @@ async fn create_room(
         .execute(&mut *tx)
         .await?;
     set_member(&mut tx, &id, user.id, Role::Host, MemberStatus::Joined, now).await?;
+    let by_host = |action| Entry::ok(Actor::User(user.id), action).from_request(&meta);
+    let mut records = vec![by_host(AuditAction::RoomCreated).target(Target::Room(id.clone()))];
     for (uid, role) in invitees {
         set_member(&mut tx, &id, uid, role, MemberStatus::Invited, now).await?;
+        records.push(
+            by_host(AuditAction::RoomInvited)
+                .target(Target::User(uid))
+                .in_room(&id)
+                .detail(role.as_str()),
+        );
     }
     tx.commit().await?;
+    records.into_iter().for_each(|r| state.audit.record(r));
     tracing::info!(room_id = %id, host = user.id, "room created");
     Ok((
         StatusCode::CREATED,
@@ -644,6 +668,7 @@ async fn get_room(
 async fn patch_room(
     State(state): State<AppState>,
     user: AuthUser,
+    meta: RequestMeta,
     ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<PatchRoom>,
 ) -> ApiResult<ApiJson<RoomView>> {
@@ -732,22 +757,38 @@ async fn patch_room(
             .execute(&mut *tx)
             .await?;
     }
+    let by_host = |action| {
+        Entry::ok(Actor::User(user.id), action)
+            .target(Target::Room(room_id.clone()))
+            .from_request(&meta)
+    };
+    let mut records = Vec::new();
     if let Some(flag) = req.invite_only {
         sqlx::query("UPDATE rooms SET invite_only = ?2 WHERE id = ?1")
             .bind(room_id.as_str())
             .bind(i64::from(flag))
             .execute(&mut *tx)
             .await?;
+        if flag != room.invite_only {
+            records.push(by_host(AuditAction::RoomInviteOnlyChanged).detail(if flag {
+                "on"
+            } else {
+                "off"
+            }));
+        }
     }
     if let Some(hash) = password_change {
+        let what = if hash.is_some() { "set" } else { "removed" };
         sqlx::query("UPDATE rooms SET password_hash = ?2 WHERE id = ?1")
             .bind(room_id.as_str())
             .bind(hash)
             .execute(&mut *tx)
             .await?;
+        records.push(by_host(AuditAction::RoomPasswordChanged).detail(what));
     }
     store::touch(&mut *tx, &room_id, now).await?;
     tx.commit().await?;
+    records.into_iter().for_each(|r| state.audit.record(r));
     Ok(ApiJson(reload_view(&state, &room_id, user.id).await?))
 }
 
@@ -767,7 +808,7 @@ async fn patch_room(
 async fn join_room(
     State(state): State<AppState>,
     user: AuthUser,
-    ip: ClientIp,
+    meta: RequestMeta,
     ApiPath(id): ApiPath<String>,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> ApiResult<ApiJson<RoomView>> {
@@ -803,39 +844,56 @@ async fn join_room(
     if room.ended {
         return Err(ApiError::RoomEnded);
     }
+    let joining = |outcome| {
+        Entry::new(Actor::User(user.id), AuditAction::RoomJoined, outcome)
+            .target(Target::Room(room.id.clone()))
+            .from_request(&meta)
+    };
     if needs_password {
         let now = Instant::now();
         let room_key = room.id.to_string();
-        let ip_key = (room_key.clone(), ip.0);
-        let limited = |r: crate::throttle::RetryAfter| ApiError::RateLimited {
-            retry_after_secs: r.secs(),
-        };
-        state
+        let ip_key = (room_key.clone(), meta.ip);
+        let throttled = state
             .limits
             .room_password
             .check(&room_key, now)
-            .map_err(limited)?;
-        state
-            .limits
-            .room_password_ip
-            .check(&ip_key, now)
-            .map_err(limited)?;
-        let Some(presented) = &req.password else {
-            return Err(ApiError::InvalidRoomPassword);
+            .and_then(|()| state.limits.room_password_ip.check(&ip_key, now));
+        if let Err(r) = throttled {
+            let entry = joining(AuditOutcome::Throttled);
+            state.audit.record(entry);
+            return Err(ApiError::RateLimited {
+                retry_after_secs: r.secs(),
+            });
+        }
+        let ok = match &req.password {
+            Some(presented) => {
+                state
+                    .hasher
+                    .verify(presented.as_bytes(), room.password_hash.as_deref())
+                    .await?
+            }
+            None => false,
         };
-        let ok = state
-            .hasher
-            .verify(presented.as_bytes(), room.password_hash.as_deref())
-            .await?;
         if !ok {
-            state.limits.room_password.fail(&room_key, Instant::now());
-            state.limits.room_password_ip.fail(&ip_key, Instant::now());
-            tracing::info!(room_id = %room.id, user_id = user.id, "wrong room password");
+            if req.password.is_some() {
+                state.limits.room_password.fail(&room_key, Instant::now());
+                state.limits.room_password_ip.fail(&ip_key, Instant::now());
+                tracing::info!(room_id = %room.id, user_id = user.id, "wrong room password");
+            }
+            let entry = joining(AuditOutcome::Failure).detail("wrong room password");
+            state.audit.record(entry);
             return Err(ApiError::InvalidRoomPassword);
         }
         state.limits.room_password_ip.succeed(&ip_key);
     }
-    take_seat(&state, &room.id, user.id, role).await?;
+    take_seat(
+        &state,
+        &room.id,
+        user.id,
+        role,
+        joining(AuditOutcome::Success),
+    )
+    .await?;
     tracing::info!(room_id = %room.id, user_id = user.id, "joined room");
     Ok(ApiJson(reload_view(&state, &room.id, user.id).await?))
 }
@@ -848,6 +906,7 @@ async fn join_room(
 async fn leave_room(
     State(state): State<AppState>,
     user: AuthUser,
+    meta: RequestMeta,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
     let ctx = load_ctx(&state, &id, &user).await?;
@@ -856,7 +915,15 @@ async fn leave_room(
             "the host cannot leave; hand off or end the room".into(),
         )),
         Standing::Joined(role) => {
-            set_own_status(&state, &ctx.room.id, user.id, role, MemberStatus::Left).await?;
+            set_own_status(
+                &state,
+                &meta,
+                &ctx.room.id,
+                (user.id, role),
+                MemberStatus::Left,
+                AuditAction::RoomLeft,
+            )
+            .await?;
             crate::ws::on_member_left(&state, &ctx.room.id, user.id);
             Ok(StatusCode::NO_CONTENT)
         }
@@ -872,18 +939,28 @@ async fn leave_room(
 async fn end_room(
     State(state): State<AppState>,
     user: AuthUser,
+    meta: RequestMeta,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
     let ctx = load_ctx(&state, &id, &user).await?;
     ctx.host()?;
     let now = now_secs();
-    sqlx::query(
+    let mut tx = begin_immediate(&state.db).await?;
+    let ended = sqlx::query(
         "UPDATE rooms SET status = 'ended', ended_at = ?2 WHERE id = ?1 AND status = 'open'",
     )
     .bind(ctx.room.id.as_str())
     .bind(now)
-    .execute(&state.db)
-    .await?;
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    tx.commit().await?;
+    if ended > 0 {
+        let entry = Entry::ok(Actor::User(user.id), AuditAction::RoomEnded)
+            .target(Target::Room(ctx.room.id.clone()))
+            .from_request(&meta);
+        state.audit.record(entry);
+    }
     tracing::info!(room_id = %ctx.room.id, "room ended by host");
     crate::ws::on_room_ended(&state, &ctx.room.id);
     Ok(StatusCode::NO_CONTENT)
@@ -898,6 +975,7 @@ async fn end_room(
 async fn invite_member(
     State(state): State<AppState>,
     user: AuthUser,
+    meta: RequestMeta,
     ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<InviteMember>,
 ) -> ApiResult<(StatusCode, ApiJson<RoomView>)> {
@@ -934,7 +1012,13 @@ async fn invite_member(
     )
     .await?;
     store::touch(&mut *tx, &room_id, now).await?;
+    let entry = Entry::ok(Actor::User(user.id), AuditAction::RoomInvited)
+        .target(Target::User(target))
+        .in_room(&room_id)
+        .detail(Role::from(req.role).as_str())
+        .from_request(&meta);
     tx.commit().await?;
+    state.audit.record(entry);
     Ok((
         StatusCode::CREATED,
         ApiJson(reload_view(&state, &room_id, user.id).await?),
@@ -972,6 +1056,7 @@ async fn guest_target(
 async fn change_role(
     State(state): State<AppState>,
     user: AuthUser,
+    meta: RequestMeta,
     ApiPath((id, target)): ApiPath<(String, i64)>,
     ApiJson(req): ApiJson<ChangeRole>,
 ) -> ApiResult<ApiJson<RoomView>> {
@@ -983,7 +1068,13 @@ async fn change_role(
     let m = guest_target(&mut tx, &room_id, target).await?;
     set_member(&mut tx, &room_id, target, req.role.into(), m.status, now).await?;
     store::touch(&mut *tx, &room_id, now).await?;
+    let entry = Entry::ok(Actor::User(user.id), AuditAction::RoomRoleChanged)
+        .target(Target::User(target))
+        .in_room(&room_id)
+        .detail(Role::from(req.role).as_str())
+        .from_request(&meta);
     tx.commit().await?;
+    state.audit.record(entry);
     crate::ws::on_role_changed(&state, &room_id, target, req.role.into()).await;
     Ok(ApiJson(reload_view(&state, &room_id, user.id).await?))
 }
@@ -998,6 +1089,7 @@ async fn change_role(
 async fn kick_member(
     State(state): State<AppState>,
     user: AuthUser,
+    meta: RequestMeta,
     ApiPath((id, target)): ApiPath<(String, i64)>,
 ) -> ApiResult<StatusCode> {
     let ctx = load_ctx(&state, &id, &user).await?;
@@ -1008,7 +1100,13 @@ async fn kick_member(
     let m = guest_target(&mut tx, &room_id, target).await?;
     set_member(&mut tx, &room_id, target, m.role, MemberStatus::Kicked, now).await?;
     store::touch(&mut *tx, &room_id, now).await?;
+    let entry = Entry::ok(Actor::User(user.id), AuditAction::RoomKicked)
+        .target(Target::User(target))
+        .in_room(&room_id)
+        .detail(m.status.as_str())
+        .from_request(&meta);
     tx.commit().await?;
+    state.audit.record(entry);
     tracing::info!(room_id = %room_id, user_id = target, "member removed by host");
     crate::ws::on_member_kicked(&state, &room_id, target);
     Ok(StatusCode::NO_CONTENT)
@@ -1025,6 +1123,7 @@ async fn kick_member(
 async fn handoff(
     State(state): State<AppState>,
     user: AuthUser,
+    meta: RequestMeta,
     ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<Handoff>,
 ) -> ApiResult<ApiJson<RoomView>> {
@@ -1066,7 +1165,12 @@ async fn handoff(
     .bind(now)
     .execute(&mut *tx)
     .await?;
+    let entry = Entry::ok(Actor::User(user.id), AuditAction::RoomHandoff)
+        .target(Target::User(req.user_id))
+        .in_room(&room_id)
+        .from_request(&meta);
     tx.commit().await?;
+    state.audit.record(entry);
     tracing::info!(room_id = %room_id, new_host = req.user_id, "host handed off");
     crate::ws::on_role_changed(&state, &room_id, user.id, Role::Controller).await;
     Ok(ApiJson(reload_view(&state, &room_id, user.id).await?))
@@ -1123,12 +1227,17 @@ async fn list_invites(
 async fn accept_invite(
     State(state): State<AppState>,
     user: AuthUser,
+    meta: RequestMeta,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<ApiJson<RoomView>> {
     let ctx = load_ctx(&state, &id, &user).await?;
     match ctx.visible()? {
         Standing::Invited(role) => {
-            take_seat(&state, &ctx.room.id, user.id, role).await?;
+            let entry = Entry::ok(Actor::User(user.id), AuditAction::RoomJoined)
+                .target(Target::Room(ctx.room.id.clone()))
+                .detail("invitation")
+                .from_request(&meta);
+            take_seat(&state, &ctx.room.id, user.id, role, entry).await?;
             Ok(ApiJson(reload_view(&state, &ctx.room.id, user.id).await?))
         }
         _ => Err(ApiError::Conflict("no pending invitation".into())),
@@ -1143,12 +1252,21 @@ async fn accept_invite(
 async fn decline_invite(
     State(state): State<AppState>,
     user: AuthUser,
+    meta: RequestMeta,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
     let ctx = load_ctx(&state, &id, &user).await?;
     match ctx.visible()? {
         Standing::Invited(role) => {
-            set_own_status(&state, &ctx.room.id, user.id, role, MemberStatus::Declined).await?;
+            set_own_status(
+                &state,
+                &meta,
+                &ctx.room.id,
+                (user.id, role),
+                MemberStatus::Declined,
+                AuditAction::RoomDeclined,
+            )
+            .await?;
             Ok(StatusCode::NO_CONTENT)
         }
         _ => Err(ApiError::Conflict("no pending invitation".into())),

@@ -195,26 +195,42 @@ where
 }
 
 /// Ends open rooms idle since before `idle_before` and deletes rooms ended
-/// before `ended_before`. Returns (ended, deleted).
+/// before `ended_before`, in one transaction; then queues one
+/// `room_cleaned_up` audit record per room. Returns (ended, deleted).
 pub async fn cleanup(
     db: &SqlitePool,
+    audit: &crate::audit::Auditor,
     now: i64,
     idle_before: i64,
     ended_before: i64,
 ) -> Result<(u64, u64), ApiError> {
-    let ended = sqlx::query(
+    use crate::audit::{Actor, AuditAction, Entry, Target};
+    let mut tx = crate::db::begin_immediate(db).await?;
+    let ended: Vec<String> = sqlx::query_scalar(
         "UPDATE rooms SET status = 'ended', ended_at = ?1
-          WHERE status = 'open' AND last_activity_at < ?2",
+          WHERE status = 'open' AND last_activity_at < ?2 RETURNING id",
     )
     .bind(now)
     .bind(idle_before)
-    .execute(db)
-    .await?
-    .rows_affected();
-    let deleted = sqlx::query("DELETE FROM rooms WHERE status = 'ended' AND ended_at < ?1")
-        .bind(ended_before)
-        .execute(db)
-        .await?
-        .rows_affected();
-    Ok((ended, deleted))
+    .fetch_all(&mut *tx)
+    .await?;
+    let deleted: Vec<String> = sqlx::query_scalar(
+        "DELETE FROM rooms WHERE status = 'ended' AND ended_at < ?1 RETURNING id",
+    )
+    .bind(ended_before)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    for (ids, what) in [(&ended, "ended_idle"), (&deleted, "deleted")] {
+        for id in ids {
+            let room =
+                RoomId::parse(id).map_err(|_| ApiError::internal("bad room id in database"))?;
+            let entry = Entry::ok(Actor::System, AuditAction::RoomCleanedUp)
+                .target(Target::Room(room))
+                .detail(what);
+            audit.record(entry);
+        }
+    }
+    let count = |v: &Vec<String>| u64::try_from(v.len()).unwrap_or(u64::MAX);
+    Ok((count(&ended), count(&deleted)))
 }

@@ -389,6 +389,13 @@ async fn serve(
                         let end = ServerMessage::RoomEnded { reason: watchparty_peer::signaling::EndReason::Closed };
                         let _ = send(socket, &end, cfg.send_timeout()).await;
                     }
+                    let entry = crate::audit::Entry::ok(
+                        crate::audit::Actor::System,
+                        crate::audit::AuditAction::SignalRevoked,
+                    )
+                    .target(crate::audit::Target::User(user.id))
+                    .in_room(room);
+                    state.audit.record(entry);
                     close(socket, CLOSE_POLICY, "access revoked").await;
                     return Err("access revoked");
                 }
