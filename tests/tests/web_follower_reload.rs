@@ -82,6 +82,10 @@ async fn clock_error(host: &Browser, follower: &Browser) -> String {
     )
 }
 
+/// The host page's own sync error estimate (ms; its player against the
+/// room timeline), for the trace.
+const HOST_ERROR_JS: &str = "return window.__watchparty_room.status().sync.error_ms;";
+
 /// Whether both pages play, not seeking, within [`SYNC_TOLERANCE_MS`].
 fn in_sync(samples: &[Value], spread: f64) -> bool {
     samples
@@ -162,13 +166,20 @@ async fn follower_reload(limit: Option<Duration>) {
         let mut last = (Vec::new(), f64::MAX);
         let deadline = Instant::now() + SETTLE;
         while run.len() < IN_SYNC_RUN && Instant::now() < deadline {
-            last = sample_all(&[alice, bob]).await;
+            let (l, n, he) = tokio::join!(
+                sample_all(&[alice, bob]),
+                native_sample(nat),
+                alice.exec(HOST_ERROR_JS, json!([]))
+            );
+            last = l;
             let (h, f) = (&last.0[0], &last.0[1]);
             let t = h["wall"].as_f64().unwrap().max(f["wall"].as_f64().unwrap());
             trace.push(format!(
-                "+{:.0} ms: page {:+.0} ms, rate {}, paused {}, seeking {}, ready {}",
+                "+{:.0} ms: page {:+.0} ms (vs native {:+.0} ms), host's own error {} ms, rate {}, paused {}, seeking {}, ready {}",
                 t - ready,
                 position_at(f, t) - position_at(h, t),
+                -native_offset(&n, f),
+                he,
                 f["rate"],
                 f["paused"],
                 f["seeking"],
