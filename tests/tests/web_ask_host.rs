@@ -60,10 +60,7 @@ async fn a_viewer_asks_the_host_who_accepts_or_dismisses_in_one_click() {
     }
     require_room_client();
     let site = Site::start(&["alice", "bob"]).await;
-    let alice = Browser::start("alice").await;
-    let bob = Browser::start("bob").await;
-    sign_in(&alice, &site, "alice").await;
-    sign_in(&bob, &site, "bob").await;
+    let [alice, bob] = signed_in(&site, ["alice", "bob"]).await;
     create_room(&alice, &site, &[("bob", "viewer")]).await;
     let link = alice
         .property(&alice.find("#invite-link").await, "value")

@@ -39,10 +39,7 @@ async fn a_late_joiner_sees_the_earlier_chat_marked_earlier() {
     }
     require_room_client();
     let site = Site::start(&["alice", "bob", "carol"]).await;
-    let [alice, bob, carol]: [Browser; 3] = signed_in(&site, &["alice", "bob", "carol"])
-        .await
-        .try_into()
-        .unwrap_or_else(|_| unreachable!());
+    let [alice, bob, carol] = signed_in(&site, ["alice", "bob", "carol"]).await;
     create_room(&alice, &site, &[("bob", "controller"), ("carol", "viewer")]).await;
     let link = alice
         .property(&alice.find("#invite-link").await, "value")

@@ -166,8 +166,9 @@ async fn follower_reload(limit: Option<Duration>) {
         let mut last = (Vec::new(), f64::MAX);
         let deadline = Instant::now() + SETTLE;
         while run.len() < IN_SYNC_RUN && Instant::now() < deadline {
+            let pages = [alice, bob];
             let (l, n, he) = tokio::join!(
-                sample_all(&[alice, bob]),
+                sample_all(&pages),
                 native_sample(nat),
                 alice.exec(HOST_ERROR_JS, json!([]))
             );

@@ -114,10 +114,7 @@ async fn role_changes_show_at_once_and_messages_are_plain_words() {
     require_room_client();
     let site = Site::start(&["alice", "bob"]).await;
     let bob_id = user_id(&site, "bob").await;
-    let alice = Browser::start("alice").await;
-    let bob = Browser::start("bob").await;
-    sign_in(&alice, &site, "alice").await;
-    sign_in(&bob, &site, "bob").await;
+    let [alice, bob] = signed_in(&site, ["alice", "bob"]).await;
     let room = create_room(&alice, &site, &[("bob", "viewer")]).await;
     let link = alice
         .property(&alice.find("#invite-link").await, "value")
@@ -266,10 +263,7 @@ async fn host_invites_from_the_room_page_and_the_uninvited_read_why() {
     }
     require_room_client();
     let site = Site::start(&["alice", "dave"]).await;
-    let alice = Browser::start("alice").await;
-    let dave = Browser::start("dave").await;
-    sign_in(&alice, &site, "alice").await;
-    sign_in(&dave, &site, "dave").await;
+    let [alice, dave] = signed_in(&site, ["alice", "dave"]).await;
     // Invite-only (the default), nobody invited.
     create_room(&alice, &site, &[]).await;
     let link = alice

@@ -272,15 +272,19 @@ pub async fn sign_in(b: &Browser, site: &Site, user: &str) {
 }
 
 /// A browser per user in `users` (profiles named after them), each signed
-/// in.
-pub async fn signed_in(site: &Site, users: &[&str]) -> Vec<Browser> {
-    let mut out = Vec::new();
+/// in, in the same order.
+pub async fn signed_in<const N: usize>(site: &Site, users: [&str; N]) -> [Browser; N] {
+    let mut out = Vec::with_capacity(N);
     for u in users {
         let b = Browser::start(u).await;
         sign_in(&b, site, u).await;
         out.push(b);
     }
-    out
+    match out.try_into() {
+        Ok(browsers) => browsers,
+        // One browser was pushed per user, N in all.
+        Err(_) => unreachable!("one browser per user"),
+    }
 }
 
 /// Creates a room through the create form, inviting `invites` (username,
