@@ -126,6 +126,11 @@ pub struct SyncStatus {
 /// (a drift fitted over a short window is noise).
 pub const DRIFT_FEED_FORWARD_MIN_SAMPLES: usize = 20;
 
+/// How long after a cued start its error is checked: the readings right
+/// after a start (several media events within milliseconds) do not show
+/// the steady motion yet.
+pub const CUE_CHECK_AFTER: TimeDelta = TimeDelta::from_millis(400);
+
 /// Most outputs queued before the oldest pings are dropped (bounded memory
 /// if a driver stops polling).
 pub const MAX_QUEUED_OUTPUTS: usize = 64;
@@ -157,9 +162,9 @@ pub struct SyncEngine {
     /// (the first measurement replaces a guess instead of averaging with it).
     start_learned: bool,
     seek_learned: bool,
-    /// `Play` was issued from a cue: the first filtered error after it (the
-    /// filter restarts when the player starts) is checked.
-    check_cued_start: bool,
+    /// `Play` was issued from a cue at this time: the first filtered error
+    /// [`CUE_CHECK_AFTER`] after it is checked.
+    cued_start: Option<LocalTime>,
     /// Re-cues left for the current join (reset by a new player or clock).
     recues_left: u8,
     last_error: Option<TimeDelta>,
@@ -201,7 +206,7 @@ impl SyncEngine {
             start_estimate: cfg.startup_estimate_initial,
             start_learned: false,
             seek_learned: false,
-            check_cued_start: false,
+            cued_start: None,
             recues_left: MAX_RECUES,
             cfg,
             clock,
@@ -417,7 +422,7 @@ impl SyncEngine {
     /// `seek_echo_timeout`, during which nothing is corrected (issue #6).
     pub fn player_reloaded(&mut self, now: LocalTime) {
         self.tracker = EchoTracker::new(&self.cfg);
-        self.check_cued_start = false;
+        self.cued_start = None;
         self.recues_left = MAX_RECUES;
         self.filter.reset();
         self.corrector.reset();
@@ -449,7 +454,7 @@ impl SyncEngine {
     /// Leaves free-watch: follow the room again, at once.
     pub fn resync(&mut self, now: LocalTime) {
         self.attached = true;
-        self.check_cued_start = false;
+        self.cued_start = None;
         self.recues_left = MAX_RECUES;
         self.hold_until = None;
         self.corrector.reset();
@@ -659,7 +664,7 @@ impl SyncEngine {
                     self.wake_at = Some(self.wake_at.map_or(now + wait, |w| w.min(now + wait)));
                 } else {
                     self.issue(PlayerAction::Play, now);
-                    self.check_cued_start = true;
+                    self.cued_start = Some(now);
                 }
             }
             self.set_rate(exp.rate, self.corrector.applied_ppm(), now);
@@ -693,9 +698,11 @@ impl SyncEngine {
             return;
         };
         self.last_error = Some(fe.error);
-        if self.check_cued_start {
-            // The first estimate from readings after a cued start.
-            self.check_cued_start = false;
+        if let Some(at) = self.cued_start
+            && now.since(at) >= CUE_CHECK_AFTER
+        {
+            // The first estimate once the start has settled.
+            self.cued_start = None;
             if fe.error.abs() > self.cfg.dead_zone && self.recues_left > 0 {
                 self.recues_left -= 1;
                 self.stats.recues += 1;
