@@ -653,7 +653,16 @@ impl SyncEngine {
                 // frame is beyond where a start issued now would begin.
                 let at_start = tl.expected_at(room_now + startup).position;
                 let ahead = obs.position - at_start;
-                if ahead < -self.cfg.dead_zone || ahead > self.cfg.max_cue_wait {
+                if self.clock.is_reference() {
+                    // The host's own player: the room's line is its own, so
+                    // it starts at once (seeking first if off) rather than
+                    // waiting for a cue point; a returning host resumes the
+                    // room without delay.
+                    if ahead.abs() > self.cfg.dead_zone {
+                        self.issue(PlayerAction::Seek { position: landing }, now);
+                    }
+                    self.issue(PlayerAction::Play, now);
+                } else if ahead < -self.cfg.dead_zone || ahead > self.cfg.max_cue_wait {
                     let cue = tl
                         .expected_at(room_now + seek_lead + startup + self.cfg.cue_margin)
                         .position;
