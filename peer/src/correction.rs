@@ -281,6 +281,20 @@ impl Corrector {
         self.applied
     }
 
+    /// Starts a correction episode for `error` even inside the dead zone
+    /// (above `settle_threshold`): the residual of a fresh start is not
+    /// drift, so it is removed at once instead of by the slow trim. An
+    /// episode already running is kept.
+    pub fn start_episode(&mut self, now: LocalTime, error: TimeDelta) {
+        let e = error.as_micros();
+        if self.episode.is_none() && e.saturating_abs() > self.p.settle {
+            self.episode = Some(Episode {
+                ahead: e > 0,
+                since: now,
+            });
+        }
+    }
+
     /// Records that we seeked at `now` (starts the cooldown).
     pub fn seeked(&mut self, now: LocalTime) {
         self.last_seek = Some(now);

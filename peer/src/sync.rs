@@ -16,8 +16,16 @@
 //! 2. room paused (or waiting for a scheduled start): pause, and seek while
 //!    paused if the frame is off by more than `paused_seek_threshold`;
 //!    issue `Play` the learned start-up latency before a scheduled start;
-//! 3. room playing, player paused: seek (if off) to where the room will be
-//!    when the player actually starts, then play;
+//! 3. room playing, player paused (a member that joins or reloads mid-play):
+//!    *cue* — seek while paused to a point the room has not reached yet
+//!    (`cue_margin` beyond where it will be once the seek lands), wait for
+//!    the room to arrive there, and issue `Play` the learned start-up
+//!    latency before it does. The start then depends only on the start-up
+//!    latency, not on how long the seek took. The first reading after such
+//!    a start checks it: off by more than `dead_zone` (the start-up guess
+//!    was wrong), the player is paused and cued again once, with the
+//!    latency just measured ([`MAX_RECUES`]); a smaller miss starts a
+//!    correction episode even inside the dead zone (it is not drift);
 //! 4. room playing, player playing: [`Corrector`] on the filtered error.
 
 use std::collections::VecDeque;
@@ -71,6 +79,8 @@ pub struct SyncStats {
     pub seeks: u64,
     /// Seeks issued by the corrector because of a large error.
     pub corrective_seeks: u64,
+    /// Cued starts that missed by more than `dead_zone` and were cued again.
+    pub recues: u64,
     /// `SetRate` actions issued.
     pub rate_changes: u64,
     /// `Play` actions issued.
@@ -116,9 +126,20 @@ pub struct SyncStatus {
 /// (a drift fitted over a short window is noise).
 pub const DRIFT_FEED_FORWARD_MIN_SAMPLES: usize = 20;
 
+/// How long after a cued start its error is checked: the readings right
+/// after a start (several media events within milliseconds) do not show
+/// the steady motion yet.
+pub const CUE_CHECK_AFTER: TimeDelta = TimeDelta::from_millis(400);
+
 /// Most outputs queued before the oldest pings are dropped (bounded memory
 /// if a driver stops polling).
 pub const MAX_QUEUED_OUTPUTS: usize = 64;
+
+/// How many times a cued start that missed by more than `dead_zone` is
+/// paused and cued again before the corrector takes over (the second start
+/// uses the start-up latency the first one measured; more retries would
+/// only chase the player's jitter).
+pub const MAX_RECUES: u8 = 1;
 
 /// One peer's sync engine. See the module docs.
 #[derive(Debug, Clone)]
@@ -137,6 +158,15 @@ pub struct SyncEngine {
     stats: SyncStats,
     seek_estimate: TimeDelta,
     start_estimate: TimeDelta,
+    /// Whether the start-up / seek estimates are still the initial guess
+    /// (the first measurement replaces a guess instead of averaging with it).
+    start_learned: bool,
+    seek_learned: bool,
+    /// `Play` was issued from a cue at this time: the first filtered error
+    /// [`CUE_CHECK_AFTER`] after it is checked.
+    cued_start: Option<LocalTime>,
+    /// Re-cues left for the current join (reset by a new player or clock).
+    recues_left: u8,
     last_error: Option<TimeDelta>,
     wake_at: Option<LocalTime>,
     clock_was_ready: bool,
@@ -174,6 +204,10 @@ impl SyncEngine {
             corrector: Corrector::new(&cfg),
             seek_estimate: cfg.startup_estimate_initial,
             start_estimate: cfg.startup_estimate_initial,
+            start_learned: false,
+            seek_learned: false,
+            cued_start: None,
+            recues_left: MAX_RECUES,
             cfg,
             clock,
             timeline: None,
@@ -298,10 +332,12 @@ impl SyncEngine {
             self.filter.reset();
         }
         if let Some(l) = c.seek_latency {
-            self.seek_estimate = self.learn(self.seek_estimate, l);
+            self.seek_estimate = self.learn(self.seek_estimate, self.seek_learned, l);
+            self.seek_learned = true;
         }
         if let Some(l) = c.start_latency {
-            self.start_estimate = self.learn(self.start_estimate, l);
+            self.start_estimate = self.learn(self.start_estimate, self.start_learned, l);
+            self.start_learned = true;
         }
         if let Some(b) = c.buffering_changed
             && b != self.buffering
@@ -386,6 +422,8 @@ impl SyncEngine {
     /// `seek_echo_timeout`, during which nothing is corrected (issue #6).
     pub fn player_reloaded(&mut self, now: LocalTime) {
         self.tracker = EchoTracker::new(&self.cfg);
+        self.cued_start = None;
+        self.recues_left = MAX_RECUES;
         self.filter.reset();
         self.corrector.reset();
         self.hold_until = None;
@@ -416,6 +454,8 @@ impl SyncEngine {
     /// Leaves free-watch: follow the room again, at once.
     pub fn resync(&mut self, now: LocalTime) {
         self.attached = true;
+        self.cued_start = None;
+        self.recues_left = MAX_RECUES;
         self.hold_until = None;
         self.corrector.reset();
         self.filter.reset();
@@ -442,10 +482,16 @@ impl SyncEngine {
 
     // ----- internals -----
 
-    fn learn(&self, current: TimeDelta, sample: TimeDelta) -> TimeDelta {
+    /// The new estimate of a latency after measuring `sample`: the average
+    /// of the estimate and the sample, or the sample itself while the
+    /// estimate is still the initial guess (`learned` false).
+    fn learn(&self, current: TimeDelta, learned: bool, sample: TimeDelta) -> TimeDelta {
         let s = sample
             .max(TimeDelta::ZERO)
             .min(self.cfg.startup_estimate_max);
+        if !learned {
+            return s;
+        }
         TimeDelta::from_micros((current.as_micros() + s.as_micros()) / 2)
     }
 
@@ -601,14 +647,34 @@ impl SyncEngine {
                 .tracker
                 .recently_issued(PlayerAction::Play, now)
                 .is_none()
+                && !self.tracker.seek_pending(now)
             {
+                // Cue (module docs, step 3). `ahead`: how far the paused
+                // frame is beyond where a start issued now would begin.
                 let at_start = tl.expected_at(room_now + startup).position;
-                if (obs.position - at_start).abs() > self.cfg.dead_zone
-                    && !self.tracker.seek_pending(now)
-                {
-                    self.issue(PlayerAction::Seek { position: landing }, now);
+                let ahead = obs.position - at_start;
+                if self.clock.is_reference() {
+                    // The host's own player: the room's line is its own, so
+                    // it starts at once (seeking first if off) rather than
+                    // waiting for a cue point; a returning host resumes the
+                    // room without delay.
+                    if ahead.abs() > self.cfg.dead_zone {
+                        self.issue(PlayerAction::Seek { position: landing }, now);
+                    }
+                    self.issue(PlayerAction::Play, now);
+                } else if ahead < -self.cfg.dead_zone || ahead > self.cfg.max_cue_wait {
+                    let cue = tl
+                        .expected_at(room_now + seek_lead + startup + self.cfg.cue_margin)
+                        .position;
+                    self.issue(PlayerAction::Seek { position: cue }, now);
+                } else if ahead > TimeDelta::ZERO {
+                    // Wait for the room to reach the frame.
+                    let wait = exp.rate.time_for(ahead);
+                    self.wake_at = Some(self.wake_at.map_or(now + wait, |w| w.min(now + wait)));
+                } else {
+                    self.issue(PlayerAction::Play, now);
+                    self.cued_start = Some(now);
                 }
-                self.issue(PlayerAction::Play, now);
             }
             self.set_rate(exp.rate, self.corrector.applied_ppm(), now);
             return;
@@ -641,6 +707,21 @@ impl SyncEngine {
             return;
         };
         self.last_error = Some(fe.error);
+        if let Some(at) = self.cued_start
+            && now.since(at) >= CUE_CHECK_AFTER
+        {
+            // The first estimate once the start has settled.
+            self.cued_start = None;
+            if fe.error.abs() > self.cfg.dead_zone && self.recues_left > 0 {
+                self.recues_left -= 1;
+                self.stats.recues += 1;
+                self.corrector.reset();
+                self.issue(PlayerAction::Pause, now);
+                self.set_rate(exp.rate, 0, now);
+                return;
+            }
+            self.corrector.start_episode(now, fe.error);
+        }
         let drift = if self.clock.sample_count() >= DRIFT_FEED_FORWARD_MIN_SAMPLES {
             self.clock
                 .estimate(now)
@@ -768,7 +849,13 @@ mod tests {
             PlaybackState::playing(MediaPos::ZERO, RoomTime::ZERO, Rate::NORMAL),
             t(0),
         );
-        assert!(drain(&mut e).contains(&SyncOutput::Player(PlayerAction::Play)));
+        // Room playing, player paused: the engine cues it (a seek first).
+        let out = drain(&mut e);
+        assert!(
+            out.iter()
+                .any(|o| matches!(o, SyncOutput::Player(PlayerAction::Seek { .. }))),
+            "{out:?}"
+        );
         e.detach(t(10));
         drain(&mut e);
         // The user pauses: a local intent, and the engine does not fight it.
@@ -952,6 +1039,39 @@ mod tests {
             toy.pos_us,
             f.status(t(20_000))
         );
+    }
+
+    /// Issue #20 item 2: joining a playing room, the paused player is cued
+    /// (one seek ahead, then `Play` when the room arrives). The toy starts
+    /// at once, so the initial 100 ms start-up guess starts it early; the
+    /// first reading after the start sees it and cues once more, with the
+    /// latency just measured, and the player ends up on the room's line.
+    #[test]
+    fn a_joiner_is_cued_and_a_missed_start_is_cued_once_more() {
+        let (host, mut f) = host_and_follower();
+        let mut toy = Toy::fresh();
+        // Playing since room 59 s (local −1 s): the room plays already.
+        f.handle_timeline(
+            PlaybackState::playing(
+                MediaPos::from_millis(50_000),
+                RoomTime::from_millis(59_000),
+                Rate::NORMAL,
+            ),
+            t(0),
+        );
+        run(&mut f, &host, &mut toy, 0, 4_000);
+        // Room at local 4 s = room 64 s: 55 s.
+        let error = toy.pos_us - 55_000_000;
+        let stats = f.stats();
+        assert!(
+            error.abs() <= f.config().dead_zone.as_micros(),
+            "off by {error} µs; {stats:?}"
+        );
+        assert_eq!((stats.seeks, stats.recues), (1, 1), "{stats:?}");
+        assert!(!toy.paused);
+        // Settled: no further pause or seek.
+        run(&mut f, &host, &mut toy, 4_000, 8_000);
+        assert_eq!((f.stats().seeks, f.stats().pauses), (1, stats.pauses));
     }
 
     /// Issue #6: a seek issued to the old player just before a reload

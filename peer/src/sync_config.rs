@@ -124,6 +124,13 @@ pub struct SyncConfig {
     pub startup_estimate_initial: TimeDelta,
     /// Upper bound of the learned start-up latency. Default 2 s.
     pub startup_estimate_max: TimeDelta,
+    /// A paused player joining a playing room is cued this far beyond where
+    /// the room will be once the seek lands (slack for a seek slower than
+    /// estimated). Default 100 ms.
+    pub cue_margin: TimeDelta,
+    /// A paused player at most this far ahead of the room waits for the
+    /// room to reach it instead of seeking. Default 1 s.
+    pub max_cue_wait: TimeDelta,
 
     // ----- anti-echo -----
     /// How long a play, pause or rate action of ours may take to show up in
@@ -182,6 +189,8 @@ impl Default for SyncConfig {
             paused_seek_threshold: TimeDelta::from_millis(40),
             startup_estimate_initial: TimeDelta::from_millis(100),
             startup_estimate_max: TimeDelta::from_secs(2),
+            cue_margin: TimeDelta::from_millis(100),
+            max_cue_wait: TimeDelta::from_secs(1),
             action_retry: TimeDelta::from_secs(3),
             seek_echo_timeout: TimeDelta::from_secs(30),
             seek_match_tolerance: TimeDelta::from_millis(250),
@@ -320,6 +329,13 @@ impl SyncConfig {
         non_negative("paused_seek_threshold", self.paused_seek_threshold)?;
         non_negative("startup_estimate_initial", self.startup_estimate_initial)?;
         non_negative("startup_estimate_max", self.startup_estimate_max)?;
+        non_negative("cue_margin", self.cue_margin)?;
+        if self.max_cue_wait < self.cue_margin {
+            return Err(ConfigError {
+                field: "max_cue_wait",
+                reason: "must not be below cue_margin",
+            });
+        }
         positive("action_retry", self.action_retry)?;
         positive("seek_echo_timeout", self.seek_echo_timeout)?;
         non_negative("seek_match_tolerance", self.seek_match_tolerance)?;
@@ -370,5 +386,10 @@ mod tests {
             ..SyncConfig::default()
         };
         assert_eq!(c.check().map_err(|e| e.field), Err("max_trim_ppm"));
+        let c = SyncConfig {
+            max_cue_wait: TimeDelta::from_millis(50),
+            ..SyncConfig::default()
+        };
+        assert_eq!(c.check().map_err(|e| e.field), Err("max_cue_wait"));
     }
 }

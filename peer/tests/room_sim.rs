@@ -327,8 +327,9 @@ fn peer_reachable_only_through_another_peer_follows() {
         v.sort_unstable();
         println!("mesh peer {i}: p99 {} µs, n {}", p99(&v), v.len());
         assert!(v.len() > 200);
-        // one hop: the room target; two hops double the clock round trip
-        let bound = if i == 2 { 10_000 } else { 30_000 };
+        // The room target (10 ms) per clock path: peer 2's pings are
+        // relayed once (twice a direct round trip), peer 3's twice.
+        let bound = if i == 2 { 20_000 } else { 30_000 };
         assert!(p99(&v) <= bound, "peer {i} p99 {}", p99(&v));
         assert!(
             room.peers[i]

@@ -1195,6 +1195,7 @@ impl Driver {
                 "error_ms": sync.as_ref().and_then(|x| x.error).map(view::ms),
                 "correcting": sync.as_ref().is_some_and(|x| x.correcting),
                 "rate_offset_ppm": sync.as_ref().map_or(0, |x| x.rate_offset_ppm),
+                "startup_ms": sync.as_ref().map(|x| view::ms(x.startup_estimate)),
                 "actions": s.map(|s| {
                     let st = s.sync().stats();
                     json!({
@@ -1204,6 +1205,7 @@ impl Driver {
                         "rate_changes": st.rate_changes,
                         "user_intents": st.user_intents,
                         "echoes": st.echoes,
+                        "recues": st.recues,
                     })
                 }),
             },
