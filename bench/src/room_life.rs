@@ -3,7 +3,7 @@
 //! The measurements are browser e2e tests (two Chromium profiles and a
 //! native follower, real server, real WebRTC) that `cargo xtask bench` runs
 //! a few times inside its private network namespace (the tests of
-//! [`KNOWN`]). Each passing run appends
+//! [`KNOWN`]). Each run that gets that far appends
 //! one JSON line `{"figure": NAME, "ms": VALUE}` to the file passed here
 //! with `--room-life-samples FILE`; this module turns the lines into
 //! figures. A missing file, an unknown name or a malformed line is a note.
@@ -46,9 +46,17 @@ pub const KNOWN: &[Known] = &[
     Known {
         name: "follower_reload_in_sync",
         test: "web_follower_reload",
-        what: "follower page reloads mid-play → its video is ready → it is within 50 ms of the \
-           host page (issue #20: within 1 s)",
+        what: "follower page reloads mid-play → its video is ready → it plays within 50 ms of \
+           the room's timeline (the host-signed state, placed by the native follower's clock) \
+           (issue #20: within 1 s)",
         target: Some((Stat::Max, 1000.0, "max ≤ 1 s")),
+    },
+    Known {
+        name: "follower_reload_with_host_page",
+        test: "web_follower_reload",
+        what: "the same reload → the page is within 50 ms of the host's page (which on this \
+           2-core machine itself lags the timeline while the other browser loads)",
+        target: None,
     },
 ];
 
@@ -125,7 +133,7 @@ fn figures(text: &str) -> (Vec<Figure>, Vec<String>) {
     for (known, s) in KNOWN.iter().zip(&samples) {
         if s.is_empty() {
             notes.push(format!(
-                "room life: `{}` not measured: no passing run of tests/tests/{}.rs",
+                "room life: `{}` not measured: no run of tests/tests/{}.rs recorded it",
                 known.name, known.test
             ));
             continue;
@@ -154,11 +162,12 @@ mod tests {
                     {\"figure\":\"host_reload_resume\",\"ms\":700}\n\
                     {\"figure\":\"follower_reload_in_sync\",\"ms\":300}\n\
                     {\"figure\":\"follower_reload_in_sync\",\"ms\":1200}\n\
+                    {\"figure\":\"follower_reload_with_host_page\",\"ms\":1500}\n\
                     {\"figure\":\"nonsense\",\"ms\":1}\n\
                     {\"figure\":\"host_reload_resume\",\"ms\":-1}\n\
                     not json\n";
         let (figs, notes) = figures(text);
-        assert_eq!(figs.len(), 2);
+        assert_eq!(figs.len(), 3);
         assert_eq!(figs[0].name, "host_reload_resume");
         assert_eq!(figs[0].runs, 3);
         assert!((figs[0].median - 700.0).abs() < 1e-9);
@@ -167,6 +176,8 @@ mod tests {
         assert_eq!(figs[1].name, "follower_reload_in_sync");
         assert_eq!(figs[1].met, Some(false));
         assert_eq!(figs[1].missed_by, Some(200.0));
+        assert_eq!(figs[2].name, "follower_reload_with_host_page");
+        assert_eq!(figs[2].met, None, "no goal");
         assert_eq!(notes.len(), 3, "{notes:?}");
         assert!(notes[0].contains("unknown figure"), "{notes:?}");
         assert!(notes[1].contains("bad value"), "{notes:?}");

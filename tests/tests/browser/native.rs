@@ -96,6 +96,21 @@ pub async fn native_sample(h: &DriverHandle) -> Value {
     })
 }
 
+/// The room's timeline (the host-signed playback state) as the native
+/// follower's clock places it, as a page-style sample: where every player
+/// should be at the snapshot instant. Null fields if the native peer has no
+/// state or clock yet.
+pub async fn room_timeline_sample(h: &DriverHandle) -> Value {
+    let s = h.status().await.unwrap();
+    let pb = s.playback.as_ref();
+    json!({
+        "pos": pb.map_or(f64::NAN, |p| p.position_ms),
+        "wall": s.wall_ms,
+        "paused": pb.is_none_or(|p| p.paused),
+        "rate": pb.map_or(1.0, |p| p.rate),
+    })
+}
+
 /// What a player did while it was watched.
 #[derive(Debug, Default)]
 pub struct Watch {
