@@ -3,9 +3,11 @@
 //! Rule: a user may see and stream an item iff the item is present and the
 //! user is an enabled admin or holds a grant on the item's library. The rule is
 //! evaluated in SQL ([`accessible_item`], [`user_can_access`]) on every request.
+//! Libraries and grants are written by [`library`] only.
 
 pub mod files;
 pub mod kinds;
+pub mod library;
 pub mod probe;
 pub mod range;
 pub mod scan;
