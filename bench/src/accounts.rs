@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use watchparty_signal::AppState;
-use watchparty_signal::config::{Argon2Cost, Config, DEFAULT_HASH_CONCURRENCY};
+use watchparty_signal::config::{Argon2Cost, Config};
+use watchparty_signal::password::DEFAULT_HASH_CONCURRENCY;
 
 use crate::stats::{Figure, Stat, Target};
 use crate::{Error, Options, procfs};

@@ -13,8 +13,9 @@ use clap::{Args, Parser, Subcommand};
 use sqlx::SqlitePool;
 
 use crate::audit::{Actor, AuditAction, Entry, Target};
-use crate::config::{self, Config, FileConfig, IpNet};
-use crate::password::{HashQueueLimits, PasswordHasherPool};
+use crate::client_ip::IpNet;
+use crate::config::{self, Config, FileConfig};
+use crate::password::PasswordHasherPool;
 use crate::validate::{DisplayName, LibraryName, NewPassword, Username};
 
 /// watchparty signaling server.
@@ -313,7 +314,7 @@ async fn record(db: &SqlitePool, entry: &Entry) {
 
 async fn admin(cmd: &Command, config: &Config, db: &SqlitePool) -> Result<(), String> {
     let hasher = || {
-        PasswordHasherPool::new(config.argon2, HashQueueLimits::from_config(config))
+        PasswordHasherPool::new(config.argon2, config.hash_queue_limits())
             .map_err(|e| e.to_string())
     };
     let now = crate::db::now_secs();
