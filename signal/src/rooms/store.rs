@@ -378,6 +378,24 @@ pub struct RoomUpdate<'a> {
     pub password_hash: Option<Option<String>>,
 }
 
+/// Runs `sql`, an `UPDATE rooms SET <column> = ?2 WHERE id = ?1`, with `value`.
+async fn set_room_column<'t, T>(
+    conn: &mut SqliteConnection,
+    sql: &'static str,
+    room: &RoomId,
+    value: T,
+) -> Result<(), ApiError>
+where
+    T: sqlx::Encode<'t, Sqlite> + sqlx::Type<Sqlite>,
+{
+    sqlx::query(sql)
+        .bind(room.as_str())
+        .bind(value)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Writes the fields set in `update` to `room`.
 pub async fn update_room(
     conn: &mut SqliteConnection,
@@ -385,18 +403,12 @@ pub async fn update_room(
     update: RoomUpdate<'_>,
 ) -> Result<(), ApiError> {
     if let Some(name) = update.name {
-        sqlx::query("UPDATE rooms SET name = ?2 WHERE id = ?1")
-            .bind(room.as_str())
-            .bind(name)
-            .execute(&mut *conn)
-            .await?;
+        let sql = "UPDATE rooms SET name = ?2 WHERE id = ?1";
+        set_room_column(&mut *conn, sql, room, name).await?;
     }
     if let Some(media) = update.media_id {
-        sqlx::query("UPDATE rooms SET media_id = ?2 WHERE id = ?1")
-            .bind(room.as_str())
-            .bind(media)
-            .execute(&mut *conn)
-            .await?;
+        let sql = "UPDATE rooms SET media_id = ?2 WHERE id = ?1";
+        set_room_column(&mut *conn, sql, room, media).await?;
     }
     if let Some(queue) = update.queue {
         sqlx::query("DELETE FROM room_queue WHERE room_id = ?1")
@@ -413,25 +425,17 @@ pub async fn update_room(
         }
     }
     if let Some(policy) = update.policy {
-        sqlx::query("UPDATE rooms SET policy_json = ?2 WHERE id = ?1")
-            .bind(room.as_str())
-            .bind(serde_json::to_string(policy).map_err(ApiError::internal)?)
-            .execute(&mut *conn)
-            .await?;
+        let json = serde_json::to_string(policy).map_err(ApiError::internal)?;
+        let sql = "UPDATE rooms SET policy_json = ?2 WHERE id = ?1";
+        set_room_column(&mut *conn, sql, room, json).await?;
     }
     if let Some(flag) = update.invite_only {
-        sqlx::query("UPDATE rooms SET invite_only = ?2 WHERE id = ?1")
-            .bind(room.as_str())
-            .bind(i64::from(flag))
-            .execute(&mut *conn)
-            .await?;
+        let sql = "UPDATE rooms SET invite_only = ?2 WHERE id = ?1";
+        set_room_column(&mut *conn, sql, room, i64::from(flag)).await?;
     }
     if let Some(hash) = update.password_hash {
-        sqlx::query("UPDATE rooms SET password_hash = ?2 WHERE id = ?1")
-            .bind(room.as_str())
-            .bind(hash)
-            .execute(&mut *conn)
-            .await?;
+        let sql = "UPDATE rooms SET password_hash = ?2 WHERE id = ?1";
+        set_room_column(&mut *conn, sql, room, hash).await?;
     }
     Ok(())
 }
