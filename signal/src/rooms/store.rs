@@ -532,17 +532,23 @@ pub async fn pending_invites(
         .collect()
 }
 
+/// The rooms one [`cleanup`] pass changed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct CleanedRooms {
+    /// Open rooms ended for being idle.
+    pub ended: Vec<RoomId>,
+    /// Ended rooms deleted after their retention.
+    pub deleted: Vec<RoomId>,
+}
+
 /// Ends open rooms idle since before `idle_before` and deletes rooms ended
-/// before `ended_before`, in one transaction; then queues one
-/// `room_cleaned_up` audit record per room. Returns (ended, deleted).
+/// before `ended_before`, in one transaction; returns which.
 pub async fn cleanup(
     db: &SqlitePool,
-    audit: &crate::audit::Auditor,
     now: i64,
     idle_before: i64,
     ended_before: i64,
-) -> Result<(u64, u64), ApiError> {
-    use crate::audit::{Actor, AuditAction, Entry, Target};
+) -> Result<CleanedRooms, ApiError> {
     let mut tx = crate::db::begin_immediate(db).await?;
     let ended: Vec<String> = sqlx::query_scalar(
         "UPDATE rooms SET status = 'ended', ended_at = ?1
@@ -559,16 +565,13 @@ pub async fn cleanup(
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
-    for (ids, what) in [(&ended, "ended_idle"), (&deleted, "deleted")] {
-        for id in ids {
-            let room =
-                RoomId::parse(id).map_err(|_| ApiError::internal("bad room id in database"))?;
-            let entry = Entry::ok(Actor::System, AuditAction::RoomCleanedUp)
-                .target(Target::Room(room))
-                .detail(what);
-            audit.record(entry);
-        }
-    }
-    let count = |v: &Vec<String>| u64::try_from(v.len()).unwrap_or(u64::MAX);
-    Ok((count(&ended), count(&deleted)))
+    let ids = |v: Vec<String>| {
+        v.iter()
+            .map(|id| RoomId::parse(id).map_err(|_| ApiError::internal("bad room id in database")))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    Ok(CleanedRooms {
+        ended: ids(ended)?,
+        deleted: ids(deleted)?,
+    })
 }
