@@ -14,7 +14,8 @@
 //!   native driver reports the play applied (wall clock when the event
 //!   reached the test);
 //! - spread: the largest distance between the three positions, sampled
-//!   every [`SPREAD_EVERY`] for [`SPREAD_WINDOW`] while playing.
+//!   every [`SPREAD_EVERY`] for [`SPREAD_WINDOW`] while playing, and the
+//!   Firefox follower's corrective seeks and rate changes meanwhile.
 
 mod browser;
 
@@ -157,7 +158,9 @@ async fn chromium_host_firefox_and_native_followers_play_seek_pause_and_chat() {
         assert!(s["pos"].as_f64().unwrap() >= SEEK_TO_MS - 1_000.0, "{s}");
     }
 
-    // The spread of the three while playing.
+    // The spread of the three while playing, and the Firefox follower's
+    // corrections meanwhile.
+    let actions_before = r.bob.exec(ACTIONS_JS, json!([])).await;
     let mut spreads = Vec::new();
     let mut tick = tokio::time::interval(SPREAD_EVERY);
     let end = tokio::time::Instant::now() + SPREAD_WINDOW;
@@ -165,6 +168,10 @@ async fn chromium_host_firefox_and_native_followers_play_seek_pause_and_chat() {
         tick.tick().await;
         spreads.push(spread(&r).await);
     }
+    let actions_after = r.bob.exec(ACTIONS_JS, json!([])).await;
+    let corrections = |k: &str| {
+        actions_after[k].as_f64().unwrap_or(f64::NAN) - actions_before[k].as_f64().unwrap_or(0.0)
+    };
 
     // Pause from the host's page.
     click(&r.alice, "#btn-pause").await;
@@ -191,12 +198,15 @@ async fn chromium_host_firefox_and_native_followers_play_seek_pause_and_chat() {
     println!(
         "mixed room (Chromium host, Firefox and native followers): join: Firefox {:.0} ms, \
          native {:.0} ms; play -> follower: Firefox {:.0} ms, native {:.0} ms; spread of the \
-         three while playing ({} samples): median {median:.1} ms, p99 {p99:.1} ms, max {max:.1} ms",
+         three while playing ({} samples): median {median:.1} ms, p99 {p99:.1} ms, max {max:.1} ms; \
+         Firefox corrections meanwhile: {} seeks, {} rate changes",
         r.bob_joined_in.as_secs_f64() * 1000.0,
         r.nat_joined_in.as_secs_f64() * 1000.0,
         firefox_at - host_at,
         nat_playing_at - host_at,
         spreads.len(),
+        corrections("seeks"),
+        corrections("rate_changes"),
     );
     r.alice.close().await;
     r.bob.close().await;

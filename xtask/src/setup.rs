@@ -474,7 +474,7 @@ fn geckodriver() -> Result<bool, Failure> {
         ok(&what);
         return Ok(false);
     }
-    installing(&format!("{what}; this takes about 2 minutes"));
+    installing(&format!("{what}; this takes a few minutes"));
     cargo_install()
         .args(["--force", "--locked", "geckodriver", "--version"])
         .args([format!("={GECKODRIVER_VERSION}")])

@@ -442,6 +442,11 @@ pub async fn wait_in_sync(pages: &[&Browser], paused: bool) -> Vec<Value> {
     );
 }
 
+/// A page's sync correction counters (`status().sync.actions`: seeks,
+/// rate changes, …), or null before the room client exists.
+pub const ACTIONS_JS: &str = "const r = window.__watchparty_room; \
+     const a = r && r.status().sync.actions; return a || null;";
+
 /// The page's message line and its RoomClient status (for failure messages).
 pub const DIAG_JS: &str = "const m = document.getElementById('room-message'); \
      const r = window.__watchparty_room; let st = null; try { st = r && r.status(); } catch (e) { st = String(e); } \
