@@ -498,7 +498,11 @@ async fn browser_host_refuses_a_server_installed_host_and_says_so(kind: BrowserK
     t_api.login("usurper", PASSWORD).await.unwrap();
     t_api.join_room(&room, None).await.unwrap();
     let url = t_api.signal_url(&room).unwrap().to_string();
-    let mut t = usurper::Usurper::connect(&t_api, room_id, url).await;
+    // On the namespace's address, not 127.0.0.1: Firefox never connects
+    // to a peer whose only candidate is a loopback one.
+    let bind = std::env::var("WATCHPARTY_TEST_ADDR")
+        .map_or_else(|_| "127.0.0.1:0".to_owned(), |addr| format!("{addr}:0"));
+    let mut t = usurper::Usurper::connect_on(&t_api, room_id, url, &bind).await;
     // The host's credentials used elsewhere (or a hostile server): the
     // REST handoff, without the page's signed Handoff.
     let host_api = ApiClient::new(&site.base, None).unwrap();

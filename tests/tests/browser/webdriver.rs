@@ -22,6 +22,10 @@ use tokio_tungstenite::tungstenite::Message;
 const DRIVER_READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Per-request timeout towards the driver.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Timeout of the new-session request, which starts the browser: Firefox
+/// starts more slowly than Chromium, and on a loaded 2-core machine it
+/// took over [`REQUEST_TIMEOUT`].
+const NEW_SESSION_TIMEOUT: Duration = Duration::from_secs(180);
 /// W3C element reference key.
 const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 
@@ -296,6 +300,7 @@ impl Browser {
         });
         let r: Value = http
             .post(format!("{base}/session"))
+            .timeout(NEW_SESSION_TIMEOUT)
             .json(&caps)
             .send()
             .await
