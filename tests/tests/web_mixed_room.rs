@@ -9,10 +9,10 @@
 //! - join: bob from opening the invite link until his page is connected to
 //!   the host with the media loaded; nat from its start until both pages
 //!   see all their peers;
-//! - play → follower: from the host's `<video>` starting (`playing` event,
-//!   wall clock) until Firefox's starts (its `playing` event) and until the
-//!   native driver reports the play applied (wall clock when the event
-//!   reached the test);
+//! - play → playing: from the host's click on play (wall clock, in its
+//!   page) until each player starts: the host's and Firefox's `<video>`
+//!   (their `playing` events), the native follower (the driver's event
+//!   that the play was applied, when it reached the test);
 //! - spread: the largest distance between the three positions, sampled
 //!   every [`SPREAD_EVERY`] for [`SPREAD_WINDOW`] while playing, and the
 //!   Firefox follower's corrective seeks and rate changes meanwhile.
@@ -37,18 +37,24 @@ const SPREAD_EVERY: Duration = Duration::from_millis(200);
 const CHAT_WAIT: Duration = Duration::from_secs(30);
 
 /// Records, in the page, the wall time of the video's first `playing`
-/// event from now on.
-const RECORD_PLAYING_JS: &str = "window.__wp_playing_at = null; \
+/// event and of the first click on play from now on.
+const RECORD_PLAYING_JS: &str = "window.__wp_playing_at = null; window.__wp_clicked_at = null; \
+     const now = () => performance.timeOrigin + performance.now(); \
      document.getElementById('video').addEventListener('playing', () => { \
-       if (window.__wp_playing_at === null) \
-         window.__wp_playing_at = performance.timeOrigin + performance.now(); \
-     });";
+       if (window.__wp_playing_at === null) window.__wp_playing_at = now(); \
+     }); \
+     document.getElementById('btn-play').addEventListener('click', () => { \
+       if (window.__wp_clicked_at === null) window.__wp_clicked_at = now(); \
+     }, { capture: true });";
 
-/// The wall time of the page's first `playing` since [`RECORD_PLAYING_JS`].
-async fn played_at(b: &Browser) -> f64 {
-    let at = b.exec("return window.__wp_playing_at", json!([])).await;
+/// The wall time of the page's first `what` (`playing`, `clicked`) since
+/// [`RECORD_PLAYING_JS`].
+async fn recorded_at(b: &Browser, what: &str) -> f64 {
+    let at = b
+        .exec(&format!("return window.__wp_{what}_at"), json!([]))
+        .await;
     at.as_f64()
-        .unwrap_or_else(|| panic!("[{}] the video never fired `playing`", b.name))
+        .unwrap_or_else(|| panic!("[{}] no `{what}` recorded", b.name))
 }
 
 /// The chat lines a page shows, in order.
@@ -149,7 +155,11 @@ async fn chromium_host_firefox_and_native_followers_play_seek_pause_and_chat() {
     });
     let (pages, _) = wait_all_in_sync(&r, false).await;
     println!("playing: {pages:?}");
-    let (host_at, firefox_at) = tokio::join!(played_at(&r.alice), played_at(&r.bob));
+    let (clicked_at, host_at, firefox_at) = tokio::join!(
+        recorded_at(&r.alice, "clicked"),
+        recorded_at(&r.alice, "playing"),
+        recorded_at(&r.bob, "playing")
+    );
 
     // Seek while playing.
     seek_from_page(&r.alice, SEEK_TO_MS).await;
@@ -197,13 +207,14 @@ async fn chromium_host_firefox_and_native_followers_play_seek_pause_and_chat() {
     let (median, p99, max) = quantiles(&spreads);
     println!(
         "mixed room (Chromium host, Firefox and native followers): join: Firefox {:.0} ms, \
-         native {:.0} ms; play -> follower: Firefox {:.0} ms, native {:.0} ms; spread of the \
+         native {:.0} ms; play click -> playing: host {:.0} ms, Firefox {:.0} ms, native {:.0} ms; spread of the \
          three while playing ({} samples): median {median:.1} ms, p99 {p99:.1} ms, max {max:.1} ms; \
          Firefox corrections meanwhile: {} seeks, {} rate changes",
         r.bob_joined_in.as_secs_f64() * 1000.0,
         r.nat_joined_in.as_secs_f64() * 1000.0,
-        firefox_at - host_at,
-        nat_playing_at - host_at,
+        host_at - clicked_at,
+        firefox_at - clicked_at,
+        nat_playing_at - clicked_at,
         spreads.len(),
         corrections("seeks"),
         corrections("rate_changes"),

@@ -5,8 +5,9 @@
 //! Firefox runs with the prefs of [`BrowserKind::Firefox`]'s capabilities:
 //! host candidates with their real address (no mDNS obfuscation), loopback
 //! candidates allowed, and autoplay as asked. Its timer and `currentTime`
-//! precision stay at Firefox's defaults (rounded to a millisecond or two),
-//! as for a real visitor; the sync tolerances are far coarser.
+//! precision stay at Firefox's defaults (whole milliseconds; `currentTime`
+//! moves once per shown frame), as for a real visitor; the sync tolerances
+//! are coarser (docs/browser-peer.md, "Firefox").
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
