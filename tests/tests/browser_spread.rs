@@ -122,10 +122,6 @@ async fn sample_window(host: &Browser, follower: &Browser, window: Duration) -> 
     ph
 }
 
-/// The follower's correction counters (`status().sync.actions`).
-const ACTIONS_JS: &str = "const r = window.__watchparty_room; \
-     const a = r && r.status().sync.actions; return a || null;";
-
 /// The browser's full version (CDP `Browser.getVersion`; the user agent
 /// string only carries the major version).
 async fn chromium_version(b: &Browser) -> String {

@@ -1,4 +1,5 @@
-//! The web app in headless Chromium against the real server: sign in, the
+//! The web app in headless Chromium and in headless Firefox against the
+//! real server: sign in, the
 //! media list, room creation with invitees limited to people who can watch
 //! the item, the invitation inbox, the password prompt, clear refusals, and
 //! the room page (screenshot under `target/screenshots/`).
@@ -15,14 +16,16 @@ use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(60);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sign_in_create_room_invite_accept_and_refusals() {
-    if !browser_available() {
+in_each_browser!(sign_in_create_room_invite_accept_and_refusals);
+
+async fn sign_in_create_room_invite_accept_and_refusals(kind: BrowserKind) {
+    if !kind.available() {
         return;
     }
+    let start = |name: &'static str| Browser::launch(kind, name, Autoplay::Allowed);
     let site = Site::start(&["alice", "bob", "dave"]).await;
     site.add_user_without_access("carol").await;
-    let alice = Browser::start("alice").await;
+    let alice = start("alice").await;
 
     // Unknown API paths stay JSON; app routes get the page.
     alice
@@ -98,7 +101,7 @@ async fn sign_in_create_room_invite_accept_and_refusals() {
     assert!(!link.contains("token"), "{link}");
 
     // Bob: the inbox shows the invitation; accepting opens the room.
-    let bob = Browser::start("bob").await;
+    let bob = start("bob").await;
     sign_in(&bob, &site, "bob").await;
     bob.wait_until(
         "the invitation badge",
@@ -136,7 +139,7 @@ async fn sign_in_create_room_invite_accept_and_refusals() {
 
     // Carol is not invited to the invite-only room (a bare address, no
     // invite link): the page says so and what to do.
-    let carol = Browser::start("carol").await;
+    let carol = start("carol").await;
     sign_in(&carol, &site, "carol").await;
     carol.goto(&site.url(&format!("/room/{room}"))).await;
     let m = carol
@@ -176,7 +179,7 @@ async fn sign_in_create_room_invite_accept_and_refusals() {
         .await
         .unwrap();
     let open_id = open["id"].as_str().unwrap().to_owned();
-    let dave = Browser::start("dave").await;
+    let dave = start("dave").await;
     sign_in(&dave, &site, "dave").await;
     dave.goto(&site.url(&format!("/room/{open_id}"))).await;
     let pw = dave.find("#room-password").await;
@@ -205,7 +208,7 @@ async fn sign_in_create_room_invite_accept_and_refusals() {
     alice.goto(&site.url(&format!("/room/{room}"))).await;
     alice.find("#chat-input").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    save_screenshot(&alice, "room-pages").await;
+    save_screenshot(&alice, &shot_name("room-pages", kind)).await;
     alice.close().await;
     bob.close().await;
 }

@@ -1,8 +1,10 @@
-//! Autoplay refusal in the web app, for real: the follower's Chromium runs
-//! with `--autoplay-policy=document-user-activation-required`, so when the
-//! host plays, the follower's unmuted `<video>.play()` is refused by the
-//! browser (`NotAllowedError`; the follower opened the room page by
-//! navigation and has not clicked it). The page must show the "click to
+//! Autoplay refusal in the web app, for real, in Chromium and in Firefox:
+//! the follower's browser requires user activation for unmuted media
+//! ([`Autoplay::AfterActivation`]: Chromium's
+//! `--autoplay-policy=document-user-activation-required`, Firefox's
+//! `media.autoplay.default=1`), so when the host plays, the follower's
+//! unmuted `<video>.play()` is refused by the browser (`NotAllowedError`;
+//! the follower opened the room page by navigation and has not clicked it). The page must show the "click to
 //! join playback" prompt instead of silently desyncing, the room client
 //! must report `autoplay_blocked`, and a real click on the prompt
 //! (`unlockPlayback()` inside a user gesture) must start playback in sync
@@ -23,15 +25,16 @@ const BLOCKED_JS: &str = "const r = window.__watchparty_room; if (!r) return nul
      return {blocked: s.player.autoplay_blocked, prompt: !document.getElementById('autoplay-prompt').hidden, \
      paused: v.paused, muted: v.muted};";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refused_autoplay_prompts_and_a_click_joins_playback() {
-    if !browser_available() {
+in_each_browser!(refused_autoplay_prompts_and_a_click_joins_playback);
+
+async fn refused_autoplay_prompts_and_a_click_joins_playback(kind: BrowserKind) {
+    if !kind.available() {
         return;
     }
     require_room_client();
     let site = Site::start(&["alice", "bob"]).await;
-    let alice = Browser::start("alice").await;
-    let bob = Browser::start_with_autoplay_policy("bob", "document-user-activation-required").await;
+    let alice = Browser::launch(kind, "alice", Autoplay::Allowed).await;
+    let bob = Browser::launch(kind, "bob", Autoplay::AfterActivation).await;
     sign_in(&alice, &site, "alice").await;
     sign_in(&bob, &site, "bob").await;
     let room = create_room(&alice, &site, &[("bob", "viewer")]).await;
@@ -73,7 +76,7 @@ async fn refused_autoplay_prompts_and_a_click_joins_playback() {
         )
         .await;
     assert_eq!(bob_status["playing"], json!(true), "{bob_status}");
-    let shot = save_screenshot(&bob, "autoplay-prompt").await;
+    let shot = save_screenshot(&bob, &shot_name("autoplay-prompt", kind)).await;
     println!("autoplay prompt: {}", shot.display());
 
     // A real click on the prompt: user activation, unlockPlayback(), play.

@@ -145,7 +145,7 @@ async fn follower_reload(limit: Duration) {
         return;
     }
     require_room_client();
-    let r = mixed_room().await;
+    let r = mixed_room(BrowserKind::Chromium).await;
     play_in_sync_from(&r, 20_000.0).await;
     let MixedRoom {
         alice, bob, nat, ..

@@ -41,7 +41,7 @@ async fn host_reload_resumes_the_room_and_followers_never_stop() {
         return;
     }
     require_room_client();
-    let r = mixed_room().await;
+    let r = mixed_room(BrowserKind::Chromium).await;
     play_in_sync_from(&r, 20_000.0).await;
     let MixedRoom {
         alice, bob, nat, ..

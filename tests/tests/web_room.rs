@@ -1,4 +1,5 @@
-//! Rooms in the web app over real WebRTC, in headless Chromium:
+//! Rooms in the web app over real WebRTC, each scenario in headless Chromium
+//! and in headless Firefox:
 //!
 //! - three browsers (host, controller, viewer): the host plays, seeks and
 //!   pauses from the page; every page's `video.currentTime`, sampled at one
@@ -11,7 +12,8 @@
 //! - a native host (in-process driver, virtual player) with a browser
 //!   follower, and a browser host with a native follower.
 //!
-//! The room page screenshot goes to `target/screenshots/room.png`.
+//! The room page screenshot goes to `target/screenshots/room.png`
+//! (`room-firefox.png` from Firefox).
 
 mod browser;
 #[path = "support/usurper.rs"]
@@ -20,9 +22,9 @@ mod usurper;
 mod webrtc_peer;
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use browser::native::{native_sample, wait_event};
+use browser::native::{wait_event, wait_native_and_page};
 use browser::*;
 use serde_json::{Value, json};
 use watchparty_peer::ids::{ContentHash, MediaId, PositionMs, RoomId};
@@ -99,16 +101,17 @@ fn assert_spread(samples: &[Value]) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_browsers_sync_chat_is_literal_and_viewer_is_refused() {
-    if !browser_available() {
+in_each_browser!(three_browsers_sync_chat_is_literal_and_viewer_is_refused);
+
+async fn three_browsers_sync_chat_is_literal_and_viewer_is_refused(kind: BrowserKind) {
+    if !kind.available() {
         return;
     }
     require_room_client();
     let site = Site::start(&["alice", "bob", "carol"]).await;
-    let alice = Browser::start("alice").await;
-    let bob = Browser::start("bob").await;
-    let carol = Browser::start("carol").await;
+    let alice = Browser::launch(kind, "alice", Autoplay::Allowed).await;
+    let bob = Browser::launch(kind, "bob", Autoplay::Allowed).await;
+    let carol = Browser::launch(kind, "carol", Autoplay::Allowed).await;
     carol.inject_on_new_document(CAPTURE_JS).await;
     sign_in(&alice, &site, "alice").await;
     sign_in(&bob, &site, "bob").await;
@@ -302,7 +305,7 @@ async fn three_browsers_sync_chat_is_literal_and_viewer_is_refused() {
             json!([]),
         )
         .await;
-    save_screenshot(&alice, "room").await;
+    save_screenshot(&alice, &shot_name("room", kind)).await;
     for b in [alice, bob, carol] {
         b.close().await;
     }
@@ -341,38 +344,12 @@ async fn native_driver(
     (h, clock)
 }
 
-/// Waits until the native peer and the page agree within 50 ms, three
-/// samples in a row, measured at one instant.
-async fn wait_native_and_page(h: &DriverHandle, b: &Browser, paused: bool) -> (Value, Value) {
-    let started = Instant::now();
-    let mut good = 0;
-    let mut last = (Value::Null, Value::Null, f64::MAX);
-    while started.elapsed() < SETTLE {
-        let (n, p) = tokio::join!(native_sample(h), b.exec(SAMPLE_JS, json!([])));
-        let t = n["wall"].as_f64().unwrap().max(p["wall"].as_f64().unwrap());
-        let d = (position_at(&n, t) - position_at(&p, t)).abs();
-        let ok =
-            n["paused"] == json!(paused) && p["paused"] == json!(paused) && p["seeking"] == false;
-        last = (n, p, d);
-        if ok && d <= SYNC_TOLERANCE_MS {
-            good += 1;
-            if good >= 3 {
-                return (last.0, last.1);
-            }
-        } else {
-            good = 0;
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-    panic!(
-        "native and page not in sync: {:.1} ms apart; native {} page {}",
-        last.2, last.0, last.1
-    );
-}
+in_each_browser!(native_host_with_browser_follower_and_browser_host_with_native_follower);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn native_host_with_browser_follower_and_browser_host_with_native_follower() {
-    if !browser_available() {
+async fn native_host_with_browser_follower_and_browser_host_with_native_follower(
+    kind: BrowserKind,
+) {
+    if !kind.available() {
         return;
     }
     require_room_client();
@@ -404,7 +381,7 @@ async fn native_host_with_browser_follower_and_browser_host_with_native_follower
         matches!(e, DriverEvent::Joined { .. })
     })
     .await;
-    let follower = Browser::start("webfollow").await;
+    let follower = Browser::launch(kind, "webfollow", Autoplay::Allowed).await;
     sign_in(&follower, &site, "webfollow").await;
     follower
         .goto(&site.url(&format!("/room/{}#k={host_pub}", room.id)))
@@ -439,7 +416,7 @@ async fn native_host_with_browser_follower_and_browser_host_with_native_follower
     drop(host);
 
     // 2. Browser host, native follower.
-    let web_host = Browser::start("webhost").await;
+    let web_host = Browser::launch(kind, "webhost", Autoplay::Allowed).await;
     sign_in(&web_host, &site, "webhost").await;
     let room = create_room(&web_host, &site, &[("natfollow", "viewer")]).await;
     let link = web_host
@@ -480,19 +457,20 @@ async fn native_host_with_browser_follower_and_browser_host_with_native_follower
     web_host.close().await;
 }
 
+in_each_browser!(browser_host_refuses_a_server_installed_host_and_says_so);
+
 /// A server-installed host (docs/protocol.md §6) against a browser host: a
 /// REST handoff the page never signed, then the named member registers a
 /// room key of its own and sends signed commands over real WebRTC. The
 /// page stays host, in its epoch, its video is not moved, and it tells the
 /// person in plain words.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn browser_host_refuses_a_server_installed_host_and_says_so() {
-    if !browser_available() {
+async fn browser_host_refuses_a_server_installed_host_and_says_so(kind: BrowserKind) {
+    if !kind.available() {
         return;
     }
     require_room_client();
     let site = Site::start(&["webhost", "usurper"]).await;
-    let web_host = Browser::start("webhost").await;
+    let web_host = Browser::launch(kind, "webhost", Autoplay::Allowed).await;
     sign_in(&web_host, &site, "webhost").await;
     let room = create_room(&web_host, &site, &[("usurper", "viewer")]).await;
     let room_id: RoomId = room.parse().unwrap();
@@ -520,7 +498,11 @@ async fn browser_host_refuses_a_server_installed_host_and_says_so() {
     t_api.login("usurper", PASSWORD).await.unwrap();
     t_api.join_room(&room, None).await.unwrap();
     let url = t_api.signal_url(&room).unwrap().to_string();
-    let mut t = usurper::Usurper::connect(&t_api, room_id, url).await;
+    // On the namespace's address, not 127.0.0.1: Firefox never connects
+    // to a peer whose only candidate is a loopback one.
+    let bind = std::env::var("WATCHPARTY_TEST_ADDR")
+        .map_or_else(|_| "127.0.0.1:0".to_owned(), |addr| format!("{addr}:0"));
+    let mut t = usurper::Usurper::connect_on(&t_api, room_id, url, &bind).await;
     // The host's credentials used elsewhere (or a hostile server): the
     // REST handoff, without the page's signed Handoff.
     let host_api = ApiClient::new(&site.base, None).unwrap();

@@ -1,7 +1,11 @@
 //! The player adapter against a real `<video>` element in headless
-//! Chromium, playing a committed 4 s VP8 clip (`tests/assets/clip.webm`,
-//! 14 kB, made with `ffmpeg -f lavfi -i testsrc=size=64x48:rate=10:duration=4
-//! -c:v libvpx -b:v 40k -g 10 -an`) through a blob URL.
+//! Chromium and headless Firefox, playing a committed 4 s VP8 + Opus clip
+//! (`tests/assets/clip.webm`, 18 kB, made with `ffmpeg -f lavfi -i
+//! testsrc=size=64x48:rate=10:duration=4 -f lavfi -i
+//! sine=frequency=440:sample_rate=48000:duration=4 -c:v libvpx -b:v 40k -g 10
+//! -c:a libopus -b:a 6k -shortest`) through a blob URL. The clip has sound
+//! on purpose: Firefox lets a video without an audio track autoplay, so
+//! only an audible clip meets its autoplay rule.
 //!
 //! The adapter's readings go through the core's anti-echo
 //! ([`EchoTracker`]): the changes our own actions cause must never be
@@ -284,7 +288,8 @@ fn subtitle_tracks_over_the_limit_are_left_out() {
 }
 
 /// Chromium runs these tests with `--autoplay-policy=document-user-activation-required`
-/// (`webdriver.json`): an unmuted element's `play()` without a user gesture
+/// and Firefox with `media.autoplay.default=1` (`webdriver.json`): an
+/// unmuted, audible element's `play()` without a user gesture
 /// is refused for real (`NotAllowedError`), as on a page the viewer has
 /// not clicked yet. Muted playback stays allowed, as on the web.
 #[wasm_bindgen_test]

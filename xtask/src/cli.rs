@@ -8,8 +8,9 @@ usage: cargo xtask <command>
 
 commands:
   setup                 install what is missing: wasm32 target, rustfmt/clippy,
-                        clang, llvm, chromium, chromium-driver, nftables, iproute2,
-                        wasm-bindgen-cli (same version as Cargo.lock)
+                        clang, llvm, chromium, chromium-driver, firefox-esr,
+                        nftables, iproute2, wasm-bindgen-cli (same version as
+                        Cargo.lock), geckodriver
   test [options]        setup, then every check in order; stops at the first failure
       --only STEP[,..]  run only these steps (setup still runs first)
       --skip STEP[,..]  run all steps but these

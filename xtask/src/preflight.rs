@@ -85,6 +85,12 @@ impl Need {
                     return "wasm-bindgen-cli at the version in Cargo.lock: cargo xtask setup"
                         .to_owned();
                 }
+                if p == crate::setup::GECKODRIVER {
+                    return format!(
+                        "the crate geckodriver {}: cargo xtask setup",
+                        crate::setup::GECKODRIVER_VERSION
+                    );
+                }
                 if is_api_fuzzer(p) {
                     return "the API fuzzer's Python virtualenv (schemathesis, pinned in \
                             xtask/api-fuzzer-requirements.txt): cargo xtask setup"
@@ -106,6 +112,7 @@ impl Need {
             Self::Program(p) => {
                 crate::setup::package_for(p).is_some()
                     || crate::setup::WASM_BINDGEN_PROGRAMS.contains(&p.as_str())
+                    || p == crate::setup::GECKODRIVER
                     || is_api_fuzzer(p)
             }
         }
@@ -140,7 +147,7 @@ fn need_of(cmd: &Cmd) -> Need {
 
 /// Programs a step's tests start (beyond the commands the step runs).
 pub fn test_programs(step: Step) -> &'static [&'static str] {
-    use crate::setup::{CHROMEDRIVER, CHROMIUM, EMOJI_FONT};
+    use crate::setup::{CHROMEDRIVER, CHROMIUM, EMOJI_FONT, FIREFOX, GECKODRIVER};
     match step {
         Step::Fmt | Step::Clippy | Step::ClippyWasm | Step::Deny => &[],
         // The isolated steps run under `unshare`, configured with `ip`; the
@@ -153,6 +160,8 @@ pub fn test_programs(step: Step) -> &'static [&'static str] {
             "wasm-bindgen-test-runner",
             CHROMIUM,
             CHROMEDRIVER,
+            FIREFOX,
+            GECKODRIVER,
         ],
         Step::E2e => &[
             "unshare",
@@ -162,6 +171,8 @@ pub fn test_programs(step: Step) -> &'static [&'static str] {
             "ffmpeg",
             CHROMIUM,
             CHROMEDRIVER,
+            FIREFOX,
+            GECKODRIVER,
             // Not a program: the font the pages' symbols and the
             // screenshots need (a file, checked like one).
             EMOJI_FONT,
@@ -297,6 +308,23 @@ mod tests {
     fn the_deny_step_is_checked_for_cargo_deny() {
         assert!(needs(Step::Deny).contains(&Need::CargoSub("deny".to_owned())));
         assert!(needs(Step::Wasm).contains(&Need::Program(crate::setup::CHROMIUM.to_owned())));
+    }
+
+    #[test]
+    fn the_browser_steps_are_checked_for_firefox_and_geckodriver() {
+        for step in [Step::Wasm, Step::E2e] {
+            let needs = needs(step);
+            for program in [crate::setup::FIREFOX, crate::setup::GECKODRIVER] {
+                let need = Need::Program(program.to_owned());
+                assert!(needs.contains(&need), "step `{}` needs {need}", step.name());
+                assert!(need.provided_by_setup());
+            }
+        }
+        assert!(
+            Need::Program(crate::setup::GECKODRIVER.to_owned())
+                .provider()
+                .contains("cargo xtask setup")
+        );
     }
 
     /// Every program the workspace's code starts by a literal name

@@ -4,7 +4,7 @@
 //! * Rust: the `wasm32-unknown-unknown` target, `rustfmt`, `clippy` (rustup).
 //! * Debian packages: `gcc` (linker, native C code), `clang` and `llvm`
 //!   (ring's C code for wasm32), `chromium` and `chromium-driver` (browser
-//!   tests), `nftables` and `iproute2` (network namespace tests),
+//!   tests), `firefox-esr` (the same tests in Firefox), `nftables` and `iproute2` (network namespace tests),
 //!   `util-linux` (`unshare`).
 //!   Installing them needs root; without root the exact command is printed
 //!   and setup fails.
@@ -16,8 +16,9 @@
 //!   `xtask/api-fuzzer-requirements.txt`, from PyPI (see [`crate::venv`]).
 //! * `wasm-bindgen-cli` at exactly the `wasm-bindgen` version in `Cargo.lock`
 //!   (`cargo install`, deliberately without `--locked`: with it the install
-//!   fails against today's registry), and cargo-deny (see
-//!   [`crate::hygiene`]). Both are compiled from source (prebuilt binaries
+//!   fails against today's registry), geckodriver (drives Firefox; the
+//!   crate `geckodriver` at [`GECKODRIVER_VERSION`], `--locked`) and
+//!   cargo-deny (see [`crate::hygiene`]). Both are compiled from source (prebuilt binaries
 //!   would come from outside the package registries), with a quick release
 //!   profile ([`FAST_INSTALL_PROFILE`]) and while apt installs the packages.
 //!
@@ -37,6 +38,16 @@ pub const WASM_TARGET: &str = "wasm32-unknown-unknown";
 pub const CHROMIUM: &str = "/usr/bin/chromium";
 /// See [`CHROMIUM`].
 pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+/// Where the browser tests expect Firefox ESR (Debian's `firefox-esr`;
+/// `wasm-peer/webdriver.json` names the same binary).
+pub const FIREFOX: &str = "/usr/bin/firefox-esr";
+/// The program that drives Firefox over WebDriver, installed by `cargo
+/// install` into `$CARGO_HOME/bin`.
+pub const GECKODRIVER: &str = "geckodriver";
+/// The geckodriver release setup installs: the one the browser tests run
+/// against Debian's Firefox ESR 153 with. Bump it (and rerun the tests)
+/// when a new Firefox ESR needs a newer one.
+pub const GECKODRIVER_VERSION: &str = "0.37.1";
 /// The colour emoji font Chromium draws the web app's symbols (⏸ ⏮ ⏭) and
 /// reactions with; without it the pages (and the screenshots in docs/)
 /// show empty boxes.
@@ -75,6 +86,11 @@ const SYSTEM_TOOLS: &[SystemTool] = &[
         program: CHROMEDRIVER,
         package: "chromium-driver",
         why: "drives Chromium in browser tests",
+    },
+    SystemTool {
+        program: FIREFOX,
+        package: "firefox-esr",
+        why: "browser tests in Firefox (driven by geckodriver)",
     },
     SystemTool {
         program: "nft",
@@ -177,10 +193,10 @@ fn mkdir_all(dir: &std::path::Path) -> Result<(), Failure> {
         .map_err(|e| Failure::new(format!("cannot create {}: {e}", dir.display())))
 }
 
-/// Every tool that `cargo install` provides: wasm-bindgen-cli and the
-/// dependency-hygiene tools.
+/// Every tool that `cargo install` provides: wasm-bindgen-cli,
+/// geckodriver and the dependency-hygiene tools.
 fn install_cargo_tools() -> Result<bool, Failure> {
-    Ok(wasm_bindgen_cli()? | crate::hygiene::install_tools()?)
+    Ok(wasm_bindgen_cli()? | geckodriver()? | crate::hygiene::install_tools()?)
 }
 
 /// Release-profile settings for the tools `cargo install` builds, given as
@@ -430,9 +446,79 @@ fn wasm_bindgen_cli() -> Result<bool, Failure> {
     Ok(true)
 }
 
+/// The path of geckodriver (`$CARGO_HOME/bin` or `PATH`), or its bare name
+/// when it is not installed (a run then fails naming it).
+pub fn geckodriver_path() -> PathBuf {
+    find_program(GECKODRIVER).unwrap_or_else(|| PathBuf::from(GECKODRIVER))
+}
+
+/// Whether `geckodriver --version` output names [`GECKODRIVER_VERSION`]
+/// (its first line is `geckodriver 0.37.1 (<commit> <date>)`).
+fn is_pinned_geckodriver(version_output: &str) -> bool {
+    version_output
+        .lines()
+        .next()
+        .and_then(|line| line.split_whitespace().nth(1))
+        == Some(GECKODRIVER_VERSION)
+}
+
+fn geckodriver() -> Result<bool, Failure> {
+    let matches = || {
+        Cmd::new(GECKODRIVER)
+            .args(["--version"])
+            .probe()
+            .is_some_and(|out| is_pinned_geckodriver(&out))
+    };
+    let what = format!("geckodriver {GECKODRIVER_VERSION}");
+    if matches() {
+        ok(&what);
+        return Ok(false);
+    }
+    installing(&format!("{what}; this takes a few minutes"));
+    cargo_install()
+        .args(["--force", "--locked", "geckodriver", "--version"])
+        .args([format!("={GECKODRIVER_VERSION}")])
+        .run()?;
+    if !matches() {
+        return Err(Failure::new(format!(
+            "geckodriver {GECKODRIVER_VERSION} was installed but `geckodriver --version` does \
+             not report it; is another geckodriver earlier on PATH?"
+        )));
+    }
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `wasm-bindgen-test-runner` starts the browsers `webdriver.json`
+    /// names: they must be the ones setup installs.
+    #[test]
+    fn webdriver_json_names_the_browsers_setup_installs() {
+        let path = root().join("wasm-peer").join("webdriver.json");
+        let json = std::fs::read_to_string(&path).expect("wasm-peer/webdriver.json");
+        for binary in [CHROMIUM, FIREFOX] {
+            assert!(
+                json.contains(&format!("\"binary\": \"{binary}\"")),
+                "{} must name {binary}",
+                path.display()
+            );
+        }
+    }
+
+    #[test]
+    fn reads_the_geckodriver_version() {
+        let out = format!(
+            "geckodriver {GECKODRIVER_VERSION} (d1b6e0a2 2025-08-11 09:14 +0000)\n\nThe source \
+             code of this program is available from"
+        );
+        assert!(is_pinned_geckodriver(&out));
+        assert!(!is_pinned_geckodriver(
+            "geckodriver 0.36.0 (abc 2025-01-01)"
+        ));
+        assert!(!is_pinned_geckodriver(""));
+    }
 
     const LOCK: &str = r#"
 [[package]]

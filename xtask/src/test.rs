@@ -8,8 +8,8 @@
 //! 5. `deny` — `cargo deny check bans licenses sources` (offline), plus
 //!    `cargo audit` when a local advisory DB is given (see [`crate::hygiene`])
 //! 6. `native` — `cargo test` for the workspace (without the e2e crate)
-//! 7. `wasm` — the browser tests of `wasm-peer` in headless Chromium via
-//!    `wasm-bindgen-test-runner`
+//! 7. `wasm` — the browser tests of `wasm-peer` in headless Chromium, then
+//!    in headless Firefox, via `wasm-bindgen-test-runner`
 //! 8. `e2e` — the whole-system tests of the `tests/` crate
 //!
 //! Before the first step, every crate of `Cargo.lock` is fetched (`cargo
@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use crate::netns;
 use crate::preflight;
 use crate::run::{Cmd, Failure, root};
-use crate::setup::{self, CHROMEDRIVER, CHROMIUM, WASM_TARGET};
+use crate::setup::{self, CHROMEDRIVER, CHROMIUM, FIREFOX, WASM_TARGET};
 
 /// Seconds `wasm-bindgen-test-runner` waits for a browser test run
 /// (its default of 20 s is tight on a loaded 2-core CI machine).
@@ -44,7 +44,7 @@ pub enum Step {
     Deny,
     /// Native `cargo test`.
     Native,
-    /// Browser tests in headless Chromium.
+    /// Browser tests in headless Chromium and headless Firefox.
     Wasm,
     /// Whole-system tests.
     E2e,
@@ -83,7 +83,9 @@ impl Step {
             Self::ClippyWasm => "clippy, wasm32: watchparty-peer (no default features), wasm-peer",
             Self::Deny => "cargo deny check bans licenses sources (+ cargo audit if configured)",
             Self::Native => "cargo test, workspace without e2e (private netns)",
-            Self::Wasm => "wasm-peer browser tests in headless Chromium (private netns)",
+            Self::Wasm => {
+                "wasm-peer browser tests in headless Chromium and Firefox (private netns)"
+            }
             Self::E2e => "whole-system tests of tests/ (private netns)",
         }
     }
@@ -125,11 +127,18 @@ impl Step {
                     .args(["--exclude", "watchparty-e2e"])
                     .env(SCHEMATHESIS_ENV, crate::venv::schemathesis()),
             ],
-            Self::Wasm => vec![
-                browser_env(Cmd::cargo())
-                    .args(["test", "--offline", "-p", "watchparty-wasm-peer"])
-                    .args(["--target", WASM_TARGET]),
-            ],
+            // `wasm-bindgen-test-runner` drives the first browser whose
+            // driver variable is set, `GECKODRIVER` before `CHROMEDRIVER`:
+            // each run keeps only its own.
+            Self::Wasm => [GECKODRIVER_ENV, CHROMEDRIVER_ENV]
+                .into_iter()
+                .map(|other_driver| {
+                    browser_env(Cmd::cargo())
+                        .env_remove(other_driver)
+                        .args(["test", "--offline", "-p", "watchparty-wasm-peer"])
+                        .args(["--target", WASM_TARGET])
+                })
+                .collect(),
             Self::E2e => {
                 // The browser bundle first: the web-app tests load it from `web/pkg/`.
                 let mut cmds = crate::web::bundle_commands(true);
@@ -174,10 +183,17 @@ pub const SCHEMATHESIS_ENV: &str = "WATCHPARTY_SCHEMATHESIS";
 /// Names e2e test targets to run instead of all of them (comma-separated).
 pub const E2E_TESTS_ENV: &str = "WATCHPARTY_E2E_TESTS";
 
-/// Environment for tests that drive Chromium.
+/// Names chromedriver for the browser tests (and `wasm-bindgen-test-runner`).
+pub const CHROMEDRIVER_ENV: &str = "CHROMEDRIVER";
+/// Names geckodriver for the browser tests (and `wasm-bindgen-test-runner`).
+pub const GECKODRIVER_ENV: &str = "GECKODRIVER";
+
+/// Environment for tests that drive Chromium and Firefox.
 pub fn browser_env(cmd: Cmd) -> Cmd {
-    cmd.env("CHROMEDRIVER", CHROMEDRIVER)
+    cmd.env(CHROMEDRIVER_ENV, CHROMEDRIVER)
         .env("WATCHPARTY_CHROMIUM", CHROMIUM)
+        .env(GECKODRIVER_ENV, setup::geckodriver_path())
+        .env("WATCHPARTY_FIREFOX", FIREFOX)
         .env(
             "WASM_BINDGEN_TEST_WEBDRIVER_JSON",
             root().join("wasm-peer").join("webdriver.json"),

@@ -1,7 +1,9 @@
 //! Harness for the web-app tests: the real signaling server in-process
 //! (real SQLite file, HTTP/WebSocket on 127.0.0.1, serving `web/` and the
 //! wasm bundle), a real WebM clip made with ffmpeg, and headless Chromium
-//! driven over WebDriver.
+//! or Firefox driven over WebDriver ([`BrowserKind`]; a scenario written
+//! once as `async fn(kind: BrowserKind)` runs in both with
+//! [`in_each_browser!`]).
 //!
 //! Chromium never gathers 127.0.0.1 ICE candidates; the page is loaded from
 //! 127.0.0.1 (a secure context), and WebRTC runs over the machine's other
@@ -18,7 +20,7 @@ use serde_json::{Value, json};
 use watchparty_signal::AppState;
 use watchparty_signal::config::{Argon2Cost, Config};
 use watchparty_signal::validate::{DisplayName, Username};
-pub use webdriver::Browser;
+pub use webdriver::{Autoplay, Browser, BrowserKind};
 
 /// Password of every test user.
 pub const PASSWORD: &str = "correct-horse-battery";
@@ -34,18 +36,32 @@ pub const SETTLE: Duration = Duration::from_secs(40);
 /// enabled), generous for a busy 2-core machine.
 pub const PAGE_WAIT: Duration = Duration::from_secs(30);
 
-/// Whether the browser tests can run here; prints why not.
+/// Whether the Chromium tests can run here; prints why not.
 pub fn browser_available() -> bool {
-    match webdriver::chromedriver_path() {
-        Some(p) if p.is_file() => true,
-        _ => {
-            eprintln!(
-                "SKIPPED: $CHROMEDRIVER is not set (the e2e step of `cargo xtask test` sets it)"
-            );
-            false
-        }
-    }
+    BrowserKind::Chromium.available()
 }
+
+/// Declares the scenario `async fn $name(kind: BrowserKind)` (defined next
+/// to it) as two tests, `$name::chromium` and `$name::firefox`: one code
+/// path, run in each engine.
+#[allow(unused_macros)] // Not every test target has scenarios for both engines.
+macro_rules! in_each_browser {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn chromium() {
+                super::$name($crate::browser::BrowserKind::Chromium).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn firefox() {
+                super::$name($crate::browser::BrowserKind::Firefox).await;
+            }
+        }
+    };
+}
+#[allow(unused_imports)] // Not every test target has scenarios for both engines.
+pub(crate) use in_each_browser;
 
 fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -414,10 +430,24 @@ pub async fn wait_in_sync(pages: &[&Browser], paused: bool) -> Vec<Value> {
     );
 }
 
+/// A page's sync correction counters (`status().sync.actions`: seeks,
+/// rate changes, …), or null before the room client exists.
+pub const ACTIONS_JS: &str = "const r = window.__watchparty_room; \
+     const a = r && r.status().sync.actions; return a || null;";
+
 /// The page's message line and its RoomClient status (for failure messages).
 pub const DIAG_JS: &str = "const m = document.getElementById('room-message'); \
      const r = window.__watchparty_room; let st = null; try { st = r && r.status(); } catch (e) { st = String(e); } \
      return JSON.stringify({message: m && !m.hidden ? m.textContent : null, status: st});";
+
+/// A screenshot name for a page in `kind`: `base` for Chromium (the name
+/// docs/ refers to), `base-firefox` for Firefox.
+pub fn shot_name(base: &str, kind: BrowserKind) -> String {
+    match kind {
+        BrowserKind::Chromium => base.to_owned(),
+        BrowserKind::Firefox => format!("{base}-firefox"),
+    }
+}
 
 /// Saves a screenshot under `target/screenshots/<name>.png`; returns the path.
 pub async fn save_screenshot(b: &Browser, name: &str) -> PathBuf {

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 use watchparty_peer::crypto::PublicKey;
@@ -157,8 +157,9 @@ where
     w
 }
 
-/// A room of a browser host (alice), a browser follower (bob, a second
-/// Chromium profile) and a native follower (nat), all connected.
+/// A room of a browser host (alice, Chromium), a browser follower (bob, a
+/// second Chromium profile or a Firefox) and a native follower (nat), all
+/// connected.
 pub struct MixedRoom {
     /// The server.
     pub site: super::Site,
@@ -168,15 +169,22 @@ pub struct MixedRoom {
     pub bob: super::Browser,
     /// The native follower.
     pub nat: DriverHandle,
+    /// From bob opening the invite link until his page is connected to the
+    /// host with the media loaded.
+    pub bob_joined_in: Duration,
+    /// From the native follower's start until both pages see all of their
+    /// peers.
+    pub nat_joined_in: Duration,
 }
 
-/// Starts a [`MixedRoom`]: alice creates it, bob joins by the invite link,
-/// nat by the API; returns once every page sees both of its peers.
-pub async fn mixed_room() -> MixedRoom {
+/// Starts a [`MixedRoom`] with bob in `bob_kind`: alice creates it, bob
+/// joins by the invite link, nat by the API; returns once every page sees
+/// both of its peers.
+pub async fn mixed_room(bob_kind: super::BrowserKind) -> MixedRoom {
     use super::*;
     let site = Site::start(&["alice", "bob", "nat"]).await;
     let alice = Browser::start("alice").await;
-    let bob = Browser::start("bob").await;
+    let bob = Browser::launch(bob_kind, "bob", Autoplay::Allowed).await;
     sign_in(&alice, &site, "alice").await;
     sign_in(&bob, &site, "bob").await;
     let room = create_room(&alice, &site, &[("bob", "viewer"), ("nat", "viewer")]).await;
@@ -188,11 +196,15 @@ pub async fn mixed_room() -> MixedRoom {
     let fragment = link.split_once('#').map_or("", |(_, f)| f);
     let pin = watchparty_peer::cert::parse_invite_fragment(fragment).unwrap();
     let admit = watchparty_peer::cert::parse_invite_secret(fragment).unwrap();
+    let opened = Instant::now();
     bob.goto(&link).await;
     bob.find("#video").await;
+    wait_connected(&bob, 1).await;
+    let bob_joined_in = opened.elapsed();
     let api = ApiClient::new(&site.base, None).unwrap();
     api.login("nat", PASSWORD).await.unwrap();
     api.join_room(&room, None).await.unwrap();
+    let started = Instant::now();
     let mut nat = native_follower(&api, room.parse().unwrap(), pin, admit).await;
     wait_event(&mut nat, "native follower joined", |e| {
         matches!(e, DriverEvent::Joined { .. })
@@ -200,11 +212,14 @@ pub async fn mixed_room() -> MixedRoom {
     .await;
     wait_connected(&alice, 2).await;
     wait_connected(&bob, 2).await;
+    let nat_joined_in = started.elapsed();
     MixedRoom {
         site,
         alice,
         bob,
         nat,
+        bob_joined_in,
+        nat_joined_in,
     }
 }
 
@@ -228,6 +243,39 @@ pub async fn play_in_sync_from(r: &MixedRoom, pos_ms: f64) {
     })
     .await;
     assert!(native_ok.is_ok(), "the native follower follows the host");
+}
+
+/// Waits until the native peer and the page agree within 50 ms, three
+/// samples in a row, measured at one instant.
+pub async fn wait_native_and_page(
+    h: &DriverHandle,
+    b: &super::Browser,
+    paused: bool,
+) -> (Value, Value) {
+    use super::{SAMPLE_JS, SETTLE, SYNC_TOLERANCE_MS};
+    let started = Instant::now();
+    let mut good = 0;
+    let mut last = (Value::Null, Value::Null, f64::MAX);
+    while started.elapsed() < SETTLE {
+        let (n, p) = tokio::join!(native_sample(h), b.exec(SAMPLE_JS, json!([])));
+        let d = native_offset(&n, &p).abs();
+        let ok =
+            n["paused"] == json!(paused) && p["paused"] == json!(paused) && p["seeking"] == false;
+        last = (n, p, d);
+        if ok && d <= SYNC_TOLERANCE_MS {
+            good += 1;
+            if good >= 3 {
+                return (last.0, last.1);
+            }
+        } else {
+            good = 0;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    panic!(
+        "native and page not in sync: {:.1} ms apart; native {} page {}",
+        last.2, last.0, last.1
+    );
 }
 
 /// The native sample's offset (ms) to a page's sample, at the later of

@@ -1,38 +1,206 @@
 //! A thin W3C WebDriver client over reqwest, driving headless Chromium
-//! through its own chromedriver process (one per browser, separate profile).
+//! (through chromedriver) or headless Firefox (through geckodriver): one
+//! driver process per browser, each with its own profile.
+//!
+//! Firefox runs with the prefs of [`BrowserKind::Firefox`]'s capabilities:
+//! host candidates with their real address (no mDNS obfuscation), loopback
+//! candidates allowed, and autoplay as asked. Its timer and `currentTime`
+//! precision stay at Firefox's defaults (whole milliseconds; `currentTime`
+//! moves once per shown frame), as for a real visitor; the sync tolerances
+//! are coarser (docs/browser-peer.md, "Firefox").
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
 
-/// Longest wait for chromedriver to answer `/status` (generous: it starts
+/// Longest wait for the driver to answer `/status` (generous: it starts
 /// slowly on a busy 2-core machine).
 const DRIVER_READY_TIMEOUT: Duration = Duration::from_secs(30);
-/// Per-request timeout towards chromedriver.
+/// Per-request timeout towards the driver.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Timeout of the new-session request, which starts the browser: Firefox
+/// starts more slowly than Chromium, and on a loaded 2-core machine it
+/// took over [`REQUEST_TIMEOUT`].
+const NEW_SESSION_TIMEOUT: Duration = Duration::from_secs(180);
 /// W3C element reference key.
 const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 
-/// Path of chromedriver (`$CHROMEDRIVER`), if configured.
-pub fn chromedriver_path() -> Option<PathBuf> {
-    std::env::var_os("CHROMEDRIVER").map(PathBuf::from)
+/// A WebDriver BiDi connection (Firefox only).
+type Bidi =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The browser engine a page runs in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BrowserKind {
+    /// Headless Chromium through chromedriver.
+    Chromium,
+    /// Headless Firefox (ESR) through geckodriver.
+    Firefox,
 }
 
-fn chromium_path() -> PathBuf {
-    std::env::var_os("WATCHPARTY_CHROMIUM")
-        .map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from)
+/// Whether a page may start unmuted media without a user gesture.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Autoplay {
+    /// Media plays without a gesture (Chromium's
+    /// `--autoplay-policy=no-user-gesture-required`, Firefox's
+    /// `media.autoplay.default=0`).
+    Allowed,
+    /// Unmuted media plays only after the page was clicked, as for a real
+    /// visitor (Chromium's `document-user-activation-required`, Firefox's
+    /// `media.autoplay.default=1`, "block audible").
+    AfterActivation,
 }
 
-/// One headless Chromium with its chromedriver.
+impl BrowserKind {
+    /// Both engines, Chromium first.
+    pub const ALL: [BrowserKind; 2] = [BrowserKind::Chromium, BrowserKind::Firefox];
+
+    /// The engine's name, for messages.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Chromium => "Chromium",
+            Self::Firefox => "Firefox",
+        }
+    }
+
+    /// The variable naming the driver (set by `cargo xtask test`).
+    pub fn driver_env(self) -> &'static str {
+        match self {
+            Self::Chromium => "CHROMEDRIVER",
+            Self::Firefox => "GECKODRIVER",
+        }
+    }
+
+    /// Path of the driver, if configured.
+    pub fn driver_path(self) -> Option<PathBuf> {
+        std::env::var_os(self.driver_env()).map(PathBuf::from)
+    }
+
+    /// Whether this browser's tests can run here; prints why not.
+    pub fn available(self) -> bool {
+        match self.driver_path() {
+            Some(p) if p.is_file() => true,
+            _ => {
+                eprintln!(
+                    "SKIPPED: ${} is not set or names no file (the e2e step of `cargo xtask \
+                     test` sets it)",
+                    self.driver_env()
+                );
+                false
+            }
+        }
+    }
+
+    fn binary(self) -> PathBuf {
+        let (env, default) = match self {
+            Self::Chromium => ("WATCHPARTY_CHROMIUM", "/usr/bin/chromium"),
+            Self::Firefox => ("WATCHPARTY_FIREFOX", "/usr/bin/firefox-esr"),
+        };
+        std::env::var_os(env).map_or_else(|| PathBuf::from(default), PathBuf::from)
+    }
+
+    /// The driver's command line: WebDriver on `port`; for geckodriver
+    /// also its BiDi WebSocket on `bidi_port` (its default, 9222, would
+    /// collide between browsers).
+    fn driver_args(self, port: u16, bidi_port: u16) -> Vec<String> {
+        match self {
+            Self::Chromium => vec![format!("--port={port}")],
+            Self::Firefox => vec![
+                format!("--port={port}"),
+                format!("--websocket-port={bidi_port}"),
+                "--log=warn".to_owned(),
+            ],
+        }
+    }
+
+    /// The new-session capabilities for a browser on `profile` (Chromium's
+    /// user data directory; Firefox's profile directory).
+    fn capabilities(self, autoplay: Autoplay, profile: &std::path::Path) -> Value {
+        match self {
+            Self::Chromium => {
+                let policy = match autoplay {
+                    Autoplay::Allowed => "no-user-gesture-required",
+                    Autoplay::AfterActivation => "document-user-activation-required",
+                };
+                json!({
+                    "browserName": "chrome",
+                    "goog:loggingPrefs": {"browser": "ALL"},
+                    "goog:chromeOptions": {
+                        "binary": self.binary(),
+                        "args": [
+                            "--headless=new", "--no-sandbox", "--disable-gpu",
+                            "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
+                            "--disable-background-networking", "--disable-component-update",
+                            "--disable-sync", "--mute-audio",
+                            "--disable-background-timer-throttling",
+                            "--disable-renderer-backgrounding",
+                            "--disable-features=WebRtcHideLocalIpsWithMdns",
+                            format!("--autoplay-policy={policy}"),
+                            "--window-size=1280,860",
+                            format!("--user-data-dir={}", profile.display()),
+                        ]
+                    }
+                })
+            }
+            Self::Firefox => {
+                let autoplay_default = match autoplay {
+                    Autoplay::Allowed => 0,
+                    Autoplay::AfterActivation => 1,
+                };
+                json!({
+                    "browserName": "firefox",
+                    // The BiDi WebSocket (for scripts run before the page's own).
+                    "webSocketUrl": true,
+                    "moz:firefoxOptions": {
+                        "binary": self.binary(),
+                        "args": [
+                            "-headless", "--width=1280", "--height=860",
+                            "--profile", profile,
+                        ],
+                        "prefs": {
+                            // 0 allowed, 1 audible media blocked until the
+                            // document has been activated (clicked, typed in).
+                            "media.autoplay.default": autoplay_default,
+                            "media.autoplay.blocking_policy": 0,
+                            // Real host addresses in candidates, not mDNS
+                            // names nothing in the namespace resolves.
+                            "media.peerconnection.ice.obfuscate_host_addresses": false,
+                            // Loopback candidates too (everything runs on
+                            // one machine).
+                            "media.peerconnection.ice.loopback": true,
+                        }
+                    }
+                })
+            }
+        }
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (bound, then released for the driver).
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// One headless browser with its driver.
 pub struct Browser {
     pub name: String,
+    /// Its engine.
+    pub kind: BrowserKind,
     http: reqwest::Client,
     base: String,
     session: String,
     driver: Child,
+    /// Firefox: the session's BiDi WebSocket address.
+    bidi_url: Option<String>,
+    /// Firefox: the BiDi connection, once opened (kept for the session).
+    bidi: tokio::sync::Mutex<Option<Bidi>>,
+    autoplay: Autoplay,
     _profile: tempfile::TempDir,
 }
 
@@ -41,20 +209,19 @@ pub struct Browser {
 pub struct Element(String);
 
 impl Browser {
-    /// Starts chromedriver on a free port and opens a headless session whose
-    /// media may play without a user gesture.
+    /// Starts chromedriver on a free port and opens a headless Chromium
+    /// session whose media may play without a user gesture.
     pub async fn start(name: &str) -> Browser {
-        Self::start_with_autoplay_policy(name, "no-user-gesture-required").await
+        Self::launch(BrowserKind::Chromium, name, Autoplay::Allowed).await
     }
 
-    /// Like [`Self::start`] with Chromium's `--autoplay-policy` set to
-    /// `policy` (e.g. `document-user-activation-required`: unmuted media
-    /// plays only after the page was clicked, as for a real visitor).
-    pub async fn start_with_autoplay_policy(name: &str, policy: &str) -> Browser {
-        Self::start_in_profile(name, policy, tempfile::tempdir().unwrap()).await
+    /// Starts a headless `kind` browser (its driver on a free port, a fresh
+    /// profile) whose media may play as `autoplay` says.
+    pub async fn launch(kind: BrowserKind, name: &str, autoplay: Autoplay) -> Browser {
+        Self::start_in_profile(kind, name, autoplay, tempfile::tempdir().unwrap()).await
     }
 
-    /// Quits Chromium (as a person closing the browser) and starts it again on
+    /// Quits the browser (as a person closing it) and starts it again on
     /// the same profile, cookies and storage included.
     pub async fn restart(mut self) -> Browser {
         let url = format!("{}/session/{}", self.base, self.session);
@@ -62,9 +229,9 @@ impl Browser {
         let _ = self.driver.kill();
         let _ = self.driver.wait();
         let profile = std::mem::replace(&mut self._profile, tempfile::tempdir().unwrap());
-        let name = self.name.clone();
+        let (kind, name, autoplay) = (self.kind, self.name.clone(), self.autoplay);
         drop(self);
-        Self::start_in_profile(&name, "no-user-gesture-required", profile).await
+        Self::start_in_profile(kind, &name, autoplay, profile).await
     }
 
     /// Opens a new tab, closes the current one and continues in the new tab.
@@ -76,17 +243,37 @@ impl Browser {
             .await;
     }
 
-    async fn start_in_profile(name: &str, policy: &str, profile: tempfile::TempDir) -> Browser {
-        let driver_bin = chromedriver_path().expect("CHROMEDRIVER is set");
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
+    async fn start_in_profile(
+        kind: BrowserKind,
+        name: &str,
+        autoplay: Autoplay,
+        dir: tempfile::TempDir,
+    ) -> Browser {
+        let driver_bin = kind
+            .driver_path()
+            .unwrap_or_else(|| panic!("{} is set", kind.driver_env()));
+        let (port, bidi_port) = (free_port(), free_port());
+        // Firefox keeps its profile in `profile/` and writes caches and
+        // settings under $HOME: both inside the browser's own directory.
+        let (profile, home) = match kind {
+            BrowserKind::Chromium => (dir.path().to_path_buf(), None),
+            BrowserKind::Firefox => {
+                let (profile, home) = (dir.path().join("profile"), dir.path().join("home"));
+                std::fs::create_dir_all(&profile).unwrap();
+                std::fs::create_dir_all(&home).unwrap();
+                (profile, Some(home))
+            }
         };
-        let driver = Command::new(&driver_bin)
-            .arg(format!("--port={port}"))
+        let mut command = Command::new(&driver_bin);
+        command
+            .args(kind.driver_args(port, bidi_port))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(home) = &home {
+            command.env("HOME", home);
+        }
+        let driver = command
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", driver_bin.display()));
         let http = reqwest::Client::builder()
@@ -104,33 +291,17 @@ impl Browser {
             }
             assert!(
                 started.elapsed() < DRIVER_READY_TIMEOUT,
-                "chromedriver did not start"
+                "{} did not start",
+                driver_bin.display()
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let caps = json!({
-            "capabilities": {"alwaysMatch": {
-                "browserName": "chrome",
-                "goog:loggingPrefs": {"browser": "ALL"},
-                "goog:chromeOptions": {
-                    "binary": chromium_path(),
-                    "args": [
-                        "--headless=new", "--no-sandbox", "--disable-gpu",
-                        "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
-                        "--disable-background-networking", "--disable-component-update",
-                        "--disable-sync", "--mute-audio",
-                        "--disable-background-timer-throttling",
-                        "--disable-renderer-backgrounding",
-                        "--disable-features=WebRtcHideLocalIpsWithMdns",
-                        format!("--autoplay-policy={policy}"),
-                        "--window-size=1280,860",
-                        format!("--user-data-dir={}", profile.path().display()),
-                    ]
-                }
-            }}
+            "capabilities": {"alwaysMatch": kind.capabilities(autoplay, &profile)}
         });
         let r: Value = http
             .post(format!("{base}/session"))
+            .timeout(NEW_SESSION_TIMEOUT)
             .json(&caps)
             .send()
             .await
@@ -140,15 +311,22 @@ impl Browser {
             .unwrap();
         let session = r["value"]["sessionId"]
             .as_str()
-            .unwrap_or_else(|| panic!("new session failed: {r}"))
+            .unwrap_or_else(|| panic!("new {} session failed: {r}", kind.label()))
             .to_owned();
+        let bidi_url = r["value"]["capabilities"]["webSocketUrl"]
+            .as_str()
+            .map(str::to_owned);
         let b = Browser {
             name: name.to_owned(),
+            kind,
             http,
             base,
             session,
             driver,
-            _profile: profile,
+            bidi_url,
+            bidi: tokio::sync::Mutex::new(None),
+            autoplay,
+            _profile: dir,
         };
         b.cmd(
             "POST",
@@ -202,8 +380,16 @@ impl Browser {
         self.cmd("POST", &format!("execute/{kind}"), body).await
     }
 
-    /// A Chrome DevTools Protocol command through chromedriver.
+    /// A Chrome DevTools Protocol command through chromedriver (Chromium
+    /// only).
     pub async fn cdp(&self, cmd: &str, params: Value) -> Value {
+        assert_eq!(
+            self.kind,
+            BrowserKind::Chromium,
+            "[{}] CDP is Chromium's; this test step cannot run in {}",
+            self.name,
+            self.kind.label()
+        );
         self.cmd(
             "POST",
             "goog/cdp/execute",
@@ -212,13 +398,70 @@ impl Browser {
         .await
     }
 
-    /// Runs `source` in every new document before the page's own scripts.
+    /// Runs `source` in every new document before the page's own scripts
+    /// (CDP in Chromium, WebDriver BiDi `script.addPreloadScript` in
+    /// Firefox).
     pub async fn inject_on_new_document(&self, source: &str) {
-        self.cdp(
-            "Page.addScriptToEvaluateOnNewDocument",
-            json!({ "source": source }),
-        )
-        .await;
+        match self.kind {
+            BrowserKind::Chromium => {
+                self.cdp(
+                    "Page.addScriptToEvaluateOnNewDocument",
+                    json!({ "source": source }),
+                )
+                .await;
+            }
+            BrowserKind::Firefox => {
+                self.bidi_command(
+                    "script.addPreloadScript",
+                    json!({ "functionDeclaration": format!("() => {{ {source}\n}}") }),
+                )
+                .await;
+            }
+        }
+    }
+
+    /// One WebDriver BiDi command (Firefox); returns its result.
+    async fn bidi_command(&self, method: &str, params: Value) -> Value {
+        let mut guard = self.bidi.lock().await;
+        if guard.is_none() {
+            let url = self
+                .bidi_url
+                .as_deref()
+                .unwrap_or_else(|| panic!("[{}] no BiDi WebSocket in the session", self.name));
+            let (ws, _) = tokio_tungstenite::connect_async(url)
+                .await
+                .unwrap_or_else(|e| panic!("[{}] BiDi connection to {url}: {e}", self.name));
+            *guard = Some(ws);
+        }
+        let Some(ws) = guard.as_mut() else {
+            unreachable!("connected just above")
+        };
+        // Ids only need to be unique per connection: the lock serialises
+        // the commands, so a fresh counter value each time suffices.
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let msg = json!({"id": id, "method": method, "params": params});
+        ws.send(Message::text(msg.to_string())).await.unwrap();
+        let answer = tokio::time::timeout(REQUEST_TIMEOUT, async {
+            while let Some(frame) = ws.next().await {
+                let Ok(Message::Text(text)) = frame else {
+                    continue;
+                };
+                let v: Value = serde_json::from_str(&text).unwrap();
+                if v["id"] == json!(id) {
+                    return v;
+                }
+            }
+            panic!("[{}] BiDi connection closed during {method}", self.name)
+        })
+        .await
+        .unwrap_or_else(|_| panic!("[{}] no BiDi answer to {method}", self.name));
+        assert_eq!(
+            answer["type"], "success",
+            "[{}] BiDi {method} failed: {answer}",
+            self.name
+        );
+        answer["result"].clone()
     }
 
     /// Finds one element by CSS selector, waiting up to `timeout`.
@@ -347,7 +590,8 @@ impl Browser {
             .unwrap()
     }
 
-    /// Browser console log entries (Chromium's `goog:loggingPrefs`).
+    /// Browser console log entries (Chromium's `goog:loggingPrefs`; empty in
+    /// Firefox, whose driver has no log endpoint).
     pub async fn console(&self) -> Vec<String> {
         let url = format!("{}/session/{}/se/log", self.base, self.session);
         let Ok(r) = self
@@ -370,11 +614,11 @@ impl Browser {
             .unwrap_or_default()
     }
 
-    /// Closes the session and stops chromedriver.
+    /// Closes the session and stops the driver.
     pub async fn close(mut self) {
         let url = format!("{}/session/{}", self.base, self.session);
         let _ = self.http.delete(url).send().await;
-        // Drop sends the DELETE again (harmless) and stops chromedriver.
+        // Drop sends the DELETE again (harmless) and stops the driver.
         let _ = self.driver.kill();
     }
 }
@@ -382,7 +626,7 @@ impl Browser {
 impl Drop for Browser {
     fn drop(&mut self) {
         // Best effort when a test panics before `close`: end the session (so
-        // Chromium exits) with a blocking request, then stop chromedriver.
+        // the browser exits) with a blocking request, then stop the driver.
         if let Some(addr) = self.base.strip_prefix("http://")
             && let Ok(mut conn) = std::net::TcpStream::connect(addr)
         {

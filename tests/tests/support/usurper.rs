@@ -51,6 +51,8 @@ pub struct Usurper {
     room: RoomId,
     signal: SignalClient,
     peers: BTreeMap<UserId, WebrtcPeer>,
+    /// The UDP address its WebRTC connections use.
+    bind: String,
 }
 
 impl Usurper {
@@ -58,6 +60,12 @@ impl Usurper {
     /// session key (the server issues a valid member certificate) and
     /// offers to every online member; returns once every channel is open.
     pub async fn connect(api: &ApiClient, room: RoomId, url: String) -> Self {
+        Self::connect_on(api, room, url, "127.0.0.1:0").await
+    }
+
+    /// [`Usurper::connect`] with its WebRTC on the UDP address `bind`
+    /// (`ip:port`).
+    pub async fn connect_on(api: &ApiClient, room: RoomId, url: String, bind: &str) -> Self {
         let session_key = new_signing_key().unwrap();
         let mut signal = SignalClient::spawn(
             SignalConfig {
@@ -84,7 +92,7 @@ impl Usurper {
         .await;
         let mut pending = BTreeMap::new();
         for peer in online {
-            let (w, offer) = webrtc_peer::webrtc_side(None, None).await;
+            let (w, offer) = webrtc_peer::webrtc_side_on(bind, None, None).await;
             signal
                 .outgoing
                 .send(ClientMessage::Offer {
@@ -116,6 +124,7 @@ impl Usurper {
             room,
             signal,
             peers,
+            bind: bind.to_owned(),
         }
     }
 
@@ -223,7 +232,7 @@ impl Usurper {
             _ => None,
         })
         .await;
-        let (mut w, answer) = webrtc_peer::webrtc_side(Some(offer), None).await;
+        let (mut w, answer) = webrtc_peer::webrtc_side_on(&self.bind, Some(offer), None).await;
         self.signal
             .outgoing
             .send(ClientMessage::Answer {

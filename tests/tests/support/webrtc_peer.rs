@@ -162,18 +162,27 @@ async fn open_channels(
     out
 }
 
-/// Runs the webrtc-rs side's SDP step: with `remote_offer` it answers,
-/// otherwise it offers. Returns the local SDP after ICE gathering completed
-/// (webrtc-rs then lists its 127.0.0.1 candidate).
+/// Runs the webrtc-rs side's SDP step on 127.0.0.1: with `remote_offer`
+/// it answers, otherwise it offers. Returns the local SDP after ICE
+/// gathering completed (webrtc-rs then lists its 127.0.0.1 candidate).
 pub async fn webrtc_side(
+    remote_offer: Option<String>,
+    auto_reply: AutoReply,
+) -> (WebrtcPeer, String) {
+    webrtc_side_on("127.0.0.1:0", remote_offer, auto_reply).await
+}
+
+/// [`webrtc_side`] on the UDP address `bind` (`ip:port`; a wildcard
+/// address would skip loopback, so it names one).
+pub async fn webrtc_side_on(
+    bind: &str,
     remote_offer: Option<String>,
     auto_reply: AutoReply,
 ) -> (WebrtcPeer, String) {
     let (gtx, mut grx) = mpsc::channel(1);
     let pc = PeerConnectionBuilder::new()
         .with_handler(Arc::new(GatherHandler { gathered: gtx }))
-        // A wildcard address would skip loopback; bind it explicitly.
-        .with_udp_addrs(vec!["127.0.0.1:0"])
+        .with_udp_addrs(vec![bind.to_owned()])
         .with_data_channel_send_buffer_limit(SEND_BUFFER_LIMIT)
         .build()
         .await
