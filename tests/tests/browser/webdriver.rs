@@ -51,7 +51,20 @@ impl Browser {
     /// `policy` (e.g. `document-user-activation-required`: unmuted media
     /// plays only after the page was clicked, as for a real visitor).
     pub async fn start_with_autoplay_policy(name: &str, policy: &str) -> Browser {
-        Self::start_in_profile(name, policy, tempfile::tempdir().unwrap()).await
+        Self::start_in_profile(name, policy, tempfile::tempdir().unwrap(), &[]).await
+    }
+
+    /// Like [`Self::start`], but the page's sound is not muted and goes
+    /// where `audio_env` says (Chromium's process environment, e.g.
+    /// `PULSE_SERVER` and `PULSE_SINK`; see `support/pulse.rs`).
+    pub async fn start_with_audio(name: &str, audio_env: &[(String, String)]) -> Browser {
+        Self::start_in_profile(
+            name,
+            "no-user-gesture-required",
+            tempfile::tempdir().unwrap(),
+            audio_env,
+        )
+        .await
     }
 
     /// Quits Chromium (as a person closing the browser) and starts it again on
@@ -64,7 +77,7 @@ impl Browser {
         let profile = std::mem::replace(&mut self._profile, tempfile::tempdir().unwrap());
         let name = self.name.clone();
         drop(self);
-        Self::start_in_profile(&name, "no-user-gesture-required", profile).await
+        Self::start_in_profile(&name, "no-user-gesture-required", profile, &[]).await
     }
 
     /// Opens a new tab, closes the current one and continues in the new tab.
@@ -76,7 +89,15 @@ impl Browser {
             .await;
     }
 
-    async fn start_in_profile(name: &str, policy: &str, profile: tempfile::TempDir) -> Browser {
+    /// Starts chromedriver (and so Chromium) with `audio_env` added to its
+    /// environment; sound is muted unless `audio_env` is given, and
+    /// Chromium is headless unless it names a `DISPLAY`.
+    async fn start_in_profile(
+        name: &str,
+        policy: &str,
+        profile: tempfile::TempDir,
+        audio_env: &[(String, String)],
+    ) -> Browser {
         let driver_bin = chromedriver_path().expect("CHROMEDRIVER is set");
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -84,6 +105,7 @@ impl Browser {
         };
         let driver = Command::new(&driver_bin)
             .arg(format!("--port={port}"))
+            .envs(audio_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -108,24 +130,36 @@ impl Browser {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        let mut args = vec![
+            "--no-sandbox".to_owned(),
+            "--disable-gpu".into(),
+            "--disable-dev-shm-usage".into(),
+            "--disable-quic".into(),
+            "--no-first-run".into(),
+            "--disable-background-networking".into(),
+            "--disable-component-update".into(),
+            "--disable-sync".into(),
+            "--disable-background-timer-throttling".into(),
+            "--disable-renderer-backgrounding".into(),
+            "--disable-features=WebRtcHideLocalIpsWithMdns".into(),
+            format!("--autoplay-policy={policy}"),
+            "--window-size=1280,860".into(),
+            format!("--user-data-dir={}", profile.path().display()),
+        ];
+        if audio_env.is_empty() {
+            args.push("--mute-audio".into());
+        }
+        // Headed on the display the environment names (e.g. an Xvfb).
+        if !audio_env.iter().any(|(k, _)| k == "DISPLAY") {
+            args.push("--headless=new".into());
+        }
         let caps = json!({
             "capabilities": {"alwaysMatch": {
                 "browserName": "chrome",
                 "goog:loggingPrefs": {"browser": "ALL"},
                 "goog:chromeOptions": {
                     "binary": chromium_path(),
-                    "args": [
-                        "--headless=new", "--no-sandbox", "--disable-gpu",
-                        "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
-                        "--disable-background-networking", "--disable-component-update",
-                        "--disable-sync", "--mute-audio",
-                        "--disable-background-timer-throttling",
-                        "--disable-renderer-backgrounding",
-                        "--disable-features=WebRtcHideLocalIpsWithMdns",
-                        format!("--autoplay-policy={policy}"),
-                        "--window-size=1280,860",
-                        format!("--user-data-dir={}", profile.path().display()),
-                    ]
+                    "args": args
                 }
             }}
         });
