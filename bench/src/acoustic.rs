@@ -12,7 +12,9 @@
 //! Figures per pair kind (browser↔browser, mpv↔mpv, browser↔mpv): the
 //! heard offset |second − first| marker by marker, with issue #17's
 //! targets; the reported-position spread of the same pairs over the same
-//! window; and the heard drift (ms per minute) per pair.
+//! window; and the heard drift (ms per minute) per pair. The same run
+//! records which frame each page presents, and when
+//! (`requestVideoFrameCallback`): the `visual` section.
 
 use std::path::Path;
 
@@ -23,6 +25,8 @@ use crate::stats::{Figure, Stat, Target};
 
 /// Report section (group) of these figures.
 pub const GROUP: &str = "acoustic";
+/// Report section of the frame (visual) figures.
+pub const VISUAL_GROUP: &str = "visual";
 /// The file format version written by the measurement.
 const FORMAT_VERSION: u64 = 1;
 /// Pair kinds in the file: key, what it compares, issue #17's p99 goal (ms).
@@ -142,6 +146,38 @@ fn figures(doc: &Value) -> Result<(Vec<Figure>, Vec<String>), String> {
             None,
         ));
     }
+    let fr = &doc["frames"];
+    let abs: Vec<Value> = fr["offsets_ms"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_f64)
+                .map(|x| json!(x.abs()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let signed: Vec<f64> = fr["offsets_ms"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_f64).collect())
+        .unwrap_or_default();
+    let params = json!({
+        "what": "the follower page's display time of each frame minus the host page's, \
+                 for every frame both showed (requestVideoFrameCallback)",
+        "window_s": p["window_s"],
+        "frames_presented": [fr["presented_first"], fr["presented_second"]],
+        "signed_median_ms": median(&signed),
+    });
+    match samples(&Value::Array(abs), "frames") {
+        Ok(s) => figs.extend(Figure::new(
+            VISUAL_GROUP,
+            "seen_browser_browser",
+            "ms",
+            &s,
+            params,
+            None,
+        )),
+        Err(e) => notes.push(format!("visual: seen_browser_browser: not measured: {e}")),
+    }
     Ok((figs, notes))
 }
 
@@ -178,8 +214,23 @@ mod tests {
                 "browser_mpv": kind(&[], &[]),
             }
         });
+        let (figs, _) = figures(&doc).unwrap();
+        assert!(!figs.iter().any(|f| f.group == VISUAL_GROUP));
+        let mut doc = doc;
+        doc["frames"] = json!({"offsets_ms": [-2.0, 1.0, 16.7], "presented_first": 3});
+        let (with_frames, _) = figures(&doc).unwrap();
+        let seen = with_frames
+            .iter()
+            .find(|f| f.name == "seen_browser_browser")
+            .unwrap();
+        assert_eq!(seen.group, VISUAL_GROUP);
+        assert!((seen.median - 2.0).abs() < 1e-9, "absolute offsets");
+        doc.as_object_mut().unwrap().remove("frames");
         let (figs, notes) = figures(&doc).unwrap();
-        let bb = figs.iter().find(|f| f.name == "heard_browser_browser").unwrap();
+        let bb = figs
+            .iter()
+            .find(|f| f.name == "heard_browser_browser")
+            .unwrap();
         assert_eq!(bb.runs, 3);
         assert!((bb.max - 6.0).abs() < 1e-9, "absolute offsets");
         assert_eq!(bb.met, Some(false), "p99 6 ms > 5 ms");
@@ -187,11 +238,15 @@ mod tests {
         let mm = figs.iter().find(|f| f.name == "heard_mpv_mpv").unwrap();
         assert_eq!(mm.met, Some(true));
         assert!(figs.iter().any(|f| f.name == "reported_browser_browser"));
-        let drift = figs.iter().find(|f| f.name == "heard_mpv_mpv_drift").unwrap();
+        let drift = figs
+            .iter()
+            .find(|f| f.name == "heard_mpv_mpv_drift")
+            .unwrap();
         assert!((drift.median - 1.5).abs() < 1e-9);
         // The empty kind is two notes, not a crash.
         assert!(!figs.iter().any(|f| f.name == "heard_browser_mpv"));
-        assert_eq!(notes.len(), 2, "{notes:?}");
+        // No frames either: a third note.
+        assert_eq!(notes.len(), 3, "{notes:?}");
     }
 
     #[test]

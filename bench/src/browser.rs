@@ -45,6 +45,9 @@ pub fn run(path: Option<&Path>, out: &mut Vec<Figure>, notes: &mut Vec<String>) 
     );
 }
 
+/// Turns a parsed samples file into figures and notes, or says why not.
+pub(crate) type FromFile = fn(&Value) -> Result<(Vec<Figure>, Vec<String>), String>;
+
 /// The figures of a section measured by an e2e test into a JSON file:
 /// `figures` of the file at `path`, or a note naming `section` and saying
 /// why not (`producer`: what `cargo xtask bench` runs to write it).
@@ -52,7 +55,7 @@ pub(crate) fn run_file(
     section: &str,
     producer: &str,
     path: Option<&Path>,
-    figures: fn(&Value) -> Result<(Vec<Figure>, Vec<String>), String>,
+    figures: FromFile,
     (out, notes): (&mut Vec<Figure>, &mut Vec<String>),
 ) {
     let Some(path) = path else {

@@ -109,6 +109,10 @@ const SECTIONS: &[(&str, &str)] = &[
         "Acoustic sync: what people hear (two Chromium pages and two mpv, real audio output captured through PulseAudio), next to what the players report",
     ),
     (
+        crate::acoustic::VISUAL_GROUP,
+        "Visual sync: which frame each Chromium page shows, and when (requestVideoFrameCallback, same run as the acoustic section)",
+    ),
+    (
         "room_life",
         "Room life: a page reloads mid-play (two Chromium profiles + a native follower)",
     ),

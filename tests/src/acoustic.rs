@@ -367,6 +367,53 @@ impl Summary {
     }
 }
 
+/// One video frame as a page presented it (`requestVideoFrameCallback`):
+/// its media time (s) and when it was expected on screen (wall-clock ms,
+/// `performance.timeOrigin + expectedDisplayTime`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Frame {
+    /// The frame's media time (s).
+    pub media_secs: f64,
+    /// When it was (expected to be) on screen (ms since the epoch).
+    pub shown_ms: f64,
+}
+
+/// Two media times closer than this (s) are the same frame.
+const SAME_FRAME_SECS: f64 = 1e-4;
+
+/// The visual offsets of two pages, frame by frame: for each frame both
+/// presented, when the second showed it minus when the first did (ms;
+/// positive = the second shows it later), at the first's display time.
+/// Frames only one page presented are left out; if a page presented a
+/// frame twice (after a seek back), its first showing counts.
+pub fn frame_offsets(a: &[Frame], b: &[Frame]) -> Vec<(f64, f64)> {
+    let mut sorted: Vec<&Frame> = b.iter().collect();
+    sorted.sort_by(|x, y| {
+        x.media_secs
+            .total_cmp(&y.media_secs)
+            .then(x.shown_ms.total_cmp(&y.shown_ms))
+    });
+    let mut out = Vec::new();
+    let mut seen = Vec::new();
+    for f in a {
+        if seen
+            .iter()
+            .any(|m: &f64| (m - f.media_secs).abs() < SAME_FRAME_SECS)
+        {
+            continue;
+        }
+        seen.push(f.media_secs);
+        // The first of `b`'s showings of that frame.
+        let i = sorted.partition_point(|g| g.media_secs < f.media_secs - SAME_FRAME_SECS);
+        if let Some(g) = sorted.get(i)
+            && (g.media_secs - f.media_secs).abs() < SAME_FRAME_SECS
+        {
+            out.push((f.shown_ms, g.shown_ms - f.shown_ms));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -448,9 +495,7 @@ mod tests {
             assert!((o.offset_ms - 10.0).abs() < 0.05, "{o:?}");
         }
         assert!(
-            !r.offsets
-                .iter()
-                .any(|o| (o.at_secs - 4.25).abs() < 0.1),
+            !r.offsets.iter().any(|o| (o.at_secs - 4.25).abs() < 0.1),
             "{r:?}"
         );
     }
@@ -501,9 +546,41 @@ mod tests {
     #[test]
     fn the_ffmpeg_source_escapes_its_commas() {
         let s = ffmpeg_marker_source(30, RATE);
-        assert!(s.starts_with("aevalsrc=exprs=if(lt(mod(t\\,1)\\,0.02)"), "{s}");
+        assert!(
+            s.starts_with("aevalsrc=exprs=if(lt(mod(t\\,1)\\,0.02)"),
+            "{s}"
+        );
         assert!(s.ends_with(":s=48000:d=30"), "{s}");
         assert!(!s.contains(' '), "{s}");
         assert!(!s.replace("\\,", "").contains(','), "{s}");
+    }
+
+    #[test]
+    fn frames_are_matched_by_media_time() {
+        let f = |m: f64, t: f64| Frame {
+            media_secs: m,
+            shown_ms: t,
+        };
+        // 25 fps; the second page shows every frame 12 ms later, skips
+        // frame 0.08 and shows 0.04 twice (the second time is ignored).
+        let a = [
+            f(0.0, 1000.0),
+            f(0.04, 1040.0),
+            f(0.08, 1080.0),
+            f(0.12, 1120.0),
+        ];
+        let b = [
+            f(0.04, 1052.0),
+            f(0.0, 1012.0),
+            f(0.04, 1300.0),
+            f(0.12, 1132.0),
+        ];
+        let o = frame_offsets(&a, &b);
+        assert_eq!(o.len(), 3, "{o:?}");
+        for (at, off) in &o {
+            assert!((off - 12.0).abs() < 1e-9, "{o:?}");
+            assert!(*at >= 1000.0);
+        }
+        assert!(frame_offsets(&a, &[]).is_empty());
     }
 }

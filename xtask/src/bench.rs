@@ -288,8 +288,8 @@ fn browser_measurement(quick: bool, parts: BrowserParts) -> [Option<PathBuf>; 3]
         (parts.acoustic, "acoustic"),
     ]
     .into_iter()
-        .filter_map(|(want, name)| want.then_some(name))
-        .collect();
+    .filter_map(|(want, name)| want.then_some(name))
+    .collect();
     args.extend(["--only".to_owned(), only.join(",")]);
     println!("\n==> browser measurements ({})", only.join(", "));
     let result = Cmd::cargo()

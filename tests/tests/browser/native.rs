@@ -129,13 +129,7 @@ pub async fn mpv_follower(
     jitter_seed: u64,
 ) -> DriverHandle {
     let clock = PlayerClock::new(tokio::time::Instant::now());
-    let cfg = follower_config(
-        api,
-        invite.room,
-        invite.pin,
-        invite.admit,
-        jitter_seed,
-    );
+    let cfg = follower_config(api, invite.room, invite.pin, invite.admit, jitter_seed);
     let mut args = vec!["--no-config".to_owned(), "--vo=null".to_owned()];
     args.extend(mpv_args);
     let backend = MpvBackend::spawn(

@@ -87,11 +87,7 @@ impl Pulse {
             .stderr(log)
             .spawn()
             .expect("pulseaudio runs (`cargo xtask setup` installs it)");
-        let mut pulse = Pulse {
-            daemon,
-            dir,
-            sinks,
-        };
+        let mut pulse = Pulse { daemon, dir, sinks };
         let started = Instant::now();
         while !socket.exists() {
             if let Ok(Some(status)) = pulse.daemon.try_wait() {
@@ -238,7 +234,15 @@ impl Display {
     pub fn start() -> Display {
         use std::io::BufRead;
         let mut server = Command::new("Xvfb")
-            .args(["-displayfd", "1", "-screen", "0", "1280x860x24", "-nolisten", "tcp"])
+            .args([
+                "-displayfd",
+                "1",
+                "-screen",
+                "0",
+                "1280x860x24",
+                "-nolisten",
+                "tcp",
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
