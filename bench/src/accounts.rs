@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use watchparty_signal::AppState;
-use watchparty_signal::config::{Argon2Cost, Config, DEFAULT_HASH_CONCURRENCY};
+use watchparty_signal::config::{Argon2Cost, Config};
+use watchparty_signal::password::DEFAULT_HASH_CONCURRENCY;
 
 use crate::stats::{Figure, Stat, Target};
 use crate::{Error, Options, procfs};
@@ -70,18 +71,7 @@ async fn prepare(dir: &Path) -> Result<(), Error> {
         .await
         .map_err(Error::msg)?;
     }
-    let lib_text = std::fs::canonicalize(&lib)?
-        .to_str()
-        .ok_or_else(|| Error::msg("library path is not UTF-8"))?
-        .to_owned();
-    let lib_id: i64 = sqlx::query_scalar(
-        "INSERT INTO libraries (name, root_path, created_at) VALUES ('bench', ?1, 0) RETURNING id",
-    )
-    .bind(lib_text)
-    .fetch_one(&state.db)
-    .await
-    .map_err(Error::msg)?;
-    watchparty_signal::media::scan::scan_library(&state.db, lib_id)
+    watchparty_signal::media::library::add_scanned(&state.db, "bench", &lib, 0)
         .await
         .map_err(Error::msg)?;
     state.db.close().await;

@@ -158,15 +158,7 @@ async fn prepare(dir: &Path, idle: usize) -> Result<(Vec<Cred>, Vec<(Cred, Cred)
         .hash(b"bench-password-123")
         .await
         .map_err(Error::msg)?;
-    let canon = std::fs::canonicalize(&lib)?;
-    let lib_id: i64 = sqlx::query_scalar(
-        "INSERT INTO libraries (name, root_path, created_at) VALUES ('films', ?1, 0) RETURNING id",
-    )
-    .bind(canon.to_string_lossy().into_owned())
-    .fetch_one(&state.db)
-    .await
-    .map_err(Error::msg)?;
-    watchparty_signal::media::scan::scan_library(&state.db, lib_id)
+    watchparty_signal::media::library::add_scanned(&state.db, "films", &lib, 0)
         .await
         .map_err(Error::msg)?;
     let media: i64 = sqlx::query_scalar("SELECT id FROM media_items LIMIT 1")

@@ -128,15 +128,7 @@ impl World {
         tokio::spawn(async move {
             watchparty_signal::server::serve(st, listener, std::future::pending()).await
         });
-        let canon = std::fs::canonicalize(&lib)?;
-        let lib_id: i64 = sqlx::query_scalar(
-            "INSERT INTO libraries (name, root_path, created_at) VALUES ('films', ?1, 0) RETURNING id",
-        )
-        .bind(canon.to_string_lossy().into_owned())
-        .fetch_one(&state.db)
-        .await
-        .map_err(Error::msg)?;
-        watchparty_signal::media::scan::scan_library(&state.db, lib_id)
+        let lib_id = watchparty_signal::media::library::add_scanned(&state.db, "films", &lib, 0)
             .await
             .map_err(Error::msg)?;
         let mut apis = Vec::new();
@@ -156,14 +148,9 @@ impl World {
             )
             .await
             .map_err(Error::msg)?;
-            sqlx::query(
-                "INSERT INTO library_grants (user_id, library_id, created_at) VALUES (?1, ?2, 0)",
-            )
-            .bind(id)
-            .bind(lib_id)
-            .execute(&state.db)
-            .await
-            .map_err(Error::msg)?;
+            watchparty_signal::media::library::grant(&state.db, id, lib_id, 0)
+                .await
+                .map_err(Error::msg)?;
             let api = ApiClient::new(&base, None).map_err(Error::msg)?;
             api.login(&name, PASSWORD).await.map_err(Error::msg)?;
             apis.push((name, api));

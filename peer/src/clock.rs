@@ -482,6 +482,24 @@ impl ClockSync {
         self.stats
     }
 
+    /// The largest round trip among the samples in the window (network
+    /// time to the host, without its hold time): what a member reports in
+    /// its `Latency` frame. `None` for the reference or without samples.
+    #[must_use]
+    pub fn max_round_trip(&self) -> Option<TimeDelta> {
+        match &self.mode {
+            Mode::Reference { .. } => None,
+            Mode::Follower(f) => f
+                .est
+                .samples
+                .iter()
+                // hi − lo = (t2 − t1) − (t3 − t4) = (t4 − t1) − (t3 − t2).
+                .map(|s| s.hi.saturating_sub(s.lo))
+                .max()
+                .map(TimeDelta::from_micros),
+        }
+    }
+
     /// The offset estimate at local time `at`, if any sample exists.
     #[must_use]
     pub fn estimate(&self, at: LocalTime) -> Option<OffsetEstimate> {
@@ -719,6 +737,23 @@ mod tests {
 
     fn true_offset(link: &Link, local: i64) -> i64 {
         link.room_at(local).as_micros() - local
+    }
+
+    #[test]
+    fn max_round_trip_is_the_slowest_sample_in_the_window() {
+        let link = Link {
+            offset_us: 1_000,
+            drift_ppm: 0.0,
+        };
+        let mut c = ClockSync::follower(&SyncConfig::default());
+        assert_eq!(c.max_round_trip(), None);
+        let mut t = 1_000_000;
+        for (up, down) in [(2_000, 3_000), (9_000, 1_000), (1_000, 1_000)] {
+            assert!(link.exchange(&mut c, t, up, down).is_ok());
+            t += 100_000;
+        }
+        assert_eq!(c.max_round_trip(), Some(TimeDelta::from_millis(10)));
+        assert_eq!(ClockSync::reference(TimeDelta::ZERO).max_round_trip(), None);
     }
 
     #[test]

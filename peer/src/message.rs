@@ -24,7 +24,7 @@ use crate::ids::{
     ContentHash, Epoch, InvalidValue, MAX_MEDIA_ID_LEN, MediaId, PositionMs, RateMilli, Role,
     RoomMs, Seq, UserId, is_bidi_control,
 };
-use crate::time::{LocalTime, RoomTime};
+use crate::time::{LocalTime, RoomTime, TimeDelta};
 
 /// Maximum number of items in a room queue.
 pub const MAX_QUEUE_ITEMS: usize = 100;
@@ -48,6 +48,11 @@ pub const MAX_ANNOUNCED_CERT_LEN: usize = crate::cert::MAX_CERT_LEN;
 /// the largest `Chat` frame (envelope and signature, a `u16` length and
 /// [`MAX_CHAT_BYTES`] of text), 2118 bytes.
 pub const MAX_EARLIER_FRAME_LEN: usize = crate::frame::MIN_FRAME_LEN + 2 + MAX_CHAT_BYTES;
+
+/// Largest latency a member may report in a `Latency` frame, µs (10 s); a
+/// larger value is malformed. The host caps the lead time it derives from
+/// the reports anyway (`SyncConfig::lead_time_max`).
+pub const MAX_REPORTED_LATENCY_US: u32 = 10_000_000;
 
 // ------------------------------------------------------------------ kinds --
 
@@ -151,6 +156,9 @@ kinds! {
     /// A member proves to the host that it holds the invite link's
     /// admission secret.
     Knock = 0x25, Member, CONTROL;
+    /// A member tells the host its round trip and player start-up latency
+    /// (the host's adaptive lead time).
+    Latency = 0x26, Member, CONTROL;
     /// Clock probe to the host.
     ClockPing = 0x30, Member, CLOCK;
     /// The host's clock answer.
@@ -724,6 +732,59 @@ pub struct Status {
     pub detached: bool,
 }
 
+/// A latency a member reports, µs, at most [`MAX_REPORTED_LATENCY_US`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct ReportedLatency(u32);
+
+impl ReportedLatency {
+    /// Parses a wire value.
+    ///
+    /// # Errors
+    /// Above [`MAX_REPORTED_LATENCY_US`].
+    pub const fn new(us: u32) -> Result<Self, InvalidValue> {
+        if us > MAX_REPORTED_LATENCY_US {
+            return Err(InvalidValue {
+                what: "reported latency",
+                why: "more than 10 s",
+            });
+        }
+        Ok(Self(us))
+    }
+
+    /// A measured duration, clamped to `0..=`[`MAX_REPORTED_LATENCY_US`].
+    #[must_use]
+    pub fn saturating_from(d: TimeDelta) -> Self {
+        let us = d.as_micros().clamp(0, i64::from(MAX_REPORTED_LATENCY_US));
+        // Clamped into u32 range just above.
+        Self(u32::try_from(us).unwrap_or(MAX_REPORTED_LATENCY_US))
+    }
+
+    /// The value in µs.
+    #[must_use]
+    pub const fn as_micros(self) -> u32 {
+        self.0
+    }
+
+    /// The value as a duration.
+    #[must_use]
+    pub const fn as_delta(self) -> TimeDelta {
+        TimeDelta::from_micros(self.0 as i64)
+    }
+}
+
+/// A member's latency report to the host: what the host needs to schedule
+/// commands just far enough ahead (docs/protocol.md §9.3, *Adaptive lead
+/// time*).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Latency {
+    /// The largest round trip to the host among the member's current clock
+    /// samples (network time, without the host's hold time).
+    pub round_trip: ReportedLatency,
+    /// The member's learned player start-up latency (from `Play` to
+    /// playing).
+    pub startup: ReportedLatency,
+}
+
 // --------------------------------------------------------------- messages --
 
 /// A frame payload. The variant determines the frame's [`Kind`].
@@ -809,6 +870,8 @@ pub enum Message {
     /// Proof of the invite link's admission secret: the knock MAC
     /// (`crate::admit::AdmitSecret::knock_mac`).
     Knock([u8; crate::admit::ADMIT_SECRET_LEN]),
+    /// Latency report to the host.
+    Latency(Latency),
     /// Clock probe (µs timestamps).
     ClockPing(ClockPing),
     /// Clock answer (µs timestamps).
@@ -844,6 +907,7 @@ impl Message {
             Self::Chat(_) => Kind::Chat,
             Self::Announce(_) => Kind::Announce,
             Self::Knock(_) => Kind::Knock,
+            Self::Latency(_) => Kind::Latency,
             Self::ClockPing(_) => Kind::ClockPing,
             Self::ClockPong(_) => Kind::ClockPong,
         }
@@ -942,6 +1006,10 @@ impl Message {
             }
             Self::Chat(t) => w.bytes("chat", t.0.as_bytes(), MAX_CHAT_BYTES)?,
             Self::Announce(c) => w.bytes("certificate", c.as_bytes(), MAX_ANNOUNCED_CERT_LEN)?,
+            Self::Latency(l) => {
+                w.u32(l.round_trip.as_micros());
+                w.u32(l.startup.as_micros());
+            }
             Self::ClockPing(p) => {
                 w.u32(p.id);
                 w.i64(p.origin.as_micros());
@@ -1079,6 +1147,11 @@ impl Message {
                 let bytes = r.bytes("certificate", MAX_ANNOUNCED_CERT_LEN)?;
                 Self::Announce(SignedCertificate::parse(bytes).map_err(MessageError::Certificate)?)
             }
+            Kind::Latency => Self::Latency(Latency {
+                round_trip: ReportedLatency::new(r.u32("round trip")?)
+                    .map_err(DecodeError::from)?,
+                startup: ReportedLatency::new(r.u32("startup")?).map_err(DecodeError::from)?,
+            }),
             Kind::ClockPing => Self::ClockPing(ClockPing {
                 id: r.u32("ping id")?,
                 origin: LocalTime::from_micros(r.i64("origin")?),
@@ -1502,6 +1575,12 @@ pub(crate) mod strategies {
         ];
         let member = prop_oneof![
             any::<[u8; 32]>().prop_map(Message::Knock),
+            (0..=MAX_REPORTED_LATENCY_US, 0..=MAX_REPORTED_LATENCY_US).prop_map(|(r, s)| {
+                Message::Latency(Latency {
+                    round_trip: ReportedLatency::new(r).unwrap(),
+                    startup: ReportedLatency::new(s).unwrap(),
+                })
+            }),
             "[😀🎉👍❤️🔥]{1,4}".prop_map(|s| Message::Reaction(Emoji::new(&s).unwrap())),
             request().prop_map(Message::Request),
             (
@@ -1588,13 +1667,48 @@ mod tests {
         }
         assert_eq!(Kind::from_byte(0), None);
         assert_eq!(Kind::from_byte(0x13), None);
+        assert_eq!(Kind::from_byte(0x27), None);
         assert_eq!(Kind::ChatHistory.signer(), SignerClass::Host);
+        assert_eq!(Kind::Latency.signer(), SignerClass::Member);
+        assert_eq!(Kind::Latency.channel(), channels::CONTROL);
         assert_eq!(Kind::ChatHistory.channel(), channels::CONTROL);
         assert_eq!(Kind::Play.signer(), SignerClass::Host);
         assert_eq!(Kind::Chat.signer(), SignerClass::Member);
         assert_eq!(Kind::ClockPong.signer(), SignerClass::Host);
         assert_eq!(Kind::ClockPing.channel(), channels::CLOCK);
         assert_eq!(Kind::Chat.channel(), channels::CHAT);
+    }
+
+    #[test]
+    fn a_latency_report_is_two_u32_of_at_most_ten_seconds() {
+        let m = Message::Latency(Latency {
+            round_trip: ReportedLatency::new(MAX_REPORTED_LATENCY_US).unwrap(),
+            startup: ReportedLatency::new(1_500).unwrap(),
+        });
+        let bytes = encode(&m);
+        assert_eq!(bytes, [0, 0x98, 0x96, 0x80, 0, 0, 0x05, 0xdc]);
+        assert_eq!(Message::decode(Kind::Latency, &bytes), Ok(m));
+        // One µs over the cap, in either field, is malformed.
+        for over in [
+            [0, 0x98, 0x96, 0x81, 0, 0, 0, 0],
+            [0, 0, 0, 0, 0, 0x98, 0x96, 0x81],
+        ] {
+            assert!(matches!(
+                Message::decode(Kind::Latency, &over),
+                Err(MessageError::Malformed(DecodeError::Invalid(_)))
+            ));
+        }
+        // Short and long payloads too.
+        assert!(Message::decode(Kind::Latency, &bytes[..7]).is_err());
+        assert!(Message::decode(Kind::Latency, &[bytes.as_slice(), &[0]].concat()).is_err());
+        assert_eq!(
+            ReportedLatency::saturating_from(TimeDelta::from_secs(11)).as_micros(),
+            MAX_REPORTED_LATENCY_US
+        );
+        assert_eq!(
+            ReportedLatency::saturating_from(TimeDelta::from_micros(-5)).as_micros(),
+            0
+        );
     }
 
     #[test]

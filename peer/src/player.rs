@@ -173,7 +173,9 @@ impl EchoTracker {
         match action {
             PlayerAction::Play => {
                 self.commanded_paused = Some(false);
-                self.awaiting_start = Some(now);
+                // A start behind a seek still under way measures the seek
+                // too: learning it would make every later start early.
+                self.awaiting_start = (!self.seek_pending(now)).then_some(now);
             }
             PlayerAction::Pause => {
                 self.commanded_paused = Some(true);
@@ -184,6 +186,8 @@ impl EchoTracker {
                 // Only the newest seek can still complete.
                 self.recent
                     .retain(|i| !matches!(i.action, PlayerAction::Seek { .. }));
+                // A start still awaited now includes this seek.
+                self.awaiting_start = None;
             }
         }
         if self.recent.len() >= MAX_REMEMBERED_ACTIONS {
@@ -516,6 +520,51 @@ mod tests {
         // The user plays: intent.
         let c = e.observe(obs(30_000, 10_150, false));
         assert!(matches!(c.intent, Some(UserIntent::Play { .. })));
+    }
+
+    #[test]
+    fn a_start_behind_a_pending_seek_teaches_no_start_latency() {
+        let mut e = EchoTracker::new(&SyncConfig::default());
+        e.observe(obs(0, 0, true));
+        // A seek (350 ms to land) and a play right behind it: the player
+        // moves only after the seek, which is not its start-up latency.
+        e.issued(
+            PlayerAction::Seek {
+                position: MediaPos::from_millis(20_000),
+            },
+            t(10),
+        );
+        e.issued(PlayerAction::Play, t(20));
+        let mut landed = obs(360, 20_000, true);
+        landed.event = Some(PlayerEvent::Seeked);
+        assert_eq!(e.observe(landed).start_latency, None);
+        let c = e.observe(obs(400, 20_000, false));
+        assert_eq!(c.start_latency, None);
+        assert_eq!(e.observe(obs(500, 20_100, false)).start_latency, None);
+        // A play with no seek under way is measured.
+        e.issued(PlayerAction::Pause, t(1_000));
+        e.observe(obs(1_010, 20_600, true));
+        e.issued(PlayerAction::Play, t(2_000));
+        e.observe(obs(2_030, 20_600, true));
+        let mut playing = obs(2_060, 20_600, false);
+        playing.event = Some(PlayerEvent::Playing);
+        assert_eq!(
+            e.observe(playing).start_latency,
+            Some(TimeDelta::from_millis(60))
+        );
+        // A seek issued while a start is awaited cancels the measurement.
+        e.issued(PlayerAction::Pause, t(3_000));
+        e.observe(obs(3_010, 21_500, true));
+        e.issued(PlayerAction::Play, t(4_000));
+        e.issued(
+            PlayerAction::Seek {
+                position: MediaPos::from_millis(30_000),
+            },
+            t(4_005),
+        );
+        let mut playing = obs(4_400, 30_000, false);
+        playing.event = Some(PlayerEvent::Playing);
+        assert_eq!(e.observe(playing).start_latency, None);
     }
 
     #[test]

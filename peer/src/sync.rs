@@ -239,6 +239,13 @@ impl SyncEngine {
         &self.cfg
     }
 
+    /// The learned start-up latency of our player (from `Play` to playing;
+    /// the initial guess until measured).
+    #[must_use]
+    pub fn start_estimate(&self) -> TimeDelta {
+        self.start_estimate
+    }
+
     /// The room timeline, once a state was received.
     #[must_use]
     pub fn timeline(&self) -> Option<&Timeline> {
@@ -257,8 +264,9 @@ impl SyncEngine {
         self.clock.to_room_time(now)
     }
 
-    /// Host helper: the room time at which a command issued at `now` should
-    /// take effect (`now + lead_time`).
+    /// Host helper: the room time at which a command issued at `now` would
+    /// take effect with the fixed `lead_time` (the session adapts the lead
+    /// to the room's reported latencies, docs/protocol.md §9.3).
     #[must_use]
     pub fn scheduled_at(&self, now: LocalTime) -> Option<RoomTime> {
         Some(self.room_time(now)? + self.cfg.lead_time)

@@ -56,9 +56,21 @@ pub struct SyncConfig {
 
     // ----- room timeline -----
     /// How far ahead of "now" a host schedules a command's room time, so that
-    /// every follower has it before it takes effect. Default 150 ms (one-way
-    /// 40 ms ± 15 ms plus retransmission slack on a typical WAN).
+    /// every follower has it before it takes effect, while the lead cannot be
+    /// adapted (a member has not reported its latency yet, or
+    /// `adaptive_lead` is off). Default 150 ms (one-way 40 ms ± 15 ms plus
+    /// retransmission slack on a typical WAN).
     pub lead_time: TimeDelta,
+    /// Adapt the lead time to the room (docs/protocol.md §9.3, *Adaptive
+    /// lead time*): twice the largest round trip any present member
+    /// reported, plus (for a start) the slowest start-up latency, at least
+    /// `lead_time_min`, at most `lead_time_max`. Default on.
+    pub adaptive_lead: bool,
+    /// Shortest adaptive lead. Default 30 ms.
+    pub lead_time_min: TimeDelta,
+    /// Longest adaptive lead: a member reporting a huge latency delays
+    /// commands by at most this. Default 1 s.
+    pub lead_time_max: TimeDelta,
 
     // ----- position filter -----
     /// Player position samples used by the error filter. Default 12.
@@ -120,7 +132,8 @@ pub struct SyncConfig {
     pub paused_seek_threshold: TimeDelta,
     /// First guess of the time from a play or seek command until the player
     /// advances; learned from the player's events afterwards. Default 100 ms
-    /// (typical for a browser `video` element or mpv with data buffered).
+    /// (typical for a browser `video` element); the native driver uses its
+    /// player's own hint instead (mpv: 5 ms, `PlayerBackend::startup_hint`).
     pub startup_estimate_initial: TimeDelta,
     /// Upper bound of the learned start-up latency. Default 2 s.
     pub startup_estimate_max: TimeDelta,
@@ -167,6 +180,9 @@ impl Default for SyncConfig {
             clock_jump_threshold: TimeDelta::from_millis(10),
             min_clock_samples: 3,
             lead_time: TimeDelta::from_millis(150),
+            adaptive_lead: true,
+            lead_time_min: TimeDelta::from_millis(30),
+            lead_time_max: TimeDelta::from_secs(1),
             filter_window: 12,
             filter_max_age: TimeDelta::from_micros(1_500_000),
             filter_min_samples: 3,
@@ -261,6 +277,13 @@ impl SyncConfig {
         positive("clock_jump_threshold", self.clock_jump_threshold)?;
         count("min_clock_samples", self.min_clock_samples)?;
         non_negative("lead_time", self.lead_time)?;
+        non_negative("lead_time_min", self.lead_time_min)?;
+        if self.lead_time_max < self.lead_time_min {
+            return Err(ConfigError {
+                field: "lead_time_max",
+                reason: "must not be below lead_time_min",
+            });
+        }
         count("filter_window", self.filter_window)?;
         positive("filter_max_age", self.filter_max_age)?;
         count("filter_min_samples", self.filter_min_samples)?;
@@ -391,5 +414,10 @@ mod tests {
             ..SyncConfig::default()
         };
         assert_eq!(c.check().map_err(|e| e.field), Err("max_cue_wait"));
+        let c = SyncConfig {
+            lead_time_max: TimeDelta::from_millis(29),
+            ..SyncConfig::default()
+        };
+        assert_eq!(c.check().map_err(|e| e.field), Err("lead_time_max"));
     }
 }

@@ -17,8 +17,8 @@ use watchparty_peer::ids::{
     UnixSeconds, UserId,
 };
 use watchparty_peer::message::{
-    Admitted, ChatText, DtlsBinding, EarlierChat, Fingerprint, Kind, MediaItem, Message, Refusal,
-    RefuseReason,
+    Admitted, ChatText, DtlsBinding, EarlierChat, Fingerprint, Kind, Latency, MediaItem, Message,
+    Refusal, RefuseReason, ReportedLatency,
 };
 use watchparty_peer::session::{ChannelOpen, Event, Output, Session, SessionConfig};
 use watchparty_peer::signaling::{BoundedVec, OffererRule, RosterEntry, ServerMessage};
@@ -176,6 +176,17 @@ fn vectors() -> Vec<(&'static str, String)> {
     v.push((
         "frame-chat-history",
         hex::encode(history(&h, 12, 134_000, frame_chat())),
+    ));
+    v.push((
+        "frame-latency",
+        frame(
+            &m,
+            header(4, 124_000),
+            Message::Latency(Latency {
+                round_trip: ReportedLatency::new(1_250).unwrap(),
+                startup: ReportedLatency::new(85_000).unwrap(),
+            }),
+        ),
     ));
     v.push(("admit-secret", hex::encode(admit_secret().as_bytes())));
     v.push(("knock-mac", hex::encode(knock_mac())));
@@ -408,6 +419,20 @@ fn drop_vectors() -> Vec<DropVector> {
             control,
             "not_host",
             history(&m, 9, 134_000, frame_chat()),
+        ),
+        dv(
+            "drop-latency-too-long",
+            control,
+            "malformed",
+            raw_frame(
+                &m,
+                Kind::Latency.to_byte(),
+                room,
+                1,
+                5,
+                124_500,
+                &[0x00, 0x98, 0x96, 0x81, 0x00, 0x01, 0x4c, 0x08],
+            ),
         ),
     ]
 }

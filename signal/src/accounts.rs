@@ -92,6 +92,20 @@ pub async fn find_user(db: &SqlitePool, username: &str) -> Result<Option<UserRow
     .await?)
 }
 
+/// The id of the enabled user `username`, if there is one (invitations name
+/// their invitee by username).
+pub async fn enabled_user_id<'e, E>(exec: E, username: &Username) -> Result<Option<i64>, ApiError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
+{
+    Ok(
+        sqlx::query_scalar("SELECT id FROM users WHERE username = ?1 AND disabled = 0")
+            .bind(username.as_str())
+            .fetch_optional(exec)
+            .await?,
+    )
+}
+
 /// Looks a user up by id.
 pub async fn find_user_by_id(db: &SqlitePool, id: i64) -> Result<Option<UserRow>, ApiError> {
     Ok(sqlx::query_as(

@@ -13,8 +13,9 @@ use clap::{Args, Parser, Subcommand};
 use sqlx::SqlitePool;
 
 use crate::audit::{Actor, AuditAction, Entry, Target};
-use crate::config::{self, Config, FileConfig, IpNet};
-use crate::password::{HashQueueLimits, PasswordHasherPool};
+use crate::client_ip::IpNet;
+use crate::config::{self, Config, FileConfig};
+use crate::password::PasswordHasherPool;
 use crate::validate::{DisplayName, LibraryName, NewPassword, Username};
 
 /// watchparty signaling server.
@@ -313,7 +314,7 @@ async fn record(db: &SqlitePool, entry: &Entry) {
 
 async fn admin(cmd: &Command, config: &Config, db: &SqlitePool) -> Result<(), String> {
     let hasher = || {
-        PasswordHasherPool::new(config.argon2, HashQueueLimits::from_config(config))
+        PasswordHasherPool::new(config.argon2, config.hash_queue_limits())
             .map_err(|e| e.to_string())
     };
     let now = crate::db::now_secs();
@@ -435,17 +436,8 @@ async fn admin(cmd: &Command, config: &Config, db: &SqlitePool) -> Result<(), St
                 .to_str()
                 .ok_or("library path must be valid UTF-8")?
                 .to_owned();
-            let res = sqlx::query(
-                "INSERT INTO libraries (name, root_path, created_at) VALUES (?1, ?2, ?3)",
-            )
-            .bind(name.as_str())
-            .bind(&root_text)
-            .bind(now)
-            .execute(db)
-            .await;
-            match res {
-                Ok(r) => {
-                    let id = r.last_insert_rowid();
+            match crate::media::library::add(db, name.as_str(), &root_text, now).await {
+                Ok(id) => {
                     let entry =
                         by_operator(AuditAction::LibraryAdded, Target::Library(id)).in_library(id);
                     record(db, &entry).await;
@@ -506,16 +498,9 @@ async fn admin(cmd: &Command, config: &Config, db: &SqlitePool) -> Result<(), St
         Command::Grant { username, library } => {
             let uid = user_id(db, username).await?;
             let lid = library_id(db, library).await?;
-            sqlx::query(
-                "INSERT INTO library_grants (user_id, library_id, created_at) VALUES (?1, ?2, ?3)
-                 ON CONFLICT DO NOTHING",
-            )
-            .bind(uid)
-            .bind(lid)
-            .bind(now)
-            .execute(db)
-            .await
-            .map_err(|e| e.to_string())?;
+            crate::media::library::grant(db, uid, lid, now)
+                .await
+                .map_err(|e| e.to_string())?;
             let entry = by_operator(AuditAction::LibraryGranted, Target::User(uid)).in_library(lid);
             record(db, &entry).await;
             println!("granted {library} to {username}");
@@ -524,10 +509,7 @@ async fn admin(cmd: &Command, config: &Config, db: &SqlitePool) -> Result<(), St
         Command::Revoke { username, library } => {
             let uid = user_id(db, username).await?;
             let lid = library_id(db, library).await?;
-            sqlx::query("DELETE FROM library_grants WHERE user_id = ?1 AND library_id = ?2")
-                .bind(uid)
-                .bind(lid)
-                .execute(db)
+            crate::media::library::revoke(db, uid, lid)
                 .await
                 .map_err(|e| e.to_string())?;
             let entry = by_operator(AuditAction::LibraryRevoked, Target::User(uid)).in_library(lid);

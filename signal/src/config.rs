@@ -3,12 +3,28 @@
 //!
 //! The flag/env layer is parsed by clap in [`crate::cli`]; this module holds the
 //! resolved [`Config`], the TOML file shape and the merge.
+//!
+//! Layering: an area's own settings type and defaults live with the module
+//! that owns them ([`crate::password`]: [`Argon2Cost`] and the hashing-queue
+//! bounds; [`crate::client_ip`]: [`IpNet`]; [`crate::throttle`];
+//! [`crate::ws::config`]; [`crate::audit::config`]). This module only composes
+//! them, and none of them imports it back; the modules that read settings
+//! (`state`, `listen`, `request_body`, …) import it, never the other way
+//! round, so the module graph has no circle through the configuration.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+
+use crate::client_ip::IpNet;
+/// The `[argon2]` table (owned by [`crate::password`]).
+pub use crate::password::Argon2Cost;
+use crate::password::{
+    DEFAULT_HASH_CONCURRENCY, DEFAULT_HASH_QUEUE_MAX_WAITERS, DEFAULT_HASH_QUEUE_TIMEOUT,
+    HASH_QUEUE_MAX_WAITERS_LIMIT, HashQueueLimits, MAX_HASH_QUEUE_TIMEOUT,
+};
 
 /// Default listen address (`--bind`, `WATCHPARTY_BIND`).
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
@@ -36,17 +52,6 @@ pub const DEFAULT_ROOM_IDLE_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
 pub const DEFAULT_ENDED_ROOM_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Default interval of the idle-room cleanup task.
 pub const DEFAULT_CLEANUP_INTERVAL: Duration = Duration::from_secs(60);
-/// Default number of password hashes computed at once (each takes ~19 MiB).
-pub const DEFAULT_HASH_CONCURRENCY: usize = 2;
-/// Default longest wait for a password-hashing slot before answering 503 `busy`: 10 s.
-pub const DEFAULT_HASH_QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default most requests waiting for a hashing slot at once; beyond it requests
-/// get 503 `busy` at once, so a login flood cannot pile up waiting requests.
-pub const DEFAULT_HASH_QUEUE_MAX_WAITERS: usize = 64;
-/// Upper bound for `hash_queue_max_waiters`.
-pub const HASH_QUEUE_MAX_WAITERS_LIMIT: usize = 10_000;
-/// Longest `hash_queue_timeout` the server accepts: 60 s.
-pub const MAX_HASH_QUEUE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default most directory entries examined by one `media scan`.
 pub const DEFAULT_SCAN_MAX_ENTRIES: usize = 200_000;
 /// Upper bound for `scan_max_entries`.
@@ -99,102 +104,6 @@ pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(20);
 pub const DEFAULT_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest `body_read_timeout_ms` (and `body_idle_timeout_ms`) accepted: 300 s.
 pub const MAX_BODY_READ_TIMEOUT: Duration = Duration::from_secs(300);
-
-/// Argon2id cost parameters.
-///
-/// The default is the OWASP floor and RustCrypto's default (m=19456 KiB, t=2, p=1).
-/// Cheaper values exist **only** so tests run quickly; never lower them in production.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Argon2Cost {
-    /// Memory in KiB.
-    pub memory_kib: u32,
-    /// Iterations.
-    pub iterations: u32,
-    /// Lanes.
-    pub parallelism: u32,
-}
-
-impl Default for Argon2Cost {
-    fn default() -> Self {
-        Argon2Cost {
-            memory_kib: argon2::Params::DEFAULT_M_COST,
-            iterations: argon2::Params::DEFAULT_T_COST,
-            parallelism: argon2::Params::DEFAULT_P_COST,
-        }
-    }
-}
-
-/// An IP network (`addr/prefix`), used for the trusted-proxy list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IpNet {
-    addr: IpAddr,
-    prefix: u8,
-}
-
-impl IpNet {
-    /// Whether `ip` lies in this network (IPv4-mapped IPv6 addresses are unmapped first).
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = unmap(ip);
-        match (self.addr, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u32::from(net) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u128::from(net) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        }
-    }
-}
-
-/// Turns `::ffff:a.b.c.d` into `a.b.c.d`.
-pub fn unmap(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
-}
-
-impl std::str::FromStr for IpNet {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (addr, prefix) = match s.split_once('/') {
-            Some((a, p)) => (a, Some(p)),
-            None => (s, None),
-        };
-        let addr: IpAddr = addr
-            .trim()
-            .parse()
-            .map_err(|_| format!("invalid IP address in {s:?}"))?;
-        let addr = unmap(addr);
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            Some(p) => p
-                .trim()
-                .parse::<u8>()
-                .ok()
-                .filter(|p| *p <= max)
-                .ok_or_else(|| format!("invalid prefix length in {s:?}"))?,
-            None => max,
-        };
-        Ok(IpNet { addr, prefix })
-    }
-}
-
-impl<'de> Deserialize<'de> for IpNet {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
 
 /// The resolved configuration of a running server.
 #[derive(Debug, Clone)]
@@ -330,6 +239,16 @@ impl Config {
             audit: crate::audit::AuditConfig::default(),
             web_dir: PathBuf::from(DEFAULT_WEB_DIR),
             web_pkg_dir: None,
+        }
+    }
+
+    /// The password-hashing queue bounds (`hash_concurrency`,
+    /// `hash_queue_timeout_ms`, `hash_queue_max_waiters`).
+    pub fn hash_queue_limits(&self) -> HashQueueLimits {
+        HashQueueLimits {
+            concurrency: self.hash_concurrency,
+            timeout: self.hash_queue_timeout,
+            max_waiters: self.hash_queue_max_waiters,
         }
     }
 
@@ -785,21 +704,5 @@ mod tests {
         let file: FileConfig = toml::from_str("cors_origins = [\"*\"]").unwrap();
         assert!(resolve(FileConfig::default(), file).is_err());
         assert!(toml::from_str::<FileConfig>("bnid = \"x\"").is_err());
-    }
-
-    #[test]
-    fn ip_nets() {
-        let n: IpNet = "10.0.0.0/8".parse().unwrap();
-        assert!(n.contains("10.1.2.3".parse().unwrap()));
-        assert!(n.contains("::ffff:10.1.2.3".parse().unwrap()));
-        assert!(!n.contains("11.0.0.1".parse().unwrap()));
-        let one: IpNet = "127.0.0.1".parse().unwrap();
-        assert!(one.contains("127.0.0.1".parse().unwrap()));
-        assert!(!one.contains("127.0.0.2".parse().unwrap()));
-        assert!("1.2.3.4/33".parse::<IpNet>().is_err());
-        let v6: IpNet = "::1/128".parse().unwrap();
-        assert!(v6.contains("::1".parse().unwrap()));
-        let all: IpNet = "0.0.0.0/0".parse().unwrap();
-        assert!(all.contains("8.8.8.8".parse().unwrap()));
     }
 }

@@ -50,6 +50,14 @@ pub async fn begin_immediate(
     pool.begin_with("BEGIN IMMEDIATE").await
 }
 
+/// Runs `SELECT 1`: whether the database answers (the readiness probe).
+pub async fn ping(pool: &SqlitePool) -> Result<(), sqlx::Error> {
+    sqlx::query_scalar::<_, i64>("SELECT 1")
+        .fetch_one(pool)
+        .await
+        .map(drop)
+}
+
 /// Current Unix time in seconds.
 pub fn now_secs() -> i64 {
     std::time::SystemTime::now()

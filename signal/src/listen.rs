@@ -45,7 +45,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tower::ServiceExt;
 
-use crate::config::{Config, IpNet, unmap};
+use crate::client_ip::{IpNet, unmap};
+use crate::config::Config;
 use crate::throttle::ipv6_prefix;
 
 /// What a client over the connection cap reads before its socket is closed.

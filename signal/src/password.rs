@@ -27,16 +27,51 @@ use std::time::Duration;
 use argon2::password_hash::phc::{Output, ParamsString, Salt};
 use argon2::{Algorithm, Argon2, Block, Params, PasswordHash, Version};
 use ring::rand::{SecureRandom, SystemRandom};
+use serde::Deserialize;
 use tokio::sync::Semaphore;
 
-use crate::config::{
-    Argon2Cost, Config, DEFAULT_HASH_CONCURRENCY, DEFAULT_HASH_QUEUE_MAX_WAITERS,
-    DEFAULT_HASH_QUEUE_TIMEOUT,
-};
 use crate::error::ApiError;
 
-/// Bounds of the hashing queue (from [`Config`]: `hash_concurrency`,
-/// `hash_queue_timeout_ms`, `hash_queue_max_waiters`).
+/// Default number of password hashes computed at once (each takes ~19 MiB).
+pub const DEFAULT_HASH_CONCURRENCY: usize = 2;
+/// Default longest wait for a password-hashing slot before answering 503 `busy`: 10 s.
+pub const DEFAULT_HASH_QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default most requests waiting for a hashing slot at once; beyond it requests
+/// get 503 `busy` at once, so a login flood cannot pile up waiting requests.
+pub const DEFAULT_HASH_QUEUE_MAX_WAITERS: usize = 64;
+/// Upper bound for `hash_queue_max_waiters`.
+pub const HASH_QUEUE_MAX_WAITERS_LIMIT: usize = 10_000;
+/// Longest `hash_queue_timeout` the server accepts: 60 s.
+pub const MAX_HASH_QUEUE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Argon2id cost parameters.
+///
+/// The default is the OWASP floor and RustCrypto's default (m=19456 KiB, t=2, p=1).
+/// Cheaper values exist **only** so tests run quickly; never lower them in production.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Argon2Cost {
+    /// Memory in KiB.
+    pub memory_kib: u32,
+    /// Iterations.
+    pub iterations: u32,
+    /// Lanes.
+    pub parallelism: u32,
+}
+
+impl Default for Argon2Cost {
+    fn default() -> Self {
+        Argon2Cost {
+            memory_kib: argon2::Params::DEFAULT_M_COST,
+            iterations: argon2::Params::DEFAULT_T_COST,
+            parallelism: argon2::Params::DEFAULT_P_COST,
+        }
+    }
+}
+
+/// Bounds of the hashing queue (from the configuration: `hash_concurrency`,
+/// `hash_queue_timeout_ms`, `hash_queue_max_waiters`; see
+/// [`crate::Config::hash_queue_limits`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HashQueueLimits {
     /// Hashes computed at once (at least 1).
@@ -54,17 +89,6 @@ impl Default for HashQueueLimits {
             concurrency: DEFAULT_HASH_CONCURRENCY,
             timeout: DEFAULT_HASH_QUEUE_TIMEOUT,
             max_waiters: DEFAULT_HASH_QUEUE_MAX_WAITERS,
-        }
-    }
-}
-
-impl HashQueueLimits {
-    /// The limits configured in `config`.
-    pub fn from_config(config: &Config) -> Self {
-        HashQueueLimits {
-            concurrency: config.hash_concurrency,
-            timeout: config.hash_queue_timeout,
-            max_waiters: config.hash_queue_max_waiters,
         }
     }
 }

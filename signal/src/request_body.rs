@@ -27,9 +27,11 @@ use axum::response::{IntoResponse, Response};
 use hyper::body::{Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
-use crate::api::MAX_BODY_BYTES;
 use crate::config::Config;
 use crate::error::ApiError;
+
+/// Largest accepted request body (bytes).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// The body deadlines, taken from [`Config`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

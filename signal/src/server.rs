@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 
+use crate::audit::{Actor, AuditAction, Entry, Target};
 use crate::config::Config;
 use crate::db::now_secs;
 use crate::listen::{ConnectionLimits, ConnectionSlots, SlotAcceptor};
@@ -74,14 +75,23 @@ pub async fn serve_tls(
 pub async fn cleanup_once(state: &AppState) -> Result<(), crate::error::ApiError> {
     let now = now_secs();
     let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
-    let (ended, deleted) = crate::rooms::store::cleanup(
+    let rooms = crate::rooms::store::cleanup(
         &state.db,
-        &state.audit,
         now,
         now.saturating_sub(secs(state.config.room_idle_timeout)),
         now.saturating_sub(secs(state.config.ended_room_retention)),
     )
     .await?;
+    for (ids, what) in [(&rooms.ended, "ended_idle"), (&rooms.deleted, "deleted")] {
+        for room in ids {
+            let entry = Entry::ok(Actor::System, AuditAction::RoomCleanedUp)
+                .target(Target::Room(room.clone()))
+                .detail(what);
+            state.audit.record(entry);
+        }
+    }
+    let count = |v: &Vec<_>| u64::try_from(v.len()).unwrap_or(u64::MAX);
+    let (ended, deleted) = (count(&rooms.ended), count(&rooms.deleted));
     let sessions = crate::accounts::purge_sessions(&state.db, now).await?;
     let instant = Instant::now();
     state.limits.login_account.purge(instant);
@@ -91,11 +101,8 @@ pub async fn cleanup_once(state: &AppState) -> Result<(), crate::error::ApiError
     let suppressed = state.audit.take_suppressed();
     if suppressed > 0 {
         tracing::warn!(suppressed, "audit records over the budget were not written");
-        let entry = crate::audit::Entry::ok(
-            crate::audit::Actor::System,
-            crate::audit::AuditAction::AuditSuppressed,
-        )
-        .detail(format!("{suppressed} records"));
+        let entry = Entry::ok(Actor::System, AuditAction::AuditSuppressed)
+            .detail(format!("{suppressed} records"));
         state.audit.record(entry);
     }
     state.audit.flush(&state.db).await?;

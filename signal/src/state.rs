@@ -8,7 +8,7 @@ use sqlx::SqlitePool;
 
 use crate::config::Config;
 use crate::keys::{KeyError, ServerKeys};
-use crate::password::{HashQueueLimits, HashSetupError, PasswordHasherPool};
+use crate::password::{HashSetupError, PasswordHasherPool};
 use crate::throttle::{
     AUTH_IP_BURST, AUTH_IP_REFILL, AUTH_PREFIX_BURST, AUTH_PREFIX_REFILL, DEFAULT_IPV6_PREFIX_LEN,
     FailureThrottle, LOGIN_BASE_LOCK, LOGIN_FREE_FAILURES, LOGIN_MAX_LOCK, ROOM_BASE_LOCK,
@@ -205,7 +205,7 @@ impl AppState {
         ensure_data_dir(&config.data_dir)?;
         let keys = ServerKeys::load_or_create(&config.data_dir)?;
         let db = crate::db::open(&config.database_path()).await?;
-        let hasher = PasswordHasherPool::new(config.argon2, HashQueueLimits::from_config(&config))?;
+        let hasher = PasswordHasherPool::new(config.argon2, config.hash_queue_limits())?;
         let limits = Limiters {
             ipv6_prefix_len: config.auth_ipv6_prefix_len,
             ..Limiters::new()

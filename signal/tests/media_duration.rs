@@ -70,13 +70,9 @@ async fn without_ffprobe_the_scan_succeeds_and_a_later_scan_fills_durations_in()
     let s = Server::start(&dir.path().join("data"), |_| {}).await;
     s.add_user("root", true).await;
     let root = std::fs::canonicalize(&lib_dir).unwrap();
-    let lib: i64 = sqlx::query_scalar(
-        "INSERT INTO libraries (name, root_path, created_at) VALUES ('l', ?1, 0) RETURNING id",
-    )
-    .bind(root.to_str().unwrap())
-    .fetch_one(&s.state.db)
-    .await
-    .unwrap();
+    let lib = watchparty_signal::media::library::add(&s.state.db, "l", root.to_str().unwrap(), 0)
+        .await
+        .unwrap();
     let missing = Prober::new("/nonexistent/ffprobe", Duration::from_secs(1));
     let r = scan_library_probed(&s.state.db, lib, DEFAULT_SCAN_MAX_ENTRIES, missing)
         .await

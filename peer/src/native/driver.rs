@@ -276,6 +276,12 @@ pub struct PeerView {
     pub clock_uncertainty_ms: Option<f64>,
     /// Follower, host row: round trip of the last clock exchange, ms.
     pub clock_rtt_ms: Option<f64>,
+    /// Host, member rows: the member's reported largest round trip to us,
+    /// ms (its `Latency` report).
+    pub reported_rtt_ms: Option<f64>,
+    /// Host, member rows: the member's reported player start-up latency,
+    /// ms.
+    pub reported_startup_ms: Option<f64>,
     /// Host, member rows: the member's last reported position minus the
     /// room's at the same room time, ms (positive = ahead).
     pub position_error_ms: Option<f64>,
@@ -344,6 +350,11 @@ pub struct StatusSnapshot {
     pub correcting: bool,
     /// Current rate offset, ppm.
     pub rate_offset_ppm: i64,
+    /// Host: how far ahead a start from pause is scheduled now, ms
+    /// (docs/protocol.md §9.3, *Adaptive lead time*).
+    pub lead_start_ms: Option<f64>,
+    /// Host: the same for any other command (pause, seek, rate), ms.
+    pub lead_delivery_ms: Option<f64>,
     /// Neighbours.
     pub peers: Vec<PeerView>,
     /// Rejected frames by reason.
@@ -769,8 +780,11 @@ impl DriverHandle {
         let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
         let (ev_tx, ev_rx) = mpsc::channel(EVENT_QUEUE);
         let (load_tx, load_rx) = mpsc::channel(LOAD_QUEUE);
+        let mut cfg_session = config.session;
+        // The player's own start-up guess (mpv starts in milliseconds).
+        cfg_session.sync.startup_estimate_initial = backend.startup_hint();
         let driver = Driver {
-            cfg_session: config.session,
+            cfg_session,
             identity: Some(config.identity),
             server_key: config.server_key,
             pinned_host: config.pinned_host,
@@ -1406,6 +1420,12 @@ where
             clock_offset_ms: clock.map(|c| ms(c.offset)),
             clock_uncertainty_ms: clock.map(|c| ms(c.uncertainty)),
             clock_rtt_ms: info.and_then(|i| i.clock_round_trip).map(ms),
+            reported_rtt_ms: info
+                .and_then(|i| i.latency)
+                .map(|l| ms(l.round_trip.as_delta())),
+            reported_startup_ms: info
+                .and_then(|i| i.latency)
+                .map(|l| ms(l.startup.as_delta())),
             position_error_ms: report.and_then(|r| r.position_error).map(ms),
             readiness: report.map(|r| readiness_label(r.readiness)),
             waited_for: info.and_then(|i| i.hold).map(|h| h.waited_for),
@@ -1463,6 +1483,8 @@ where
             position_error_ms: sync.as_ref().and_then(|x| x.error).map(ms),
             correcting: sync.as_ref().is_some_and(|x| x.correcting),
             rate_offset_ppm: sync.as_ref().map_or(0, |x| x.rate_offset_ppm),
+            lead_start_ms: s.and_then(Session::command_lead).map(|l| ms(l.start)),
+            lead_delivery_ms: s.and_then(Session::command_lead).map(|l| ms(l.delivery)),
             peers,
             drops,
             commands_applied: s.map_or(0, |s| s.stats().commands_applied),

@@ -21,6 +21,7 @@ mod binding;
 mod custody;
 mod history;
 mod holds;
+mod lead;
 mod limits;
 mod mesh;
 mod observe;
@@ -39,7 +40,7 @@ pub use limits::{
     HOST_PATH_MEMORY, RateLimit, STATE_REPLY_INTERVAL,
 };
 pub use mesh::{MAX_DEDUPE_ENTRIES, MAX_PING_ROUTES};
-pub use observe::{HoldView, MAX_PEER_RECORDS, MemberReport, PeerCounters, PeerInfo};
+pub use observe::{CommandLead, HoldView, MAX_PEER_RECORDS, MemberReport, PeerCounters, PeerInfo};
 pub use types::{
     ChannelOpen, CommandError, DEFAULT_POLICY, DisconnectReason, EXCUSE_STEADY, Event,
     HOST_CHANGE_GRACE, HOST_RETURN_GRACE, HOST_RETURN_WAIT, HostChangeRefusal, MAX_QUEUED_OUTPUTS,
@@ -59,9 +60,9 @@ use crate::ids::{
     ContentHash, DisplayName, Epoch, PositionMs, RateMilli, Role, RoomMs, Seq, UnixSeconds, UserId,
 };
 use crate::message::{
-    Buffering, ChatText, Emoji, Fingerprint, Handoff, Kind, MAX_ROLE_GRANTS, MediaItem, Message,
-    Permissions, Policy, Queue, Readiness, Refusal, RefuseReason, RequestedCommand, RoleGrant,
-    RoomState, SignerClass, Status, Timeline as WireTimeline,
+    Buffering, ChatText, Emoji, Fingerprint, Handoff, Kind, Latency, MAX_ROLE_GRANTS, MediaItem,
+    Message, Permissions, Policy, Queue, Readiness, Refusal, RefuseReason, ReportedLatency,
+    RequestedCommand, RoleGrant, RoomState, SignerClass, Status, Timeline as WireTimeline,
 };
 use crate::player::{PlayerObservation, UserIntent};
 use crate::signaling::{ClientMessage, RosterEntry, ServerMessage};
@@ -73,6 +74,7 @@ use asks::AskTable;
 use custody::PresentHost;
 use history::ChatLog;
 use holds::{HoldLedger, full_allowance};
+use lead::{LeadFor, LeadTimes};
 use limits::{Limits, MemberBuckets};
 use mesh::{Dedupe, FrameKey, PingRoutes, digest};
 use observe::PeerRecords;
@@ -223,8 +225,13 @@ pub struct Session {
     /// the room time of that instant, not of the send).
     last_position_at: Option<LocalTime>,
     next_status_at: Option<LocalTime>,
+    /// The `Latency` report we last sent, and to which host term (sent
+    /// again with every `Status`, and at once for a new host term).
+    latency_sent: Option<(UserId, Epoch)>,
     // host
     statuses: BTreeMap<UserId, MemberStatus>,
+    /// The members' latency reports: the adaptive lead time.
+    lead_times: LeadTimes,
     want_playing: bool,
     waiting_since: Option<LocalTime>,
     /// When the current hold was released (its count goes on if the room
@@ -342,7 +349,9 @@ impl Session {
             last_position: MediaPos::ZERO,
             last_position_at: None,
             next_status_at: None,
+            latency_sent: None,
             statuses: BTreeMap::new(),
+            lead_times: LeadTimes::default(),
             want_playing: false,
             waiting_since: None,
             wait_released_at: None,
@@ -518,6 +527,7 @@ impl Session {
                         received: s.received,
                     }),
                     hold: self.hold_view(user, now),
+                    latency: self.lead_times.report(user),
                 }
             })
             .collect()
@@ -1117,6 +1127,7 @@ impl Session {
         }
         self.roles.remove(&user);
         self.statuses.remove(&user);
+        self.lead_times.forget(user);
         self.excused.remove(&user);
         if self.asks.remove(user).is_some() {
             self.event(Event::AsksChanged);
@@ -1395,6 +1406,7 @@ impl Session {
         self.hosted = true;
         self.asks.clear();
         self.statuses.clear();
+        self.lead_times.clear();
         self.excused.clear();
         self.holds.clear();
         self.reset_wait();
@@ -1884,6 +1896,11 @@ impl Session {
             Message::Announce(cert) => {
                 let _ = self.add_member(cert, now);
             }
+            Message::Latency(l) => {
+                if self.is_host {
+                    self.lead_times.record(signer, *l);
+                }
+            }
             Message::Status(s) => {
                 self.rebind_on_status(from, signer, now);
                 if !self.is_host && from == signer {
@@ -2137,8 +2154,7 @@ impl Session {
         // Acting ends the wait for our earlier state (§7.2).
         self.finish_resume(now);
         let at = self
-            .engine
-            .scheduled_at(now)
+            .scheduled_at(now, LeadFor::Delivery)
             .ok_or(CommandError::InvalidState)?;
         match cmd {
             UserCommand::Play => {
@@ -2476,7 +2492,7 @@ impl Session {
         let charged = blockers.iter().copied().filter(|u| Some(*u) != self.me);
         self.holds.hold(charged.collect(), now);
         if !self.room_paused()
-            && let Some(at) = self.engine.scheduled_at(now)
+            && let Some(at) = self.scheduled_at(now, LeadFor::Delivery)
             && let Ok(s) = self.timeline_at(at, |t| t.pause_at(at))
         {
             let _ = self.issue(&pause_msg(&s), now);
@@ -2519,8 +2535,41 @@ impl Session {
         self.wait_released_at = None;
     }
 
+    /// Host: how far ahead commands are scheduled now; `None` on a
+    /// follower.
+    #[must_use]
+    pub fn command_lead(&self) -> Option<CommandLead> {
+        self.is_host.then(|| CommandLead {
+            start: self.lead_time(LeadFor::Start),
+            delivery: self.lead_time(LeadFor::Delivery),
+        })
+    }
+
+    /// Host: the room time at which a command issued at `now` takes
+    /// effect: `now` plus the lead time for `what` (§9.3, *Adaptive lead
+    /// time*).
+    fn scheduled_at(&self, now: LocalTime, what: LeadFor) -> Option<RoomTime> {
+        Some(self.engine.room_time(now)? + self.lead_time(what))
+    }
+
+    /// Host: the lead time for `what`, from the latency reports of the
+    /// members in the room.
+    fn lead_time(&self, what: LeadFor) -> TimeDelta {
+        let present = self
+            .members
+            .iter()
+            .filter(|(u, m)| m.current && Some(**u) != self.me)
+            .map(|(u, _)| *u);
+        self.lead_times.lead(
+            self.engine.config(),
+            present,
+            self.engine.start_estimate(),
+            what,
+        )
+    }
+
     fn issue_play(&mut self, now: LocalTime) {
-        if let Some(at) = self.engine.scheduled_at(now)
+        if let Some(at) = self.scheduled_at(now, LeadFor::Start)
             && let Ok(s) = self.timeline_at(at, |t| t.play_at(at, None))
         {
             let _ = self.issue(&play_msg(&s), now);
@@ -2554,7 +2603,7 @@ impl Session {
                 self.want_playing = true;
                 self.evaluate_buffering(now);
             }
-        } else if let Some(at) = self.engine.scheduled_at(now) {
+        } else if let Some(at) = self.scheduled_at(now, LeadFor::Delivery) {
             self.want_playing = false;
             if let Ok(s) = self.timeline_at(at, |t| t.pause_at(at)) {
                 let _ = self.issue(&pause_msg(&s), now);
@@ -2726,6 +2775,27 @@ impl Session {
         if let Ok(bytes) = self.sign(&s, now) {
             self.send_to_host(channels::CONTROL.id, bytes);
         }
+        self.send_latency(now);
+    }
+
+    /// Member: tells the host our round trip and start-up latency (its
+    /// adaptive lead time, §9.3), once the clock has samples.
+    fn send_latency(&mut self, now: LocalTime) {
+        let Some(host) = self.host() else { return };
+        if self.is_host || self.me.is_none() || self.status_withheld() {
+            return;
+        }
+        let Some(round_trip) = self.engine.clock().max_round_trip() else {
+            return;
+        };
+        let report = Message::Latency(Latency {
+            round_trip: ReportedLatency::saturating_from(round_trip),
+            startup: ReportedLatency::saturating_from(self.engine.start_estimate()),
+        });
+        if let Ok(bytes) = self.sign(&report, now) {
+            self.send_to_host(channels::CONTROL.id, bytes);
+            self.latency_sent = Some((host, self.epoch));
+        }
     }
 
     /// Directly when linked to the host, otherwise through every neighbour.
@@ -2784,6 +2854,14 @@ impl Session {
     /// Drains the sync engine's outputs.
     fn drive(&mut self, now: LocalTime) {
         self.arm_bind_deadlines(now);
+        if !self.is_host
+            && self.engine.clock().is_ready()
+            && self
+                .host()
+                .is_some_and(|h| self.latency_sent != Some((h, self.epoch)))
+        {
+            self.send_latency(now);
+        }
         while let Some(o) = self.engine.poll_output() {
             match o {
                 SyncOutput::Player(a) => self.push(Output::Player(a)),

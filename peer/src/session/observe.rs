@@ -82,6 +82,19 @@ pub struct PeerInfo {
     /// Host, for a current member's row: whether the room waits for it and
     /// its hold allowance.
     pub hold: Option<HoldView>,
+    /// Host, for a member's row: its last `Latency` report (its largest
+    /// round trip to us, its player's start-up latency).
+    pub latency: Option<crate::message::Latency>,
+}
+
+/// Host: how far ahead commands are scheduled now (docs/protocol.md §9.3,
+/// *Adaptive lead time*).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommandLead {
+    /// For a start from pause (delivery plus the slowest start-up).
+    pub start: TimeDelta,
+    /// For anything else (pause, seek, rate, load).
+    pub delivery: TimeDelta,
 }
 
 /// Host: how the buffering policy treats one member (see

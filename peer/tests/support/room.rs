@@ -23,7 +23,7 @@ use watchparty_peer::virtual_player::{VirtualPlayer, VirtualPlayerConfig};
 pub const ROOM: RoomId = RoomId::from_bytes([0x42; 16]);
 pub const WALL: UnixSeconds = UnixSeconds(1_700_000_000);
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct Net {
     pub latency_us: i64,
     pub jitter_us: i64,
@@ -134,6 +134,9 @@ pub struct Room {
     /// from the host's key, as the invite link carries it); `false` (the
     /// default) adds peers without it.
     pub admit: bool,
+    /// Peers added from now on adapt the lead time (the default, as the
+    /// real drivers); `false` keeps the fixed `lead_time`.
+    pub adaptive_lead: bool,
 }
 
 pub fn key(i: usize) -> SigningKey {
@@ -178,6 +181,7 @@ impl Room {
             seed,
             pin_followers: true,
             admit: false,
+            adaptive_lead: true,
         }
     }
 
@@ -220,6 +224,7 @@ impl Room {
         let k = key(i);
         let mut cfg = SessionConfig::new(ROOM);
         cfg.initial_policy.wait_timeout_ms = 10_000;
+        cfg.sync.adaptive_lead = self.adaptive_lead;
         if self.admit {
             cfg.admit_secret = Some(watchparty_peer::admit::AdmitSecret::derive(&key(0)));
         }

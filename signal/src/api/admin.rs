@@ -86,10 +86,9 @@ async fn audit(
         Some(name) => {
             let name = Username::parse(name)
                 .map_err(|_| ApiError::InvalidRequest("user must be a username".into()))?;
-            let id: Option<i64> = sqlx::query_scalar("SELECT id FROM users WHERE username = ?1")
-                .bind(name.as_str())
-                .fetch_optional(&state.db)
-                .await?;
+            let id = crate::accounts::find_user(&state.db, name.as_str())
+                .await?
+                .map(|u| u.id);
             Some(UserMatch {
                 id,
                 name_hash: Some(state.audit.name_hash(name.as_str())),

@@ -42,10 +42,7 @@ async fn healthz() -> axum::Json<Health> {
 #[utoipa::path(get, path = "/readyz", tag = "ops",
     responses((status = 200, body = Health), (status = 503, body = Health)))]
 async fn readyz(State(state): State<AppState>) -> (StatusCode, axum::Json<Health>) {
-    match sqlx::query_scalar::<_, i64>("SELECT 1")
-        .fetch_one(&state.db)
-        .await
-    {
+    match crate::db::ping(&state.db).await {
         Ok(_) => (StatusCode::OK, axum::Json(Health { status: "ok" })),
         Err(e) => {
             tracing::error!(error = %e, "readiness check failed");

@@ -19,7 +19,7 @@ use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, ErrorBody};
 use crate::media::files::resolve_in_root;
 use crate::media::range::{self, RangeSpec};
 use crate::media::subtitles::{MAX_SUBTITLE_BYTES, is_webvtt, srt_to_vtt};
-use crate::media::{self, ItemRow, LibraryView, MediaItem};
+use crate::media::{self, AudienceMember, ItemRow, LibraryView, MediaItem};
 use crate::state::AppState;
 use crate::tokens::{STREAM_TOKEN_CHARS, StreamGrant};
 
@@ -38,17 +38,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(stream))
         .routes(routes!(subtitle))
         .routes(routes!(audience))
-}
-
-/// A user who may watch an item (the room-creation page offers only these as invitees).
-#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
-pub struct AudienceMember {
-    /// User id.
-    pub id: i64,
-    /// Username.
-    pub username: String,
-    /// Display name.
-    pub display_name: String,
 }
 
 /// Other enabled users who may access this item (admins and holders of a
@@ -72,19 +61,7 @@ async fn audience(
         .await?
         .ok_or(ApiError::NotFound)?;
     let cap = state.config.list_max_rows;
-    let mut rows: Vec<AudienceMember> = sqlx::query_as(
-        "SELECT u.id, u.username, u.display_name FROM users u
-          WHERE u.disabled = 0 AND u.id <> ?2
-            AND (u.is_admin = 1 OR EXISTS (
-                 SELECT 1 FROM library_grants g
-                  WHERE g.library_id = ?1 AND g.user_id = u.id))
-          ORDER BY u.username LIMIT ?3",
-    )
-    .bind(item.library_id)
-    .bind(user.id)
-    .bind(i64::from(cap) + 1)
-    .fetch_all(&state.db)
-    .await?;
+    let mut rows = media::audience(&state.db, item.library_id, user.id, i64::from(cap) + 1).await?;
     let truncated = rows.len() > cap as usize;
     rows.truncate(cap as usize);
     let flag = HeaderValue::from_static(if truncated { "true" } else { "false" });

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod auth;
 pub mod cookie;
+pub mod extract;
 pub mod health;
 pub mod media;
 pub mod rooms;
@@ -30,10 +31,9 @@ use utoipa::openapi::security::{
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
+use crate::request_body::MAX_BODY_BYTES;
 use crate::state::AppState;
 
-/// Largest accepted request body (bytes).
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// The Content-Security-Policy sent on every response.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'";
 /// Preflight cache time when CORS is on.

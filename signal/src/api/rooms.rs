@@ -6,6 +6,9 @@
 //! room route, so the existence of a room is never confirmed to outsiders.
 //! Host-only routes answer 403 to visible non-hosts. Ended rooms answer 410 to
 //! every mutation.
+//!
+//! The handlers speak HTTP only: the queries they run are named functions in
+//! [`crate::rooms::store`] (and [`crate::accounts`] for the invitee lookup).
 
 use std::time::Instant;
 
@@ -14,7 +17,7 @@ use axum::http::{HeaderName, HeaderValue, StatusCode};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
-use sqlx::{Sqlite, Transaction};
+use sqlx::SqliteConnection;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -25,7 +28,7 @@ use crate::db::{begin_immediate, now_secs};
 use crate::error::{ApiError, ApiJson, ApiPath, ApiResult, ErrorBody};
 use crate::media::user_can_access;
 use crate::rooms::model::{GuestRole, MemberStatus, Policy, Role, RoomId};
-use crate::rooms::store::{self, MemberView, Membership, RoomRow};
+use crate::rooms::store::{self, InviteView, MemberView, Membership, NewRoom, RoomRow, RoomUpdate};
 use crate::state::AppState;
 use crate::validate::{NewPassword, PresentedPassword, RoomName, Username};
 
@@ -205,23 +208,6 @@ pub struct RoomView {
     pub members: Vec<MemberView>,
 }
 
-/// A pending invitation.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct InviteView {
-    /// Room id.
-    pub room_id: String,
-    /// Room name.
-    pub room_name: String,
-    /// Host username.
-    pub host_username: String,
-    /// Host display name.
-    pub host_display_name: String,
-    /// Offered role.
-    pub role: Role,
-    /// When the invitation was made or last changed.
-    pub invited_at: i64,
-}
-
 // ---------------------------------------------------------------- helpers
 
 /// The caller's standing in a room.
@@ -325,76 +311,17 @@ fn media_forbidden() -> ApiError {
 
 /// Every item in `items` must be accessible to every user in `users`.
 async fn check_access_all(
-    tx: &mut Transaction<'static, Sqlite>,
+    conn: &mut SqliteConnection,
     users: &[i64],
     items: &[i64],
 ) -> ApiResult<()> {
     for &item in items {
         for &user in users {
-            if !user_can_access(&mut **tx, user, item).await? {
+            if !user_can_access(&mut *conn, user, item).await? {
                 return Err(media_forbidden());
             }
         }
     }
-    Ok(())
-}
-
-/// Ids of users with status joined or invited.
-async fn member_ids(tx: &mut Transaction<'static, Sqlite>, room: &RoomId) -> ApiResult<Vec<i64>> {
-    Ok(sqlx::query_scalar(
-        "SELECT user_id FROM room_members WHERE room_id = ?1 AND status IN ('invited', 'joined')",
-    )
-    .bind(room.as_str())
-    .fetch_all(&mut **tx)
-    .await?)
-}
-
-/// The room's current item plus its queue.
-async fn room_items(tx: &mut Transaction<'static, Sqlite>, room: &RoomId) -> ApiResult<Vec<i64>> {
-    let mut items: Vec<i64> = store::queue(&mut **tx, room).await?;
-    let media: i64 = sqlx::query_scalar("SELECT media_id FROM rooms WHERE id = ?1")
-        .bind(room.as_str())
-        .fetch_one(&mut **tx)
-        .await?;
-    items.push(media);
-    items.sort_unstable();
-    items.dedup();
-    Ok(items)
-}
-
-async fn user_id_by_name(
-    tx: &mut Transaction<'static, Sqlite>,
-    username: &Username,
-) -> ApiResult<Option<i64>> {
-    Ok(
-        sqlx::query_scalar("SELECT id FROM users WHERE username = ?1 AND disabled = 0")
-            .bind(username.as_str())
-            .fetch_optional(&mut **tx)
-            .await?,
-    )
-}
-
-async fn set_member(
-    tx: &mut Transaction<'static, Sqlite>,
-    room: &RoomId,
-    user_id: i64,
-    role: Role,
-    status: MemberStatus,
-    now: i64,
-) -> ApiResult<()> {
-    sqlx::query(
-        "INSERT INTO room_members (room_id, user_id, role, status, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (room_id, user_id)
-         DO UPDATE SET role = excluded.role, status = excluded.status, updated_at = excluded.updated_at",
-    )
-    .bind(room.as_str())
-    .bind(user_id)
-    .bind(role.as_str())
-    .bind(status.as_str())
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
     Ok(())
 }
 
@@ -410,7 +337,7 @@ async fn set_own_status(
 ) -> ApiResult<()> {
     let now = now_secs();
     let mut tx = begin_immediate(&state.db).await?;
-    set_member(&mut tx, room, user_id, role, status, now).await?;
+    store::set_member(&mut *tx, room, user_id, role, status, now).await?;
     tx.commit().await?;
     let entry = Entry::ok(Actor::User(user_id), action)
         .target(Target::Room(room.clone()))
@@ -452,19 +379,13 @@ async fn take_seat(
         Some(MemberStatus::Declined) | None if room.invite_only => return Err(ApiError::NotFound),
         Some(MemberStatus::Declined) | None => {}
     }
-    let items = room_items(&mut tx, room_id).await?;
+    let items = store::room_items(&mut tx, room_id).await?;
     check_access_all(&mut tx, &[user_id], &items).await?;
-    let joined: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM room_members WHERE room_id = ?1 AND status = 'joined' AND user_id != ?2",
-    )
-    .bind(room_id.as_str())
-    .bind(user_id)
-    .fetch_one(&mut *tx)
-    .await?;
+    let joined = store::joined_count_except(&mut *tx, room_id, user_id).await?;
     if joined >= i64::from(room.max_members) {
         return Err(ApiError::RoomFull);
     }
-    set_member(&mut tx, room_id, user_id, role, MemberStatus::Joined, now).await?;
+    store::set_member(&mut *tx, room_id, user_id, role, MemberStatus::Joined, now).await?;
     store::touch(&mut *tx, room_id, now).await?;
     tx.commit().await?;
     state.audit.record(audit);
@@ -541,17 +462,11 @@ async fn create_room(
         Some(p) => Some(state.hasher.hash(p.as_bytes()).await?),
         None => None,
     };
-    let policy_json = serde_json::to_string(&req.policy).map_err(ApiError::internal)?;
     let id = RoomId::generate()?;
     let now = now_secs();
 
     let mut tx = begin_immediate(&state.db).await?;
-    let open_rooms: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM rooms WHERE host_user_id = ?1 AND status = 'open'",
-    )
-    .bind(user.id)
-    .fetch_one(&mut *tx)
-    .await?;
+    let open_rooms = store::open_rooms_hosted_by(&mut *tx, user.id).await?;
     if open_rooms >= MAX_OPEN_ROOMS_PER_HOST {
         return Err(ApiError::Conflict(format!(
             "you already host {MAX_OPEN_ROOMS_PER_HOST} open rooms; end one first"
@@ -559,7 +474,7 @@ async fn create_room(
     }
     let mut invitees = Vec::with_capacity(req.invites.len());
     for inv in &req.invites {
-        let uid = user_id_by_name(&mut tx, &inv.username)
+        let uid = crate::accounts::enabled_user_id(&mut *tx, &inv.username)
             .await?
             .ok_or_else(|| ApiError::InvalidRequest("an invited user does not exist".into()))?;
         invitees.push((uid, Role::from(inv.role)));
@@ -570,34 +485,32 @@ async fn create_room(
     }
     let everyone: Vec<i64> = invitees.iter().map(|(u, _)| *u).collect();
     check_access_all(&mut tx, &everyone, &[req.media_id]).await?;
-    sqlx::query(
-        "INSERT INTO rooms (id, name, host_user_id, media_id, invite_only, password_hash,
-                            policy_json, max_members, status, epoch, host_public_key,
-                            created_at, last_activity_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'open', 0, ?9, ?10, ?10)",
+    let room = NewRoom {
+        id: &id,
+        name: req.name.as_str(),
+        host_user_id: user.id,
+        media_id: req.media_id,
+        invite_only: req.invite_only,
+        password_hash,
+        policy: &req.policy,
+        max_members,
+        host_public_key: host_key,
+        now,
+    };
+    store::insert_room(&mut tx, room).await?;
+    store::set_member(
+        &mut *tx,
+        &id,
+        user.id,
+        Role::Host,
+        MemberStatus::Joined,
+        now,
     )
-    .bind(id.as_str())
-    .bind(req.name.as_str())
-    .bind(user.id)
-    .bind(req.media_id)
-    .bind(i64::from(req.invite_only))
-    .bind(password_hash)
-    .bind(policy_json)
-    .bind(i64::from(max_members))
-    .bind(host_key)
-    .bind(now)
-    .execute(&mut *tx)
     .await?;
-    sqlx::query("INSERT INTO room_queue (room_id, position, media_id) VALUES (?1, 0, ?2)")
-        .bind(id.as_str())
-        .bind(req.media_id)
-        .execute(&mut *tx)
-        .await?;
-    set_member(&mut tx, &id, user.id, Role::Host, MemberStatus::Joined, now).await?;
     let by_host = |action| Entry::ok(Actor::User(user.id), action).from_request(&meta);
     let mut records = vec![by_host(AuditAction::RoomCreated).target(Target::Room(id.clone()))];
     for (uid, role) in invitees {
-        set_member(&mut tx, &id, uid, role, MemberStatus::Invited, now).await?;
+        store::set_member(&mut *tx, &id, uid, role, MemberStatus::Invited, now).await?;
         records.push(
             by_host(AuditAction::RoomInvited)
                 .target(Target::User(uid))
@@ -626,15 +539,7 @@ async fn list_rooms(
     user: AuthUser,
 ) -> ApiResult<([(HeaderName, HeaderValue); 1], ApiJson<Vec<RoomView>>)> {
     let cap = state.config.list_max_rows;
-    let mut ids: Vec<String> = sqlx::query_scalar(
-        "SELECT r.id FROM rooms r JOIN room_members m ON m.room_id = r.id
-          WHERE m.user_id = ?1 AND m.status = 'joined'
-          ORDER BY r.created_at DESC, r.id LIMIT ?2",
-    )
-    .bind(user.id)
-    .bind(i64::from(cap) + 1)
-    .fetch_all(&state.db)
-    .await?;
+    let mut ids = store::joined_room_ids(&state.db, user.id, i64::from(cap) + 1).await?;
     let truncated = truncate_listing(&mut ids, cap);
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
@@ -713,7 +618,7 @@ async fn patch_room(
     let mut new_items: Vec<i64> = req.queue.clone().unwrap_or_default();
     new_items.extend(req.media_id);
     if !new_items.is_empty() {
-        let members = member_ids(&mut tx, &room_id).await?;
+        let members = store::member_ids(&mut *tx, &room_id).await?;
         for &item in &new_items {
             // Items the host cannot see are "not found" to the host.
             if !user_can_access(&mut *tx, user.id, item).await? {
@@ -722,70 +627,31 @@ async fn patch_room(
         }
         check_access_all(&mut tx, &members, &new_items).await?;
     }
-    if let Some(name) = &req.name {
-        sqlx::query("UPDATE rooms SET name = ?2 WHERE id = ?1")
-            .bind(room_id.as_str())
-            .bind(name.as_str())
-            .execute(&mut *tx)
-            .await?;
-    }
-    if let Some(media) = req.media_id {
-        sqlx::query("UPDATE rooms SET media_id = ?2 WHERE id = ?1")
-            .bind(room_id.as_str())
-            .bind(media)
-            .execute(&mut *tx)
-            .await?;
-    }
-    if let Some(queue) = &req.queue {
-        sqlx::query("DELETE FROM room_queue WHERE room_id = ?1")
-            .bind(room_id.as_str())
-            .execute(&mut *tx)
-            .await?;
-        for (pos, item) in queue.iter().enumerate() {
-            sqlx::query("INSERT INTO room_queue (room_id, position, media_id) VALUES (?1, ?2, ?3)")
-                .bind(room_id.as_str())
-                .bind(i64::try_from(pos).map_err(ApiError::internal)?)
-                .bind(item)
-                .execute(&mut *tx)
-                .await?;
-        }
-    }
-    if let Some(policy) = &req.policy {
-        sqlx::query("UPDATE rooms SET policy_json = ?2 WHERE id = ?1")
-            .bind(room_id.as_str())
-            .bind(serde_json::to_string(policy).map_err(ApiError::internal)?)
-            .execute(&mut *tx)
-            .await?;
-    }
     let by_host = |action| {
         Entry::ok(Actor::User(user.id), action)
             .target(Target::Room(room_id.clone()))
             .from_request(&meta)
     };
     let mut records = Vec::new();
-    if let Some(flag) = req.invite_only {
-        sqlx::query("UPDATE rooms SET invite_only = ?2 WHERE id = ?1")
-            .bind(room_id.as_str())
-            .bind(i64::from(flag))
-            .execute(&mut *tx)
-            .await?;
-        if flag != room.invite_only {
-            records.push(by_host(AuditAction::RoomInviteOnlyChanged).detail(if flag {
-                "on"
-            } else {
-                "off"
-            }));
-        }
+    if let Some(flag) = req.invite_only
+        && flag != room.invite_only
+    {
+        let detail = if flag { "on" } else { "off" };
+        records.push(by_host(AuditAction::RoomInviteOnlyChanged).detail(detail));
     }
-    if let Some(hash) = password_change {
+    if let Some(hash) = &password_change {
         let what = if hash.is_some() { "set" } else { "removed" };
-        sqlx::query("UPDATE rooms SET password_hash = ?2 WHERE id = ?1")
-            .bind(room_id.as_str())
-            .bind(hash)
-            .execute(&mut *tx)
-            .await?;
         records.push(by_host(AuditAction::RoomPasswordChanged).detail(what));
     }
+    let update = RoomUpdate {
+        name: req.name.as_ref().map(RoomName::as_str),
+        media_id: req.media_id,
+        queue: req.queue.as_deref(),
+        policy: req.policy.as_ref(),
+        invite_only: req.invite_only,
+        password_hash: password_change,
+    };
+    store::update_room(&mut tx, &room_id, update).await?;
     store::touch(&mut *tx, &room_id, now).await?;
     tx.commit().await?;
     records.into_iter().for_each(|r| state.audit.record(r));
@@ -946,16 +812,9 @@ async fn end_room(
     ctx.host()?;
     let now = now_secs();
     let mut tx = begin_immediate(&state.db).await?;
-    let ended = sqlx::query(
-        "UPDATE rooms SET status = 'ended', ended_at = ?2 WHERE id = ?1 AND status = 'open'",
-    )
-    .bind(ctx.room.id.as_str())
-    .bind(now)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
+    let ended = store::end_room(&mut *tx, &ctx.room.id, now).await?;
     tx.commit().await?;
-    if ended > 0 {
+    if ended {
         let entry = Entry::ok(Actor::User(user.id), AuditAction::RoomEnded)
             .target(Target::Room(ctx.room.id.clone()))
             .from_request(&meta);
@@ -984,7 +843,7 @@ async fn invite_member(
     let room_id = ctx.room.id.clone();
     let now = now_secs();
     let mut tx = begin_immediate(&state.db).await?;
-    let target = user_id_by_name(&mut tx, &req.username)
+    let target = crate::accounts::enabled_user_id(&mut *tx, &req.username)
         .await?
         .ok_or_else(|| ApiError::InvalidRequest("the invited user does not exist".into()))?;
     if let Some(Membership {
@@ -994,16 +853,16 @@ async fn invite_member(
     {
         return Err(ApiError::Conflict("already a member or invited".into()));
     }
-    let active = member_ids(&mut tx, &room_id).await?;
+    let active = store::member_ids(&mut *tx, &room_id).await?;
     if active.len() >= 2 * ctx.room.max_members as usize {
         return Err(ApiError::Conflict(
             "too many members and pending invitations".into(),
         ));
     }
-    let items = room_items(&mut tx, &room_id).await?;
+    let items = store::room_items(&mut tx, &room_id).await?;
     check_access_all(&mut tx, &[target], &items).await?;
-    set_member(
-        &mut tx,
+    store::set_member(
+        &mut *tx,
         &room_id,
         target,
         req.role.into(),
@@ -1026,11 +885,11 @@ async fn invite_member(
 }
 
 async fn guest_target(
-    tx: &mut Transaction<'static, Sqlite>,
+    conn: &mut SqliteConnection,
     room: &RoomId,
     target: i64,
 ) -> ApiResult<Membership> {
-    match store::membership(&mut **tx, room, target).await? {
+    match store::membership(&mut *conn, room, target).await? {
         Some(
             m @ Membership {
                 status: MemberStatus::Invited | MemberStatus::Joined,
@@ -1066,7 +925,7 @@ async fn change_role(
     let now = now_secs();
     let mut tx = begin_immediate(&state.db).await?;
     let m = guest_target(&mut tx, &room_id, target).await?;
-    set_member(&mut tx, &room_id, target, req.role.into(), m.status, now).await?;
+    store::set_member(&mut *tx, &room_id, target, req.role.into(), m.status, now).await?;
     store::touch(&mut *tx, &room_id, now).await?;
     let entry = Entry::ok(Actor::User(user.id), AuditAction::RoomRoleChanged)
         .target(Target::User(target))
@@ -1098,7 +957,15 @@ async fn kick_member(
     let now = now_secs();
     let mut tx = begin_immediate(&state.db).await?;
     let m = guest_target(&mut tx, &room_id, target).await?;
-    set_member(&mut tx, &room_id, target, m.role, MemberStatus::Kicked, now).await?;
+    store::set_member(
+        &mut *tx,
+        &room_id,
+        target,
+        m.role,
+        MemberStatus::Kicked,
+        now,
+    )
+    .await?;
     store::touch(&mut *tx, &room_id, now).await?;
     let entry = Entry::ok(Actor::User(user.id), AuditAction::RoomKicked)
         .target(Target::User(target))
@@ -1138,33 +1005,7 @@ async fn handoff(
             "the new host must have joined the room".into(),
         ));
     }
-    set_member(
-        &mut tx,
-        &room_id,
-        user.id,
-        Role::Controller,
-        MemberStatus::Joined,
-        now,
-    )
-    .await?;
-    set_member(
-        &mut tx,
-        &room_id,
-        req.user_id,
-        Role::Host,
-        MemberStatus::Joined,
-        now,
-    )
-    .await?;
-    sqlx::query(
-        "UPDATE rooms SET host_user_id = ?2, epoch = epoch + 1, host_public_key = NULL,
-                last_activity_at = ?3 WHERE id = ?1",
-    )
-    .bind(room_id.as_str())
-    .bind(req.user_id)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
+    store::hand_off(&mut tx, &room_id, user.id, req.user_id, now).await?;
     let entry = Entry::ok(Actor::User(user.id), AuditAction::RoomHandoff)
         .target(Target::User(req.user_id))
         .in_room(&room_id)
@@ -1188,34 +1029,9 @@ async fn list_invites(
     user: AuthUser,
 ) -> ApiResult<([(HeaderName, HeaderValue); 1], ApiJson<Vec<InviteView>>)> {
     let cap = state.config.list_max_rows;
-    let mut rows: Vec<(String, String, String, String, String, i64)> = sqlx::query_as(
-        "SELECT r.id, r.name, h.username, h.display_name, m.role, m.updated_at
-           FROM room_members m
-           JOIN rooms r ON r.id = m.room_id
-           JOIN users h ON h.id = r.host_user_id
-          WHERE m.user_id = ?1 AND m.status = 'invited' AND r.status = 'open'
-          ORDER BY m.updated_at DESC, r.id LIMIT ?2",
-    )
-    .bind(user.id)
-    .bind(i64::from(cap) + 1)
-    .fetch_all(&state.db)
-    .await?;
-    let truncated = truncate_listing(&mut rows, cap);
-    rows.into_iter()
-        .map(
-            |(room_id, room_name, host_username, host_display_name, role, invited_at)| {
-                Ok(InviteView {
-                    room_id,
-                    room_name,
-                    host_username,
-                    host_display_name,
-                    role: Role::from_db(&role)?,
-                    invited_at,
-                })
-            },
-        )
-        .collect::<ApiResult<Vec<_>>>()
-        .map(|v| (truncated, ApiJson(v)))
+    let mut invites = store::pending_invites(&state.db, user.id, i64::from(cap) + 1).await?;
+    let truncated = truncate_listing(&mut invites, cap);
+    Ok((truncated, ApiJson(invites)))
 }
 
 /// Accept an invitation: joins the room with the offered role (no password needed).

@@ -41,8 +41,6 @@ use std::time::{Duration, Instant};
 
 use std::sync::{Arc, Mutex};
 
-use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
 use ring::hmac;
 use serde::{Deserialize, Serialize};
 use sqlx::SqlitePool;
@@ -51,12 +49,9 @@ use utoipa::ToSchema;
 
 pub use config::AuditConfig;
 
-use crate::client_ip::ClientIp;
 use crate::db::now_secs;
-use crate::error::ApiError;
 use crate::keys::SymmetricKey;
 use crate::rooms::model::RoomId;
-use crate::state::AppState;
 use crate::throttle::RateLimiter;
 
 /// Records of requests nobody signed in to (failed or throttled logins,
@@ -379,6 +374,7 @@ impl Entry {
 
 /// Extractor: the client address (trusted-proxy rules) and the request id
 /// (`x-request-id`, set by the request-id layer when the client sent none).
+/// The extractor itself is in [`crate::api::extract`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestMeta {
     /// Client address.
@@ -395,23 +391,6 @@ pub fn clean_request_id(raw: &str) -> Option<String> {
         .take(MAX_REQUEST_ID_CHARS)
         .collect();
     (!id.is_empty()).then_some(id)
-}
-
-impl FromRequestParts<AppState> for RequestMeta {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let ClientIp(ip) = ClientIp::from_request_parts(parts, state).await?;
-        let request_id = parts
-            .headers
-            .get(crate::api::REQUEST_ID_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(clean_request_id);
-        Ok(RequestMeta { ip, request_id })
-    }
 }
 
 /// Queues and writes records, keeps the unsigned-request budget and the

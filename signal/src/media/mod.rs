@@ -3,9 +3,11 @@
 //! Rule: a user may see and stream an item iff the item is present and the
 //! user is an enabled admin or holds a grant on the item's library. The rule is
 //! evaluated in SQL ([`accessible_item`], [`user_can_access`]) on every request.
+//! Libraries and grants are written by [`library`] only.
 
 pub mod files;
 pub mod kinds;
+pub mod library;
 pub mod probe;
 pub mod range;
 pub mod scan;
@@ -217,6 +219,40 @@ pub async fn list_libraries(db: &SqlitePool, user_id: i64) -> Result<Vec<Library
           ORDER BY l.id",
     )
     .bind(user_id)
+    .fetch_all(db)
+    .await?)
+}
+
+/// A user who may watch an item (the room-creation page offers only these as invitees).
+#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+pub struct AudienceMember {
+    /// User id.
+    pub id: i64,
+    /// Username.
+    pub username: String,
+    /// Display name.
+    pub display_name: String,
+}
+
+/// Enabled users other than `except_user` who may access the items of
+/// `library_id` (admins and holders of a grant), by username, at most `limit`.
+pub async fn audience(
+    db: &SqlitePool,
+    library_id: i64,
+    except_user: i64,
+    limit: i64,
+) -> Result<Vec<AudienceMember>, ApiError> {
+    Ok(sqlx::query_as(
+        "SELECT u.id, u.username, u.display_name FROM users u
+          WHERE u.disabled = 0 AND u.id <> ?2
+            AND (u.is_admin = 1 OR EXISTS (
+                 SELECT 1 FROM library_grants g
+                  WHERE g.library_id = ?1 AND g.user_id = u.id))
+          ORDER BY u.username LIMIT ?3",
+    )
+    .bind(library_id)
+    .bind(except_user)
+    .bind(limit)
     .fetch_all(db)
     .await?)
 }

@@ -224,30 +224,15 @@ impl Server {
 
     /// Creates a library rooted at `root`, scans it, returns its id.
     pub async fn add_library(&self, name: &str, root: &Path) -> i64 {
-        let root = std::fs::canonicalize(root).unwrap();
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO libraries (name, root_path, created_at) VALUES (?1, ?2, 0) RETURNING id",
-        )
-        .bind(name)
-        .bind(root.to_str().unwrap())
-        .fetch_one(&self.state.db)
-        .await
-        .unwrap();
-        watchparty_signal::media::scan::scan_library(&self.state.db, id)
+        watchparty_signal::media::library::add_scanned(&self.state.db, name, root, 0)
             .await
-            .unwrap();
-        id
+            .unwrap()
     }
 
     pub async fn grant(&self, user: i64, library: i64) {
-        sqlx::query(
-            "INSERT INTO library_grants (user_id, library_id, created_at) VALUES (?1, ?2, 0)",
-        )
-        .bind(user)
-        .bind(library)
-        .execute(&self.state.db)
-        .await
-        .unwrap();
+        watchparty_signal::media::library::grant(&self.state.db, user, library, 0)
+            .await
+            .unwrap();
     }
 
     /// Id of the item at `rel_path`.

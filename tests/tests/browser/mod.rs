@@ -212,14 +212,7 @@ impl Site {
         tokio::spawn(async move {
             watchparty_signal::server::serve(st, listener, std::future::pending()).await
         });
-        let lib_id: i64 = sqlx::query_scalar(
-            "INSERT INTO libraries (name, root_path, created_at) VALUES ('films', ?1, 0) RETURNING id",
-        )
-        .bind(std::fs::canonicalize(&lib).unwrap().to_str().unwrap())
-        .fetch_one(&state.db)
-        .await
-        .unwrap();
-        watchparty_signal::media::scan::scan_library(&state.db, lib_id)
+        let lib_id = watchparty_signal::media::library::add_scanned(&state.db, "films", &lib, 0)
             .await
             .unwrap();
         let media_id: i64 = sqlx::query_scalar("SELECT id FROM media_items WHERE library_id = ?1")
@@ -243,14 +236,9 @@ impl Site {
     /// A user with access to the library.
     pub async fn add_user(&self, name: &str) -> i64 {
         let id = self.add_user_without_access(name).await;
-        sqlx::query(
-            "INSERT INTO library_grants (user_id, library_id, created_at) VALUES (?1, ?2, 0)",
-        )
-        .bind(id)
-        .bind(self.lib)
-        .execute(&self.state.db)
-        .await
-        .unwrap();
+        watchparty_signal::media::library::grant(&self.state.db, id, self.lib, 0)
+            .await
+            .unwrap();
         id
     }
 

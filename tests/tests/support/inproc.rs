@@ -70,14 +70,7 @@ pub async fn room(followers: usize) -> Room {
     tokio::spawn(async move {
         watchparty_signal::server::serve(st, listener, std::future::pending()).await
     });
-    let lib_id: i64 = sqlx::query_scalar(
-        "INSERT INTO libraries (name, root_path, created_at) VALUES ('films', ?1, 0) RETURNING id",
-    )
-    .bind(std::fs::canonicalize(&lib).unwrap().to_str().unwrap())
-    .fetch_one(&state.db)
-    .await
-    .unwrap();
-    watchparty_signal::media::scan::scan_library(&state.db, lib_id)
+    let lib_id = watchparty_signal::media::library::add_scanned(&state.db, "films", &lib, 0)
         .await
         .unwrap();
     let names: Vec<String> = std::iter::once("host".to_owned())
@@ -95,14 +88,9 @@ pub async fn room(followers: usize) -> Room {
         )
         .await
         .unwrap();
-        sqlx::query(
-            "INSERT INTO library_grants (user_id, library_id, created_at) VALUES (?1, ?2, 0)",
-        )
-        .bind(id)
-        .bind(lib_id)
-        .execute(&state.db)
-        .await
-        .unwrap();
+        watchparty_signal::media::library::grant(&state.db, id, lib_id, 0)
+            .await
+            .unwrap();
         let api = ApiClient::new(&base, None).unwrap();
         api.login(n, PASSWORD).await.unwrap();
         apis.push(api);

@@ -1196,6 +1196,10 @@ impl Driver {
                 "correcting": sync.as_ref().is_some_and(|x| x.correcting),
                 "rate_offset_ppm": sync.as_ref().map_or(0, |x| x.rate_offset_ppm),
                 "startup_ms": sync.as_ref().map(|x| view::ms(x.startup_estimate)),
+                "lead_ms": s.and_then(Session::command_lead).map(|l| json!({
+                    "start": view::ms(l.start),
+                    "delivery": view::ms(l.delivery),
+                })),
                 "actions": s.map(|s| {
                     let st = s.sync().stats();
                     json!({

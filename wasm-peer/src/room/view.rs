@@ -307,6 +307,8 @@ pub fn peer_sync(session: &Session, now: LocalTime) -> Vec<(UserId, Value)> {
                     "waited_for": p.hold.map(|h| h.waited_for),
                     "hold_allowance_ms": p.hold.map(|h| ms(h.allowance)),
                     "accepted": p.counters.accepted,
+                    "reported_rtt_ms": p.latency.map(|l| ms(l.round_trip.as_delta())),
+                    "reported_startup_ms": p.latency.map(|l| ms(l.startup.as_delta())),
                 }),
             )
         })

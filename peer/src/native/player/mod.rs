@@ -26,7 +26,7 @@ use std::future::Future;
 use tokio::time::Instant;
 
 use crate::player::{PlayerAction, PlayerObservation};
-use crate::time::{LocalTime, MediaPos};
+use crate::time::{LocalTime, MediaPos, TimeDelta};
 
 pub mod ipc;
 #[cfg(unix)]
@@ -167,6 +167,14 @@ pub trait PlayerBackend {
     /// # Errors
     /// As for [`PlayerBackend::apply`].
     fn load(&mut self, source: &str) -> Result<(), PlayerError>;
+
+    /// How long a `Play` typically takes to start this player: the sync
+    /// engine's start-up guess until it has measured one (and what the
+    /// member reports for the host's lead time meanwhile). Default: the
+    /// engine's `startup_estimate_initial` (100 ms, a `video` element).
+    fn startup_hint(&self) -> TimeDelta {
+        crate::sync_config::SyncConfig::default().startup_estimate_initial
+    }
 }
 
 /// A backend chosen at run time (`--player virtual|mpv`).
@@ -201,6 +209,14 @@ impl PlayerBackend for AnyBackend {
             Self::Virtual(v) => v.load(source),
             #[cfg(unix)]
             Self::Mpv(m) => m.load(source),
+        }
+    }
+
+    fn startup_hint(&self) -> TimeDelta {
+        match self {
+            Self::Virtual(v) => v.startup_hint(),
+            #[cfg(unix)]
+            Self::Mpv(m) => m.startup_hint(),
         }
     }
 }

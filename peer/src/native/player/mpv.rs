@@ -61,7 +61,7 @@ use tokio::time::Instant;
 use super::ipc::{Change, Command, Event, LineDecoder, Message, Property};
 use super::{BackendEvent, PlayerBackend, PlayerClock, PlayerError};
 use crate::player::{PlayerAction, PlayerEvent, PlayerObservation};
-use crate::time::{MediaPos, Rate};
+use crate::time::{MediaPos, Rate, TimeDelta};
 
 /// Default spacing of `time-pos` readings (the core's filter is tuned for
 /// about 10 per second).
@@ -355,7 +355,18 @@ impl PlayerBackend for MpvBackend {
         self.send(Command::SetPause(true))?;
         self.send(Command::LoadFile(source.to_owned()))
     }
+
+    fn startup_hint(&self) -> TimeDelta {
+        MPV_STARTUP_HINT
+    }
 }
+
+/// mpv resumes within a few milliseconds of `pause=no` once the file is
+/// loaded (its output is already open), far below a `video` element's
+/// ~100 ms: with the browser's guess, the first start under mpv came 100 ms
+/// early and was corrected by rate for ~5 s (issue #17). The engine
+/// replaces the hint with its first measurement.
+pub const MPV_STARTUP_HINT: TimeDelta = TimeDelta::from_millis(5);
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
