@@ -21,8 +21,8 @@
 //! |offset| is [`GROSS_MS`] or more (a player a whole marker off, a
 //! channel recording someone else, no sync at all). Not its p99: over a
 //! 15 s window that is the single worst marker, which a correction in
-//! progress on a loaded 2-core machine took to 94 ms in one of the first
-//! three runs; the quality goals are the bench's. As a measurement (`cargo xtask bench` sets
+//! progress on a loaded 2-core machine took to 94 ms and 107 ms in two of
+//! the first six runs; the quality goals are the bench's. As a measurement (`cargo xtask bench` sets
 //! `WATCHPARTY_BENCH_ACOUSTIC_OUT`): a longer window, and the offsets go as
 //! JSON to that file (read by `watchparty-bench --acoustic-samples`).
 
