@@ -36,12 +36,32 @@ const TARGET_P99_MS: f64 = 50.0;
 
 /// Adds the figures from the samples file `path`, or a note saying why not.
 pub fn run(path: Option<&Path>, out: &mut Vec<Figure>, notes: &mut Vec<String>) {
+    run_file(
+        GROUP,
+        "tests/tests/browser_spread.rs and passes --browser-samples",
+        path,
+        figures,
+        (out, notes),
+    );
+}
+
+/// Turns a parsed samples file into figures and notes, or says why not.
+pub(crate) type FromFile = fn(&Value) -> Result<(Vec<Figure>, Vec<String>), String>;
+
+/// The figures of a section measured by an e2e test into a JSON file:
+/// `figures` of the file at `path`, or a note naming `section` and saying
+/// why not (`producer`: what `cargo xtask bench` runs to write it).
+pub(crate) fn run_file(
+    section: &str,
+    producer: &str,
+    path: Option<&Path>,
+    figures: FromFile,
+    (out, notes): (&mut Vec<Figure>, &mut Vec<String>),
+) {
     let Some(path) = path else {
-        notes.push(
-            "browser: not measured: no samples file (`cargo xtask bench` runs \
-             tests/tests/browser_spread.rs and passes --browser-samples)"
-                .into(),
-        );
+        notes.push(format!(
+            "{section}: not measured: no samples file (`cargo xtask bench` runs {producer})"
+        ));
         return;
     };
     match read(path).and_then(|doc| figures(&doc)) {
@@ -50,12 +70,13 @@ pub fn run(path: Option<&Path>, out: &mut Vec<Figure>, notes: &mut Vec<String>) 
             notes.extend(extra);
         }
         Err(e) => notes.push(format!(
-            "browser: not measured: samples file {}: {e}",
+            "{section}: not measured: samples file {}: {e}",
             path.display()
         )),
     }
 }
 
+/// A JSON samples file of at most [`MAX_FILE_BYTES`].
 fn read(path: &Path) -> Result<Value, String> {
     let len = std::fs::metadata(path).map_err(|e| e.to_string())?.len();
     if len > MAX_FILE_BYTES {
@@ -68,7 +89,7 @@ fn read(path: &Path) -> Result<Value, String> {
 }
 
 /// Samples of one phase: finite, non-negative, at most [`MAX_SAMPLES`].
-fn samples(v: &Value, phase: &str) -> Result<Vec<f64>, String> {
+pub(crate) fn samples(v: &Value, phase: &str) -> Result<Vec<f64>, String> {
     let list = v
         .as_array()
         .ok_or_else(|| format!("phase `{phase}` is not a list"))?;

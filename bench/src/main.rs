@@ -15,6 +15,7 @@
 )]
 
 mod accounts;
+mod acoustic;
 mod browser;
 mod capacity;
 mod compare;
@@ -94,11 +95,14 @@ pub struct Options {
     /// Room-life figures (JSON lines written by the reload e2e tests), for
     /// the `room_life` section.
     pub room_life_samples: Option<PathBuf>,
+    /// Acoustic offsets (JSON written by `tests/tests/acoustic.rs`), for
+    /// the `acoustic` section.
+    pub acoustic_samples: Option<PathBuf>,
 }
 
 const USAGE: &str = "usage: watchparty-bench [--quick] --json FILE --markdown FILE \
-[--signal-bin FILE] [--matchbox-bin FILE] [--wasm FILE]... [--only SECTION,...] [--commit SHA] [--analysis FILE] [--previous RESULTS.json] [--browser-samples FILE] [--room-life-samples FILE]
-sections: rooms, grid, micro, capacity, accounts, browser, room_life (all by default); connect (connect time only, more runs);
+[--signal-bin FILE] [--matchbox-bin FILE] [--wasm FILE]... [--only SECTION,...] [--commit SHA] [--analysis FILE] [--previous RESULTS.json] [--browser-samples FILE] [--room-life-samples FILE] [--acoustic-samples FILE]
+sections: rooms, grid, micro, capacity, accounts, browser, room_life, acoustic (all by default); connect (connect time only, more runs);
 relay (the relay part of capacity only)
 env: WATCHPARTY_BENCH_LOG=<tracing filter> traces to stderr, e.g. watchparty_peer=debug;
 WATCHPARTY_BENCH_SERVER_WRAPPER=<command> runs our server under it (e.g. valgrind --tool=callgrind)";
@@ -147,6 +151,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--previous" => o.previous = Some(value()?.into()),
             "--browser-samples" => o.browser_samples = Some(value()?.into()),
             "--room-life-samples" => o.room_life_samples = Some(value()?.into()),
+            "--acoustic-samples" => o.acoustic_samples = Some(value()?.into()),
             other => return Err(format!("unknown argument `{other}`")),
         }
     }
@@ -331,6 +336,16 @@ async fn run_all(opts: &Options) -> Run {
         );
         run.timings
             .push(("room_life".into(), t.elapsed().as_secs_f64()));
+    }
+    if wanted(opts, "acoustic") {
+        let t = Instant::now();
+        acoustic::run(
+            opts.acoustic_samples.as_deref(),
+            &mut run.figures,
+            &mut run.notes,
+        );
+        run.timings
+            .push(("acoustic".into(), t.elapsed().as_secs_f64()));
     }
     if wanted(opts, "accounts") {
         let t = Instant::now();

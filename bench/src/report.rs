@@ -105,6 +105,14 @@ const SECTIONS: &[(&str, &str)] = &[
         "Browser sync: two headless Chromium video elements",
     ),
     (
+        crate::acoustic::GROUP,
+        "Acoustic sync: what people hear (two Chromium pages and two mpv, real audio output captured through PulseAudio), next to what the players report",
+    ),
+    (
+        crate::acoustic::VISUAL_GROUP,
+        "Visual sync: which frame each Chromium page shows, and when (requestVideoFrameCallback, same run as the acoustic section)",
+    ),
+    (
         "room_life",
         "Room life: a page reloads mid-play (two Chromium profiles + a native follower)",
     ),
@@ -204,6 +212,9 @@ pub fn write(opts: &Options, run: &Run) -> Result<(), Error> {
         let _ = writeln!(md, "## {title}\n");
         if *group == GRID_GROUP {
             md.push_str(&grid_matrix(&run.figures));
+        }
+        if *group == crate::acoustic::GROUP {
+            let _ = writeln!(md, "{}\n", crate::acoustic::ANCHORS);
         }
         let _ = writeln!(
             md,

@@ -5,4 +5,5 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod acoustic;
 pub mod impair;

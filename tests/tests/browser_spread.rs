@@ -291,13 +291,7 @@ async fn browser_spread_two_chromium_video_elements() {
         },
         "correction": correction,
     });
-    if let Some(out) = out {
-        if let Some(dir) = out.parent() {
-            std::fs::create_dir_all(dir).unwrap();
-        }
-        std::fs::write(&out, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
-        println!("browser spread samples: {}", out.display());
-    }
+    write_measurement(out.as_deref(), &doc, "browser spread samples");
     host.close().await;
     follower.close().await;
     println!(

@@ -23,6 +23,11 @@
 //! [`ROOM_LIFE_TESTS`] run [`ROOM_LIFE_RUNS`] times each, and every passing
 //! run appends its figure to `target/bench/room_life.jsonl`, passed on with
 //! `--room-life-samples`.
+//!
+//! The `acoustic` section (what people hear: each player's real audio
+//! output through a private PulseAudio daemon) is measured there too, by
+//! `tests/tests/acoustic.rs` with a longer window; its offsets go to
+//! `target/bench/acoustic.json`, passed on with `--acoustic-samples`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -64,6 +69,14 @@ const ROOM_LIFE_SAMPLES: &str = "room_life.jsonl";
 const ROOM_LIFE_OUT_ENV: &str = "WATCHPARTY_BENCH_ROOM_LIFE_OUT";
 /// Longest one room-life test run may take (one takes under a minute).
 const ROOM_LIFE_TIME_LIMIT: Duration = Duration::from_secs(10 * 60);
+/// The e2e test target of the acoustic measure.
+const ACOUSTIC_TEST: &str = "acoustic";
+/// File (under `target/bench/`) with the acoustic offsets.
+const ACOUSTIC_SAMPLES: &str = "acoustic.json";
+/// Env naming that file for the measurement (`tests/tests/acoustic.rs`).
+const ACOUSTIC_OUT_ENV: &str = "WATCHPARTY_BENCH_ACOUSTIC_OUT";
+/// Longest the acoustic measurement may take (a full one: about 2 minutes).
+const ACOUSTIC_TIME_LIMIT: Duration = Duration::from_secs(10 * 60);
 
 /// Options of `cargo xtask bench`.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -86,7 +99,8 @@ pub fn parse(args: &[String]) -> Result<BenchOptions, String> {
             IN_NETNS_BROWSER => o.in_netns_browser = true,
             "--only" => {
                 o.only = Some(it.next().cloned().ok_or(
-                    "`--only` needs a list: rooms,grid,micro,capacity,accounts,browser,room_life",
+                    "`--only` needs a list: rooms,grid,micro,capacity,accounts,browser,room_life,\
+                     acoustic",
                 )?);
             }
             other => return Err(format!("unknown option `{other}` for `bench`")),
@@ -183,6 +197,7 @@ struct BenchArgs {
     previous: Option<PathBuf>,
     browser_samples: Option<PathBuf>,
     room_life_samples: Option<PathBuf>,
+    acoustic_samples: Option<PathBuf>,
 }
 
 /// The bench binary's command line (without the program).
@@ -213,6 +228,9 @@ fn bench_args(opts: &BenchOptions, b: &BenchArgs) -> Result<Vec<String>, Failure
     if let Some(p) = &b.room_life_samples {
         v.extend(["--room-life-samples".to_owned(), arg(p)?]);
     }
+    if let Some(p) = &b.acoustic_samples {
+        v.extend(["--acoustic-samples".to_owned(), arg(p)?]);
+    }
     Ok(v)
 }
 
@@ -223,6 +241,8 @@ struct BrowserParts {
     spread: bool,
     /// The reload figures (`room_life`).
     room_life: bool,
+    /// What people hear (`acoustic`).
+    acoustic: bool,
 }
 
 impl BrowserParts {
@@ -231,33 +251,45 @@ impl BrowserParts {
         Self {
             spread: wants("browser"),
             room_life: wants("room_life"),
+            acoustic: wants("acoustic"),
         }
+    }
+
+    fn any(self) -> bool {
+        self.spread || self.room_life || self.acoustic
     }
 }
 
 /// The browser measurements: re-runs xtask inside a private network
 /// namespace (Chromium gathers no loopback candidates) to run
-/// `tests/tests/browser_spread.rs` and the room-life tests; returns the
-/// samples files (spread, room life). When the spread measurement fails,
-/// its file holds `{"error": ...}` and the bench notes the failure; a
-/// room-life run that fails adds no line (the bench notes what is missing).
-fn browser_measurement(quick: bool, parts: BrowserParts) -> (Option<PathBuf>, Option<PathBuf>) {
+/// `tests/tests/browser_spread.rs`, the room-life tests and the acoustic
+/// measure; returns the samples files (spread, room life, acoustic). When
+/// the spread or acoustic measurement fails, its file holds
+/// `{"error": ...}` and the bench notes the failure; a room-life run that
+/// fails adds no line (the bench notes what is missing).
+fn browser_measurement(quick: bool, parts: BrowserParts) -> [Option<PathBuf>; 3] {
     let dir = root().join("target").join("bench");
     let out = dir.join(BROWSER_SAMPLES);
     let life = dir.join(ROOM_LIFE_SAMPLES);
+    let acoustic = dir.join(ACOUSTIC_SAMPLES);
     // Stale files from an earlier run must not be reported as this one.
     let _ = std::fs::remove_file(&out);
     let _ = std::fs::remove_file(&life);
+    let _ = std::fs::remove_file(&acoustic);
     // The tests append to `life`: its folder must exist.
     let _ = std::fs::create_dir_all(&dir);
     let mut args = vec!["bench".to_owned(), IN_NETNS_BROWSER.to_owned()];
     if quick {
         args.push("--quick".to_owned());
     }
-    let only: Vec<&str> = [(parts.spread, "browser"), (parts.room_life, "room_life")]
-        .into_iter()
-        .filter_map(|(want, name)| want.then_some(name))
-        .collect();
+    let only: Vec<&str> = [
+        (parts.spread, "browser"),
+        (parts.room_life, "room_life"),
+        (parts.acoustic, "acoustic"),
+    ]
+    .into_iter()
+    .filter_map(|(want, name)| want.then_some(name))
+    .collect();
     args.extend(["--only".to_owned(), only.join(",")]);
     println!("\n==> browser measurements ({})", only.join(", "));
     let result = Cmd::cargo()
@@ -266,13 +298,19 @@ fn browser_measurement(quick: bool, parts: BrowserParts) -> (Option<PathBuf>, Op
         .and_then(|()| netns::reexec(&args));
     if let Err(e) = result {
         eprintln!("xtask bench: the browser measurement failed: {e}");
-        if parts.spread && !out.is_file() {
-            let _ = std::fs::create_dir_all(&dir);
-            let doc = format!("{{\"error\": {}}}\n", json_string(&e.to_string()));
-            let _ = std::fs::write(&out, doc);
+        let doc = format!("{{\"error\": {}}}\n", json_string(&e.to_string()));
+        for (want, file) in [(parts.spread, &out), (parts.acoustic, &acoustic)] {
+            if want && !file.is_file() {
+                let _ = std::fs::create_dir_all(&dir);
+                let _ = std::fs::write(file, &doc);
+            }
         }
     }
-    (parts.spread.then_some(out), parts.room_life.then_some(life))
+    [
+        parts.spread.then_some(out),
+        parts.room_life.then_some(life),
+        parts.acoustic.then_some(acoustic),
+    ]
 }
 
 /// `text` as a JSON string literal (xtask has no dependencies).
@@ -340,7 +378,18 @@ fn browser_inner(quick: bool, parts: BrowserParts) -> Result<(), Failure> {
             }
         }
     }
-    spread
+    let mut acoustic = Ok(());
+    if parts.acoustic {
+        println!("\n==> acoustic: {ACOUSTIC_TEST}");
+        let mut test = e2e_test(ACOUSTIC_TEST, false)
+            .env(ACOUSTIC_OUT_ENV, dir.join(ACOUSTIC_SAMPLES))
+            .time_limit(ACOUSTIC_TIME_LIMIT);
+        if quick {
+            test = test.env(BROWSER_QUICK_ENV, "1");
+        }
+        acoustic = test.run();
+    }
+    spread.and(acoustic)
 }
 
 /// Runs `cargo xtask bench`: builds outside, measures inside a private
@@ -367,10 +416,10 @@ pub fn run(opts: &BenchOptions) -> Result<(), Failure> {
         Vec::new()
     };
     let parts = BrowserParts::of(opts.only.as_deref());
-    let (browser, room_life) = if parts.spread || parts.room_life {
+    let [browser, room_life, acoustic] = if parts.any() {
         browser_measurement(opts.quick, parts)
     } else {
-        (None, None)
+        [None, None, None]
     };
     let commit = Cmd::new("git")
         .args(["rev-parse", "--short=12", "HEAD"])
@@ -403,6 +452,7 @@ pub fn run(opts: &BenchOptions) -> Result<(), Failure> {
             previous: have_previous.then_some(previous),
             browser_samples: browser,
             room_life_samples: room_life,
+            acoustic_samples: acoustic,
         },
     )?;
     let mut inner = vec![
@@ -472,6 +522,7 @@ mod tests {
             previous: None,
             browser_samples: None,
             room_life_samples: Some("/t/life.jsonl".into()),
+            acoustic_samples: Some("/t/acoustic.json".into()),
         };
         let quick = BenchOptions {
             quick: true,
@@ -491,6 +542,7 @@ mod tests {
             ("--matchbox-bin", "/bin/mb"),
             ("--wasm", "/t/a.js"),
             ("--room-life-samples", "/t/life.jsonl"),
+            ("--acoustic-samples", "/t/acoustic.json"),
         ] {
             assert!(pairs.contains(&want), "{want:?} in {v:?}");
         }
@@ -516,13 +568,15 @@ mod tests {
     #[test]
     fn browser_parts_follow_only() {
         let all = BrowserParts::of(None);
-        assert!(all.spread && all.room_life);
+        assert!(all.spread && all.room_life && all.acoustic);
+        let heard = BrowserParts::of(Some("acoustic"));
+        assert!(heard.acoustic && !heard.spread && !heard.room_life && heard.any());
         let life = BrowserParts::of(Some("micro,room_life"));
         assert!(!life.spread && life.room_life);
         let spread = BrowserParts::of(Some("browser"));
         assert!(spread.spread && !spread.room_life);
         let none = BrowserParts::of(Some("grid"));
-        assert!(!none.spread && !none.room_life);
+        assert!(!none.spread && !none.room_life && !none.any());
     }
 
     /// Every room-life test exists, and is the one the bench binary names

@@ -152,7 +152,9 @@ pub fn test_programs(step: Step) -> &'static [&'static str] {
         Step::Fmt | Step::Clippy | Step::ClippyWasm | Step::Deny => &[],
         // The isolated steps run under `unshare`, configured with `ip`; the
         // native tests drive mpv on clips made by ffmpeg; the whole-system
-        // tests also drop packets with nft.
+        // tests also drop packets with nft, and the acoustic test records
+        // the players through its own PulseAudio daemon (`pulseaudio`,
+        // `parec`; Xvfb only when asked for, so not required).
         Step::Native => &["unshare", "ip", "mpv", "ffmpeg"],
         Step::Wasm => &[
             "unshare",
@@ -169,6 +171,8 @@ pub fn test_programs(step: Step) -> &'static [&'static str] {
             "nft",
             "mpv",
             "ffmpeg",
+            "pulseaudio",
+            "parec",
             CHROMIUM,
             CHROMEDRIVER,
             FIREFOX,

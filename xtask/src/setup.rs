@@ -9,8 +9,10 @@
 //!   Installing them needs root; without root the exact command is printed
 //!   and setup fails.
 //!   Also `mpv` and `ffmpeg` (the native player and its test clips),
-//!   `fonts-noto-color-emoji` (the web app's symbols in Chromium) and
-//!   `python3-venv` (for the next point).
+//!   `pulseaudio` (with `pulseaudio-utils`) and `xvfb` (the acoustic
+//!   measure: a private sound server recording each player, and a display
+//!   for headed Chromium when asked for), `fonts-noto-color-emoji` (the web
+//!   app's symbols in Chromium) and `python3-venv` (for the next point).
 //! * A Python virtualenv `<target dir>/venv` with the API fuzzer
 //!   schemathesis and its dependencies at the versions pinned in
 //!   `xtask/api-fuzzer-requirements.txt`, from PyPI (see [`crate::venv`]).
@@ -116,6 +118,22 @@ const SYSTEM_TOOLS: &[SystemTool] = &[
         program: "ffmpeg",
         package: "ffmpeg",
         why: "generates the test clip the mpv tests play",
+    },
+    SystemTool {
+        program: "pulseaudio",
+        package: "pulseaudio",
+        why: "the acoustic measure's private sound server (one sink per player)",
+    },
+    SystemTool {
+        program: "parec",
+        package: "pulseaudio-utils",
+        why: "records every player's sink in the acoustic measure",
+    },
+    SystemTool {
+        program: "Xvfb",
+        package: "xvfb",
+        why: "a display for headed Chromium in the acoustic measure \
+              (WATCHPARTY_ACOUSTIC_XVFB=1, when headless sends no sound)",
     },
     SystemTool {
         program: EMOJI_FONT,

@@ -104,7 +104,28 @@ pub fn clip() -> PathBuf {
         &format!("watchparty-e2e-clip-{CLIP_SECS}s"),
         &format!("testsrc2=size=320x180:rate=25:duration={CLIP_SECS}"),
         "150k",
-        CLIP_SECS,
+        &tone(CLIP_SECS),
+    )
+}
+
+/// A 440 Hz tone of `secs` (an ffmpeg lavfi source).
+fn tone(secs: u32) -> String {
+    format!("sine=frequency=440:sample_rate=48000:duration={secs}")
+}
+
+/// Length of [`marker_clip`] (s).
+pub const MARKER_CLIP_SECS: u32 = 120;
+
+/// A clip whose audio is the acoustic measure's marker track (a chirp and
+/// an identity tone every second, `watchparty_e2e::acoustic`).
+pub fn marker_clip() -> PathBuf {
+    use watchparty_e2e::acoustic;
+    encode_clip(
+        // The version changes with the track's definition.
+        &format!("watchparty-e2e-markers-{MARKER_CLIP_SECS}s-v1"),
+        &format!("testsrc2=size=320x180:rate=25:duration={MARKER_CLIP_SECS}"),
+        "150k",
+        &acoustic::ffmpeg_marker_source(MARKER_CLIP_SECS, 48_000),
     )
 }
 
@@ -120,13 +141,13 @@ pub fn noise_clip() -> PathBuf {
             "nullsrc=size=320x180:rate=25:duration={NOISE_CLIP_SECS},geq=random(1)*255:128:128"
         ),
         "4M",
-        NOISE_CLIP_SECS,
+        &tone(NOISE_CLIP_SECS),
     )
 }
 
-/// Encodes (once per target dir) a WebM clip of `video` (an ffmpeg lavfi
-/// source) at `bitrate` with a 440 Hz tone.
-fn encode_clip(name: &str, video: &str, bitrate: &str, secs: u32) -> PathBuf {
+/// Encodes (once per target dir) a WebM clip of `video` at `bitrate` with
+/// `audio` (both ffmpeg lavfi sources).
+fn encode_clip(name: &str, video: &str, bitrate: &str, audio: &str) -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     let out = dir.join(format!("{name}.webm"));
     if out.is_file() {
@@ -145,9 +166,7 @@ fn encode_clip(name: &str, video: &str, bitrate: &str, secs: u32) -> PathBuf {
         ])
         .arg(video)
         .args(["-f", "lavfi", "-i"])
-        .arg(format!(
-            "sine=frequency=440:sample_rate=48000:duration={secs}"
-        ))
+        .arg(audio)
         .args([
             "-c:v",
             "libvpx",
@@ -483,4 +502,17 @@ pub fn record_room_life_figure(name: &str, ms: f64) {
         .open(&path)
         .unwrap();
     file.write_all(line.as_bytes()).unwrap();
+}
+
+/// Writes a measurement's JSON `doc` to `out` (a bench run names it; a
+/// plain test run writes nothing), saying where as `what`.
+pub fn write_measurement(out: Option<&std::path::Path>, doc: &Value, what: &str) {
+    let Some(out) = out else {
+        return;
+    };
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    std::fs::write(out, serde_json::to_string_pretty(doc).unwrap()).unwrap();
+    println!("{what}: {}", out.display());
 }

@@ -3,16 +3,21 @@
 //! elsewhere in the room (used by the reload tests).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 use watchparty_peer::crypto::PublicKey;
-use watchparty_peer::ids::RoomId;
+use watchparty_peer::ids::{ContentHash, RoomId};
+use watchparty_peer::message::MediaItem;
 use watchparty_peer::native::api_client::ApiClient;
 use watchparty_peer::native::config_store::new_signing_key;
-use watchparty_peer::native::driver::{DriverConfig, DriverEvent, DriverHandle, VirtualMedia};
+use watchparty_peer::native::driver::{
+    DriverConfig, DriverEvent, DriverHandle, MediaResolver, VirtualMedia,
+};
 use watchparty_peer::native::player::PlayerClock;
+use watchparty_peer::native::player::mpv::{MpvBackend, MpvConfig};
 use watchparty_peer::native::player::virtual_backend::VirtualBackend;
 use watchparty_peer::time::MediaPos;
 use watchparty_peer::virtual_player::VirtualPlayerConfig;
@@ -26,6 +31,25 @@ const EVENT_WAIT: Duration = Duration::from_secs(30);
 /// counting as a jump (sampling jitter, small corrective seeks).
 pub const BACKSTEP_TOLERANCE_MS: f64 = 500.0;
 
+/// The driver configuration of a native follower of `room` (signed in
+/// through `api`), host key pinned to `pin` when given.
+fn follower_config(
+    api: &ApiClient,
+    room: RoomId,
+    pin: Option<PublicKey>,
+    admit: Option<watchparty_peer::admit::AdmitSecret>,
+    jitter_seed: u64,
+) -> DriverConfig {
+    let url = api.signal_url(&room.to_string()).unwrap().to_string();
+    let mut cfg = DriverConfig::new(room, url, new_signing_key().unwrap());
+    // Every interface: Chromium never uses 127.0.0.1 candidates.
+    cfg.bind = SocketAddr::from(([0, 0, 0, 0], 0));
+    cfg.pinned_host = pin;
+    cfg.session.admit_secret = admit;
+    cfg.jitter_seed = jitter_seed;
+    cfg
+}
+
 /// A native follower of `room` (signed in through `api`), host key pinned
 /// to `pin` when given.
 pub async fn native_follower(
@@ -35,13 +59,7 @@ pub async fn native_follower(
     admit: Option<watchparty_peer::admit::AdmitSecret>,
 ) -> DriverHandle {
     let clock = PlayerClock::new(tokio::time::Instant::now());
-    let url = api.signal_url(&room.to_string()).unwrap().to_string();
-    let mut cfg = DriverConfig::new(room, url, new_signing_key().unwrap());
-    // Every interface: Chromium never uses 127.0.0.1 candidates.
-    cfg.bind = SocketAddr::from(([0, 0, 0, 0], 0));
-    cfg.pinned_host = pin;
-    cfg.session.admit_secret = admit;
-    cfg.jitter_seed = 11;
+    let cfg = follower_config(api, room, pin, admit, 11);
     let backend = VirtualBackend::new(
         VirtualPlayerConfig {
             duration: Some(MediaPos::from_millis(u64::from(CLIP_SECS) * 1000)),
@@ -50,6 +68,80 @@ pub async fn native_follower(
         clock,
     );
     DriverHandle::spawn(cfg, clock, backend, api.clone(), VirtualMedia)
+        .await
+        .unwrap()
+}
+
+/// The follower's "local copy" of the room's item is a clip on disk.
+pub struct ClipMedia(pub PathBuf);
+
+impl MediaResolver for ClipMedia {
+    async fn resolve(&self, item: MediaItem) -> Result<(String, ContentHash), String> {
+        Ok((self.0.to_string_lossy().into_owned(), item.hash))
+    }
+}
+
+/// Where a native follower joins a browser host's room: read from the
+/// host page's invite link (it pins the host key and carries the
+/// admission secret).
+pub struct Invite {
+    /// The invite link as the page shows it.
+    pub link: String,
+    /// The room.
+    pub room: RoomId,
+    /// The host key the link pins.
+    pub pin: Option<PublicKey>,
+    /// The admission secret the link carries.
+    pub admit: Option<watchparty_peer::admit::AdmitSecret>,
+}
+
+/// The invite of `room` that `host` (a page on the room it created) shows.
+pub async fn invite_of(host: &super::Browser, room: &str) -> Invite {
+    let link = host
+        .property(&host.find("#invite-link").await, "value")
+        .await;
+    let link = link.as_str().unwrap().to_owned();
+    let fragment = link.split_once('#').map_or("", |(_, f)| f).to_owned();
+    Invite {
+        room: room.parse().unwrap(),
+        pin: watchparty_peer::cert::parse_invite_fragment(&fragment).unwrap(),
+        admit: watchparty_peer::cert::parse_invite_secret(&fragment).unwrap(),
+        link,
+    }
+}
+
+/// Signs `user` in through the API and joins the invite's room.
+pub async fn api_join(site: &super::Site, user: &str, invite: &Invite) -> ApiClient {
+    let api = ApiClient::new(&site.base, None).unwrap();
+    api.login(user, super::PASSWORD).await.unwrap();
+    api.join_room(&invite.room.to_string(), None).await.unwrap();
+    api
+}
+
+/// A native follower whose player is a real mpv (started with `mpv_args`
+/// after `--no-config --vo=null`) playing `clip` as the room's item;
+/// returns once mpv has loaded it.
+pub async fn mpv_follower(
+    api: &ApiClient,
+    invite: &Invite,
+    mpv_args: Vec<String>,
+    clip: PathBuf,
+    jitter_seed: u64,
+) -> DriverHandle {
+    let clock = PlayerClock::new(tokio::time::Instant::now());
+    let cfg = follower_config(api, invite.room, invite.pin, invite.admit, jitter_seed);
+    let mut args = vec!["--no-config".to_owned(), "--vo=null".to_owned()];
+    args.extend(mpv_args);
+    let backend = MpvBackend::spawn(
+        MpvConfig {
+            args,
+            ..MpvConfig::default()
+        },
+        clock,
+    )
+    .await
+    .expect("mpv starts (`cargo xtask setup` installs it)");
+    DriverHandle::spawn(cfg, clock, backend, api.clone(), ClipMedia(clip))
         .await
         .unwrap()
 }
@@ -188,24 +280,15 @@ pub async fn mixed_room(bob_kind: super::BrowserKind) -> MixedRoom {
     sign_in(&alice, &site, "alice").await;
     sign_in(&bob, &site, "bob").await;
     let room = create_room(&alice, &site, &[("bob", "viewer"), ("nat", "viewer")]).await;
-    let link = alice
-        .property(&alice.find("#invite-link").await, "value")
-        .await;
-    let link = link.as_str().unwrap().to_owned();
-    // The link pins the host key and carries the admission secret.
-    let fragment = link.split_once('#').map_or("", |(_, f)| f);
-    let pin = watchparty_peer::cert::parse_invite_fragment(fragment).unwrap();
-    let admit = watchparty_peer::cert::parse_invite_secret(fragment).unwrap();
+    let invite = invite_of(&alice, &room).await;
     let opened = Instant::now();
-    bob.goto(&link).await;
+    bob.goto(&invite.link).await;
     bob.find("#video").await;
     wait_connected(&bob, 1).await;
     let bob_joined_in = opened.elapsed();
-    let api = ApiClient::new(&site.base, None).unwrap();
-    api.login("nat", PASSWORD).await.unwrap();
-    api.join_room(&room, None).await.unwrap();
+    let api = api_join(&site, "nat", &invite).await;
     let started = Instant::now();
-    let mut nat = native_follower(&api, room.parse().unwrap(), pin, admit).await;
+    let mut nat = native_follower(&api, invite.room, invite.pin, invite.admit).await;
     wait_event(&mut nat, "native follower joined", |e| {
         matches!(e, DriverEvent::Joined { .. })
     })

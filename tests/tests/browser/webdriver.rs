@@ -120,30 +120,50 @@ impl BrowserKind {
 
     /// The new-session capabilities for a browser on `profile` (Chromium's
     /// user data directory; Firefox's profile directory).
-    fn capabilities(self, autoplay: Autoplay, profile: &std::path::Path) -> Value {
+    fn capabilities(
+        self,
+        autoplay: Autoplay,
+        profile: &std::path::Path,
+        audio_env: &[(String, String)],
+    ) -> Value {
         match self {
             Self::Chromium => {
                 let policy = match autoplay {
                     Autoplay::Allowed => "no-user-gesture-required",
                     Autoplay::AfterActivation => "document-user-activation-required",
                 };
+                let mut args: Vec<String> = [
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-dev-shm-usage",
+                    "--disable-quic",
+                    "--no-first-run",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--disable-background-timer-throttling",
+                    "--disable-renderer-backgrounding",
+                    "--disable-features=WebRtcHideLocalIpsWithMdns",
+                    "--window-size=1280,860",
+                ]
+                .map(str::to_owned)
+                .to_vec();
+                args.push(format!("--autoplay-policy={policy}"));
+                args.push(format!("--user-data-dir={}", profile.display()));
+                // Sound only where the test listens (support/pulse.rs).
+                if audio_env.is_empty() {
+                    args.push("--mute-audio".into());
+                }
+                // Headed on the display the environment names (an Xvfb).
+                if !audio_env.iter().any(|(k, _)| k == "DISPLAY") {
+                    args.push("--headless=new".into());
+                }
                 json!({
                     "browserName": "chrome",
                     "goog:loggingPrefs": {"browser": "ALL"},
                     "goog:chromeOptions": {
                         "binary": self.binary(),
-                        "args": [
-                            "--headless=new", "--no-sandbox", "--disable-gpu",
-                            "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
-                            "--disable-background-networking", "--disable-component-update",
-                            "--disable-sync", "--mute-audio",
-                            "--disable-background-timer-throttling",
-                            "--disable-renderer-backgrounding",
-                            "--disable-features=WebRtcHideLocalIpsWithMdns",
-                            format!("--autoplay-policy={policy}"),
-                            "--window-size=1280,860",
-                            format!("--user-data-dir={}", profile.display()),
-                        ]
+                        "args": args
                     }
                 })
             }
@@ -201,6 +221,8 @@ pub struct Browser {
     /// Firefox: the BiDi connection, once opened (kept for the session).
     bidi: tokio::sync::Mutex<Option<Bidi>>,
     autoplay: Autoplay,
+    /// Chromium's sound: where it goes (empty: muted).
+    audio_env: Vec<(String, String)>,
     _profile: tempfile::TempDir,
 }
 
@@ -218,7 +240,29 @@ impl Browser {
     /// Starts a headless `kind` browser (its driver on a free port, a fresh
     /// profile) whose media may play as `autoplay` says.
     pub async fn launch(kind: BrowserKind, name: &str, autoplay: Autoplay) -> Browser {
-        Self::start_in_profile(kind, name, autoplay, tempfile::tempdir().unwrap()).await
+        Self::start_in_profile(
+            kind,
+            name,
+            autoplay,
+            tempfile::tempdir().unwrap(),
+            Vec::new(),
+        )
+        .await
+    }
+
+    /// Like [`Self::start`], but the page's sound is not muted and goes
+    /// where `audio_env` says (Chromium's process environment, e.g.
+    /// `PULSE_SERVER` and `PULSE_SINK`; see `support/pulse.rs`); headed on
+    /// the display it names with `DISPLAY`, if any.
+    pub async fn start_with_audio(name: &str, audio_env: &[(String, String)]) -> Browser {
+        Self::start_in_profile(
+            BrowserKind::Chromium,
+            name,
+            Autoplay::Allowed,
+            tempfile::tempdir().unwrap(),
+            audio_env.to_vec(),
+        )
+        .await
     }
 
     /// Quits the browser (as a person closing it) and starts it again on
@@ -230,8 +274,9 @@ impl Browser {
         let _ = self.driver.wait();
         let profile = std::mem::replace(&mut self._profile, tempfile::tempdir().unwrap());
         let (kind, name, autoplay) = (self.kind, self.name.clone(), self.autoplay);
+        let audio_env = std::mem::take(&mut self.audio_env);
         drop(self);
-        Self::start_in_profile(kind, &name, autoplay, profile).await
+        Self::start_in_profile(kind, &name, autoplay, profile, audio_env).await
     }
 
     /// Opens a new tab, closes the current one and continues in the new tab.
@@ -248,6 +293,7 @@ impl Browser {
         name: &str,
         autoplay: Autoplay,
         dir: tempfile::TempDir,
+        audio_env: Vec<(String, String)>,
     ) -> Browser {
         let driver_bin = kind
             .driver_path()
@@ -267,6 +313,7 @@ impl Browser {
         let mut command = Command::new(&driver_bin);
         command
             .args(kind.driver_args(port, bidi_port))
+            .envs(audio_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -297,7 +344,7 @@ impl Browser {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let caps = json!({
-            "capabilities": {"alwaysMatch": kind.capabilities(autoplay, &profile)}
+            "capabilities": {"alwaysMatch": kind.capabilities(autoplay, &profile, &audio_env)}
         });
         let r: Value = http
             .post(format!("{base}/session"))
@@ -326,6 +373,7 @@ impl Browser {
             bidi_url,
             bidi: tokio::sync::Mutex::new(None),
             autoplay,
+            audio_env,
             _profile: dir,
         };
         b.cmd(
