@@ -145,7 +145,9 @@ pub fn test_programs(step: Step) -> &'static [&'static str] {
         Step::Fmt | Step::Clippy | Step::ClippyWasm | Step::Deny => &[],
         // The isolated steps run under `unshare`, configured with `ip`; the
         // native tests drive mpv on clips made by ffmpeg; the whole-system
-        // tests also drop packets with nft.
+        // tests also drop packets with nft, build NAT routers in nested
+        // namespaces (`nsenter`, util-linux like `unshare`) and relay
+        // through coturn (`turnserver`).
         Step::Native => &["unshare", "ip", "mpv", "ffmpeg"],
         Step::Wasm => &[
             "unshare",
@@ -158,6 +160,7 @@ pub fn test_programs(step: Step) -> &'static [&'static str] {
             "unshare",
             "ip",
             "nft",
+            "turnserver",
             "mpv",
             "ffmpeg",
             CHROMIUM,
