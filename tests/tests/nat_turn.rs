@@ -32,6 +32,7 @@
 //! the selected candidate pair (`path`, `local_candidate`,
 //! `remote_candidate`).
 
+mod browser;
 mod support;
 
 use std::io::Write;
@@ -44,7 +45,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
-use support::procs::{Peer, Server, first_media, login, step};
+use support::procs::{Peer, Server, first_media, login, login_at, step};
 use watchparty_peer::native::relay::{GatherServer, Gatherer, RelayState, TurnAuth};
 use watchparty_signal::ws::config::TurnSecret;
 use watchparty_signal::ws::turn::turn_credential;
@@ -53,6 +54,9 @@ use watchparty_signal::ws::turn::turn_credential;
 const PUBLIC: &str = "203.0.113.1";
 /// coturn's port (STUN and TURN, UDP).
 const TURN_PORT: u16 = 3478;
+/// coturn's relayed ports: below Linux's ephemeral range (32768–60999), so
+/// a firewall can tell them from every other local UDP socket.
+const RELAY_PORTS: (u16, u16) = (30000, 30999);
 /// Lifetime of the server's TURN credentials in these tests.
 const TTL_SECS: u64 = 600;
 /// Longest wait for a link to come up (through NAT and relay, on a busy
@@ -248,9 +252,11 @@ impl Coturn {
         let log = dir.join("turn.log");
         let text = format!(
             "listening-ip={PUBLIC}\nrelay-ip={PUBLIC}\nlistening-port={TURN_PORT}\n\
-             min-port=49152\nmax-port=49999\nuse-auth-secret\nstatic-auth-secret={secret}\n\
+             min-port={}\nmax-port={}\nuse-auth-secret\nstatic-auth-secret={secret}\n\
              realm=watchparty.test\nfingerprint\nno-tls\nno-dtls\nno-cli\n\
              no-software-attribute\nsimple-log\nlog-file={}\npidfile={}\n",
+            RELAY_PORTS.0,
+            RELAY_PORTS.1,
             log.display(),
             dir.join("turn.pid").display()
         );
@@ -644,4 +650,95 @@ fn coturn_takes_the_servers_ephemeral_credentials_and_refuses_expired_ones() {
         credential: "bm90IHRoZSByaWdodCBtYWM=".into(),
     });
     assert!(matches!(forged, RelayState::Failed(_)), "{forged:?}");
+}
+
+/// In the test namespace (where the browser runs): UDP between local
+/// sockets and the homes only to and from coturn (its listening and relayed
+/// ports). The browser can then reach the homes only through the relay —
+/// a network that allows UDP to the TURN server and nothing else.
+struct UdpOnlyToTurn {
+    _dir: tempfile::TempDir,
+}
+
+impl UdpOnlyToTurn {
+    fn install() -> UdpOnlyToTurn {
+        let dir = tempfile::tempdir().unwrap();
+        let ports = format!("{{ {TURN_PORT}, {}-{} }}", RELAY_PORTS.0, RELAY_PORTS.1);
+        let script = format!(
+            "table inet wpturnonly {{\n\
+             chain out {{ type filter hook output priority filter; \
+             ip daddr 203.0.113.0/24 ip daddr != {PUBLIC} udp sport != {ports} drop; }}\n\
+             chain in {{ type filter hook input priority filter; \
+             ip saddr 203.0.113.0/24 ip saddr != {PUBLIC} udp dport != {ports} drop; }}\n\
+             }}\n"
+        );
+        let file = dir.path().join("turnonly.nft");
+        std::fs::write(&file, script).unwrap();
+        run("nft", &["-f", file.to_str().unwrap()]);
+        UdpOnlyToTurn { _dir: dir }
+    }
+}
+
+impl Drop for UdpOnlyToTurn {
+    fn drop(&mut self) {
+        let _ = Command::new("nft")
+            .args(["delete", "table", "inet", "wpturnonly"])
+            .output();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_and_native_behind_symmetric_nat_connect_through_the_turn_relay() {
+    if !in_netns() || !browser::browser_available() {
+        eprintln!("SKIPPED: needs the private namespace and Chromium of `cargo xtask test`");
+        return;
+    }
+    browser::require_room_client();
+    let topo = Topology::new([Nat::Symmetric, Nat::Symmetric]);
+    let dir = tempfile::tempdir().unwrap();
+    let secret = fresh_secret();
+    let _turn = Coturn::start(dir.path(), &secret);
+    let _fw = UdpOnlyToTurn::install();
+    let sec = secret.clone();
+    let site =
+        browser::Site::start_configured(&["alice", "bob"], &browser::clip(), true, move |c| {
+            c.signaling.stun_urls = vec![format!("stun:{PUBLIC}:{TURN_PORT}")];
+            c.signaling.turn_urls = vec![format!("turn:{PUBLIC}:{TURN_PORT}?transport=udp")];
+            c.signaling.turn_secret = Some(TurnSecret::new(sec));
+            c.signaling.turn_ttl_secs = TTL_SECS;
+        })
+        .await;
+    let port = site.base.rsplit(':').next().unwrap().to_owned();
+    let public_base = format!("http://{PUBLIC}:{port}");
+    let alice = browser::Browser::start("alice").await;
+    browser::sign_in(&alice, &site, "alice").await;
+    browser::create_room(&alice, &site, &[("bob", "viewer")]).await;
+    let link = alice
+        .property(&alice.find("#invite-link").await, "value")
+        .await;
+    let link = link.as_str().unwrap().replace(&site.base, &public_base);
+    step("browser host: room created");
+    // bob: the native CLI in home 2, behind a symmetric NAT.
+    let bob_dir = dir.path().join("bob");
+    std::fs::create_dir_all(&bob_dir).unwrap();
+    let home = topo.home(1);
+    let mut bob = tokio::task::block_in_place(|| {
+        login_at(&bob_dir, &public_base, "bob");
+        let args: Vec<String> = ["join", &link, "--player", "virtual", "--bind", "0.0.0.0:0"]
+            .map(String::from)
+            .to_vec();
+        let mut bob = Peer::spawn_in("bob", &bob_dir, &args, Some(home));
+        bob.wait_event("joined");
+        bob
+    });
+    let s = tokio::task::block_in_place(|| bob.status_until("a link to alice", CONNECT, link_up));
+    assert_eq!(neighbour(&s)["path"], "relay", "{s}");
+    browser::wait_connected(&alice, 1).await;
+    step("browser and native linked through the relay");
+    browser::click(&alice, "#btn-play").await;
+    tokio::task::block_in_place(|| {
+        bob.status_until("the host's play", CONNECT, |s| {
+            s["playback"]["paused"] == false
+        })
+    });
 }

@@ -683,6 +683,9 @@ struct PeerLink {
     pending_candidates: Vec<String>,
     /// Why the link could not be established (until it comes up).
     problem: Option<String>,
+    /// Display name from the member's certificate (signaling), for words
+    /// shown to people before the session knows the member.
+    name: Option<String>,
 }
 
 impl PeerLink {
@@ -697,6 +700,7 @@ impl PeerLink {
             retry_restart: false,
             pending_candidates: Vec::new(),
             problem: None,
+            name: None,
         }
     }
 }
@@ -1030,6 +1034,12 @@ where
                     .map(|m| m.certificate.claimed().user)
                     .filter(|u| *u != you)
                     .collect();
+                for m in members.as_slice() {
+                    let c = m.certificate.claimed();
+                    if c.user != you {
+                        self.link(c.user).name = Some(c.name.as_str().to_owned());
+                    }
+                }
                 let Some(session) = self.session.as_mut() else {
                     return;
                 };
@@ -1053,7 +1063,10 @@ where
                 let user = member.certificate.claimed().user;
                 let online = member.online;
                 if Some(user) != self.me() {
-                    self.link(user).online = online;
+                    let name = member.certificate.claimed().name.as_str().to_owned();
+                    let l = self.link(user);
+                    l.online = online;
+                    l.name = Some(name);
                 }
                 if let Some(s) = self.session.as_mut() {
                     s.handle_signal(msg, now);
@@ -1593,12 +1606,16 @@ where
             RelayState::Failed(why) => Some(why),
             _ => None,
         });
-        let name = self.session.as_ref().and_then(|s| {
-            s.peers(self.now())
-                .into_iter()
-                .find(|i| i.user == peer)
-                .and_then(|i| i.name.map(|n| n.as_str().to_owned()))
-        });
+        let name = self
+            .session
+            .as_ref()
+            .and_then(|s| {
+                s.peers(self.now())
+                    .into_iter()
+                    .find(|i| i.user == peer)
+                    .and_then(|i| i.name.map(|n| n.as_str().to_owned()))
+            })
+            .or_else(|| self.links.get(&peer).and_then(|l| l.name.clone()));
         let failure = LinkFailure {
             member: name.unwrap_or_else(|| format!("member {}", peer.get())),
             local,

@@ -245,12 +245,19 @@ impl Gatherer {
             inbound: VecDeque::new(),
             stats: GatherStats::default(),
         };
-        for s in servers {
+        // One entry per address; a TURN entry wins over a STUN-only one for
+        // the same address (coturn serves both on one port).
+        let mut merged: Vec<&GatherServer> = Vec::new();
+        for s in servers.iter().filter(|s| s.addr.is_ipv4()) {
+            match merged.iter_mut().find(|o| o.addr == s.addr) {
+                Some(o) if o.turn.is_none() && s.turn.is_some() => *o = s,
+                Some(_) => {}
+                None => merged.push(s),
+            }
+        }
+        for s in merged {
             if g.servers.len() >= MAX_GATHER_SERVERS {
                 break;
-            }
-            if !s.addr.is_ipv4() || g.servers.iter().any(|o| o.addr == s.addr) {
-                continue;
             }
             let Some(client) = new_client(base, s) else {
                 continue;
@@ -624,6 +631,25 @@ mod tests {
         }
         assert_eq!(n, 2 * MAX_GATHER_SERVERS);
         assert!(!g.done());
+    }
+
+    #[test]
+    fn a_turn_server_wins_over_a_stun_entry_for_the_same_address() {
+        let stun = GatherServer {
+            addr: "192.0.2.1:3478".parse().unwrap(),
+            turn: None,
+        };
+        let g = Gatherer::new(
+            "10.0.0.2:5000".parse().unwrap(),
+            &[stun, turn_server("192.0.2.1:3478")],
+            Instant::now(),
+        );
+        assert_eq!(g.servers.len(), 1);
+        assert!(g.has_turn());
+        assert_eq!(
+            g.relays().map(|(_, r)| r.clone()).collect::<Vec<_>>(),
+            vec![RelayState::Allocating]
+        );
     }
 
     #[test]

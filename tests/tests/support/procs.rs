@@ -272,10 +272,16 @@ fn tail(path: &Path) -> String {
 
 /// Logs `user` in with the CLI into config directory `dir`.
 pub fn login(dir: &Path, server: &Server, user: &str) {
+    login_at(dir, &server.base_url(), user);
+}
+
+/// Logs `user` in with the CLI into config directory `dir`, against the
+/// server at `url`.
+pub fn login_at(dir: &Path, url: &str, user: &str) {
     let mut child = Command::new(&bins().peer)
         .arg("--config-dir")
         .arg(dir)
-        .args(["login", "--server", &server.base_url(), "--user", user])
+        .args(["login", "--server", url, "--user", user])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
