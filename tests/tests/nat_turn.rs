@@ -46,7 +46,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 
 use support::procs::{Peer, Server, first_media, login, login_at, step};
-use watchparty_peer::native::relay::{GatherServer, Gatherer, RelayState, TurnAuth};
+use watchparty_peer::native::relay::{
+    GatherServer, Gatherer, MAX_RELAY_PERMISSIONS, RelayState, TurnAuth,
+};
 use watchparty_signal::ws::config::TurnSecret;
 use watchparty_signal::ws::turn::turn_credential;
 
@@ -142,7 +144,7 @@ impl Topology {
     fn new(nats: [Nat; 2]) -> Topology {
         let lock = TOPOLOGY.lock().unwrap_or_else(|e| e.into_inner());
         let dir = tempfile::tempdir().unwrap();
-        let _ = Command::new("ip").args(["link", "del", "wpub"]).output();
+        remove_links();
         run("ip", &["link", "add", "wpub", "type", "bridge"]);
         run(
             "ip",
@@ -233,10 +235,20 @@ impl Topology {
     }
 }
 
+/// Removes the bridge and the routers' bridge-side veth ends from the test
+/// namespace. Deleting one end of a veth deletes its peer; without this the
+/// ends would linger until the kernel finished destroying the routers'
+/// namespaces, and the next topology could not reuse the names.
+fn remove_links() {
+    for link in ["wpr1b", "wpr2b", "wpub"] {
+        let _ = Command::new("ip").args(["link", "del", link]).output();
+    }
+}
+
 impl Drop for Topology {
     fn drop(&mut self) {
-        // The namespaces (and the veth ends in them) go with their holders.
-        let _ = Command::new("ip").args(["link", "del", "wpub"]).output();
+        // The namespaces (and the links left in them) go with their holders.
+        remove_links();
     }
 }
 
@@ -249,7 +261,7 @@ struct Coturn {
 impl Coturn {
     fn start(dir: &Path, secret: &str) -> Coturn {
         let conf = dir.join("turnserver.conf");
-        let log = dir.join("turn.log");
+        let log = dir.join("coturn-log.txt");
         let text = format!(
             "listening-ip={PUBLIC}\nrelay-ip={PUBLIC}\nlistening-port={TURN_PORT}\n\
              min-port={}\nmax-port={}\nuse-auth-secret\nstatic-auth-secret={secret}\n\
@@ -303,10 +315,12 @@ impl Coturn {
     }
 
     fn log_text(&self) -> String {
-        // coturn names its log file after the date unless told otherwise;
-        // read every file that starts with our log's name.
+        // coturn may add a date to the log file's name (not with
+        // `simple-log`); read every file that starts with our log's stem
+        // (the config file holding the secret does not).
         let dir = self.log.parent().unwrap();
         let stem = self.log.file_stem().unwrap().to_string_lossy().into_owned();
+        assert!(!"turnserver.conf".starts_with(&stem));
         let mut out = String::new();
         for e in std::fs::read_dir(dir).unwrap().flatten() {
             if e.file_name().to_string_lossy().starts_with(&stem) {
@@ -585,6 +599,11 @@ fn symmetric_nat_without_turn_explains_the_failure() {
 
 /// Drives a [`Gatherer`] against coturn over a real socket until it is done.
 fn allocate(auth: TurnAuth) -> RelayState {
+    allocate_keep(auth).0
+}
+
+/// [`allocate`], also returning the gatherer.
+fn allocate_keep(auth: TurnAuth) -> (RelayState, Gatherer) {
     let sock = UdpSocket::bind((PUBLIC, 0)).unwrap();
     let base = sock.local_addr().unwrap();
     let server: SocketAddr = format!("{PUBLIC}:{TURN_PORT}").parse().unwrap();
@@ -614,7 +633,8 @@ fn allocate(auth: TurnAuth) -> RelayState {
         }
         g.handle_timeout(Instant::now());
     }
-    g.relays().map(|(_, r)| r.clone()).next().unwrap()
+    let state = g.relays().map(|(_, r)| r.clone()).next().unwrap();
+    (state, g)
 }
 
 #[test]
@@ -636,8 +656,32 @@ fn coturn_takes_the_servers_ephemeral_credentials_and_refuses_expired_ones() {
         }
     };
     let now = unix_now();
-    let fresh = allocate(mint(now + 600));
-    assert!(matches!(fresh, RelayState::Allocated(_)), "{fresh:?}");
+    let (fresh, mut g) = allocate_keep(mint(now + 600));
+    let RelayState::Allocated(relayed) = fresh else {
+        panic!("{fresh:?}");
+    };
+    // MAX_RELAY_PERMISSIONS crossed: the first datagram to each new address
+    // asks coturn for a permission (and is dropped); beyond the limit no
+    // more permissions are asked for.
+    while g.poll_transmit().is_some() {}
+    let t = Instant::now();
+    for i in 0..MAX_RELAY_PERMISSIONS {
+        let port = 1000 + u16::try_from(i).unwrap();
+        let to = SocketAddr::from(([198, 51, 100, 1], port));
+        assert!(!g.send(t, relayed, to, b"x"));
+        assert!(
+            g.poll_transmit().is_some(),
+            "no permission request for {to}"
+        );
+        while g.poll_transmit().is_some() {}
+    }
+    let over = SocketAddr::from(([198, 51, 100, 2], 9));
+    assert!(!g.send(t, relayed, over, b"x"));
+    assert!(g.poll_transmit().is_none(), "a permission beyond the limit");
+    assert_eq!(
+        g.stats().relay_dropped,
+        u64::try_from(MAX_RELAY_PERMISSIONS).unwrap() + 1
+    );
     let expired = allocate(mint(now - 60));
     assert_eq!(
         expired,

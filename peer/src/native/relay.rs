@@ -652,6 +652,66 @@ mod tests {
         );
     }
 
+    /// A TURN Data indication (RFC 8656 §11.4) from `from` carrying
+    /// `payload`, built by hand (no integrity: indications carry none).
+    fn data_indication(from: SocketAddr, payload: &[u8]) -> Vec<u8> {
+        let SocketAddr::V4(v4) = from else {
+            panic!("IPv4 only")
+        };
+        let mut attrs = Vec::new();
+        attrs.extend_from_slice(&[0x00, 0x12, 0x00, 0x08, 0x00, 0x01]);
+        attrs.extend_from_slice(&(v4.port() ^ 0x2112).to_be_bytes());
+        attrs.extend_from_slice(&(u32::from(*v4.ip()) ^ 0x2112_a442).to_be_bytes());
+        attrs.extend_from_slice(&[0x00, 0x13]);
+        attrs.extend_from_slice(&u16::try_from(payload.len()).unwrap().to_be_bytes());
+        attrs.extend_from_slice(payload);
+        while attrs.len() % 4 != 0 {
+            attrs.push(0);
+        }
+        let mut msg = vec![0x00, 0x17];
+        msg.extend_from_slice(&u16::try_from(attrs.len()).unwrap().to_be_bytes());
+        msg.extend_from_slice(&[0x21, 0x12, 0xa4, 0x42]);
+        msg.extend_from_slice(b"wp-data-ind!");
+        msg.extend_from_slice(&attrs);
+        msg
+    }
+
+    #[test]
+    fn relayed_datagrams_waiting_for_str0m_are_bounded() {
+        let now = Instant::now();
+        let server: SocketAddr = "192.0.2.1:3478".parse().unwrap();
+        let relayed: SocketAddr = "192.0.2.1:50000".parse().unwrap();
+        let peer: SocketAddr = "198.51.100.7:4242".parse().unwrap();
+        let mut g = Gatherer::new(
+            "10.0.0.2:5000".parse().unwrap(),
+            &[turn_server("192.0.2.1:3478")],
+            now,
+        );
+        // Before the allocation exists, relayed data is ignored.
+        g.handle_datagram(now, server, &data_indication(peer, b"early"));
+        assert_eq!(g.poll_inbound(), None);
+        g.servers[0].relay = Some(RelayState::Allocated(relayed));
+        for i in 0..MAX_RELAY_INBOUND + 3 {
+            let byte = u8::try_from(i % 256).unwrap();
+            g.handle_datagram(now, server, &data_indication(peer, &[byte]));
+        }
+        assert_eq!(g.stats().relay_inbound_dropped, 3);
+        let first = g.poll_inbound().unwrap();
+        assert_eq!(
+            first,
+            Relayed {
+                relayed,
+                from: peer,
+                data: vec![0],
+            }
+        );
+        let mut n = 1;
+        while g.poll_inbound().is_some() {
+            n += 1;
+        }
+        assert_eq!(n, MAX_RELAY_INBOUND);
+    }
+
     #[test]
     fn unanswered_allocation_fails_in_plain_words() {
         let mut now = Instant::now();

@@ -1377,6 +1377,14 @@ impl<P: Copy + Ord + fmt::Debug> RtcTransport<P> {
         None
     }
 
+    /// Test hook: how many remote candidates are remembered for `peer`.
+    #[cfg(test)]
+    pub(crate) fn remembered_remote_candidates(&self, peer: P) -> usize {
+        self.peers
+            .get(&peer)
+            .map_or(0, |c| c.remote_candidates.len())
+    }
+
     /// Test hook: writes raw bytes on an open channel, bypassing
     /// [`MAX_FRAME_SIZE`], to play a misbehaving remote.
     #[cfg(test)]
