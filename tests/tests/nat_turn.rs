@@ -731,27 +731,35 @@ impl Drop for UdpOnlyToTurn {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn browser_and_native_behind_symmetric_nat_connect_through_the_turn_relay() {
-    if !in_netns() || !browser::browser_available() {
-        eprintln!("SKIPPED: needs the private namespace and Chromium of `cargo xtask test`");
-        return;
-    }
+/// A browser host (alice, in the test namespace behind [`UdpOnlyToTurn`])
+/// and a native follower (bob, the CLI in home 2 behind a symmetric NAT);
+/// the server offers STUN, and TURN when `turn`.
+struct WebRoom {
+    alice: browser::Browser,
+    bob: Peer,
+    _site: browser::Site,
+    _fw: UdpOnlyToTurn,
+    _turn: Coturn,
+    _dir: tempfile::TempDir,
+    _topo: Topology,
+}
+
+async fn web_room(turn: bool) -> WebRoom {
     browser::require_room_client();
     let topo = Topology::new([Nat::Symmetric, Nat::Symmetric]);
     let dir = tempfile::tempdir().unwrap();
     let secret = fresh_secret();
-    let _turn = Coturn::start(dir.path(), &secret);
-    let _fw = UdpOnlyToTurn::install();
-    let sec = secret.clone();
-    let site =
-        browser::Site::start_configured(&["alice", "bob"], &browser::clip(), true, move |c| {
-            c.signaling.stun_urls = vec![format!("stun:{PUBLIC}:{TURN_PORT}")];
+    let coturn = Coturn::start(dir.path(), &secret);
+    let fw = UdpOnlyToTurn::install();
+    let site = browser::Site::start_configured(&["alice", "bob"], &browser::clip(), true, |c| {
+        c.signaling.stun_urls = vec![format!("stun:{PUBLIC}:{TURN_PORT}")];
+        if turn {
             c.signaling.turn_urls = vec![format!("turn:{PUBLIC}:{TURN_PORT}?transport=udp")];
-            c.signaling.turn_secret = Some(TurnSecret::new(sec));
+            c.signaling.turn_secret = Some(TurnSecret::new(secret));
             c.signaling.turn_ttl_secs = TTL_SECS;
-        })
-        .await;
+        }
+    })
+    .await;
     let port = site.base.rsplit(':').next().unwrap().to_owned();
     let public_base = format!("http://{PUBLIC}:{port}");
     let alice = browser::Browser::start("alice").await;
@@ -766,7 +774,7 @@ async fn browser_and_native_behind_symmetric_nat_connect_through_the_turn_relay(
     let bob_dir = dir.path().join("bob");
     std::fs::create_dir_all(&bob_dir).unwrap();
     let home = topo.home(1);
-    let mut bob = tokio::task::block_in_place(|| {
+    let bob = tokio::task::block_in_place(|| {
         login_at(&bob_dir, &public_base, "bob");
         let args: Vec<String> = ["join", &link, "--player", "virtual", "--bind", "0.0.0.0:0"]
             .map(String::from)
@@ -775,6 +783,24 @@ async fn browser_and_native_behind_symmetric_nat_connect_through_the_turn_relay(
         bob.wait_event("joined");
         bob
     });
+    WebRoom {
+        alice,
+        bob,
+        _site: site,
+        _fw: fw,
+        _turn: coturn,
+        _dir: dir,
+        _topo: topo,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_and_native_behind_symmetric_nat_connect_through_the_turn_relay() {
+    if !in_netns() || !browser::browser_available() {
+        eprintln!("SKIPPED: needs the private namespace and Chromium of `cargo xtask test`");
+        return;
+    }
+    let WebRoom { alice, mut bob, .. } = web_room(true).await;
     let s = tokio::task::block_in_place(|| bob.status_until("a link to alice", CONNECT, link_up));
     assert_eq!(neighbour(&s)["path"], "relay", "{s}");
     browser::wait_connected(&alice, 1).await;
@@ -785,4 +811,32 @@ async fn browser_and_native_behind_symmetric_nat_connect_through_the_turn_relay(
             s["playback"]["paused"] == false
         })
     });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_turn_the_web_page_explains_the_failed_link() {
+    if !in_netns() || !browser::browser_available() {
+        eprintln!("SKIPPED: needs the private namespace and Chromium of `cargo xtask test`");
+        return;
+    }
+    let room = web_room(false).await;
+    // Within the documented timeout, plus the page's start on a busy
+    // machine: the member row says who, what was tried and what to do.
+    let limit = watchparty_peer::ice::LINK_FAILURE_TIMEOUT + Duration::from_secs(40);
+    let text = room
+        .alice
+        .wait_until(
+            "the failed link explained next to bob",
+            "const e = document.querySelector('li.member .sync.problem'); \
+             return e && e.textContent",
+            limit,
+        )
+        .await;
+    let text = text.as_str().unwrap();
+    assert!(text.starts_with("Could not connect to bob"), "{text}");
+    assert!(
+        text.contains("the server offers no TURN relay; ask the host to configure one"),
+        "{text}"
+    );
+    assert!(text.contains("(host)"), "{text}");
 }
