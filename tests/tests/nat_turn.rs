@@ -800,14 +800,17 @@ async fn browser_and_native_behind_symmetric_nat_connect_through_the_turn_relay(
         eprintln!("SKIPPED: needs the private namespace and Chromium of `cargo xtask test`");
         return;
     }
-    let WebRoom { alice, mut bob, .. } = web_room(true).await;
-    let s = tokio::task::block_in_place(|| bob.status_until("a link to alice", CONNECT, link_up));
+    // Bound as a whole: the server, coturn and the namespaces live as long
+    // as the room.
+    let mut room = web_room(true).await;
+    let s =
+        tokio::task::block_in_place(|| room.bob.status_until("a link to alice", CONNECT, link_up));
     assert_eq!(neighbour(&s)["path"], "relay", "{s}");
-    browser::wait_connected(&alice, 1).await;
+    browser::wait_connected(&room.alice, 1).await;
     step("browser and native linked through the relay");
-    browser::click(&alice, "#btn-play").await;
+    browser::click(&room.alice, "#btn-play").await;
     tokio::task::block_in_place(|| {
-        bob.status_until("the host's play", CONNECT, |s| {
+        room.bob.status_until("the host's play", CONNECT, |s| {
             s["playback"]["paused"] == false
         })
     });
