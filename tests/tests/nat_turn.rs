@@ -469,19 +469,42 @@ fn host_controls_follower(room: &mut NatRoom) {
     });
 }
 
+/// A native room across two NATs of kind `nats`, with coturn running and
+/// the server offering STUN, and TURN when `turn`. Dropped in field order:
+/// the processes first, the namespaces last.
+struct Scene {
+    room: NatRoom,
+    secret: String,
+    turn: Coturn,
+    _dir: tempfile::TempDir,
+    _topo: Topology,
+}
+
+fn scene(nats: [Nat; 2], turn: bool) -> Scene {
+    let topo = Topology::new(nats);
+    let dir = tempfile::tempdir().unwrap();
+    let secret = fresh_secret();
+    let coturn = Coturn::start(dir.path(), &secret);
+    let room = NatRoom::start(&topo, server_config(dir.path(), &secret, turn));
+    Scene {
+        room,
+        secret,
+        turn: coturn,
+        _dir: dir,
+        _topo: topo,
+    }
+}
+
 #[test]
 fn endpoint_independent_nat_connects_directly_via_stun() {
     if !in_netns() {
         eprintln!("SKIPPED: needs the private namespace of `cargo xtask test`");
         return;
     }
-    let topo = Topology::new([Nat::EndpointIndependent, Nat::EndpointIndependent]);
-    let dir = tempfile::tempdir().unwrap();
-    let secret = fresh_secret();
-    let _turn = Coturn::start(dir.path(), &secret);
     // STUN only: a link can only be direct.
-    let mut room = NatRoom::start(&topo, server_config(dir.path(), &secret, false));
-    let [a, b] = wait_linked(&mut room);
+    let mut sc = scene([Nat::EndpointIndependent, Nat::EndpointIndependent], false);
+    let room = &mut sc.room;
+    let [a, b] = wait_linked(room);
     for s in [&a, &b] {
         let p = neighbour(s);
         assert_eq!(p["path"], "direct", "{s}");
@@ -500,7 +523,7 @@ fn endpoint_independent_nat_connects_directly_via_stun() {
         assert!(offered.contains(&"srflx"), "{s}");
         assert_eq!(s["ice"]["turn_offered"], false, "{s}");
     }
-    host_controls_follower(&mut room);
+    host_controls_follower(room);
 }
 
 #[test]
@@ -510,17 +533,14 @@ fn symmetric_nat_on_both_sides_connects_through_the_turn_relay() {
         return;
     }
     let started = unix_now();
-    let topo = Topology::new([Nat::Symmetric, Nat::Symmetric]);
-    let dir = tempfile::tempdir().unwrap();
-    let secret = fresh_secret();
-    let turn = Coturn::start(dir.path(), &secret);
-    let mut room = NatRoom::start(&topo, server_config(dir.path(), &secret, true));
-    let [a, b] = wait_linked(&mut room);
+    let mut sc = scene([Nat::Symmetric, Nat::Symmetric], true);
+    let (room, secret) = (&mut sc.room, sc.secret.clone());
+    let [a, b] = wait_linked(room);
     for s in [&a, &b] {
         assert_eq!(neighbour(s)["path"], "relay", "{s}");
         assert_eq!(s["ice"]["relays"], serde_json::json!(["allocated"]), "{s}");
     }
-    host_controls_follower(&mut room);
+    host_controls_follower(room);
 
     // The server's ephemeral credentials never reach a log: neither the
     // shared secret nor any credential it could have minted for these
@@ -556,7 +576,7 @@ fn symmetric_nat_on_both_sides_connects_through_the_turn_relay() {
         }
     }
     assert!(
-        !turn.log_text().contains(&secret),
+        !sc.turn.log_text().contains(&secret),
         "coturn logged the shared secret"
     );
 }
@@ -567,11 +587,8 @@ fn symmetric_nat_without_turn_explains_the_failure() {
         eprintln!("SKIPPED: needs the private namespace of `cargo xtask test`");
         return;
     }
-    let topo = Topology::new([Nat::Symmetric, Nat::Symmetric]);
-    let dir = tempfile::tempdir().unwrap();
-    let secret = fresh_secret();
-    let _turn = Coturn::start(dir.path(), &secret);
-    let mut room = NatRoom::start(&topo, server_config(dir.path(), &secret, false));
+    let mut sc = scene([Nat::Symmetric, Nat::Symmetric], false);
+    let room = &mut sc.room;
     let advice = "the server offers no TURN relay; ask the host to configure one";
     // Within the documented timeout (LINK_FAILURE_TIMEOUT, 30 s) plus the
     // time the room took to start on a busy machine.

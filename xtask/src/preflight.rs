@@ -42,7 +42,9 @@ const RUSTUP_COMPONENTS: [(&str, &str); 2] = [("fmt", "rustfmt"), ("clippy", "cl
 #[cfg(test)]
 /// Programs every Debian system has (coreutils, util-linux, procps, gzip,
 /// the shell): tests may start them without `setup` naming them.
-pub const BASE_PROGRAMS: [&str; 7] = ["sh", "date", "kill", "mkfifo", "gzip", "sleep", "true"];
+pub const BASE_PROGRAMS: [&str; 8] = [
+    "sh", "date", "kill", "mkfifo", "gzip", "sleep", "true", "nsenter",
+];
 
 /// Something a step needs that may be missing.
 #[derive(Debug, Clone, PartialEq, Eq)]
