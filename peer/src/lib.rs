@@ -19,6 +19,7 @@ mod codec;
 pub mod correction;
 pub mod crypto;
 pub mod frame;
+pub mod ice;
 pub mod ids;
 pub mod message;
 #[cfg(feature = "native")]

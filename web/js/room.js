@@ -941,7 +941,17 @@ function renderMembers(ctx, ui) {
       detached = !!(status && status.free_watch);
     }
     if (m.role === 'host') err = null; // the host's playback is the room's
-    setText(row.sync, syncText(err, buffering, detached, you ? null : (m.waited_for ?? p.waited_for)));
+    if (!you && m.problem) {
+      // The link could not be established: which member, what was tried,
+      // what to do (the peer's words, shared with the native CLI).
+      row.conn.dataset.state = 'failed';
+      setText(row.conn, connectionText('failed', m.online));
+      setText(row.sync, m.problem);
+      row.sync.classList.add('problem');
+    } else {
+      row.sync.classList.remove('problem');
+      setText(row.sync, syncText(err, buffering, detached, you ? null : (m.waited_for ?? p.waited_for)));
+    }
     const key = hostView && !you && m.role !== 'host' ? 'guest' : '';
     if (row.actionsKey !== key) {
       if (row.actions) row.actions.remove();

@@ -42,7 +42,9 @@ const RUSTUP_COMPONENTS: [(&str, &str); 2] = [("fmt", "rustfmt"), ("clippy", "cl
 #[cfg(test)]
 /// Programs every Debian system has (coreutils, util-linux, procps, gzip,
 /// the shell): tests may start them without `setup` naming them.
-pub const BASE_PROGRAMS: [&str; 7] = ["sh", "date", "kill", "mkfifo", "gzip", "sleep", "true"];
+pub const BASE_PROGRAMS: [&str; 8] = [
+    "sh", "date", "kill", "mkfifo", "gzip", "sleep", "true", "nsenter",
+];
 
 /// Something a step needs that may be missing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,9 +154,11 @@ pub fn test_programs(step: Step) -> &'static [&'static str] {
         Step::Fmt | Step::Clippy | Step::ClippyWasm | Step::Deny => &[],
         // The isolated steps run under `unshare`, configured with `ip`; the
         // native tests drive mpv on clips made by ffmpeg; the whole-system
-        // tests also drop packets with nft, and the acoustic test records
-        // the players through its own PulseAudio daemon (`pulseaudio`,
-        // `parec`; Xvfb only when asked for, so not required).
+        // tests also drop packets with nft, build NAT routers in nested
+        // namespaces (`nsenter`, util-linux like `unshare`), relay through
+        // coturn (`turnserver`), and the acoustic test records the players
+        // through its own PulseAudio daemon (`pulseaudio`, `parec`; Xvfb
+        // only when asked for, so not required).
         Step::Native => &["unshare", "ip", "mpv", "ffmpeg"],
         Step::Wasm => &[
             "unshare",
@@ -169,6 +173,7 @@ pub fn test_programs(step: Step) -> &'static [&'static str] {
             "unshare",
             "ip",
             "nft",
+            "turnserver",
             "mpv",
             "ffmpeg",
             "pulseaudio",

@@ -4,8 +4,9 @@
 //! * Rust: the `wasm32-unknown-unknown` target, `rustfmt`, `clippy` (rustup).
 //! * Debian packages: `gcc` (linker, native C code), `clang` and `llvm`
 //!   (ring's C code for wasm32), `chromium` and `chromium-driver` (browser
-//!   tests), `firefox-esr` (the same tests in Firefox), `nftables` and `iproute2` (network namespace tests),
-//!   `util-linux` (`unshare`).
+//!   tests), `firefox-esr` (the same tests in Firefox), `nftables` and
+//!   `iproute2` (network namespace tests), `util-linux` (`unshare`,
+//!   `nsenter`), `coturn` (the STUN/TURN server of the NAT tests).
 //!   Installing them needs root; without root the exact command is printed
 //!   and setup fails.
 //!   Also `mpv` and `ffmpeg` (the native player and its test clips),
@@ -108,6 +109,11 @@ const SYSTEM_TOOLS: &[SystemTool] = &[
         program: "unshare",
         package: "util-linux",
         why: "creates the tests' private network namespace",
+    },
+    SystemTool {
+        program: "turnserver",
+        package: "coturn",
+        why: "STUN/TURN server of the NAT and relay tests",
     },
     SystemTool {
         program: "mpv",

@@ -367,6 +367,7 @@ fn print_event(json: bool, e: &DriverEvent) {
             DriverEvent::NoLongerWaitedFor { message, .. } => println!("* {message}"),
             DriverEvent::Asks { asks } => print_asks(asks),
             DriverEvent::Refused { message } => println!("! {message}"),
+            DriverEvent::LinkFailed { message, .. } => println!("! {message}"),
             other => println!("* {other:?}"),
         }
     }
@@ -417,7 +418,27 @@ fn print_status(s: &watchparty_peer::native::driver::StatusSnapshot) {
             p.queued_bytes,
             p.attempts
         );
+        if let (Some(path), Some(l), Some(r)) = (p.path, p.local_candidate, p.remote_candidate) {
+            let how = if path == "relay" {
+                "through the TURN relay"
+            } else {
+                "directly"
+            };
+            println!("    connected {how} (candidate pair {l} → {r})");
+        }
+        if let Some(problem) = &p.problem {
+            println!("    ! {problem}");
+        }
     }
+    println!(
+        "  ice: offering {} (TURN relay: {})",
+        s.ice.local_candidates.join(", "),
+        if s.ice.turn_offered {
+            s.ice.relays.join(", ")
+        } else {
+            "none offered by the server".to_owned()
+        }
+    );
     println!("  rejected: {:?}", s.drops);
     println!("  counters: {:?}", s.counters);
     if let Some(r) = &s.refused_host_change {

@@ -47,12 +47,14 @@ use super::api_client::{ApiClient, TokenSource};
 use super::backoff::Backoff;
 use super::candidates::HostAddrs;
 use super::player::{BackendEvent, PlayerBackend, PlayerClock, PlayerError};
+use super::relay::{GatherServer, RelayState, TurnAuth, parse_ice_url};
 use super::rtc::{CloseReason, PeerState, SendError, TransportConfig, TransportEvent};
 use super::signal_client::{SignalClient, SignalConfig, SignalEvent};
 use super::udp::{BindError, UdpRtc};
 use crate::acceptance::{DropCounts, DropReason};
 use crate::channels::{self, ChannelId};
 use crate::crypto::{PublicKey, SigningKey};
+use crate::ice::{CandidateType, LinkFailure};
 use crate::ids::{ContentHash, Role, RoomId, UserId};
 use crate::message::{Fingerprint, MediaItem, Readiness};
 use crate::player::PlayerObservation;
@@ -60,7 +62,7 @@ use crate::session::{
     ChannelOpen, CommandError, Event, HostChangeRefusal, Output, PeerInfo, RefusedHostChange,
     Session, SessionConfig, SessionError, UserCommand, ask_text, policy_text,
 };
-use crate::signaling::{ClientMessage, ServerMessage};
+use crate::signaling::{ClientMessage, IceCandidate, IceServer, ServerMessage};
 use crate::time::{LocalTime, TimeDelta, WallTime};
 
 /// Capacity of the user-command queue.
@@ -305,6 +307,31 @@ pub struct PeerView {
     pub oversized_dropped: u64,
     /// Messages or channels from it with an id that is not ours.
     pub unknown_channel_dropped: u64,
+    /// The path the link uses: `relay` (through the TURN server) or
+    /// `direct`, from the selected candidate pair (refreshed every second).
+    pub path: Option<&'static str>,
+    /// Type of our side of the selected pair: `host` or `relay` (a
+    /// server-reflexive candidate sends from its host address).
+    pub local_candidate: Option<&'static str>,
+    /// Type of the member's side of the selected pair: `host`, `srflx`,
+    /// `prflx` or `relay`.
+    pub remote_candidate: Option<&'static str>,
+    /// Why the link could not be established, in plain words (which
+    /// member, what was tried, what to do), until it comes up.
+    pub problem: Option<String>,
+}
+
+/// ICE as this peer sees it (`status`).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct IceView {
+    /// Candidate types we offer: `host`, and `srflx` / `relay` once
+    /// gathered from the server's STUN/TURN servers.
+    pub local_candidates: Vec<&'static str>,
+    /// The server offered a TURN relay.
+    pub turn_offered: bool,
+    /// State of each TURN allocation: `allocating`, `allocated`, or the
+    /// failure in plain words.
+    pub relays: Vec<String>,
 }
 
 /// A status snapshot (`status` command, `--json`).
@@ -378,6 +405,8 @@ pub struct StatusSnapshot {
     pub policy: Option<String>,
     /// Host: the asks waiting for our decision, oldest first.
     pub asks: Vec<AskView>,
+    /// STUN/TURN: what we offer and the relay's state.
+    pub ice: IceView,
 }
 
 /// An ask waiting for the host's decision (status and event).
@@ -592,6 +621,18 @@ pub enum DriverEvent {
         /// A sentence for people.
         message: String,
     },
+    /// A link to a member could not be established within
+    /// [`crate::ice::LINK_FAILURE_TIMEOUT`]: what was tried and what to do.
+    LinkFailed {
+        /// The member.
+        peer: u64,
+        /// Candidate types we offered.
+        local: Vec<&'static str>,
+        /// Candidate types the member announced.
+        remote: Vec<&'static str>,
+        /// A sentence for people.
+        message: String,
+    },
     /// A status snapshot.
     Status(Box<StatusSnapshot>),
     /// The driver stopped.
@@ -651,6 +692,11 @@ struct PeerLink {
     /// The retry is an ICE restart (else a fresh offer).
     retry_restart: bool,
     pending_candidates: Vec<String>,
+    /// Why the link could not be established (until it comes up).
+    problem: Option<String>,
+    /// Display name from the member's certificate (signaling), for words
+    /// shown to people before the session knows the member.
+    name: Option<String>,
 }
 
 impl PeerLink {
@@ -664,6 +710,8 @@ impl PeerLink {
             retry_at: None,
             retry_restart: false,
             pending_candidates: Vec::new(),
+            problem: None,
+            name: None,
         }
     }
 }
@@ -742,6 +790,11 @@ struct Driver<B, R> {
     /// The item whose resolution is awaited (older results are stale).
     loading: Option<MediaItem>,
     stop: Option<String>,
+    /// Resolved STUN/TURN servers of a `hello` (name resolution runs in a
+    /// task; the loop never waits for DNS).
+    ice_tx: mpsc::Sender<Vec<GatherServer>>,
+    /// The last `hello` offered a TURN server.
+    turn_offered: bool,
 }
 
 impl DriverHandle {
@@ -783,6 +836,7 @@ impl DriverHandle {
         let mut cfg_session = config.session;
         // The player's own start-up guess (mpv starts in milliseconds).
         cfg_session.sync.startup_estimate_initial = backend.startup_hint();
+        let (ice_tx, ice_rx) = mpsc::channel(1);
         let driver = Driver {
             cfg_session,
             identity: Some(config.identity),
@@ -804,12 +858,14 @@ impl DriverHandle {
             load_tx,
             loading: None,
             stop: None,
+            ice_tx,
+            turn_offered: false,
         };
         // The span names the driver in traces (many drivers share a process
         // in tests and benches).
         let span = tracing::debug_span!("driver", port = local_addr.port());
         let task = tokio::spawn(tracing::Instrument::instrument(
-            driver.run(cmd_rx, load_rx),
+            driver.run(cmd_rx, load_rx, ice_rx),
             span,
         ));
         Ok(Self {
@@ -851,6 +907,7 @@ where
         mut self,
         mut commands: mpsc::Receiver<DriverCommand>,
         mut loads: mpsc::Receiver<Resolved>,
+        mut ice: mpsc::Receiver<Vec<GatherServer>>,
     ) -> Result<(), DriverError> {
         let result = loop {
             let wake = self.next_wake();
@@ -869,6 +926,7 @@ where
                     Some(c) => self.on_command(c),
                 },
                 Some((item, r)) = loads.recv() => self.on_loaded(item, r),
+                Some(servers) = ice.recv() => self.rtc.set_ice_servers(&servers),
                 () = tokio::time::sleep_until(wake) => self.on_timer(),
             }
             self.drain();
@@ -976,11 +1034,13 @@ where
                 server_key,
                 you,
                 ref members,
+                ref ice_servers,
                 ..
             } => {
                 if !self.ensure_session(server_key) {
                     return;
                 }
+                self.resolve_ice_servers(ice_servers.as_slice());
                 let online: Vec<UserId> = members
                     .as_slice()
                     .iter()
@@ -988,6 +1048,12 @@ where
                     .map(|m| m.certificate.claimed().user)
                     .filter(|u| *u != you)
                     .collect();
+                for m in members.as_slice() {
+                    let c = m.certificate.claimed();
+                    if c.user != you {
+                        self.link(c.user).name = Some(c.name.as_str().to_owned());
+                    }
+                }
                 let Some(session) = self.session.as_mut() else {
                     return;
                 };
@@ -1011,7 +1077,10 @@ where
                 let user = member.certificate.claimed().user;
                 let online = member.online;
                 if Some(user) != self.me() {
-                    self.link(user).online = online;
+                    let name = member.certificate.claimed().name.as_str().to_owned();
+                    let l = self.link(user);
+                    l.online = online;
+                    l.name = Some(name);
                 }
                 if let Some(s) = self.session.as_mut() {
                     s.handle_signal(msg, now);
@@ -1071,6 +1140,53 @@ where
                 }
             }
         }
+    }
+
+    /// Resolves the `hello`'s STUN/TURN servers in a task (names may need
+    /// DNS) and hands them to the transport through `ice_tx`.
+    fn resolve_ice_servers(&mut self, servers: &[IceServer]) {
+        let mut targets = Vec::new();
+        for s in servers {
+            let auth = match (&s.username, &s.credential) {
+                (Some(u), Some(c)) => Some(TurnAuth {
+                    username: u.as_str().to_owned(),
+                    credential: c.as_str().to_owned(),
+                }),
+                _ => None,
+            };
+            for url in s.urls.as_slice() {
+                let Some(t) = parse_ice_url(url.as_str()) else {
+                    continue;
+                };
+                // A TURN server needs credentials; without them it is
+                // still a STUN server.
+                let turn = if t.turn { auth.clone() } else { None };
+                targets.push((t.host, t.port, turn));
+            }
+        }
+        self.turn_offered = targets.iter().any(|(_, _, a)| a.is_some());
+        if targets.is_empty() {
+            return;
+        }
+        let tx = self.ice_tx.clone();
+        tokio::spawn(async move {
+            let mut out = Vec::new();
+            for (host, port, turn) in targets {
+                let addr = match host.parse::<std::net::IpAddr>() {
+                    Ok(ip) => Some(SocketAddr::new(ip, port)),
+                    Err(_) => tokio::net::lookup_host((host.as_str(), port))
+                        .await
+                        .ok()
+                        .and_then(|mut it| it.find(SocketAddr::is_ipv4)),
+                };
+                match addr {
+                    Some(addr) => out.push(GatherServer { addr, turn }),
+                    None => tracing::warn!(%host, "ice: cannot resolve STUN/TURN server"),
+                }
+            }
+            // A full channel means a newer `hello` is being resolved.
+            let _ = tx.try_send(out);
+        });
     }
 
     fn send_signal(&mut self, msg: ClientMessage) {
@@ -1184,6 +1300,19 @@ where
     fn on_transport(&mut self, ev: TransportEvent<UserId>) {
         let now = self.now();
         match ev {
+            TransportEvent::LocalCandidate(peer, line) => {
+                let Ok(candidate) = crate::signaling::Candidate::new(line) else {
+                    return;
+                };
+                self.send_signal(ClientMessage::Ice {
+                    to: peer,
+                    candidate: IceCandidate {
+                        candidate,
+                        sdp_mid: None,
+                        sdp_m_line_index: Some(0),
+                    },
+                });
+            }
             TransportEvent::Connected(peer) => {
                 tracing::debug!(
                     me = self.me().map(UserId::get),
@@ -1196,6 +1325,7 @@ where
                 l.open.insert(ch);
                 if l.open.len() >= channels::ALL.len() && !l.notified {
                     l.notified = true;
+                    l.problem = None;
                     l.backoff.reset();
                     l.retry_at = None;
                     let open = ChannelOpen {
@@ -1257,6 +1387,11 @@ where
                 l.retry_at = None;
                 if was_open && let Some(s) = self.session.as_mut() {
                     s.peer_disconnected(peer, now);
+                }
+                if !was_open
+                    && matches!(reason, CloseReason::ConnectTimeout | CloseReason::IceFailed)
+                {
+                    self.link_failed(peer);
                 }
                 self.emit(DriverEvent::PeerClosed {
                     peer: peer.get(),
@@ -1435,7 +1570,88 @@ where
             drops: info.map_or_else(BTreeMap::new, |i| labelled(&i.counters.drops)),
             oversized_dropped: st.as_ref().map_or(0, |s| s.oversized_dropped),
             unknown_channel_dropped: st.as_ref().map_or(0, |s| s.unknown_channel_dropped),
+            path: st.as_ref().and_then(|s| s.selected_pair).map(|(l, r)| {
+                if l == CandidateType::Relayed || r == CandidateType::Relayed {
+                    "relay"
+                } else {
+                    "direct"
+                }
+            }),
+            local_candidate: st
+                .as_ref()
+                .and_then(|s| s.selected_pair)
+                .map(|(l, _)| l.as_str()),
+            remote_candidate: st
+                .as_ref()
+                .and_then(|s| s.selected_pair)
+                .map(|(_, r)| r.as_str()),
+            problem: l.and_then(|l| l.problem.clone()),
         }
+    }
+
+    fn ice_view(&self) -> IceView {
+        IceView {
+            local_candidates: self
+                .rtc
+                .transport()
+                .local_types()
+                .into_iter()
+                .map(CandidateType::as_str)
+                .collect(),
+            turn_offered: self.turn_offered,
+            relays: self
+                .rtc
+                .transport()
+                .relays()
+                .into_iter()
+                .map(|(_, r)| match r {
+                    RelayState::Allocating => "allocating".to_owned(),
+                    RelayState::Allocated(_) => "allocated".to_owned(),
+                    RelayState::Failed(why) => why,
+                })
+                .collect(),
+        }
+    }
+
+    /// Explains a link that did not come up (logged, reported, shown in
+    /// `status`).
+    fn link_failed(&mut self, peer: UserId) {
+        let transport = self.rtc.transport();
+        let local = transport.local_types();
+        let remote = transport
+            .failed_remote_types(peer)
+            .map(<[CandidateType]>::to_vec)
+            .unwrap_or_default();
+        let relay_problem = transport.relays().into_iter().find_map(|(_, r)| match r {
+            RelayState::Failed(why) => Some(why),
+            _ => None,
+        });
+        let name = self
+            .session
+            .as_ref()
+            .and_then(|s| {
+                s.peers(self.now())
+                    .into_iter()
+                    .find(|i| i.user == peer)
+                    .and_then(|i| i.name.map(|n| n.as_str().to_owned()))
+            })
+            .or_else(|| self.links.get(&peer).and_then(|l| l.name.clone()));
+        let failure = LinkFailure {
+            member: name.unwrap_or_else(|| format!("member {}", peer.get())),
+            local,
+            remote,
+            turn_offered: self.turn_offered,
+            relay_problem,
+        };
+        let message = failure.explain();
+        tracing::warn!(peer = peer.get(), "{message}");
+        self.link(peer).problem = Some(message.clone());
+        self.emit(DriverEvent::LinkFailed {
+            peer: peer.get(),
+            local: failure.local.iter().map(|t| t.as_str()).collect(),
+            remote: failure.remote.iter().map(|t| t.as_str()).collect(),
+            message,
+        });
     }
 
     fn snapshot(&self) -> StatusSnapshot {
@@ -1503,6 +1719,7 @@ where
                 .map(RefusedHostChangeView::from),
             policy: s.map(|s| policy_text(&s.policy())),
             asks: s.map(ask_views).unwrap_or_default(),
+            ice: self.ice_view(),
         }
     }
 

@@ -3,6 +3,8 @@
 //! - [`rtc`]: the sans-I/O transport, many peer connections on one socket.
 //! - [`udp`]: the thin tokio wrapper that owns the UDP socket and timers.
 //! - [`candidates`]: which local addresses are announced as host candidates.
+//! - [`relay`]: STUN (server-reflexive) and TURN (relayed) candidates and the
+//!   relayed data path, sans I/O.
 //! - [`fingerprint`]: DTLS fingerprints for the signed-SDP binding.
 //! - [`player`]: player backends (virtual, mpv) for the driver.
 //! - [`driver`]: the tokio task around the room `Session` (signaling, WebRTC,
@@ -16,6 +18,7 @@ pub mod config_store;
 pub mod driver;
 pub mod fingerprint;
 pub mod player;
+pub mod relay;
 pub mod rtc;
 pub mod signal_client;
 mod str0m_log;

@@ -28,6 +28,16 @@
 //!   [`TransportConfig::disconnect_grace`]: a peer that never connects, or
 //!   goes silent and stays so, is dropped.
 //! - [`TransportConfig::max_peers`]: connections per transport.
+//! - [`MAX_REMOTE_CANDIDATES`]: remote candidates remembered per peer (for
+//!   naming the type of the selected pair and of what was tried).
+//!
+//! STUN/TURN: [`RtcTransport::set_ice_servers`] starts a
+//! [`super::relay::Gatherer`] on the same socket. Its server-reflexive and
+//! relayed candidates are added to every connection (new ones at creation,
+//! existing ones trickled: [`TransportEvent::LocalCandidate`]). Datagrams
+//! str0m sends from the relayed address go through the TURN server;
+//! datagrams from a STUN/TURN server go to the gatherer, and what it relays
+//! to us is fed to str0m as received on the relayed address.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
@@ -39,9 +49,10 @@ use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::channel::{ChannelConfig, Reliability};
 use str0m::config::{CryptoProvider, DtlsCert};
 use str0m::net::{Protocol, Receive};
-use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
+use str0m::{Candidate, CandidateKind, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
 
 use super::fingerprint::Fingerprint;
+use super::relay::{CandidateType, GatherServer, GatherStats, Gatherer, RelayState};
 use super::str0m_log::StreamDropCounter;
 use crate::channels::{self, ChannelId, ChannelSpec, Delivery};
 
@@ -58,6 +69,11 @@ pub const MAX_FRAME_SIZE: usize = 16 * 1024;
 /// the SCTP association.
 pub const SCTP_MAX_MESSAGE_SIZE: u32 = 64 * 1024;
 
+/// Remote candidates remembered per peer (address → type). More are still
+/// given to str0m, only not remembered: a pair on such an address is
+/// reported as peer-reflexive.
+pub const MAX_REMOTE_CANDIDATES: usize = 64;
+
 /// How often str0m reports a connection's statistics (the ICE round trip
 /// shown per peer in `status`).
 pub const STATS_INTERVAL: Duration = Duration::from_secs(1);
@@ -73,8 +89,9 @@ pub const DEFAULT_MAX_QUEUED_BYTES: usize = 256 * 1024;
 /// dropped as stalled.
 pub const DEFAULT_SEND_STALL_LIMIT: Duration = Duration::from_secs(10);
 
-/// Default time from creating a connection to DTLS being up.
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default time from creating a connection to DTLS being up; a link not up
+/// by then is explained to the user ([`crate::ice::LINK_FAILURE_TIMEOUT`]).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = crate::ice::LINK_FAILURE_TIMEOUT;
 
 /// Default time a connected peer may send nothing at all (ICE keeps a working
 /// pair alive with a check at least every [`IceTiming::max_rto`]) before it
@@ -187,6 +204,10 @@ pub enum TransportEvent<P> {
     Connected(P),
     /// A pre-negotiated channel is open and can carry data.
     ChannelOpen(P, ChannelId),
+    /// A local candidate was gathered after the connection's SDP was made:
+    /// the driver trickles it to the peer (`candidate:` line, for the one
+    /// media section, index 0).
+    LocalCandidate(P, String),
     /// A binary (or text) message arrived, at most [`MAX_FRAME_SIZE`] bytes.
     Data {
         /// Sender.
@@ -307,6 +328,11 @@ pub struct PeerStats {
     /// Round trip of the last ICE connectivity check on the selected
     /// candidate pair (refreshed every [`STATS_INTERVAL`]).
     pub rtt: Option<Duration>,
+    /// Types of the selected candidate pair, `(local, remote)` (refreshed
+    /// every [`STATS_INTERVAL`]): the path the link uses.
+    pub selected_pair: Option<(CandidateType, CandidateType)>,
+    /// Types of the candidates the peer announced (SDP and trickled).
+    pub remote_types: Vec<CandidateType>,
 }
 
 /// Transport-wide counters.
@@ -343,6 +369,11 @@ struct PeerConn {
     oversized_dropped: u64,
     unknown_channel_dropped: u64,
     rtt: Option<Duration>,
+    /// The selected pair's `(local, remote)` addresses, from str0m's stats.
+    selected: Option<(SocketAddr, SocketAddr)>,
+    /// Remote candidates announced by the peer, at most
+    /// [`MAX_REMOTE_CANDIDATES`].
+    remote_candidates: BTreeMap<SocketAddr, CandidateType>,
     remote_fingerprint: Option<Fingerprint>,
     /// Test hook: a channel on a stream id that is not ours, made by
     /// `raw_stream_write` to play a misbehaving remote.
@@ -379,6 +410,19 @@ pub struct RtcTransport<P> {
     /// Counts str0m's drops of data on unknown stream ids instead of
     /// logging each.
     stream_drops: StreamDropCounter,
+    /// STUN/TURN, once the driver gave servers.
+    gatherer: Option<Gatherer>,
+    /// Candidates gathered so far (added to every new connection).
+    gathered: Vec<(Candidate, CandidateType)>,
+    /// The gatherer's next deadline (cached: polling it needs `&mut`).
+    gather_timeout: Option<Instant>,
+    /// Remote candidate types of connections that failed to come up
+    /// (`ConnectTimeout` / `IceFailed`), until a new connection with the
+    /// peer starts; at most `max_peers` entries.
+    failed_remote_types: BTreeMap<P, Vec<CandidateType>>,
+    /// The latest `now` given to any call (for relaying datagrams from
+    /// [`Self::poll_transmit`], which takes none).
+    last_now: Instant,
 }
 
 impl<P> fmt::Debug for RtcTransport<P> {
@@ -444,7 +488,129 @@ impl<P: Copy + Ord + fmt::Debug> RtcTransport<P> {
             events: VecDeque::new(),
             stats: TransportStats::default(),
             stream_drops: StreamDropCounter::new(),
+            gatherer: None,
+            gathered: Vec::new(),
+            gather_timeout: None,
+            failed_remote_types: BTreeMap::new(),
+            last_now: Instant::now(),
         })
+    }
+
+    /// The local address server-reflexive and relayed candidates are based
+    /// on: the first non-loopback host candidate (where a datagram from a
+    /// server arrives), else the first.
+    fn gather_base(&self) -> Option<SocketAddr> {
+        self.local_candidates
+            .iter()
+            .find(|a| !a.ip().is_loopback())
+            .or_else(|| self.local_candidates.first())
+            .copied()
+    }
+
+    /// Starts STUN/TURN gathering from `servers` (resolved, IPv4), or, when
+    /// it already runs, hands it the servers' fresh credentials (a new
+    /// `hello`). An empty list changes nothing.
+    pub fn set_ice_servers(&mut self, servers: &[GatherServer], now: Instant) {
+        self.last_now = now;
+        match self.gatherer.as_mut() {
+            Some(g) => g.update_credentials(servers, now),
+            None if servers.is_empty() => return,
+            None => {
+                let Some(base) = self.gather_base() else {
+                    return;
+                };
+                self.gatherer = Some(Gatherer::new(base, servers, now));
+            }
+        }
+        self.pump_gatherer(now);
+    }
+
+    /// Local candidate types offered so far (host, and srflx/relay once
+    /// gathered).
+    #[must_use]
+    pub fn local_types(&self) -> Vec<CandidateType> {
+        let mut v = vec![CandidateType::Host];
+        for (_, t) in &self.gathered {
+            if !v.contains(t) {
+                v.push(*t);
+            }
+        }
+        v
+    }
+
+    /// The TURN servers and the state of their allocations (empty without
+    /// TURN).
+    #[must_use]
+    pub fn relays(&self) -> Vec<(SocketAddr, RelayState)> {
+        self.gatherer
+            .iter()
+            .flat_map(|g| g.relays().map(|(a, r)| (a, r.clone())))
+            .collect()
+    }
+
+    /// Whether STUN/TURN gathering is over (or never started).
+    #[must_use]
+    pub fn gathering_done(&self) -> bool {
+        self.gatherer.as_ref().is_none_or(Gatherer::done)
+    }
+
+    /// Releases the TURN allocations (at shutdown; the server would
+    /// otherwise keep them until their lifetime ends).
+    pub fn close_relays(&mut self, now: Instant) {
+        if let Some(g) = self.gatherer.as_mut() {
+            g.close(now);
+        }
+    }
+
+    /// Counters of the relay path.
+    #[must_use]
+    pub fn gather_stats(&self) -> GatherStats {
+        self.gatherer
+            .as_ref()
+            .map(Gatherer::stats)
+            .unwrap_or_default()
+    }
+
+    /// Moves what the gatherer produced where it belongs: new candidates
+    /// into every connection (trickled), relayed datagrams into str0m.
+    fn pump_gatherer(&mut self, now: Instant) {
+        let mut rounds = 0usize;
+        loop {
+            let Some(g) = self.gatherer.as_mut() else {
+                return;
+            };
+            if let Some((c, t)) = g.poll_candidate() {
+                tracing::info!(kind = t.as_str(), addr = %c.addr(), "ice: local candidate gathered");
+                let peers: Vec<P> = self.peers.keys().copied().collect();
+                for peer in peers {
+                    let Some(conn) = self.peers.get_mut(&peer) else {
+                        continue;
+                    };
+                    let line = conn
+                        .rtc
+                        .add_local_candidate(c.clone())
+                        .map(Candidate::to_sdp_string);
+                    if let Some(line) = line {
+                        self.events
+                            .push_back(TransportEvent::LocalCandidate(peer, line));
+                    }
+                    self.drain(peer, now);
+                }
+                self.gathered.push((c, t));
+                continue;
+            }
+            // Bounded by MAX_RELAY_INBOUND per call; the rounds cap is a
+            // second guard against a loop between str0m and the relay.
+            if rounds < super::relay::MAX_RELAY_INBOUND
+                && let Some(r) = g.poll_inbound()
+            {
+                rounds += 1;
+                self.receive(now, r.from, r.relayed, &r.data);
+                continue;
+            }
+            self.gather_timeout = g.poll_timeout();
+            return;
+        }
     }
 
     /// The SHA-256 fingerprint of this transport's DTLS certificate, as it
@@ -483,7 +649,33 @@ impl<P: Copy + Ord + fmt::Debug> RtcTransport<P> {
             oversized_dropped: c.oversized_dropped,
             unknown_channel_dropped: c.unknown_channel_dropped,
             rtt: c.rtt,
+            selected_pair: c.selected.map(|(local, remote)| {
+                (
+                    self.local_type(local),
+                    c.remote_candidates
+                        .get(&remote)
+                        .copied()
+                        .unwrap_or(CandidateType::PeerReflexive),
+                )
+            }),
+            remote_types: {
+                let mut v: Vec<CandidateType> = c.remote_candidates.values().copied().collect();
+                v.sort();
+                v.dedup();
+                v
+            },
         })
+    }
+
+    /// The type of a local address str0m sent from: relayed if it is our
+    /// TURN address, else host (a server-reflexive candidate sends from its
+    /// host base).
+    fn local_type(&self, addr: SocketAddr) -> CandidateType {
+        if self.gatherer.as_ref().is_some_and(|g| g.is_relayed(addr)) {
+            CandidateType::Relayed
+        } else {
+            CandidateType::Host
+        }
     }
 
     /// Transport-wide counters.
@@ -513,6 +705,9 @@ impl<P: Copy + Ord + fmt::Debug> RtcTransport<P> {
         if added == 0 {
             return Err(TransportError::NoLocalCandidate);
         }
+        for (c, _) in &self.gathered {
+            let _ = rtc.add_local_candidate(c.clone());
+        }
         Ok(PeerConn {
             rtc,
             state: PeerState::Connecting,
@@ -528,13 +723,16 @@ impl<P: Copy + Ord + fmt::Debug> RtcTransport<P> {
             oversized_dropped: 0,
             unknown_channel_dropped: 0,
             rtt: None,
+            selected: None,
+            remote_candidates: BTreeMap::new(),
             remote_fingerprint: None,
             #[cfg(test)]
             raw_stream: None,
         })
     }
 
-    fn check_room(&self, peer: P) -> Result<(), TransportError> {
+    fn check_room(&mut self, peer: P) -> Result<(), TransportError> {
+        self.failed_remote_types.remove(&peer);
         if self.peers.contains_key(&peer) {
             return Err(TransportError::PeerExists);
         }
@@ -597,7 +795,7 @@ impl<P: Copy + Ord + fmt::Debug> RtcTransport<P> {
 
         let replaces = match self.peers.get(&peer) {
             Some(existing) if existing.remote_fingerprint.as_ref() == Some(&offered_fp) => {
-                return self.renegotiate(peer, offer, now);
+                return self.renegotiate(peer, offer, sdp, now);
             }
             Some(_) => true,
             None => {
@@ -616,6 +814,7 @@ impl<P: Copy + Ord + fmt::Debug> RtcTransport<P> {
             let _ = direct.create_data_channel(channel_config(spec));
         }
         conn.remote_fingerprint = Some(offered_fp);
+        remember_sdp_candidates(&mut conn, sdp);
         if replaces {
             // Only now that the new offer applied cleanly.
             self.remove_peer(peer, CloseReason::Replaced, now);
@@ -629,12 +828,14 @@ impl<P: Copy + Ord + fmt::Debug> RtcTransport<P> {
         &mut self,
         peer: P,
         offer: SdpOffer,
+        sdp: &str,
         now: Instant,
     ) -> Result<String, TransportError> {
         let conn = self
             .peers
             .get_mut(&peer)
             .ok_or(TransportError::UnknownPeer)?;
+        remember_sdp_candidates(conn, sdp);
         // An offer from the remote supersedes any offer of ours (glare: the
         // remote's wins; our pending offer is void once theirs is accepted).
         conn.pending_offer = None;
@@ -687,6 +888,7 @@ impl<P: Copy + Ord + fmt::Debug> RtcTransport<P> {
         let result = conn.rtc.sdp_api().accept_answer(pending, answer);
         if result.is_ok() {
             conn.remote_fingerprint = Some(fp);
+            remember_sdp_candidates(conn, sdp);
         }
         self.drain(peer, now);
         result.map_err(|e| TransportError::RemoteSdp(e.to_string()))
@@ -712,6 +914,7 @@ impl<P: Copy + Ord + fmt::Debug> RtcTransport<P> {
         let line = line.strip_prefix("a=").unwrap_or(line);
         let c = Candidate::from_sdp_string(line)
             .map_err(|e| TransportError::RemoteSdp(e.to_string()))?;
+        remember_remote(conn, &c);
         conn.rtc.add_remote_candidate(c);
         self.drain(peer, now);
         Ok(())
@@ -754,10 +957,26 @@ impl<P: Copy + Ord + fmt::Debug> RtcTransport<P> {
         self.remove_peer(peer, CloseReason::Local, now);
     }
 
+    /// The candidate types `peer` announced on its last connection that
+    /// failed to come up (see [`CloseReason::ConnectTimeout`]).
+    #[must_use]
+    pub fn failed_remote_types(&self, peer: P) -> Option<&[CandidateType]> {
+        self.failed_remote_types.get(&peer).map(Vec::as_slice)
+    }
+
     fn remove_peer(&mut self, peer: P, reason: CloseReason, now: Instant) {
         let Some(mut conn) = self.peers.remove(&peer) else {
             return;
         };
+        if matches!(reason, CloseReason::ConnectTimeout | CloseReason::IceFailed) {
+            if self.failed_remote_types.len() >= self.config.max_peers {
+                self.failed_remote_types.clear();
+            }
+            let mut types: Vec<CandidateType> = conn.remote_candidates.values().copied().collect();
+            types.sort();
+            types.dedup();
+            self.failed_remote_types.insert(peer, types);
+        }
         if conn.rtc.is_alive() && conn.rtc.close().is_ok() {
             // Flush the close output (close_notify) of the closing instance.
             let _ = Self::drain_conn(&mut conn, peer, now, &mut self.transmits, &mut self.events);
@@ -819,9 +1038,29 @@ impl<P: Copy + Ord + fmt::Debug> RtcTransport<P> {
     }
 
     /// Feeds one received UDP datagram. `destination` must be the local
-    /// candidate address it arrived on. Datagrams no connection accepts are
-    /// dropped and counted.
+    /// candidate address it arrived on. Datagrams from a STUN/TURN server go
+    /// to the gatherer; others no connection accepts are dropped and counted.
     pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        contents: &[u8],
+    ) {
+        self.last_now = now;
+        if let Some(g) = self.gatherer.as_mut()
+            && g.claims(source)
+        {
+            g.handle_datagram(now, source, contents);
+            self.pump_gatherer(now);
+            return;
+        }
+        self.receive(now, source, destination, contents);
+    }
+
+    /// Hands a datagram (from the socket, or relayed to us by TURN) to the
+    /// connection that accepts it.
+    fn receive(
         &mut self,
         now: Instant,
         source: SocketAddr,
@@ -866,6 +1105,13 @@ impl<P: Copy + Ord + fmt::Debug> RtcTransport<P> {
 
     /// Advances time: str0m timers, connect/disconnect/stall deadlines.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.last_now = now;
+        if let Some(g) = self.gatherer.as_mut()
+            && self.gather_timeout.is_some_and(|t| t <= now)
+        {
+            g.handle_timeout(now);
+            self.pump_gatherer(now);
+        }
         let peers: Vec<P> = self.peers.keys().copied().collect();
         for peer in peers {
             let Some(conn) = self.peers.get_mut(&peer) else {
@@ -931,12 +1177,32 @@ impl<P: Copy + Ord + fmt::Debug> RtcTransport<P> {
                 ]
             })
             .flatten()
+            .chain(self.gather_timeout)
             .min()
     }
 
-    /// The next datagram to send.
+    /// The next datagram to send. What str0m sends from our relayed address
+    /// goes to the TURN server instead (see [`super::relay::Gatherer::send`]).
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front()
+        loop {
+            if let Some(g) = self.gatherer.as_mut()
+                && let Some((destination, contents)) = g.poll_transmit()
+            {
+                return Some(Transmit {
+                    source: self.gather_base().unwrap_or(destination),
+                    destination,
+                    contents,
+                });
+            }
+            let t = self.transmits.pop_front()?;
+            match self.gatherer.as_mut() {
+                Some(g) if g.is_relayed(t.source) => {
+                    g.send(self.last_now, t.source, t.destination, &t.contents);
+                    self.gather_timeout = g.poll_timeout();
+                }
+                _ => return Some(t),
+            }
+        }
     }
 
     /// The next event.
@@ -969,6 +1235,7 @@ impl<P: Copy + Ord + fmt::Debug> RtcTransport<P> {
     /// Drains `peer`'s `poll_output` until a timeout, translating events. A
     /// connection that errors or is no longer alive afterwards is removed.
     fn drain(&mut self, peer: P, now: Instant) {
+        self.last_now = now;
         let Some(conn) = self.peers.get_mut(&peer) else {
             return;
         };
@@ -1098,16 +1365,24 @@ impl<P: Copy + Ord + fmt::Debug> RtcTransport<P> {
             }
             Event::Closed => return Some(CloseReason::RemoteClosed),
             Event::PeerStats(st) => {
-                if let Some(rtt) = st
-                    .selected_candidate_pair
-                    .and_then(|p| p.current_round_trip_time)
-                {
-                    conn.rtt = Some(rtt);
+                if let Some(pair) = st.selected_candidate_pair {
+                    conn.selected = Some((pair.local.addr, pair.remote.addr));
+                    if let Some(rtt) = pair.current_round_trip_time {
+                        conn.rtt = Some(rtt);
+                    }
                 }
             }
             _ => {}
         }
         None
+    }
+
+    /// Test hook: how many remote candidates are remembered for `peer`.
+    #[cfg(test)]
+    pub(crate) fn remembered_remote_candidates(&self, peer: P) -> usize {
+        self.peers
+            .get(&peer)
+            .map_or(0, |c| c.remote_candidates.len())
     }
 
     /// Test hook: writes raw bytes on an open channel, bypassing
@@ -1159,6 +1434,40 @@ impl<P: Copy + Ord + fmt::Debug> RtcTransport<P> {
             .is_some_and(|mut ch| matches!(ch.write(true, data), Ok(true)));
         self.drain(peer, now);
         ok
+    }
+}
+
+/// The ICE type of a str0m candidate.
+fn candidate_type(kind: CandidateKind) -> CandidateType {
+    match kind {
+        CandidateKind::Host => CandidateType::Host,
+        CandidateKind::ServerReflexive => CandidateType::ServerReflexive,
+        CandidateKind::PeerReflexive => CandidateType::PeerReflexive,
+        CandidateKind::Relayed => CandidateType::Relayed,
+    }
+}
+
+/// Remembers a remote candidate's type by address (bounded).
+fn remember_remote(conn: &mut PeerConn, c: &Candidate) {
+    if conn.remote_candidates.len() < MAX_REMOTE_CANDIDATES
+        || conn.remote_candidates.contains_key(&c.addr())
+    {
+        conn.remote_candidates
+            .insert(c.addr(), candidate_type(c.kind()));
+    }
+}
+
+/// Remembers the `a=candidate:` lines of a remote SDP.
+fn remember_sdp_candidates(conn: &mut PeerConn, sdp: &str) {
+    for line in sdp.lines() {
+        if let Some(c) = line
+            .trim()
+            .strip_prefix("a=")
+            .filter(|l| l.starts_with("candidate:"))
+            .and_then(|l| Candidate::from_sdp_string(l).ok())
+        {
+            remember_remote(conn, &c);
+        }
     }
 }
 

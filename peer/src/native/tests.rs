@@ -507,6 +507,36 @@ fn unanswered_offer_times_out() {
 }
 
 #[test]
+fn remote_candidates_are_remembered_up_to_the_limit_and_named_after_a_failure() {
+    use crate::ice::CandidateType;
+    let mut w = Wire::new(TransportConfig::default());
+    w.a.create_offer(B, w.now).unwrap();
+    for i in 0..MAX_REMOTE_CANDIDATES + 6 {
+        let port = 20_000 + u16::try_from(i).unwrap();
+        let line = format!("candidate:{i} 1 udp 2130706431 198.51.100.7 {port} typ host");
+        w.a.add_remote_candidate(B, &line, w.now).unwrap();
+    }
+    w.a.add_remote_candidate(
+        B,
+        "candidate:99 1 udp 1694498815 203.0.113.9 40000 typ srflx raddr 0.0.0.0 rport 0",
+        w.now,
+    )
+    .unwrap();
+    // Full: the srflx one is given to str0m but not remembered.
+    assert_eq!(w.a.remembered_remote_candidates(B), MAX_REMOTE_CANDIDATES);
+    assert_eq!(
+        w.a.peer_stats(B).unwrap().remote_types,
+        vec![CandidateType::Host]
+    );
+    // Nothing answers: after the connect deadline the types tried are kept.
+    w.run_until(DEFAULT_CONNECT_TIMEOUT + Duration::from_secs(5), |w| {
+        !w.ev_a.is_empty()
+    });
+    assert_eq!(w.a.failed_remote_types(B), Some(&[CandidateType::Host][..]));
+    assert_eq!(w.a.local_types(), vec![CandidateType::Host]);
+}
+
+#[test]
 fn virtual_wire_connects_and_sends() {
     let mut w = Wire::new(TransportConfig::default());
     w.connect();

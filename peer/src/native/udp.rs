@@ -26,6 +26,7 @@ use tokio::net::UdpSocket;
 
 use super::candidates::HostAddrs;
 use super::fingerprint::Fingerprint;
+use super::relay::GatherServer;
 use super::rtc::{
     RtcTransport, SendError, SendOutcome, TransportConfig, TransportError, TransportEvent,
 };
@@ -224,6 +225,12 @@ impl<P: Copy + Ord + std::fmt::Debug> UdpRtc<P> {
         r
     }
 
+    /// See [`RtcTransport::set_ice_servers`].
+    pub fn set_ice_servers(&mut self, servers: &[GatherServer]) {
+        self.transport.set_ice_servers(servers, Instant::now());
+        self.flush();
+    }
+
     /// See [`RtcTransport::close_peer`].
     pub fn close_peer(&mut self, peer: P) {
         self.transport.close_peer(peer, Instant::now());
@@ -253,6 +260,7 @@ impl<P: Copy + Ord + std::fmt::Debug> UdpRtc<P> {
         for p in peers {
             self.transport.close_peer(p, now);
         }
+        self.transport.close_relays(now);
         self.flush();
         std::iter::from_fn(|| self.transport.poll_event()).collect()
     }

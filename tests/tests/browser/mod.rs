@@ -203,6 +203,18 @@ impl Site {
 
     /// [`Site::start`] with `clip` as the library's video.
     pub async fn start_with_clip(users: &[&str], clip: &std::path::Path) -> Site {
+        Self::start_configured(users, clip, false, |_| {}).await
+    }
+
+    /// [`Site::start_with_clip`], listening on every address of the
+    /// namespace when `all_addrs` (pages still load from 127.0.0.1), with
+    /// `configure` applied to the server's configuration.
+    pub async fn start_configured(
+        users: &[&str],
+        clip: &std::path::Path,
+        all_addrs: bool,
+        configure: impl FnOnce(&mut Config),
+    ) -> Site {
         let dir = tempfile::tempdir().unwrap();
         let lib = dir.path().join("lib");
         std::fs::create_dir_all(&lib).unwrap();
@@ -212,8 +224,14 @@ impl Site {
             "WEBVTT\n\n00:00.000 --> 00:05.000\nhello\n",
         )
         .unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
+        let bind = if all_addrs {
+            "0.0.0.0:0"
+        } else {
+            "127.0.0.1:0"
+        };
+        let listener = tokio::net::TcpListener::bind(bind).await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let base = format!("http://127.0.0.1:{port}");
         let mut config = Config::new(dir.path().join("data"));
         config.argon2 = Argon2Cost {
             memory_kib: 64,
@@ -223,6 +241,7 @@ impl Site {
         config.public_url = Some(base.clone());
         config.web_dir = web_dir();
         config.web_pkg_dir = Some(pkg_dir());
+        configure(&mut config);
         let state = AppState::new(config).await.unwrap();
         let st = state.clone();
         tokio::spawn(async move {

@@ -113,6 +113,11 @@ pub struct Server {
     pub data: PathBuf,
     /// The port it listens on (127.0.0.1).
     pub port: u16,
+    /// Host of [`Self::base_url`]: 127.0.0.1, or the address peers in
+    /// other namespaces reach it on (the server then binds 0.0.0.0).
+    pub url_host: String,
+    /// A TOML configuration file (`--config`).
+    pub config: Option<PathBuf>,
     log: PathBuf,
     child: Option<Child>,
 }
@@ -130,6 +135,8 @@ impl Server {
         let s = Server {
             data,
             port: free_port(),
+            url_host: "127.0.0.1".to_owned(),
+            config: None,
             log: root.join("server.log"),
             child: None,
         };
@@ -171,9 +178,9 @@ impl Server {
         );
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT` (or [`Self::url_host`]).
     pub fn base_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://{}:{}", self.url_host, self.port)
     }
 
     /// Starts `serve` and waits until `/healthz` answers.
@@ -184,10 +191,19 @@ impl Server {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = Command::new(&bins().signal)
+        let bind = if self.url_host == "127.0.0.1" {
+            "127.0.0.1"
+        } else {
+            "0.0.0.0"
+        };
+        let mut cmd = Command::new(&bins().signal);
+        if let Some(c) = &self.config {
+            cmd.arg("--config").arg(c);
+        }
+        let child = cmd
             .arg("--data-dir")
             .arg(&self.data)
-            .args(["serve", "--bind", &format!("127.0.0.1:{}", self.port)])
+            .args(["serve", "--bind", &format!("{bind}:{}", self.port)])
             .env_remove("WATCHPARTY_CONFIG")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -256,10 +272,16 @@ fn tail(path: &Path) -> String {
 
 /// Logs `user` in with the CLI into config directory `dir`.
 pub fn login(dir: &Path, server: &Server, user: &str) {
+    login_at(dir, &server.base_url(), user);
+}
+
+/// Logs `user` in with the CLI into config directory `dir`, against the
+/// server at `url`.
+pub fn login_at(dir: &Path, url: &str, user: &str) {
     let mut child = Command::new(&bins().peer)
         .arg("--config-dir")
         .arg(dir)
-        .args(["login", "--server", &server.base_url(), "--user", user])
+        .args(["login", "--server", url, "--user", user])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -316,13 +338,28 @@ pub struct Peer {
 
 impl Peer {
     fn spawn(name: &str, dir: &Path, args: &[String]) -> Peer {
+        Peer::spawn_in(name, dir, args, None)
+    }
+
+    /// `watchparty --json ARGS` with config directory `dir`; inside the
+    /// network namespace of process `netns` (through `nsenter`) if given.
+    pub fn spawn_in(name: &str, dir: &Path, args: &[String], netns: Option<u32>) -> Peer {
         let log = dir.join("peer.log");
         let err = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log)
             .unwrap();
-        let mut child = Command::new(&bins().peer)
+        let mut cmd = match netns {
+            None => Command::new(&bins().peer),
+            Some(pid) => {
+                let mut c = Command::new("nsenter");
+                c.args(["-t", &pid.to_string(), "-n", "--"])
+                    .arg(&bins().peer);
+                c
+            }
+        };
+        let mut child = cmd
             .arg("--config-dir")
             .arg(dir)
             .arg("--json")
@@ -374,6 +411,11 @@ impl Peer {
     pub fn join(name: &str, dir: &Path, link: &str) -> Peer {
         let args = ["join", link, "--player", "virtual", "--bind", "127.0.0.1:0"].map(String::from);
         Peer::spawn(name, dir, &args)
+    }
+
+    /// Its log (stderr) so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// The process id.

@@ -10,6 +10,7 @@ use watchparty_peer::admit::AdmitSecret;
 use watchparty_peer::backoff::Backoff;
 use watchparty_peer::channels::ChannelId;
 use watchparty_peer::crypto::{PublicKey, SigningKey};
+use watchparty_peer::ice::{CandidateType, LINK_FAILURE_TIMEOUT, LinkFailure};
 use watchparty_peer::ids::{Role, RoomId, UserId};
 use watchparty_peer::message::MediaItem;
 use watchparty_peer::negotiation::{Links, OfferDecision, Retry};
@@ -95,6 +96,29 @@ struct RosterEntry {
     online: bool,
 }
 
+/// What one connection attempt tried, for explaining a link that does not
+/// come up (`watchparty_peer::ice::LinkFailure`).
+struct IceTried {
+    /// When the connection was made.
+    since: LocalTime,
+    /// Candidate types we gathered.
+    local: Vec<CandidateType>,
+    /// Candidate types the member announced (SDP and trickled).
+    remote: Vec<CandidateType>,
+    /// Already explained (once per connection).
+    reported: bool,
+}
+
+impl IceTried {
+    fn note(list: &mut Vec<CandidateType>, line: &str) {
+        if let Some(t) = CandidateType::of_line(line)
+            && !list.contains(&t)
+        {
+            list.push(t);
+        }
+    }
+}
+
 /// The driver. See the parent module.
 pub struct Driver {
     weak: Weak<Shared>,
@@ -118,6 +142,10 @@ pub struct Driver {
     auth_failures: u32,
     stopped: Option<String>,
     server_ice: Vec<IceServer>,
+    /// Per connection: what ICE tried (one entry per connection).
+    ice_tried: BTreeMap<UserId, IceTried>,
+    /// Why the link to a member could not be established, until it is.
+    problems: BTreeMap<UserId, String>,
     // player and media
     player: MediaPlayer,
     next_sample: LocalTime,
@@ -173,6 +201,8 @@ impl Driver {
             auth_failures: 0,
             stopped: None,
             server_ice: Vec::new(),
+            ice_tried: BTreeMap::new(),
+            problems: BTreeMap::new(),
             player,
             next_sample: now,
             loading: None,
@@ -203,7 +233,16 @@ impl Driver {
     fn me(&self) -> Option<UserId> {
         self.session.as_ref().and_then(Session::user)
     }
+}
 
+/// [`LINK_FAILURE_TIMEOUT`] on the driver's clock.
+fn link_failure_timeout() -> watchparty_peer::time::TimeDelta {
+    watchparty_peer::time::TimeDelta::from_millis(
+        i64::try_from(LINK_FAILURE_TIMEOUT.as_millis()).unwrap_or(i64::MAX),
+    )
+}
+
+impl Driver {
     // ----------------------------------------------------------- timers --
 
     /// Milliseconds until the next timer input, if any.
@@ -216,6 +255,11 @@ impl Driver {
             self.links.next_retry(),
             self.reconnect_at,
             self.session.as_ref().map(|_| self.next_sample),
+            self.ice_tried
+                .values()
+                .filter(|t| !t.reported)
+                .map(|t| t.since + link_failure_timeout())
+                .min(),
         ];
         candidates
             .into_iter()
@@ -234,6 +278,21 @@ impl Driver {
             && s.poll_timeout().is_some_and(|t| t <= now)
         {
             s.handle_timeout(now);
+        }
+        let overdue: Vec<UserId> = self
+            .ice_tried
+            .iter()
+            .filter(|(p, t)| {
+                !t.reported
+                    && t.since + link_failure_timeout() <= now
+                    && !self.links.get(**p).is_some_and(|l| l.connected())
+            })
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in overdue {
+            // Not up within the documented time: explain, then start over.
+            self.link_failed(peer);
+            self.drop_conn(peer, true);
         }
         for (peer, retry) in self.links.due(now) {
             let up = self
@@ -525,6 +584,16 @@ impl Driver {
         match Conn::new(peer, conn_gen, &self.ice_servers(), &self.weak) {
             Ok(c) => {
                 self.conns.insert(peer, c);
+                let since = self.now();
+                self.ice_tried.insert(
+                    peer,
+                    IceTried {
+                        since,
+                        local: Vec::new(),
+                        remote: Vec::new(),
+                        reported: false,
+                    },
+                );
                 Some(conn_gen)
             }
             Err(e) => {
@@ -543,6 +612,7 @@ impl Driver {
         if self.conns.remove(&peer).is_none() {
             return;
         }
+        self.ice_tried.remove(&peer);
         let now = self.now();
         if self.links.closed(peer, now, retry)
             && let Some(s) = self.session.as_mut()
@@ -603,6 +673,7 @@ impl Driver {
         };
         conn.remote_fp = remote_fp;
         let pc = Rc::clone(&conn.pc);
+        self.note_remote_sdp(from, sdp);
         for c in self.links.take_candidates(from) {
             self.add_candidate(&pc, &c);
         }
@@ -640,6 +711,7 @@ impl Driver {
         self.links.answered(from);
         conn.remote_fp = watchparty_peer::sdp::fingerprint(sdp);
         let (conn_gen, pc) = (conn.conn_gen, Rc::clone(&conn.pc));
+        self.note_remote_sdp(from, sdp);
         let weak = self.weak.clone();
         let answer = SessionDescription {
             kind: SdpKind::Answer,
@@ -676,9 +748,55 @@ impl Driver {
         });
     }
 
+    /// Remembers the candidate types in a remote SDP.
+    fn note_remote_sdp(&mut self, peer: UserId, sdp: &str) {
+        if let Some(t) = self.ice_tried.get_mut(&peer) {
+            for line in sdp.lines().filter(|l| l.starts_with("a=candidate:")) {
+                IceTried::note(&mut t.remote, line);
+            }
+        }
+    }
+
+    /// Explains a link that did not come up: which member, what was tried,
+    /// what to do (the words are the core's, shared with the native peer).
+    fn link_failed(&mut self, peer: UserId) {
+        let Some(tried) = self.ice_tried.get_mut(&peer) else {
+            return;
+        };
+        tried.reported = true;
+        let (local, remote) = (tried.local.clone(), tried.remote.clone());
+        let turn_offered = self
+            .ice_servers()
+            .iter()
+            .any(|s| s.credential.is_some() && s.urls.iter().any(|u| u.starts_with("turn")));
+        let failure = LinkFailure {
+            member: self
+                .roster
+                .get(&peer)
+                .map_or_else(|| format!("member {}", peer.get()), |r| r.name.clone()),
+            local,
+            remote,
+            turn_offered,
+            relay_problem: None,
+        };
+        let message = failure.explain();
+        self.problems.insert(peer, message.clone());
+        self.emit(json!({
+            "type": "link_failed",
+            "user_id": peer.get(),
+            "local": failure.local.iter().map(|t| t.as_str()).collect::<Vec<_>>(),
+            "remote": failure.remote.iter().map(|t| t.as_str()).collect::<Vec<_>>(),
+            "message": message,
+        }));
+        self.emit_roster();
+    }
+
     fn on_remote_ice(&mut self, from: UserId, candidate: signaling::IceCandidate) {
         if candidate.candidate.as_str().is_empty() {
             return; // end of candidates
+        }
+        if let Some(t) = self.ice_tried.get_mut(&from) {
+            IceTried::note(&mut t.remote, candidate.candidate.as_str());
         }
         if let Some(pc) = self.conns.get(&from).map(|c| Rc::clone(&c.pc)) {
             self.add_candidate(&pc, &candidate);
@@ -735,6 +853,9 @@ impl Driver {
         if c.candidate.is_empty() {
             return;
         }
+        if let Some(t) = self.ice_tried.get_mut(&peer) {
+            IceTried::note(&mut t.local, &c.candidate);
+        }
         let (Ok(line), mid) = (
             signaling::Candidate::new(c.candidate),
             c.sdp_mid.map(signaling::SdpMid::new).transpose(),
@@ -767,6 +888,13 @@ impl Driver {
                 self.links.interrupted(peer, now);
             }
             ConnectionState::Failed | ConnectionState::Closed => {
+                let up = self.links.get(peer).is_some_and(|l| l.connected());
+                if state == ConnectionState::Failed
+                    && !up
+                    && self.ice_tried.get(&peer).is_some_and(|t| !t.reported)
+                {
+                    self.link_failed(peer);
+                }
                 self.drop_conn(peer, true);
                 return;
             }
@@ -788,6 +916,7 @@ impl Driver {
             remote_fingerprint: conn.remote_fp,
         };
         if self.links.channel_open(peer, channel) {
+            self.problems.remove(&peer);
             let now = self.now();
             if let Some(s) = self.session.as_mut() {
                 s.channel_open(open, now);
@@ -1126,6 +1255,7 @@ impl Driver {
                     "error_ms": s.and_then(|v| v.get("error_ms")).cloned(),
                     "buffering": s.and_then(|v| v.get("buffering")).cloned().unwrap_or(json!(false)),
                     "waited_for": s.and_then(|v| v.get("waited_for")).cloned(),
+                    "problem": self.problems.get(u),
                 })
             })
             .collect();
