@@ -13,6 +13,10 @@ use serde_json::Value;
 use watchparty_signal::media::probe::Prober;
 use watchparty_signal::media::scan::{DEFAULT_SCAN_MAX_ENTRIES, scan_library_probed};
 
+/// The test clip's duration as ffprobe reads it: 4 s of video, and its Opus
+/// track's last 20 ms frame ends at 4.008 s.
+const CLIP_MS: i64 = 4008;
+
 fn clip() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../wasm-peer/tests/assets/clip.webm")
 }
@@ -53,8 +57,8 @@ async fn scan_stores_the_probed_duration_and_rest_returns_it() {
     let token = s.login("root").await;
     let clip_id = s.item_id("clip.webm").await;
     let (one, listed) = duration_via_rest(&s, &token, clip_id).await;
-    assert_eq!(one, 4000, "clip.webm is 4 s");
-    assert_eq!(listed, 4000);
+    assert_eq!(one, CLIP_MS, "clip.webm is 4.008 s");
+    assert_eq!(listed, CLIP_MS);
     // The fake MP4 (right magic, no real content) has no duration.
     let movie = s.item_id("films/movie.mp4").await;
     let (one, listed) = duration_via_rest(&s, &token, movie).await;
@@ -96,12 +100,12 @@ async fn without_ffprobe_the_scan_succeeds_and_a_later_scan_fills_durations_in()
     .unwrap();
     assert_eq!(r.unchanged, 1, "{r:?}");
     let (one, listed) = duration_via_rest(&s, &token, id).await;
-    assert_eq!((one, listed), (Value::from(4000), Value::from(4000)));
+    assert_eq!((one, listed), (Value::from(CLIP_MS), Value::from(CLIP_MS)));
     // A later scan without ffprobe keeps the stored duration.
     let missing = Prober::new("/nonexistent/ffprobe", Duration::from_secs(1));
     scan_library_probed(&s.state.db, lib, DEFAULT_SCAN_MAX_ENTRIES, missing)
         .await
         .unwrap();
     let (one, _) = duration_via_rest(&s, &token, id).await;
-    assert_eq!(one, 4000);
+    assert_eq!(one, CLIP_MS);
 }

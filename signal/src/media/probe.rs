@@ -218,7 +218,8 @@ mod tests {
             return;
         }
         let ms = Prober::default().try_duration_ms(&clip()).unwrap();
-        assert_eq!(ms, 4000, "clip.webm is 4 s");
+        // 4 s of video; its Opus track's last 20 ms frame ends at 4.008 s.
+        assert_eq!(ms, 4008, "clip.webm is 4.008 s");
     }
 
     #[test]
